@@ -1,0 +1,57 @@
+// Builders for the messages localdns writes: error replies, upstream queries
+// and client replies made from upstream answers. All write into caller-owned
+// buffers, return the length written (0 when `out` is too small), never allocate.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include <localdns/dns/message.hpp>
+
+namespace localdns::dns {
+
+// Everything a reply must echo back to one client, copied out of its query so
+// the query buffer can be reused while the answer is being fetched.
+struct ReplyShape {
+  std::uint16_t id = 0;
+  std::uint16_t flags = 0;                         // the query's flags; RD and CD are echoed
+  std::array<std::uint8_t, kMaxNameSize> qname{};  // letter case as the client wrote it
+  std::uint8_t qname_len = 0;
+  std::uint16_t qtype = 0;
+  std::uint16_t qclass = 0;
+  bool edns = false;
+  bool do_bit = false;
+  std::uint16_t limit = kClassicUdpSize;  // largest reply the transport allows
+
+  Question question() const { return {Bytes(qname.data(), qname_len), qtype, qclass}; }
+};
+
+// Fills a ReplyShape from a parsed query (status Ok). `limit` is the client's
+// UDP limit, or kMaxMessageSize for TCP.
+ReplyShape make_reply_shape(const QueryView& q, std::size_t limit);
+
+// Reply with only header, question (when valid) and OPT (when the query had
+// one). For QueryStatus::BadVers the OPT carries extended RCODE BADVERS.
+std::size_t build_error_reply(const QueryView& q, Rcode rcode, MutableBytes out);
+std::size_t build_error_reply(const ReplyShape& shape, Rcode rcode, MutableBytes out);
+
+struct OutgoingQuery {
+  Question question;  // qname is copied in lower case
+  std::uint16_t id = 0;
+  bool rd = true;
+  bool cd = false;
+  bool do_bit = false;
+};
+
+// An upstream query: one question in lower case (so answers are shareable
+// between clients) and an OPT advertising kEdnsUdpSize.
+std::size_t build_query(const OutgoingQuery& q, MutableBytes out);
+
+// Turns an upstream answer into this client's reply: its ID, its RD/CD bits,
+// its qname letter case, an OPT exactly when the client sent one, and TC=1
+// with empty sections when the result would exceed `shape.limit`.
+std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const ReplyShape& shape,
+                               MutableBytes out);
+
+}  // namespace localdns::dns

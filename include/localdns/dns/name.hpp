@@ -1,0 +1,46 @@
+// Domain names in wire form (RFC 1035 3.1, 4.1.4): validation, skipping over
+// compressed names, case-insensitive comparison and presentation form.
+// Pure functions; thread-safe; only the text conversions allocate.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <localdns/dns/wire.hpp>
+
+namespace localdns::dns {
+
+// ASCII-only lowering: DNS case-insensitivity covers A-Z alone (RFC 4343).
+inline constexpr std::uint8_t lower(std::uint8_t c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<std::uint8_t>(c + ('a' - 'A')) : c;
+}
+
+// Length of the uncompressed name starting at `pos`, label bytes included.
+// Fails on compression pointers, bad label types, or names over 255 bytes.
+std::optional<std::size_t> uncompressed_name_length(Bytes msg, std::size_t pos);
+
+// Offset just past the (possibly compressed) name starting at `pos`, after
+// checking that following its pointers stays inside `msg`, moves strictly
+// backwards, and yields a name of at most 255 bytes.
+std::optional<std::size_t> skip_name(Bytes msg, std::size_t pos);
+
+// Case-insensitive equality of two uncompressed wire names of equal length.
+bool names_equal(Bytes a, Bytes b);
+
+// Copies the name in lower case; `out` must hold `name.size()` bytes.
+void lowercase_name(Bytes name, std::uint8_t* out);
+
+// Wire form of a presentation name ("cluster.local", "cluster.local.", ".").
+// Lowercased. std::nullopt on empty labels, labels over 63 or names over 255.
+std::optional<std::string> name_from_text(std::string_view text);
+
+// Presentation form of an uncompressed wire name, with a trailing dot.
+std::string name_to_text(Bytes wire);
+inline std::string name_to_text(std::string_view wire) {
+  return name_to_text(Bytes(reinterpret_cast<const std::uint8_t*>(wire.data()), wire.size()));
+}
+
+}  // namespace localdns::dns

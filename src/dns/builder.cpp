@@ -1,0 +1,153 @@
+#include <algorithm>
+#include <cstring>
+
+#include <localdns/dns/builder.hpp>
+#include <localdns/dns/name.hpp>
+
+namespace localdns::dns {
+namespace {
+
+constexpr std::uint16_t kEchoedQueryFlags = kFlagRD | kFlagCD;
+
+// Writes an OPT RR: root owner, our payload size, extended RCODE high bits,
+// version 0, DO echoed (RFC 3225 3), no options.
+std::uint8_t* write_opt(std::uint8_t* p, std::uint8_t ext_rcode_high, bool do_bit) {
+  *p++ = 0;
+  write_u16(p, static_cast<std::uint16_t>(Type::OPT));
+  write_u16(p + 2, kEdnsUdpSize);
+  std::uint32_t ttl = (std::uint32_t{ext_rcode_high} << 24) | (do_bit ? kEdnsFlagDO : 0u);
+  write_u32(p + 4, ttl);
+  write_u16(p + 8, 0);
+  return p + 10;
+}
+
+std::uint8_t* write_question(std::uint8_t* p, Bytes qname, std::uint16_t qtype,
+                             std::uint16_t qclass) {
+  std::memcpy(p, qname.data(), qname.size());
+  p += qname.size();
+  write_u16(p, qtype);
+  write_u16(p + 2, qclass);
+  return p + 4;
+}
+
+struct ErrorParts {
+  std::uint16_t id;
+  std::uint16_t query_flags;
+  const Question* question;  // null: no question section
+  bool edns;
+  bool do_bit;
+  std::uint16_t ext_rcode;  // full 12-bit RCODE
+};
+
+std::size_t write_error(const ErrorParts& e, MutableBytes out) {
+  std::size_t need =
+      kHeaderSize + (e.question ? e.question->qname.size() + 4 : 0) + (e.edns ? kOptRecordSize : 0);
+  if (out.size() < need) return 0;
+  Header h;
+  h.id = e.id;
+  h.flags =
+      static_cast<std::uint16_t>(kFlagQR | kFlagRA | (e.query_flags & kOpcodeMask) |
+                                 (e.query_flags & kEchoedQueryFlags) | (e.ext_rcode & kRcodeMask));
+  h.qdcount = e.question ? 1 : 0;
+  h.arcount = e.edns ? 1 : 0;
+  h.write(out.data());
+  std::uint8_t* p = out.data() + kHeaderSize;
+  if (e.question) p = write_question(p, e.question->qname, e.question->qtype, e.question->qclass);
+  if (e.edns) p = write_opt(p, static_cast<std::uint8_t>(e.ext_rcode >> 4), e.do_bit);
+  return static_cast<std::size_t>(p - out.data());
+}
+
+}  // namespace
+
+ReplyShape make_reply_shape(const QueryView& q, std::size_t limit) {
+  ReplyShape s;
+  s.id = q.header.id;
+  s.flags = q.header.flags;
+  s.qname_len = static_cast<std::uint8_t>(q.question.qname.size());
+  std::memcpy(s.qname.data(), q.question.qname.data(), q.question.qname.size());
+  s.qtype = q.question.qtype;
+  s.qclass = q.question.qclass;
+  s.edns = q.edns.present;
+  s.do_bit = q.edns.do_bit;
+  s.limit = static_cast<std::uint16_t>(std::min<std::size_t>(limit, kMaxMessageSize));
+  return s;
+}
+
+std::size_t build_error_reply(const QueryView& q, Rcode rcode, MutableBytes out) {
+  std::uint16_t ext = static_cast<std::uint16_t>(rcode);
+  if (q.status == QueryStatus::BadVers) ext = kExtRcodeBadVers;
+  ErrorParts e{q.header.id,    q.header.flags, q.question_valid ? &q.question : nullptr,
+               q.edns.present, q.edns.do_bit,  ext};
+  return write_error(e, out);
+}
+
+std::size_t build_error_reply(const ReplyShape& shape, Rcode rcode, MutableBytes out) {
+  Question question = shape.question();
+  ErrorParts e{shape.id,   shape.flags,  &question,
+               shape.edns, shape.do_bit, static_cast<std::uint16_t>(rcode)};
+  return write_error(e, out);
+}
+
+std::size_t build_query(const OutgoingQuery& q, MutableBytes out) {
+  std::size_t need = kHeaderSize + q.question.qname.size() + 4 + kOptRecordSize;
+  if (out.size() < need) return 0;
+  Header h;
+  h.id = q.id;
+  h.flags = static_cast<std::uint16_t>((q.rd ? kFlagRD : 0) | (q.cd ? kFlagCD : 0));
+  h.qdcount = 1;
+  h.arcount = 1;
+  h.write(out.data());
+  std::uint8_t* p = out.data() + kHeaderSize;
+  lowercase_name(q.question.qname, p);
+  p += q.question.qname.size();
+  write_u16(p, q.question.qtype);
+  write_u16(p + 2, q.question.qclass);
+  p = write_opt(p + 4, 0, q.do_bit);
+  return static_cast<std::size_t>(p - out.data());
+}
+
+std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const ReplyShape& shape,
+                               MutableBytes out) {
+  // Records are copied verbatim except the OPT, which is replaced by ours (or
+  // dropped); compression pointers stay valid because everything before them
+  // keeps its offset and the OPT owner is the uncompressed root.
+  std::size_t opt_size = rv.opt ? rv.opt->end() - rv.opt->offset : 0;
+  std::size_t body_end = answer.size();
+  std::size_t size = answer.size() - opt_size + (shape.edns ? kOptRecordSize : 0);
+  Header h = rv.header;
+  h.id = shape.id;
+  h.flags = static_cast<std::uint16_t>((h.flags & ~kEchoedQueryFlags) |
+                                       (shape.flags & kEchoedQueryFlags));
+  if (shape.qname_len != rv.question.qname.size()) return 0;
+  if (size > shape.limit) {
+    // RFC 2181 9 / RFC 7766 5: signal truncation, the client retries over TCP.
+    Question q = shape.question();
+    ErrorParts e{shape.id, shape.flags, &q, shape.edns, shape.do_bit, 0};
+    std::size_t n = write_error(e, out);
+    if (n == 0) return 0;
+    write_u16(out.data() + 2, static_cast<std::uint16_t>(h.flags | kFlagTC));
+    return n;
+  }
+  if (out.size() < size) return 0;
+  std::uint8_t* p = out.data();
+  if (rv.opt) {
+    // Copy around the upstream OPT.
+    std::memcpy(p, answer.data(), rv.opt->offset);
+    std::size_t tail = body_end - rv.opt->end();
+    std::memcpy(p + rv.opt->offset, answer.data() + rv.opt->end(), tail);
+    p += rv.opt->offset + tail;
+    h.arcount = static_cast<std::uint16_t>(h.arcount - 1);
+  } else {
+    std::memcpy(p, answer.data(), body_end);
+    p += body_end;
+  }
+  if (shape.edns) {
+    p = write_opt(p, 0, shape.do_bit);
+    h.arcount = static_cast<std::uint16_t>(h.arcount + 1);
+  }
+  h.write(out.data());
+  std::memcpy(out.data() + kHeaderSize, shape.qname.data(), shape.qname_len);
+  return static_cast<std::size_t>(p - out.data());
+}
+
+}  // namespace localdns::dns
