@@ -1,0 +1,41 @@
+// Command-line flags. Flags override the config file; with neither, the
+// built-in standalone default runs.
+#pragma once
+
+#include <expected>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <localdns/config/loader.hpp>
+
+namespace localdns::config {
+
+enum class Command { Run, CheckConfig, Version, Help };
+
+struct CliOptions {
+  Command command = Command::Run;
+  std::optional<std::string> config_path;
+  std::vector<std::string> listen;
+  std::vector<std::string> forward;
+  std::optional<std::string> threads;
+  std::optional<std::string> log_level;
+};
+
+std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_view> args);
+
+// Applies flags on top of `c`. `--listen` replaces the listen list; each
+// `--forward ZONE=...` takes ZONE away from the group that had it and adds a group.
+Errors apply_cli(const CliOptions& o, Config& c);
+
+// The whole start-up path: file (or default), flags, resolv.conf, validation.
+std::expected<Config, Errors> build_config(const CliOptions& o);
+
+// Fills groups marked servers_from_resolv_conf from c.resolv_conf.
+Errors fill_resolv_conf_servers(Config& c);
+
+std::string usage();
+
+}  // namespace localdns::config

@@ -1,0 +1,81 @@
+// The validated configuration: plain values, no behaviour. Built by the YAML
+// loader and the command-line flags, read by app/ to wire up the workers.
+// Immutable once built; share it as std::shared_ptr<const Config>.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ip/address.hpp>
+
+namespace localdns::config {
+
+using Duration = std::chrono::milliseconds;
+
+struct Endpoint {
+  boost::asio::ip::address address;
+  std::uint16_t port = 53;
+
+  std::string to_string() const;  // "1.2.3.4:53", "[::1]:53"
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
+};
+
+enum class Transport { Tcp, Udp, PreferUdp };
+enum class Policy { Sequential, Random, RoundRobin };
+
+std::string_view to_string(Transport t);
+std::string_view to_string(Policy p);
+
+// Long-lived pipelined connections to each server of a group, per worker thread.
+struct TcpPoolConfig {
+  unsigned connections = 2;  // per server and worker thread
+  // Retiring connections lets new CoreDNS replicas behind a ClusterIP get
+  // their share of the load; 0 disables the limit.
+  Duration max_age{std::chrono::seconds(60)};
+  std::uint32_t max_queries = 10000;
+  Duration idle_timeout{std::chrono::seconds(30)};
+};
+
+struct UpstreamGroup {
+  std::vector<std::string> zones;  // presentation form, lower case, no trailing dot; "." for root
+  std::vector<Endpoint> servers;
+  bool servers_from_resolv_conf = false;
+  Transport transport = Transport::PreferUdp;
+  Policy policy = Policy::Sequential;
+  // Per attempt. Defaults give SERVFAIL after at most 3 s, well before
+  // glibc's 5 s resolver timeout.
+  Duration timeout{1500};
+  unsigned attempts = 2;
+  unsigned max_in_flight = 4096;  // per group across all threads; past it, REFUSED
+  unsigned fail_threshold = 3;    // consecutive failures before a server is marked down
+  Duration probe_interval{std::chrono::seconds(1)};
+  TcpPoolConfig tcp;
+};
+
+// Limits for clients that use TCP (RFC 7766).
+struct TcpClientConfig {
+  Duration idle_timeout{std::chrono::seconds(10)};  // RFC 7766 6.2.3
+  unsigned max_connections = 1024;                  // per process
+  unsigned max_pipelined = 128;                     // unanswered queries per connection
+};
+
+struct Config {
+  std::vector<Endpoint> listen;
+  unsigned threads = 0;  // 0: one per core
+  std::string log_level = "info";
+  TcpClientConfig tcp_clients;
+  std::vector<UpstreamGroup> forward;
+  Duration shutdown_grace{std::chrono::seconds(2)};
+  std::string resolv_conf = "/etc/resolv.conf";
+};
+
+// The built-in standalone default: 127.0.0.1:5353, "." forwarded to the
+// nameservers of /etc/resolv.conf.
+Config default_config();
+
+// Port used when --listen or a listen entry gives none.
+inline constexpr std::uint16_t kDefaultListenPort = 5353;
+
+}  // namespace localdns::config

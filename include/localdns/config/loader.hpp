@@ -1,0 +1,24 @@
+// YAML configuration to a validated Config. Every problem is reported, each
+// naming the file, the line and the key: "localdns.yaml:7: forward[0].timeout: ...".
+#pragma once
+
+#include <expected>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <localdns/config/config.hpp>
+
+namespace localdns::config {
+
+using Errors = std::vector<std::string>;
+
+// Parses YAML text on top of default_config(); keys not given keep their defaults,
+// except `forward`, which replaces the default groups when present.
+std::expected<Config, Errors> load_config_text(std::string_view yaml, std::string_view source);
+std::expected<Config, Errors> load_config_file(const std::string& path);
+
+// Cross-field checks shared by the file loader and the flags.
+Errors validate(const Config& c);
+
+}  // namespace localdns::config

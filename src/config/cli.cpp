@@ -1,0 +1,226 @@
+#include <charconv>
+
+#include <localdns/config/cli.hpp>
+#include <localdns/config/duration.hpp>
+#include <localdns/config/resolv_conf.hpp>
+#include <localdns/dns/name.hpp>
+
+namespace localdns::config {
+
+std::string usage() {
+  return R"(Usage: localdns [OPTIONS]
+       localdns --check-config FILE
+
+A node-local caching DNS forwarder.
+
+Options:
+  --config FILE            YAML configuration (see config/ for examples)
+  --check-config FILE      validate FILE, print every error, exit 0 if valid
+  --listen ADDR[:PORT]     listen on UDP and TCP (repeatable; replaces `listen`);
+                           [V6ADDR]:PORT for IPv6; default port 5353
+  --forward ZONE=PROTO://ADDR[:PORT][,ADDR[:PORT]...]
+                           forward ZONE (longest suffix wins, "." for all) to the
+                           servers over PROTO: tcp, udp or prefer_udp (repeatable)
+  --threads N              worker threads (default: one per core)
+  --log-level LEVEL        trace, debug, info, warn, error, critical, off
+  --version                print the version and exit
+  --help                   print this help and exit
+
+Without --config and flags, localdns listens on 127.0.0.1:5353 and forwards
+to the nameservers in /etc/resolv.conf.
+Example:
+  localdns --listen 127.0.0.1:5353 --forward cluster.local=tcp://10.96.0.10:53 \
+           --forward .=udp://192.0.2.1:53
+)";
+}
+
+std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_view> args) {
+  CliOptions o;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    std::string_view value;
+    bool has_inline = false;
+    if (arg.starts_with("--") && arg.find('=') != std::string_view::npos) {
+      value = arg.substr(arg.find('=') + 1);
+      arg = arg.substr(0, arg.find('='));
+      has_inline = true;
+    }
+    auto take = [&]() -> std::expected<std::string, std::string> {
+      if (has_inline) return std::string(value);
+      if (i + 1 >= args.size()) return std::unexpected(std::string(arg) + ": needs a value");
+      return std::string(args[++i]);
+    };
+    auto flag_without_value = [&]() -> std::expected<void, std::string> {
+      if (has_inline) return std::unexpected(std::string(arg) + ": takes no value");
+      return {};
+    };
+    std::expected<void, std::string> ok;
+    if (arg == "--help" || arg == "-h") {
+      ok = flag_without_value();
+      o.command = Command::Help;
+    } else if (arg == "--version") {
+      ok = flag_without_value();
+      o.command = Command::Version;
+    } else if (arg == "--config" || arg == "-c" || arg == "--check-config") {
+      auto v = take();
+      if (!v) return std::unexpected(v.error());
+      o.config_path = *v;
+      if (arg == "--check-config") o.command = Command::CheckConfig;
+    } else if (arg == "--listen") {
+      auto v = take();
+      if (!v) return std::unexpected(v.error());
+      o.listen.push_back(*v);
+    } else if (arg == "--forward") {
+      auto v = take();
+      if (!v) return std::unexpected(v.error());
+      o.forward.push_back(*v);
+    } else if (arg == "--threads") {
+      auto v = take();
+      if (!v) return std::unexpected(v.error());
+      o.threads = *v;
+    } else if (arg == "--log-level") {
+      auto v = take();
+      if (!v) return std::unexpected(v.error());
+      o.log_level = *v;
+    } else {
+      return std::unexpected("unknown option '" + std::string(args[i]) + "' (see --help)");
+    }
+    if (!ok) return std::unexpected(ok.error());
+  }
+  return o;
+}
+
+namespace {
+
+std::expected<UpstreamGroup, std::string> parse_forward(std::string_view spec) {
+  auto eq = spec.find('=');
+  auto scheme = spec.find("://");
+  if (eq == std::string_view::npos || scheme == std::string_view::npos || scheme < eq) {
+    return std::unexpected("--forward " + std::string(spec) +
+                           ": expected ZONE=PROTO://ADDR[:PORT][,ADDR[:PORT]...]");
+  }
+  UpstreamGroup g;
+  auto zone = dns::name_from_text(spec.substr(0, eq));
+  if (!zone || eq == 0) {
+    return std::unexpected("--forward " + std::string(spec) + ": bad zone name '" +
+                           std::string(spec.substr(0, eq)) + "'");
+  }
+  g.zones.push_back(dns::name_to_text(*zone));
+  std::string_view proto = spec.substr(eq + 1, scheme - eq - 1);
+  if (proto == "tcp") {
+    g.transport = Transport::Tcp;
+  } else if (proto == "udp") {
+    g.transport = Transport::Udp;
+  } else if (proto == "prefer_udp") {
+    g.transport = Transport::PreferUdp;
+  } else {
+    return std::unexpected("--forward " + std::string(spec) + ": protocol '" + std::string(proto) +
+                           "' is not tcp, udp or prefer_udp");
+  }
+  std::string_view list = spec.substr(scheme + 3);
+  while (true) {
+    auto comma = list.find(',');
+    std::string_view item = list.substr(0, comma);
+    auto ep = parse_endpoint(item, 53);
+    if (!ep) {
+      return std::unexpected("--forward " + std::string(spec) + ": bad server address '" +
+                             std::string(item) + "'");
+    }
+    g.servers.push_back(*ep);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return g;
+}
+
+}  // namespace
+
+Errors apply_cli(const CliOptions& o, Config& c) {
+  Errors errors;
+  if (!o.listen.empty()) {
+    c.listen.clear();
+    for (const auto& l : o.listen) {
+      if (auto ep = parse_endpoint(l, kDefaultListenPort)) {
+        c.listen.push_back(*ep);
+      } else {
+        errors.push_back("--listen " + l + ": expected ADDR[:PORT] or [V6ADDR]:PORT");
+      }
+    }
+  }
+  for (const auto& f : o.forward) {
+    auto g = parse_forward(f);
+    if (!g) {
+      errors.push_back(g.error());
+      continue;
+    }
+    const std::string& zone = g->zones.front();
+    for (auto& existing : c.forward)
+      std::erase(existing.zones, zone);
+    std::erase_if(c.forward, [](const UpstreamGroup& x) { return x.zones.empty(); });
+    c.forward.push_back(std::move(*g));
+  }
+  if (o.threads) {
+    unsigned n = 0;
+    const auto& t = *o.threads;
+    auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+    if (ec != std::errc{} || ptr != t.data() + t.size() || n > 256) {
+      errors.push_back("--threads " + t + ": expected a number from 0 (one per core) to 256");
+    } else {
+      c.threads = n;
+    }
+  }
+  if (o.log_level) {
+    static constexpr std::string_view kLevels[] = {"trace", "debug",    "info", "warn",
+                                                   "error", "critical", "off"};
+    if (std::find(std::begin(kLevels), std::end(kLevels), *o.log_level) == std::end(kLevels)) {
+      errors.push_back("--log-level " + *o.log_level +
+                       ": expected trace, debug, info, warn, error, critical or off");
+    } else {
+      c.log_level = *o.log_level;
+    }
+  }
+  return errors;
+}
+
+Errors fill_resolv_conf_servers(Config& c) {
+  Errors errors;
+  for (std::size_t i = 0; i < c.forward.size(); ++i) {
+    auto& g = c.forward[i];
+    if (!g.servers_from_resolv_conf) continue;
+    auto servers = read_resolv_conf(c.resolv_conf);
+    if (!servers) {
+      errors.push_back("forward[" + std::to_string(i) + "].servers: " + servers.error());
+      continue;
+    }
+    g.servers = std::move(*servers);
+  }
+  return errors;
+}
+
+std::expected<Config, Errors> build_config(const CliOptions& o) {
+  Config c = default_config();
+  if (o.config_path) {
+    auto loaded = load_config_file(*o.config_path);
+    if (!loaded) return std::unexpected(loaded.error());
+    c = std::move(*loaded);
+  }
+  Errors errors = apply_cli(o, c);
+  if (errors.empty()) errors = fill_resolv_conf_servers(c);
+  if (errors.empty()) errors = validate(c);
+  if (!errors.empty()) return std::unexpected(std::move(errors));
+  // validate() skips resolv.conf groups; check them for loops now that they are filled.
+  for (std::size_t i = 0; i < c.forward.size(); ++i) {
+    for (const auto& s : c.forward[i].servers) {
+      for (const auto& l : c.listen) {
+        if (s == l) {
+          errors.push_back("forward[" + std::to_string(i) + "].servers: " + s.to_string() +
+                           " (from " + c.resolv_conf + ") is one of our own listen addresses");
+        }
+      }
+    }
+  }
+  if (!errors.empty()) return std::unexpected(std::move(errors));
+  return c;
+}
+
+}  // namespace localdns::config

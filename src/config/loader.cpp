@@ -1,0 +1,329 @@
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include <localdns/config/duration.hpp>
+#include <localdns/config/loader.hpp>
+#include <localdns/dns/name.hpp>
+
+namespace localdns::config {
+namespace {
+
+constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
+                                           "error", "critical", "off"};
+
+// Walks the YAML tree and records every error with its line.
+class Reader {
+ public:
+  Reader(std::string_view source, Errors& errors) : source_(source), errors_(errors) {}
+
+  void error(const YAML::Node& at, const std::string& path, const std::string& msg) {
+    std::string where(source_);
+    if (at.IsDefined() && at.Mark().line >= 0) where += ":" + std::to_string(at.Mark().line + 1);
+    errors_.push_back(where + ": " + path + ": " + msg);
+  }
+
+  bool expect_map(const YAML::Node& n, const std::string& path,
+                  std::initializer_list<std::string_view> keys) {
+    if (!n.IsMap()) {
+      error(n, path, "expected a mapping");
+      return false;
+    }
+    for (const auto& kv : n) {
+      auto key = kv.first.as<std::string>();
+      if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+        std::string allowed;
+        for (auto k : keys)
+          allowed += (allowed.empty() ? "" : ", ") + std::string(k);
+        error(kv.first, join(path, key), "unknown key (expected one of: " + allowed + ")");
+      }
+    }
+    return true;
+  }
+
+  std::optional<std::string> scalar(const YAML::Node& n, const std::string& path) {
+    if (!n.IsScalar()) {
+      error(n, path, "expected a single value");
+      return std::nullopt;
+    }
+    return n.Scalar();
+  }
+
+  template <class Int>
+  void integer(const YAML::Node& n, const std::string& path, Int& out, Int lo, Int hi) {
+    auto s = scalar(n, path);
+    if (!s) return;
+    long long v = 0;
+    auto [ptr, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+    if (ec != std::errc{} || ptr != s->data() + s->size()) {
+      error(n, path, "expected an integer, got '" + *s + "'");
+    } else if (v < static_cast<long long>(lo) || v > static_cast<long long>(hi)) {
+      error(n, path,
+            "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + *s);
+    } else {
+      out = static_cast<Int>(v);
+    }
+  }
+
+  void duration(const YAML::Node& n, const std::string& path, Duration& out, Duration lo,
+                Duration hi) {
+    auto s = scalar(n, path);
+    if (!s) return;
+    auto d = parse_duration(*s);
+    if (!d) {
+      error(n, path, "expected a duration like 1500ms, 1.5s or 2m, got '" + *s + "'");
+    } else if (*d < lo || *d > hi) {
+      error(n, path, "must be between " + format_duration(lo) + " and " + format_duration(hi));
+    } else {
+      out = *d;
+    }
+  }
+
+  template <class Enum, std::size_t N>
+  void choice(const YAML::Node& n, const std::string& path, Enum& out,
+              const std::pair<std::string_view, Enum> (&options)[N]) {
+    auto s = scalar(n, path);
+    if (!s) return;
+    std::string names;
+    for (const auto& [name, value] : options) {
+      if (*s == name) {
+        out = value;
+        return;
+      }
+      names += (names.empty() ? "" : ", ") + std::string(name);
+    }
+    error(n, path, "expected one of " + names + ", got '" + *s + "'");
+  }
+
+  std::vector<YAML::Node> list(const YAML::Node& n, const std::string& path) {
+    std::vector<YAML::Node> out;
+    if (n.IsScalar()) {
+      out.push_back(n);  // a single item may stand for a one-item list
+    } else if (n.IsSequence()) {
+      for (const auto& item : n)
+        out.push_back(item);
+    } else {
+      error(n, path, "expected a list");
+    }
+    return out;
+  }
+
+  static std::string join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+  static std::string index(const std::string& path, std::size_t i) {
+    return path + "[" + std::to_string(i) + "]";
+  }
+
+ private:
+  std::string_view source_;
+  Errors& errors_;
+};
+
+void read_endpoint(Reader& r, const YAML::Node& n, const std::string& path, std::uint16_t port,
+                   std::vector<Endpoint>& out) {
+  auto s = r.scalar(n, path);
+  if (!s) return;
+  if (auto ep = parse_endpoint(*s, port)) {
+    out.push_back(*ep);
+  } else {
+    r.error(n, path, "expected ADDRESS, ADDRESS:PORT or [IPV6]:PORT, got '" + *s + "'");
+  }
+}
+
+void read_tcp_pool(Reader& r, const YAML::Node& n, const std::string& path, TcpPoolConfig& t) {
+  if (!r.expect_map(n, path, {"connections", "max_age", "max_queries", "idle_timeout"})) return;
+  using std::chrono::hours;
+  if (n["connections"]) r.integer(n["connections"], path + ".connections", t.connections, 1u, 64u);
+  if (n["max_age"]) r.duration(n["max_age"], path + ".max_age", t.max_age, Duration(0), hours(24));
+  if (n["max_queries"]) {
+    r.integer(n["max_queries"], path + ".max_queries", t.max_queries, 0u, 1'000'000'000u);
+  }
+  if (n["idle_timeout"]) {
+    r.duration(n["idle_timeout"], path + ".idle_timeout", t.idle_timeout, Duration(0), hours(24));
+  }
+}
+
+void read_group(Reader& r, const YAML::Node& n, const std::string& path, UpstreamGroup& g) {
+  if (!r.expect_map(n, path,
+                    {"zones", "servers", "transport", "policy", "timeout", "attempts",
+                     "max_in_flight", "fail_threshold", "probe_interval", "tcp"})) {
+    return;
+  }
+  using namespace std::chrono_literals;
+  if (!n["zones"]) {
+    r.error(n, path + ".zones", "required (use \".\" for every name)");
+  } else {
+    auto items = r.list(n["zones"], path + ".zones");
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      auto zpath = Reader::index(path + ".zones", i);
+      auto s = r.scalar(items[i], zpath);
+      if (!s) continue;
+      auto wire = dns::name_from_text(*s);
+      if (!wire) {
+        r.error(items[i], zpath, "not a valid domain name: '" + *s + "'");
+        continue;
+      }
+      g.zones.push_back(dns::name_to_text(*wire));
+    }
+  }
+  if (!n["servers"]) {
+    r.error(n, path + ".servers", "required (a list of ADDRESS:PORT, or \"resolv.conf\")");
+  } else if (n["servers"].IsScalar() && n["servers"].Scalar() == "resolv.conf") {
+    g.servers_from_resolv_conf = true;
+  } else {
+    auto items = r.list(n["servers"], path + ".servers");
+    if (items.empty()) r.error(n["servers"], path + ".servers", "must not be empty");
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      read_endpoint(r, items[i], Reader::index(path + ".servers", i), 53, g.servers);
+    }
+  }
+  static constexpr std::pair<std::string_view, Transport> kTransports[] = {
+      {"tcp", Transport::Tcp}, {"udp", Transport::Udp}, {"prefer_udp", Transport::PreferUdp}};
+  static constexpr std::pair<std::string_view, Policy> kPolicies[] = {
+      {"sequential", Policy::Sequential},
+      {"random", Policy::Random},
+      {"round_robin", Policy::RoundRobin}};
+  if (n["transport"]) r.choice(n["transport"], path + ".transport", g.transport, kTransports);
+  if (n["policy"]) r.choice(n["policy"], path + ".policy", g.policy, kPolicies);
+  if (n["timeout"]) r.duration(n["timeout"], path + ".timeout", g.timeout, 10ms, 60s);
+  if (n["attempts"]) r.integer(n["attempts"], path + ".attempts", g.attempts, 1u, 10u);
+  if (n["max_in_flight"]) {
+    r.integer(n["max_in_flight"], path + ".max_in_flight", g.max_in_flight, 1u, 1'000'000u);
+  }
+  if (n["fail_threshold"]) {
+    r.integer(n["fail_threshold"], path + ".fail_threshold", g.fail_threshold, 1u, 1000u);
+  }
+  if (n["probe_interval"]) {
+    r.duration(n["probe_interval"], path + ".probe_interval", g.probe_interval, 100ms, 1h);
+  }
+  if (n["tcp"]) read_tcp_pool(r, n["tcp"], path + ".tcp", g.tcp);
+}
+
+void read_root(Reader& r, const YAML::Node& root, Config& c) {
+  if (root.IsNull()) return;  // an empty file keeps the defaults
+  if (!r.expect_map(root, "(top level)",
+                    {"listen", "threads", "log_level", "tcp_clients", "forward", "shutdown_grace",
+                     "resolv_conf"})) {
+    return;
+  }
+  using namespace std::chrono_literals;
+  if (root["listen"]) {
+    c.listen.clear();
+    auto items = r.list(root["listen"], "listen");
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      read_endpoint(r, items[i], Reader::index("listen", i), kDefaultListenPort, c.listen);
+    }
+  }
+  if (root["threads"]) r.integer(root["threads"], "threads", c.threads, 0u, 256u);
+  if (root["log_level"]) {
+    if (auto s = r.scalar(root["log_level"], "log_level")) {
+      if (std::find(std::begin(kLogLevels), std::end(kLogLevels), *s) == std::end(kLogLevels)) {
+        r.error(root["log_level"], "log_level",
+                "expected trace, debug, info, warn, error, critical or off, got '" + *s + "'");
+      } else {
+        c.log_level = *s;
+      }
+    }
+  }
+  if (root["shutdown_grace"]) {
+    r.duration(root["shutdown_grace"], "shutdown_grace", c.shutdown_grace, 0ms, 60s);
+  }
+  if (root["resolv_conf"]) {
+    if (auto s = r.scalar(root["resolv_conf"], "resolv_conf")) c.resolv_conf = *s;
+  }
+  if (auto t = root["tcp_clients"]) {
+    if (r.expect_map(t, "tcp_clients", {"idle_timeout", "max_connections", "max_pipelined"})) {
+      auto& tc = c.tcp_clients;
+      if (t["idle_timeout"]) {
+        r.duration(t["idle_timeout"], "tcp_clients.idle_timeout", tc.idle_timeout, 100ms, 1h);
+      }
+      if (t["max_connections"]) {
+        r.integer(t["max_connections"], "tcp_clients.max_connections", tc.max_connections, 1u,
+                  1'000'000u);
+      }
+      if (t["max_pipelined"]) {
+        r.integer(t["max_pipelined"], "tcp_clients.max_pipelined", tc.max_pipelined, 1u, 65535u);
+      }
+    }
+  }
+  if (auto f = root["forward"]) {
+    c.forward.clear();
+    if (!f.IsSequence() || f.size() == 0) {
+      r.error(f, "forward", "expected a non-empty list of upstream groups");
+    } else {
+      for (std::size_t i = 0; i < f.size(); ++i) {
+        UpstreamGroup g;
+        read_group(r, f[i], Reader::index("forward", i), g);
+        c.forward.push_back(std::move(g));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+Errors validate(const Config& c) {
+  Errors errors;
+  if (c.listen.empty()) errors.push_back("listen: at least one address is required");
+  for (std::size_t i = 0; i < c.listen.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (c.listen[i] == c.listen[j]) {
+        errors.push_back("listen[" + std::to_string(i) + "]: " + c.listen[i].to_string() +
+                         " is listed twice");
+      }
+    }
+  }
+  if (c.forward.empty()) errors.push_back("forward: at least one upstream group is required");
+  std::set<std::string> seen;
+  for (std::size_t i = 0; i < c.forward.size(); ++i) {
+    const auto& g = c.forward[i];
+    std::string path = "forward[" + std::to_string(i) + "]";
+    for (const auto& z : g.zones) {
+      if (!seen.insert(z).second) {
+        errors.push_back(path + ".zones: zone '" + z + "' is routed by more than one group");
+      }
+    }
+    if (!g.servers_from_resolv_conf) {
+      for (std::size_t s = 0; s < g.servers.size(); ++s) {
+        for (const auto& l : c.listen) {
+          if (g.servers[s] == l) {
+            errors.push_back(path + ".servers[" + std::to_string(s) + "]: " + l.to_string() +
+                             " is one of our own listen addresses (a loop)");
+          }
+        }
+      }
+    }
+  }
+  return errors;
+}
+
+std::expected<Config, Errors> load_config_text(std::string_view yaml, std::string_view source) {
+  Errors errors;
+  Config c = default_config();
+  try {
+    YAML::Node root = YAML::Load(std::string(yaml));
+    Reader r(source, errors);
+    read_root(r, root, c);
+  } catch (const YAML::Exception& e) {
+    errors.push_back(std::string(source) + ":" + std::to_string(e.mark.line + 1) +
+                     ": invalid YAML: " + e.msg);
+  }
+  if (errors.empty()) errors = validate(c);
+  if (!errors.empty()) return std::unexpected(std::move(errors));
+  return c;
+}
+
+std::expected<Config, Errors> load_config_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return std::unexpected(Errors{path + ": cannot open the config file"});
+  std::stringstream buf;
+  buf << f.rdbuf();
+  return load_config_text(buf.str(), path);
+}
+
+}  // namespace localdns::config
