@@ -1,0 +1,107 @@
+// Pipelined TCP connections to one upstream server (RFC 7766 6.2.1): many
+// queries in flight per connection, answers matched by ID and question, in any
+// order. TcpPool keeps a few per server and worker, opens them lazily, backs off
+// after connect failures and retires them by age and query count.
+// Both live on one worker's io_context; not thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <localdns/config/config.hpp>
+#include <localdns/dns/wire.hpp>
+#include <localdns/upstream/server_health.hpp>
+
+namespace localdns::upstream {
+
+class Exchange;
+class TcpPool;
+
+inline constexpr std::size_t kMaxPendingPerConnection = 4096;
+
+class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
+ public:
+  TcpConnection(boost::asio::io_context& ctx, TcpPool& pool);
+  ~TcpConnection();
+  TcpConnection(const TcpConnection&) = delete;
+  TcpConnection& operator=(const TcpConnection&) = delete;
+
+  void connect(const boost::asio::ip::tcp::endpoint& ep, config::Duration timeout);
+  // Queues `query` with a fresh ID (written into the query); the exchange is
+  // told of the answer or of the connection's loss.
+  std::optional<std::uint16_t> send(std::shared_ptr<Exchange> ex, dns::MutableBytes query);
+  void cancel(std::uint16_t id);
+  // Closes now; pending exchanges are told of the loss.
+  void close();
+
+  bool usable() const;
+  std::size_t pending() const { return pending_.size(); }
+
+ private:
+  enum class State : std::uint8_t { Connecting, Open, Closed };
+
+  void on_connect(boost::system::error_code ec);
+  void start_write();
+  void start_read();
+  void on_read(boost::system::error_code ec, std::size_t n);
+  bool process_frames();
+  void fail(bool connect_failed);
+  void maybe_retire();
+  void arm_idle_timer();
+  bool past_limits() const;
+
+  boost::asio::ip::tcp::socket sock_;
+  boost::asio::steady_timer timer_;  // connect timeout, then idle timeout
+  TcpPool* pool_;
+  State state_ = State::Connecting;
+  std::unordered_map<std::uint16_t, std::shared_ptr<Exchange>> pending_;
+  std::vector<std::uint8_t> outbox_;
+  std::vector<std::uint8_t> writing_;
+  bool write_in_flight_ = false;
+  std::vector<std::uint8_t> rbuf_;
+  std::size_t rlen_ = 0;
+  std::chrono::steady_clock::time_point born_;
+  std::chrono::steady_clock::time_point last_active_;
+  std::uint32_t queries_ = 0;
+};
+
+class TcpPool {
+ public:
+  TcpPool(boost::asio::io_context& ctx, const config::UpstreamGroup& group, ServerHealth& health);
+  ~TcpPool();
+
+  struct Sent {
+    std::shared_ptr<TcpConnection> conn;
+    std::uint16_t id;
+  };
+  // nullopt when no connection can take the query now (connect backoff).
+  std::optional<Sent> send(std::shared_ptr<Exchange> ex, dns::MutableBytes query);
+  void close_all();
+
+  std::size_t open_connections() const { return conns_.size(); }
+  std::uint64_t connects_started() const { return connects_; }
+
+  // From TcpConnection.
+  void on_connected();
+  void on_closed(TcpConnection* conn, bool connect_failed);
+  const config::TcpPoolConfig& config() const { return group_.tcp; }
+
+ private:
+  boost::asio::io_context& ctx_;
+  const config::UpstreamGroup& group_;
+  ServerHealth& health_;
+  boost::asio::ip::tcp::endpoint endpoint_;
+  std::vector<std::shared_ptr<TcpConnection>> conns_;
+  std::chrono::steady_clock::duration backoff_{};
+  std::chrono::steady_clock::time_point next_connect_{};
+  std::uint64_t connects_ = 0;
+};
+
+}  // namespace localdns::upstream

@@ -1,0 +1,98 @@
+#include <stdlib.h>  // arc4random_uniform
+
+#include <localdns/dns/name.hpp>
+#include <localdns/upstream/forwarder.hpp>
+
+namespace localdns::upstream {
+
+Forwarder::Forwarder(boost::asio::io_context& ctx, std::shared_ptr<GroupState> group)
+    : ctx_(ctx), group_(std::move(group)), probe_timer_(ctx) {
+  for (std::size_t i = 0; i < group_->config.servers.size(); ++i) {
+    pools_.push_back(std::make_unique<TcpPool>(ctx_, group_->config, *group_->health[i]));
+  }
+}
+
+Forwarder::~Forwarder() {
+  shutdown();
+}
+
+void Forwarder::resolve(const Request& req, Completion done) {
+  if (stopping_) {
+    done(Result{Status::Failed, {}, nullptr});
+    return;
+  }
+  auto ticket = InFlightTicket::acquire(group_);
+  if (!ticket) {
+    done(Result{Status::Overloaded, {}, nullptr});
+    return;
+  }
+  auto ex = std::make_shared<Exchange>(*this, req, std::move(done), std::move(ticket));
+  ex->start();
+}
+
+int Forwarder::pick_server(std::uint64_t tried_mask) {
+  const auto n = static_cast<unsigned>(pools_.size());
+  if (n == 0) return -1;
+  // Prefer servers not yet tried for this query and not marked down; then
+  // untried ones even if down; then any.
+  unsigned candidates[64];
+  unsigned count = 0;
+  for (int pass = 0; pass < 3 && count == 0; ++pass) {
+    for (unsigned i = 0; i < n && i < 64; ++i) {
+      bool tried = tried_mask & (std::uint64_t{1} << i);
+      bool down = group_->health[i]->is_down();
+      if ((pass == 0 && !tried && !down) || (pass == 1 && !tried) || pass == 2) {
+        candidates[count++] = i;
+      }
+    }
+  }
+  switch (group_->config.policy) {
+    case config::Policy::Sequential:
+      return static_cast<int>(candidates[0]);
+    case config::Policy::Random:
+      return static_cast<int>(candidates[arc4random_uniform(count)]);
+    case config::Policy::RoundRobin:
+      return static_cast<int>(candidates[rr_next_++ % count]);
+  }
+  return static_cast<int>(candidates[0]);
+}
+
+void Forwarder::start_probing() {
+  if (stopping_) return;
+  probe_timer_.expires_after(group_->config.probe_interval);
+  probe_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec && !stopping_) probe_tick();
+  });
+}
+
+void Forwarder::probe_tick() {
+  static const std::uint8_t kRoot[] = {0};
+  for (std::size_t i = 0; i < pools_.size(); ++i) {
+    if (!group_->health[i]->is_down()) continue;
+    Request probe;
+    probe.question = {dns::Bytes(kRoot, 1), static_cast<std::uint16_t>(dns::Type::NS),
+                      dns::kClassIN};
+    probe.rd = false;
+    probe.pinned_server = static_cast<int>(i);
+    // A valid answer marks the server up inside the exchange; nothing else to do.
+    resolve(probe, [](const Result&) {});
+  }
+  start_probing();
+}
+
+void Forwarder::shutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  probe_timer_.cancel();
+  for (auto& p : pools_)
+    p->close_all();
+}
+
+std::uint64_t Forwarder::tcp_connects() const {
+  std::uint64_t n = 0;
+  for (const auto& p : pools_)
+    n += p->connects_started();
+  return n;
+}
+
+}  // namespace localdns::upstream

@@ -1,0 +1,254 @@
+#include <algorithm>
+#include <cstring>
+#include <stdlib.h>  // arc4random (glibc 2.36)
+
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include <localdns/dns/message.hpp>
+#include <localdns/upstream/exchange.hpp>
+#include <localdns/upstream/tcp_connection.hpp>
+
+namespace localdns::upstream {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+constexpr std::size_t kReadBufferSize = 2 + dns::kMaxMessageSize + 4096;
+constexpr auto kMinBackoff = std::chrono::milliseconds(100);
+constexpr auto kMaxBackoff = std::chrono::seconds(5);
+}  // namespace
+
+TcpConnection::TcpConnection(asio::io_context& ctx, TcpPool& pool)
+    : sock_(ctx), timer_(ctx), pool_(&pool), born_(Clock::now()), last_active_(born_) {}
+
+TcpConnection::~TcpConnection() = default;
+
+void TcpConnection::connect(const asio::ip::tcp::endpoint& ep, config::Duration timeout) {
+  timer_.expires_after(timeout);
+  timer_.async_wait([self = shared_from_this()](error_code ec) {
+    if (!ec && self->state_ == State::Connecting) self->fail(true);
+  });
+  sock_.async_connect(ep, [self = shared_from_this()](error_code ec) { self->on_connect(ec); });
+}
+
+void TcpConnection::on_connect(error_code ec) {
+  if (state_ != State::Connecting) return;
+  if (ec) {
+    fail(true);
+    return;
+  }
+  state_ = State::Open;
+  timer_.cancel();
+  sock_.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (pool_) pool_->on_connected();
+  rbuf_.resize(kReadBufferSize);
+  start_read();
+  start_write();
+  if (pending_.empty()) arm_idle_timer();
+}
+
+bool TcpConnection::past_limits() const {
+  const auto& cfg = pool_->config();
+  if (cfg.max_queries != 0 && queries_ >= cfg.max_queries) return true;
+  return cfg.max_age.count() != 0 && Clock::now() - born_ >= cfg.max_age;
+}
+
+bool TcpConnection::usable() const {
+  return state_ != State::Closed && pool_ && pending_.size() < kMaxPendingPerConnection &&
+         !past_limits();
+}
+
+std::optional<std::uint16_t> TcpConnection::send(std::shared_ptr<Exchange> ex,
+                                                 dns::MutableBytes query) {
+  if (!usable()) return std::nullopt;
+  auto id = static_cast<std::uint16_t>(arc4random());
+  while (pending_.contains(id))
+    ++id;  // bounded: pending_ < kMaxPendingPerConnection
+  dns::write_u16(query.data(), id);
+  pending_.emplace(id, std::move(ex));
+  std::uint8_t len[2];
+  dns::write_u16(len, static_cast<std::uint16_t>(query.size()));
+  outbox_.insert(outbox_.end(), len, len + 2);
+  outbox_.insert(outbox_.end(), query.begin(), query.end());
+  ++queries_;
+  last_active_ = Clock::now();
+  if (state_ == State::Open) start_write();
+  return id;
+}
+
+void TcpConnection::cancel(std::uint16_t id) {
+  pending_.erase(id);
+  maybe_retire();
+}
+
+void TcpConnection::start_write() {
+  if (write_in_flight_ || outbox_.empty() || state_ != State::Open) return;
+  write_in_flight_ = true;
+  writing_.swap(outbox_);
+  asio::async_write(sock_, asio::buffer(writing_),
+                    [self = shared_from_this()](error_code ec, std::size_t) {
+                      self->write_in_flight_ = false;
+                      self->writing_.clear();
+                      if (self->state_ != State::Open) return;
+                      if (ec) {
+                        self->fail(false);
+                        return;
+                      }
+                      self->start_write();
+                    });
+}
+
+void TcpConnection::start_read() {
+  sock_.async_read_some(
+      asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_),
+      [self = shared_from_this()](error_code ec, std::size_t n) { self->on_read(ec, n); });
+}
+
+void TcpConnection::on_read(error_code ec, std::size_t n) {
+  if (state_ != State::Open) return;
+  if (ec) {
+    fail(false);  // EOF or reset; pending exchanges retry elsewhere
+    return;
+  }
+  rlen_ += n;
+  last_active_ = Clock::now();
+  auto self = shared_from_this();  // exchanges may drop the pool's reference
+  if (!process_frames()) {
+    fail(false);
+    return;
+  }
+  if (state_ != State::Open) return;
+  maybe_retire();
+  if (state_ != State::Open) return;
+  start_read();
+}
+
+bool TcpConnection::process_frames() {
+  std::size_t off = 0;
+  while (rlen_ - off >= 2) {
+    std::size_t len = dns::read_u16(&rbuf_[off]);
+    if (len < dns::kHeaderSize) return false;  // cannot be a DNS message: stream is broken
+    if (rlen_ - off < 2 + len) break;
+    dns::Bytes msg(&rbuf_[off + 2], len);
+    off += 2 + len;
+    auto it = pending_.find(dns::read_u16(msg.data()));
+    if (it == pending_.end()) continue;  // answer to a cancelled (timed out) query
+    auto ex = std::move(it->second);
+    pending_.erase(it);
+    auto rv = dns::parse_response(msg);
+    bool ok = rv && dns::response_matches(*rv, dns::read_u16(msg.data()), ex->question());
+    ex->on_tcp_answer(this, msg, ok ? &*rv : nullptr);
+    if (state_ != State::Open) return true;
+  }
+  if (off > 0) {
+    std::memmove(rbuf_.data(), rbuf_.data() + off, rlen_ - off);
+    rlen_ -= off;
+  }
+  if (pending_.empty()) arm_idle_timer();
+  return true;
+}
+
+void TcpConnection::arm_idle_timer() {
+  auto idle = pool_ ? pool_->config().idle_timeout : config::Duration(0);
+  if (idle.count() == 0 || state_ != State::Open) return;
+  timer_.expires_after(idle);
+  timer_.async_wait([self = shared_from_this(), idle](error_code ec) {
+    if (ec || self->state_ != State::Open || !self->pending_.empty()) return;
+    if (Clock::now() - self->last_active_ >= idle) {
+      self->close();
+    } else {
+      self->arm_idle_timer();
+    }
+  });
+}
+
+void TcpConnection::maybe_retire() {
+  if (state_ == State::Open && pending_.empty() && pool_ && past_limits()) close();
+}
+
+void TcpConnection::close() {
+  if (state_ == State::Closed) return;
+  fail(false);
+}
+
+void TcpConnection::fail(bool connect_failed) {
+  if (state_ == State::Closed) return;
+  auto self = shared_from_this();
+  state_ = State::Closed;
+  error_code ignored;
+  timer_.cancel();
+  sock_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  sock_.close(ignored);
+  auto lost = std::move(pending_);
+  pending_.clear();
+  if (pool_) {
+    TcpPool* pool = pool_;
+    pool_ = nullptr;
+    pool->on_closed(this, connect_failed);
+  }
+  for (auto& [id, ex] : lost)
+    ex->on_tcp_lost(this);
+}
+
+TcpPool::TcpPool(asio::io_context& ctx, const config::UpstreamGroup& group, ServerHealth& health)
+    : ctx_(ctx),
+      group_(group),
+      health_(health),
+      endpoint_(health.endpoint().address, health.endpoint().port) {}
+
+TcpPool::~TcpPool() {
+  close_all();
+}
+
+std::optional<TcpPool::Sent> TcpPool::send(std::shared_ptr<Exchange> ex, dns::MutableBytes query) {
+  TcpConnection* best = nullptr;
+  std::shared_ptr<TcpConnection> best_ptr;
+  for (auto& c : conns_) {
+    if (c->usable() && (!best || c->pending() < best->pending())) {
+      best = c.get();
+      best_ptr = c;
+    }
+  }
+  std::size_t live =
+      std::count_if(conns_.begin(), conns_.end(), [](const auto& c) { return c->usable(); });
+  bool want_new = !best || (best->pending() > 0 && live < group_.tcp.connections);
+  if (want_new && Clock::now() >= next_connect_) {
+    auto conn = std::make_shared<TcpConnection>(ctx_, *this);
+    conns_.push_back(conn);
+    ++connects_;
+    conn->connect(endpoint_, group_.timeout);
+    best_ptr = std::move(conn);
+  }
+  if (!best_ptr) return std::nullopt;
+  auto id = best_ptr->send(std::move(ex), query);
+  if (!id) return std::nullopt;
+  return Sent{std::move(best_ptr), *id};
+}
+
+void TcpPool::on_connected() {
+  backoff_ = {};
+}
+
+void TcpPool::on_closed(TcpConnection* conn, bool connect_failed) {
+  if (connect_failed) {
+    health_.record_failure();
+    backoff_ = std::clamp<Clock::duration>(backoff_ * 2, kMinBackoff, kMaxBackoff);
+    next_connect_ = Clock::now() + backoff_;
+    spdlog::debug("upstream {}: TCP connect failed, next attempt in {} ms",
+                  health_.endpoint().to_string(),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(backoff_).count());
+  }
+  std::erase_if(conns_, [conn](const auto& c) { return c.get() == conn; });
+}
+
+void TcpPool::close_all() {
+  auto conns = std::move(conns_);
+  conns_.clear();
+  for (auto& c : conns)
+    c->close();
+}
+
+}  // namespace localdns::upstream
