@@ -1,0 +1,80 @@
+// Turns one client query into a reply: parse, route by zone, forward, answer.
+// One per worker thread; not thread-safe. Replies that need an upstream are
+// sent later through the client's ClientRef.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <sys/socket.h>
+#include <variant>
+#include <vector>
+
+#include <localdns/dns/builder.hpp>
+#include <localdns/server/zone_router.hpp>
+#include <localdns/upstream/forwarder.hpp>
+
+namespace localdns::server {
+
+class TcpSession;
+
+struct UdpClient {
+  int fd = -1;  // the listener's socket; any SO_REUSEPORT sibling would do
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+};
+struct TcpClient {
+  std::weak_ptr<TcpSession> session;
+};
+using ClientRef = std::variant<UdpClient, TcpClient>;
+
+// A counter written by one thread and read by others (stats, metrics).
+class Counter {
+ public:
+  void inc(std::uint64_t n = 1) {
+    value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  std::uint64_t get() const { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> value_{0};
+};
+
+struct HandlerStats {
+  Counter queries;
+  Counter dropped;  // unreadable header or QR set: no reply
+  Counter formerr;
+  Counter notimp;
+  Counter refused;   // no zone, or group over its in-flight cap
+  Counter servfail;  // upstream timeout or failure
+  Counter forwarded;
+  Counter truncated;  // replies sent with TC=1 because they did not fit
+};
+
+enum class Action : std::uint8_t { Reply, Async, Drop };
+struct Outcome {
+  Action action = Action::Drop;
+  std::size_t len = 0;  // bytes written to `out` for Action::Reply
+};
+
+class QueryHandler {
+ public:
+  QueryHandler(const ZoneRouter& router, std::vector<std::unique_ptr<upstream::Forwarder>>& fwds);
+
+  // `limit` is the largest reply the transport allows for this client
+  // (kMaxMessageSize for TCP); the UDP limit is derived from its EDNS.
+  Outcome handle(dns::Bytes query, bool over_tcp, const ClientRef& client, dns::MutableBytes out);
+
+  const HandlerStats& stats() const { return stats_; }
+
+ private:
+  void deliver(const ClientRef& client, const dns::ReplyShape& shape,
+               const upstream::Result& result);
+  static void send(const ClientRef& client, dns::Bytes reply);
+
+  const ZoneRouter& router_;
+  std::vector<std::unique_ptr<upstream::Forwarder>>& forwarders_;
+  HandlerStats stats_;
+};
+
+}  // namespace localdns::server

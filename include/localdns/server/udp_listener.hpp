@@ -1,0 +1,53 @@
+// A UDP listening socket of one worker. SO_REUSEPORT lets every worker bind
+// the same address, so the kernel spreads clients over workers. Reads and
+// writes in batches (recvmmsg/sendmmsg) once Asio reports the socket readable.
+// Lives on one worker's io_context; not thread-safe.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <sys/socket.h>
+#include <vector>
+
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+
+#include <localdns/config/config.hpp>
+#include <localdns/server/query_handler.hpp>
+
+namespace localdns::server {
+
+// Opens and binds a socket with SO_REUSEPORT; throws std::system_error naming
+// the address on failure.
+boost::asio::ip::udp::socket open_udp_socket(boost::asio::io_context& ctx,
+                                             const config::Endpoint& ep);
+
+class UdpListener {
+ public:
+  static constexpr std::size_t kBatch = 32;
+  static constexpr std::size_t kMaxQuerySize = 4096;
+
+  UdpListener(boost::asio::io_context& ctx, const config::Endpoint& ep, QueryHandler& handler);
+  void start();
+  // Stops reading but keeps the socket, so answers in flight still go out.
+  void pause();
+  void close();
+
+ private:
+  void wait();
+  void drain();
+
+  boost::asio::ip::udp::socket sock_;
+  QueryHandler& handler_;
+  bool stopped_ = false;
+  // Batch buffers, allocated once.
+  std::vector<std::uint8_t> in_;
+  std::vector<std::uint8_t> out_;
+  std::array<mmsghdr, kBatch> in_msgs_{};
+  std::array<iovec, kBatch> in_iov_{};
+  std::array<sockaddr_storage, kBatch> addrs_{};
+  std::array<mmsghdr, kBatch> out_msgs_{};
+  std::array<iovec, kBatch> out_iov_{};
+};
+
+}  // namespace localdns::server

@@ -1,0 +1,83 @@
+#include <array>
+
+#include <localdns/dns/message.hpp>
+#include <localdns/server/query_handler.hpp>
+#include <localdns/server/tcp_listener.hpp>
+
+namespace localdns::server {
+
+namespace {
+// Per-thread scratch space for replies built outside a listener's batch.
+thread_local std::array<std::uint8_t, dns::kMaxMessageSize> tl_reply;
+}  // namespace
+
+QueryHandler::QueryHandler(const ZoneRouter& router,
+                           std::vector<std::unique_ptr<upstream::Forwarder>>& fwds)
+    : router_(router), forwarders_(fwds) {}
+
+Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& client,
+                             dns::MutableBytes out) {
+  stats_.queries.inc();
+  auto q = dns::parse_query(query);
+  auto error = [&](dns::Rcode rc, Counter& c) {
+    c.inc();
+    return Outcome{Action::Reply, dns::build_error_reply(q, rc, out)};
+  };
+  switch (q.status) {
+    case dns::QueryStatus::Drop:
+      stats_.dropped.inc();
+      return {Action::Drop, 0};
+    case dns::QueryStatus::FormErr:
+      return error(dns::Rcode::FormErr, stats_.formerr);
+    case dns::QueryStatus::NotImp:
+      return error(dns::Rcode::NotImp, stats_.notimp);
+    case dns::QueryStatus::BadVers:
+      return error(dns::Rcode::NoError, stats_.formerr);  // extended RCODE BADVERS in the OPT
+    case dns::QueryStatus::Ok:
+      break;
+  }
+  int group = router_.route(q.question.qname);
+  if (group < 0) return error(dns::Rcode::Refused, stats_.refused);
+
+  std::size_t limit = over_tcp ? dns::kMaxMessageSize : q.udp_reply_limit();
+  upstream::Request req;
+  req.question = q.question;
+  req.rd = q.header.flags & dns::kFlagRD;
+  req.cd = q.header.flags & dns::kFlagCD;
+  req.do_bit = q.edns.do_bit;
+  stats_.forwarded.inc();
+  forwarders_[group]->resolve(req, [this, client, shape = dns::make_reply_shape(q, limit)](
+                                       const upstream::Result& r) { deliver(client, shape, r); });
+  return {Action::Async, 0};
+}
+
+void QueryHandler::deliver(const ClientRef& client, const dns::ReplyShape& shape,
+                           const upstream::Result& result) {
+  dns::MutableBytes buf(tl_reply.data(), tl_reply.size());
+  std::size_t n = 0;
+  if (result.status == upstream::Status::Ok) {
+    n = dns::build_client_reply(result.answer, *result.view, shape, buf);
+    if (n != 0 && (dns::read_u16(buf.data() + 2) & dns::kFlagTC) &&
+        !(result.view->header.flags & dns::kFlagTC)) {
+      stats_.truncated.inc();
+    }
+  }
+  if (n == 0) {
+    bool overloaded = result.status == upstream::Status::Overloaded;
+    (overloaded ? stats_.refused : stats_.servfail).inc();
+    n = dns::build_error_reply(shape, overloaded ? dns::Rcode::Refused : dns::Rcode::ServFail, buf);
+  }
+  send(client, dns::Bytes(buf.data(), n));
+}
+
+void QueryHandler::send(const ClientRef& client, dns::Bytes reply) {
+  if (const auto* udp = std::get_if<UdpClient>(&client)) {
+    // A full socket buffer drops the reply like a lost datagram; the client retries.
+    (void)::sendto(udp->fd, reply.data(), reply.size(), MSG_DONTWAIT,
+                   reinterpret_cast<const sockaddr*>(&udp->addr), udp->addr_len);
+  } else if (auto session = std::get<TcpClient>(client).session.lock()) {
+    session->send_reply(reply);
+  }
+}
+
+}  // namespace localdns::server

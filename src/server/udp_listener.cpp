@@ -1,0 +1,113 @@
+#include <cerrno>
+#include <cstring>
+#include <netinet/in.h>
+#include <system_error>
+
+#include <spdlog/spdlog.h>
+
+#include <localdns/server/udp_listener.hpp>
+
+namespace localdns::server {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+
+namespace {
+constexpr int kMaxBatchesPerWakeup = 8;  // then yield to TCP and timers
+constexpr std::size_t kReplySlot = dns::kEdnsUdpSize;
+}  // namespace
+
+asio::ip::udp::socket open_udp_socket(asio::io_context& ctx, const config::Endpoint& ep) {
+  asio::ip::udp::endpoint local(ep.address, ep.port);
+  asio::ip::udp::socket sock(ctx);
+  error_code ec;
+  sock.open(local.protocol(), ec);
+  int one = 1;
+  if (!ec && ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    ec.assign(errno, boost::system::system_category());
+  }
+  if (!ec && ep.address.is_v6()) sock.set_option(asio::ip::v6_only(true), ec);
+  if (!ec) sock.bind(local, ec);
+  if (!ec) sock.non_blocking(true, ec);
+  if (ec) {
+    throw std::system_error(ec.value(), std::generic_category(),
+                            "cannot listen on udp " + ep.to_string());
+  }
+  return sock;
+}
+
+UdpListener::UdpListener(asio::io_context& ctx, const config::Endpoint& ep, QueryHandler& handler)
+    : sock_(open_udp_socket(ctx, ep)),
+      handler_(handler),
+      in_(kBatch * kMaxQuerySize),
+      out_(kBatch * kReplySlot) {
+  for (std::size_t i = 0; i < kBatch; ++i) {
+    in_iov_[i] = {&in_[i * kMaxQuerySize], kMaxQuerySize};
+    in_msgs_[i].msg_hdr.msg_iov = &in_iov_[i];
+    in_msgs_[i].msg_hdr.msg_iovlen = 1;
+    in_msgs_[i].msg_hdr.msg_name = &addrs_[i];
+  }
+}
+
+void UdpListener::start() {
+  wait();
+}
+
+void UdpListener::pause() {
+  stopped_ = true;
+  error_code ignored;
+  sock_.cancel(ignored);
+}
+
+void UdpListener::close() {
+  stopped_ = true;
+  error_code ignored;
+  sock_.close(ignored);
+}
+
+void UdpListener::wait() {
+  sock_.async_wait(asio::ip::udp::socket::wait_read, [this](error_code ec) {
+    if (ec || stopped_) return;
+    drain();
+    wait();
+  });
+}
+
+void UdpListener::drain() {
+  const int fd = sock_.native_handle();
+  for (int round = 0; round < kMaxBatchesPerWakeup; ++round) {
+    for (std::size_t i = 0; i < kBatch; ++i) {
+      in_msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+      in_msgs_[i].msg_hdr.msg_flags = 0;
+    }
+    int n = ::recvmmsg(fd, in_msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
+    if (n <= 0) return;  // EAGAIN, or an error the next wakeup will see again
+    unsigned replies = 0;
+    for (int i = 0; i < n; ++i) {
+      auto& hdr = in_msgs_[i].msg_hdr;
+      if (hdr.msg_flags & MSG_TRUNC) continue;  // oversized datagram: not a sane query
+      UdpClient client{fd, addrs_[i], hdr.msg_namelen};
+      dns::MutableBytes slot(&out_[replies * kReplySlot], kReplySlot);
+      auto outcome = handler_.handle(dns::Bytes(&in_[i * kMaxQuerySize], in_msgs_[i].msg_len),
+                                     false, client, slot);
+      if (outcome.action != Action::Reply || outcome.len == 0) continue;
+      out_iov_[replies] = {slot.data(), outcome.len};
+      auto& out = out_msgs_[replies].msg_hdr;
+      out = {};
+      out.msg_iov = &out_iov_[replies];
+      out.msg_iovlen = 1;
+      out.msg_name = &addrs_[i];
+      out.msg_namelen = hdr.msg_namelen;
+      ++replies;
+    }
+    unsigned sent = 0;
+    while (sent < replies) {
+      int m = ::sendmmsg(fd, &out_msgs_[sent], replies - sent, MSG_DONTWAIT);
+      if (m < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;  // drop like lost datagrams
+      sent += m > 0 ? static_cast<unsigned>(m) : 1u;  // skip a reply the kernel refused
+    }
+    if (static_cast<std::size_t>(n) < kBatch) return;
+  }
+}
+
+}  // namespace localdns::server
