@@ -1,0 +1,54 @@
+// A running localdns: the workers, their threads, and a shutdown bounded in
+// time. Construct (binds every socket or throws), start(), stop().
+// start() and stop() are called from one controlling thread; stats() from any.
+#pragma once
+
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <localdns/app/worker.hpp>
+#include <localdns/config/config.hpp>
+
+namespace localdns::app {
+
+struct Stats {
+  std::uint64_t queries = 0;
+  std::uint64_t dropped = 0;
+  std::uint64_t formerr = 0;
+  std::uint64_t notimp = 0;
+  std::uint64_t refused = 0;
+  std::uint64_t servfail = 0;
+  std::uint64_t forwarded = 0;
+  std::uint64_t truncated = 0;
+};
+
+class Server {
+ public:
+  // Throws std::system_error when a listener cannot be bound.
+  explicit Server(config::Config cfg);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  void start();
+  // Stops reading queries, lets answers in flight finish for at most
+  // shutdown_grace, then closes everything and joins the threads.
+  void stop();
+
+  Stats stats() const;
+  std::uint64_t upstream_tcp_connects() const;  // valid after stop()
+  const config::Config& config() const { return *shared_.config; }
+  unsigned threads() const { return static_cast<unsigned>(workers_.size()); }
+
+ private:
+  Shared shared_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+  bool stopped_ = false;
+};
+
+// Entry point of the localdns executable.
+int run_main(int argc, char** argv);
+
+}  // namespace localdns::app

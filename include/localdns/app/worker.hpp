@@ -1,0 +1,59 @@
+// One worker thread: its own io_context, its own SO_REUSEPORT sockets on every
+// listen address, its own upstream connections. Workers share only the
+// immutable config, the zone router and per-group atomics, so the query path
+// takes no lock. Constructed on the main thread, then run() on its own thread.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <localdns/config/config.hpp>
+#include <localdns/server/query_handler.hpp>
+#include <localdns/server/tcp_listener.hpp>
+#include <localdns/server/udp_listener.hpp>
+#include <localdns/server/zone_router.hpp>
+#include <localdns/upstream/forwarder.hpp>
+
+namespace localdns::app {
+
+// State shared by all workers of one server.
+struct Shared {
+  std::shared_ptr<const config::Config> config;
+  std::shared_ptr<const server::ZoneRouter> router;
+  std::vector<std::shared_ptr<upstream::GroupState>> groups;
+  std::atomic<unsigned> tcp_clients{0};
+};
+
+class Worker {
+ public:
+  // Binds every listener; throws std::system_error if one cannot be bound.
+  Worker(unsigned index, Shared& shared);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void run();  // blocks until stop(); call on the worker's own thread
+  // Thread-safe: posted to the worker's context.
+  void stop_listening();
+  void shutdown_upstreams();
+  void stop();
+
+  const server::HandlerStats& stats() const { return handler_.stats(); }
+  std::uint64_t tcp_connects() const;  // upstream connections opened (read after stop)
+
+ private:
+  unsigned index_;
+  Shared& shared_;
+  boost::asio::io_context ctx_{1};
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
+  std::vector<std::unique_ptr<upstream::Forwarder>> forwarders_;
+  server::QueryHandler handler_;
+  std::vector<std::unique_ptr<server::UdpListener>> udp_;
+  std::vector<std::unique_ptr<server::TcpListener>> tcp_;
+};
+
+}  // namespace localdns::app

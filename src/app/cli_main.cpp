@@ -1,0 +1,92 @@
+#include <cstdio>
+#include <iostream>
+#include <signal.h>
+#include <system_error>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <spdlog/spdlog.h>
+
+#include <localdns/app/server.hpp>
+#include <localdns/config/cli.hpp>
+#include <localdns/config/duration.hpp>
+
+namespace localdns::app {
+
+namespace {
+
+void log_summary(const config::Config& c, unsigned threads) {
+  std::string listen;
+  for (const auto& l : c.listen)
+    listen += (listen.empty() ? "" : ", ") + l.to_string();
+  spdlog::info("localdns {} listening on {} (udp+tcp), {} worker threads", LOCALDNS_VERSION, listen,
+               threads);
+  for (const auto& g : c.forward) {
+    std::string zones, servers;
+    for (const auto& z : g.zones)
+      zones += (zones.empty() ? "" : " ") + z;
+    for (const auto& s : g.servers)
+      servers += (servers.empty() ? "" : ", ") + s.to_string();
+    spdlog::info("  {} -> {} over {} ({}, timeout {}, {} attempts)", zones, servers,
+                 config::to_string(g.transport), config::to_string(g.policy),
+                 config::format_duration(g.timeout), g.attempts);
+  }
+}
+
+}  // namespace
+
+int run_main(int argc, char** argv) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  auto opts = config::parse_cli(args);
+  if (!opts) {
+    std::cerr << "localdns: " << opts.error() << "\n";
+    return 2;
+  }
+  if (opts->command == config::Command::Help) {
+    std::cout << config::usage();
+    return 0;
+  }
+  if (opts->command == config::Command::Version) {
+    std::cout << "localdns " << LOCALDNS_VERSION << "\n";
+    return 0;
+  }
+  auto cfg = config::build_config(*opts);
+  if (!cfg) {
+    for (const auto& e : cfg.error())
+      std::cerr << "localdns: " << e << "\n";
+    std::cerr << "localdns: " << cfg.error().size() << " configuration error"
+              << (cfg.error().size() == 1 ? "" : "s") << "\n";
+    return 2;
+  }
+  if (opts->command == config::Command::CheckConfig) {
+    std::cout << *opts->config_path << ": OK\n";
+    return 0;
+  }
+  spdlog::set_level(spdlog::level::from_str(cfg->log_level));
+  ::signal(SIGPIPE, SIG_IGN);
+
+  std::unique_ptr<Server> server;
+  try {
+    server = std::make_unique<Server>(std::move(*cfg));
+  } catch (const std::system_error& e) {
+    spdlog::critical("{}", e.what());
+    if (e.code().value() == EACCES) {
+      spdlog::critical("ports below 1024 need root or CAP_NET_BIND_SERVICE");
+    }
+    return 1;
+  }
+  log_summary(server->config(), server->threads());
+
+  boost::asio::io_context signals_ctx;
+  boost::asio::signal_set signals(signals_ctx, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (!ec) spdlog::info("received signal {}, shutting down", sig);
+  });
+  server->start();
+  signals_ctx.run();
+  server->stop();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace localdns::app

@@ -1,0 +1,82 @@
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+#include <localdns/app/server.hpp>
+
+namespace localdns::app {
+
+Server::Server(config::Config cfg) {
+  unsigned n = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+  shared_.config = std::make_shared<const config::Config>(std::move(cfg));
+  shared_.router = std::make_shared<const server::ZoneRouter>(shared_.config->forward);
+  for (const auto& g : shared_.config->forward) {
+    shared_.groups.push_back(std::make_shared<upstream::GroupState>(g));
+  }
+  for (unsigned i = 0; i < n; ++i)
+    workers_.push_back(std::make_unique<Worker>(i, shared_));
+}
+
+Server::~Server() {
+  stop();
+}
+
+void Server::start() {
+  for (auto& w : workers_)
+    threads_.emplace_back([w = w.get()] { w->run(); });
+}
+
+void Server::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& w : workers_)
+    w->stop_listening();
+  auto in_flight = [this] {
+    unsigned total = 0;
+    for (const auto& g : shared_.groups)
+      total += g->in_flight.load(std::memory_order_relaxed);
+    return total;
+  };
+  auto deadline = std::chrono::steady_clock::now() + shared_.config->shutdown_grace;
+  while (!threads_.empty() && in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (unsigned left = in_flight(); left > 0) {
+    spdlog::warn("shutdown: {} upstream queries still in flight after {} ms; answering SERVFAIL",
+                 left, shared_.config->shutdown_grace.count());
+  }
+  for (auto& w : workers_)
+    w->shutdown_upstreams();
+  // Let the posted shutdown run so clients in flight get their SERVFAIL.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (auto& w : workers_)
+    w->stop();
+  for (auto& t : threads_)
+    t.join();
+  threads_.clear();
+}
+
+Stats Server::stats() const {
+  Stats s;
+  for (const auto& w : workers_) {
+    const auto& h = w->stats();
+    s.queries += h.queries.get();
+    s.dropped += h.dropped.get();
+    s.formerr += h.formerr.get();
+    s.notimp += h.notimp.get();
+    s.refused += h.refused.get();
+    s.servfail += h.servfail.get();
+    s.forwarded += h.forwarded.get();
+    s.truncated += h.truncated.get();
+  }
+  return s;
+}
+
+std::uint64_t Server::upstream_tcp_connects() const {
+  std::uint64_t n = 0;
+  for (const auto& w : workers_)
+    n += w->tcp_connects();
+  return n;
+}
+
+}  // namespace localdns::app

@@ -1,0 +1,77 @@
+#include <boost/asio/post.hpp>
+
+#include <localdns/app/worker.hpp>
+
+namespace localdns::app {
+
+namespace asio = boost::asio;
+
+Worker::Worker(unsigned index, Shared& shared)
+    : index_(index),
+      shared_(shared),
+      guard_(asio::make_work_guard(ctx_)),
+      handler_(*shared.router, forwarders_) {
+  for (const auto& g : shared_.groups) {
+    forwarders_.push_back(std::make_unique<upstream::Forwarder>(ctx_, g));
+  }
+  const auto& cfg = *shared_.config;
+  for (const auto& ep : cfg.listen) {
+    udp_.push_back(std::make_unique<server::UdpListener>(ctx_, ep, handler_));
+    tcp_.push_back(std::make_unique<server::TcpListener>(ctx_, ep, cfg.tcp_clients, handler_,
+                                                         shared_.tcp_clients));
+  }
+}
+
+Worker::~Worker() {
+  // Listeners and sessions first, then upstreams; the io_context goes last and
+  // destroys any handler that never ran without invoking it.
+  tcp_.clear();
+  udp_.clear();
+  forwarders_.clear();
+}
+
+void Worker::run() {
+  for (auto& l : udp_)
+    l->start();
+  for (auto& l : tcp_)
+    l->start();
+  if (index_ == 0) {
+    for (auto& f : forwarders_)
+      f->start_probing();
+  }
+  ctx_.run();
+}
+
+void Worker::stop_listening() {
+  asio::post(ctx_, [this] {
+    for (auto& l : udp_)
+      l->pause();
+    for (auto& l : tcp_)
+      l->stop(false);
+  });
+}
+
+void Worker::shutdown_upstreams() {
+  asio::post(ctx_, [this] {
+    for (auto& f : forwarders_)
+      f->shutdown();
+    for (auto& l : tcp_)
+      l->stop(true);
+    for (auto& l : udp_)
+      l->close();
+  });
+}
+
+void Worker::stop() {
+  guard_.reset();
+  ctx_.stop();
+}
+
+std::uint64_t Worker::tcp_connects() const {
+  std::uint64_t n = 0;
+  for (const auto& f : forwarders_)
+    n += f->tcp_connects();
+  return n;
+}
+
+}  // namespace localdns::app

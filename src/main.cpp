@@ -1,0 +1,5 @@
+#include <localdns/app/server.hpp>
+
+int main(int argc, char** argv) {
+  return localdns::app::run_main(argc, argv);
+}
