@@ -1,0 +1,106 @@
+// The localdns executable: flags, config errors, start-up and SIGTERM.
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <signal.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include "fake_upstream.hpp"
+#include "instance.hpp"
+
+using namespace localdns::test;
+
+namespace {
+struct Run {
+  int status;
+  std::string output;  // stdout and stderr
+};
+Run run(const std::string& args) {
+  std::string cmd = std::string(LOCALDNS_BINARY) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf{};
+  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p))
+    out.append(buf.data(), n);
+  int status = ::pclose(p);
+  return {WEXITSTATUS(status), out};
+}
+}  // namespace
+
+TEST_CASE("version and help flags", "[integration][cli]") {
+  auto v = run("--version");
+  CHECK(v.status == 0);
+  CHECK_THAT(v.output, Catch::StartsWith("localdns "));
+  auto h = run("--help");
+  CHECK(h.status == 0);
+  CHECK_THAT(h.output, Catch::Contains("--forward ZONE=PROTO://"));
+  auto bad = run("--frobnicate");
+  CHECK(bad.status == 2);
+  CHECK_THAT(bad.output, Catch::Contains("unknown option '--frobnicate'"));
+}
+
+TEST_CASE("check-config names every bad key with its line", "[integration][cli]") {
+  std::string path = "/tmp/localdns-check-" + std::to_string(::getpid()) + ".yaml";
+  std::ofstream(path) << "listen: [\"127.0.0.1:5353\"]\nforward:\n  - zones: [.]\n"
+                         "    servers: [\"192.0.2.1\"]\n    timeout: forever\n    retries: 3\n";
+  auto r = run("--check-config " + path);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.output, Catch::Contains(path + ":5: forward[0].timeout"));
+  CHECK_THAT(r.output, Catch::Contains(path + ":6: forward[0].retries: unknown key"));
+  CHECK_THAT(r.output, Catch::Contains("2 configuration errors"));
+  std::ofstream(path) << "listen: [\"127.0.0.1:5353\"]\nforward:\n  - zones: [.]\n"
+                         "    servers: [\"192.0.2.1\"]\n";
+  auto ok = run("--check-config " + path);
+  CHECK(ok.status == 0);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("the binary serves with flags and exits cleanly on SIGTERM", "[integration][cli]") {
+  FakeUpstream up;
+  auto port = free_port();
+  // Build every argument before fork(): the child of a threaded process may
+  // only call async-signal-safe functions (no malloc) until exec.
+  std::string listen = "127.0.0.1:" + std::to_string(port);
+  std::string fwd = ".=tcp://" + up.address();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl(LOCALDNS_BINARY, LOCALDNS_BINARY, "--listen", listen.c_str(), "--forward", fwd.c_str(),
+            "--threads", "2", "--log-level", "warn", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::optional<Packet> r;
+  // Until it listens, queries fail at once (ICMP port unreachable): poll for 5 s.
+  for (int i = 0; i < 50 && !r; ++i) {
+    r = udp_query({"127.0.0.1", port}, make_query("bin.example", "A"), 100ms);
+    if (!r) std::this_thread::sleep_for(100ms);
+  }
+  if (!r) ::kill(pid, SIGKILL);
+  REQUIRE(r);
+  CHECK(decode(*r).answers == std::vector<std::string>{FakeUpstream::answer_address()});
+  CHECK(up.tcp_queries() >= 1);
+  ::kill(pid, SIGTERM);
+  int status = -1;
+  for (int i = 0; i < 300; ++i) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  if (!WIFEXITED(status)) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL("localdns did not exit within 3 s of SIGTERM");
+  }
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("a port already in use is a clear start-up error", "[integration][cli]") {
+  FakeUpstream up;
+  // The fake upstream holds this port for UDP and TCP without SO_REUSEPORT.
+  auto r = run("--listen " + up.address() + " --forward .=udp://192.0.2.1 --threads 1");
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Catch::Contains("cannot listen on"));
+  CHECK_THAT(r.output, Catch::Contains(up.address()));
+}

@@ -1,0 +1,75 @@
+// Test-side DNS client: builds queries and reads answers with ldns (an
+// independent implementation, so tests do not grade localdns with its own
+// parser), and talks over real UDP and TCP sockets with timeouts.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace localdns::test {
+
+using Packet = std::vector<std::uint8_t>;
+using namespace std::chrono_literals;
+
+struct QueryOptions {
+  std::uint16_t id = 0x1234;
+  bool rd = true;
+  bool edns = false;
+  std::uint16_t udp_size = 1232;
+  bool do_bit = false;
+};
+
+Packet make_query(const std::string& name, const std::string& type, QueryOptions o = {});
+
+// A decoded reply, read with ldns.
+struct Reply {
+  bool ok = false;  // ldns could parse it
+  std::uint16_t id = 0;
+  std::string rcode;  // "NOERROR", "NXDOMAIN", ...
+  bool tc = false;
+  bool aa = false;
+  bool has_opt = false;
+  std::uint16_t edns_udp_size = 0;
+  std::string qname;                 // as in the reply, letter case kept
+  std::vector<std::string> answers;  // rdata text of each answer record
+  std::vector<std::uint32_t> answer_ttls;
+  std::size_t authority = 0;
+  std::size_t size = 0;
+};
+Reply decode(const Packet& p);
+
+struct Endpoint {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 0;
+};
+
+std::optional<Packet> udp_query(const Endpoint& ep, const Packet& q,
+                                std::chrono::milliseconds timeout = 3000ms);
+std::optional<Packet> tcp_query(const Endpoint& ep, const Packet& q,
+                                std::chrono::milliseconds timeout = 3000ms);
+
+// A blocking TCP connection for pipelining tests.
+class TcpStream {
+ public:
+  explicit TcpStream(const Endpoint& ep);
+  ~TcpStream();
+  TcpStream(const TcpStream&) = delete;
+  TcpStream& operator=(const TcpStream&) = delete;
+  bool connected() const { return fd_ >= 0; }
+  bool send_raw(const std::uint8_t* data, std::size_t len);
+  bool send_framed(const Packet& q);
+  std::optional<Packet> read_framed(std::chrono::milliseconds timeout = 3000ms);
+  // True when the peer closed the connection within `timeout`.
+  bool wait_closed(std::chrono::milliseconds timeout);
+
+ private:
+  int fd_ = -1;
+};
+
+// A port free for both UDP and TCP on 127.0.0.1 right now.
+std::uint16_t free_port();
+
+}  // namespace localdns::test

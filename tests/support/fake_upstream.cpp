@@ -1,0 +1,311 @@
+#include "fake_upstream.hpp"
+
+#include <algorithm>
+#include <fcntl.h>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/udp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include "dns_client.hpp"
+
+namespace localdns::test {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using Bytes = std::vector<std::uint8_t>;
+
+namespace {
+
+void put16(Bytes& b, unsigned v) {
+  b.push_back(static_cast<std::uint8_t>(v >> 8));
+  b.push_back(static_cast<std::uint8_t>(v));
+}
+void put32(Bytes& b, std::uint32_t v) {
+  put16(b, v >> 16);
+  put16(b, v & 0xffff);
+}
+
+// Returns the lower-case presentation name of the question, or "" if unreadable.
+std::string question_name(const Bytes& q, std::size_t& end) {
+  std::string name;
+  std::size_t pos = 12;
+  while (pos < q.size() && q[pos] != 0) {
+    std::size_t len = q[pos];
+    if (len > 63 || pos + 1 + len > q.size()) return "";
+    for (std::size_t i = 1; i <= len; ++i)
+      name.push_back(static_cast<char>(std::tolower(q[pos + i])));
+    name.push_back('.');
+    pos += 1 + len;
+  }
+  end = pos + 1 + 4;
+  if (end > q.size()) return "";
+  return name.empty() ? "." : name;
+}
+
+Bytes make_answer(const Bytes& q, const Behaviour& b, bool udp) {
+  std::size_t qend = 0;
+  std::string name = question_name(q, qend);
+  if (name.empty()) return {};
+  std::uint16_t qtype = static_cast<std::uint16_t>((q[qend - 4] << 8) | q[qend - 3]);
+  bool edns = ((q[10] << 8) | q[11]) > 0;
+  unsigned rcode = 0;
+  if (b.mode == Behaviour::Mode::ServFail) rcode = 2;
+  if (b.mode == Behaviour::Mode::Refused) rcode = 5;
+  bool nx = name.rfind("nx", 0) == 0;
+  if (rcode == 0 && nx) rcode = 3;
+  Bytes r(q.begin(), q.begin() + static_cast<long>(qend));
+  r[2] = static_cast<std::uint8_t>(0x80 | (q[2] & 0x01) | 0x04);  // QR, AA, RD echoed
+  r[3] = static_cast<std::uint8_t>(0x80 | rcode);                 // RA
+  unsigned an = 0, ns = 0;
+  bool truncated = udp && b.truncate_udp;
+  if (truncated) {
+    r[2] |= 0x02;
+  } else if (rcode == 0 && qtype == 1) {
+    put16(r, 0xC00C);
+    put16(r, 1);
+    put16(r, 1);
+    put32(r, 300);
+    put16(r, 4);
+    r.insert(r.end(), {192, 0, 2, 1});
+    an = 1;
+  } else if (rcode == 0 && qtype == 16) {
+    for (int i = 0; i < 12; ++i) {  // 12 x ~250 bytes: needs TCP without EDNS
+      put16(r, 0xC00C);
+      put16(r, 16);
+      put16(r, 1);
+      put32(r, 300);
+      put16(r, 241);
+      r.push_back(240);
+      for (int k = 0; k < 240; ++k)
+        r.push_back(static_cast<std::uint8_t>('a' + (i + k) % 26));
+      ++an;
+    }
+  } else if (rcode == 3) {
+    put16(r, 0xC00C);  // SOA owned by the queried name's zone: fine for tests
+    put16(r, 6);
+    put16(r, 1);
+    put32(r, 60);
+    Bytes rdata{0, 0};  // mname ".", rname "."
+    for (std::uint32_t v : {1u, 7200u, 1800u, 86400u, 5u})
+      put32(rdata, v);
+    put16(r, static_cast<unsigned>(rdata.size()));
+    r.insert(r.end(), rdata.begin(), rdata.end());
+    ns = 1;
+  }
+  if (edns) {
+    r.push_back(0);
+    put16(r, 41);
+    put16(r, 1232);
+    put32(r, 0);
+    put16(r, 0);
+  }
+  r[6] = static_cast<std::uint8_t>(an >> 8);
+  r[7] = static_cast<std::uint8_t>(an);
+  r[8] = static_cast<std::uint8_t>(ns >> 8);
+  r[9] = static_cast<std::uint8_t>(ns);
+  r[10] = 0;
+  r[11] = edns ? 1 : 0;
+  return r;
+}
+
+}  // namespace
+
+struct FakeUpstream::Impl {
+  explicit Impl(FakeUpstream& o) : owner(o), udp(ctx), acceptor(ctx) {
+    auto loopback = asio::ip::make_address("127.0.0.1");
+    for (int attempt = 0;; ++attempt) {
+      try {
+        auto port = free_port();
+        udp.open(asio::ip::udp::v4());
+        udp.bind({loopback, port});
+        acceptor.open(asio::ip::tcp::v4());
+        acceptor.set_option(asio::socket_base::reuse_address(true));
+        acceptor.bind({loopback, port});
+        acceptor.listen();
+        break;
+      } catch (const boost::system::system_error&) {
+        error_code ignored;
+        udp.close(ignored);
+        acceptor.close(ignored);
+        if (attempt == 10) throw;
+      }
+    }
+    // Child processes of the tests (localdns itself) must not inherit these.
+    ::fcntl(udp.native_handle(), F_SETFD, FD_CLOEXEC);
+    ::fcntl(acceptor.native_handle(), F_SETFD, FD_CLOEXEC);
+  }
+
+  struct Session : std::enable_shared_from_this<Session> {
+    Session(Impl& i, asio::ip::tcp::socket s) : impl(i), sock(std::move(s)) {}
+    Impl& impl;
+    asio::ip::tcp::socket sock;
+    Bytes buf = Bytes(70000);
+    std::size_t len = 0;
+    unsigned seen = 0;
+    unsigned number = 0;
+    std::vector<Bytes> held;
+    bool closed = false;
+
+    ~Session() { impl.owner.tcp_closed(); }
+
+    void read() {
+      sock.async_read_some(asio::buffer(buf.data() + len, buf.size() - len),
+                           [self = shared_from_this()](error_code ec, std::size_t n) {
+                             if (ec || self->closed) return;
+                             self->len += n;
+                             self->frames();
+                             if (!self->closed) self->read();
+                           });
+    }
+    void frames() {
+      std::size_t off = 0;
+      while (len - off >= 2) {
+        std::size_t flen = (buf[off] << 8) | buf[off + 1];
+        if (len - off < 2 + flen) break;
+        Bytes q(buf.begin() + static_cast<long>(off + 2),
+                buf.begin() + static_cast<long>(off + 2 + flen));
+        off += 2 + flen;
+        auto b = impl.owner.behaviour();
+        std::size_t qend = 0;
+        impl.owner.count(question_name(q, qend), true);
+        ++seen;
+        if (b.close_tcp_after && number == 1 && seen >= b.close_tcp_after) {
+          closed = true;
+          error_code ignored;
+          sock.close(ignored);
+          return;
+        }
+        if (b.mode == Behaviour::Mode::Drop) continue;
+        Bytes r = make_answer(q, b, false);
+        if (r.empty()) continue;
+        if (b.reverse_tcp_batch) {
+          held.push_back(std::move(r));
+          if (held.size() >= b.reverse_tcp_batch) {
+            for (auto it = held.rbegin(); it != held.rend(); ++it)
+              send(*it, {});
+            held.clear();
+          }
+          continue;
+        }
+        send(r, b.delay);
+      }
+      std::copy(buf.begin() + static_cast<long>(off), buf.begin() + static_cast<long>(len),
+                buf.begin());
+      len -= off;
+    }
+    void send(const Bytes& r, std::chrono::milliseconds delay) {
+      auto framed = std::make_shared<Bytes>();
+      put16(*framed, static_cast<unsigned>(r.size()));
+      framed->insert(framed->end(), r.begin(), r.end());
+      auto write = [self = shared_from_this(), framed] {
+        if (self->closed) return;
+        error_code ignored;
+        asio::write(self->sock, asio::buffer(*framed), ignored);
+      };
+      if (delay.count() == 0) {
+        write();
+        return;
+      }
+      auto t = std::make_shared<asio::steady_timer>(impl.ctx, delay);
+      t->async_wait([t, write](error_code) { write(); });
+    }
+  };
+
+  void accept() {
+    acceptor.async_accept([this](error_code ec, asio::ip::tcp::socket s) {
+      if (ec) return;
+      auto session = std::make_shared<Session>(*this, std::move(s));
+      session->number = owner.tcp_opened();
+      session->read();
+      accept();
+    });
+  }
+
+  void receive() {
+    udp.async_receive_from(asio::buffer(ubuf), from, [this](error_code ec, std::size_t n) {
+      if (ec) return;
+      Bytes q(ubuf.begin(), ubuf.begin() + static_cast<long>(n));
+      auto b = owner.behaviour();
+      std::size_t qend = 0;
+      owner.count(question_name(q, qend), false);
+      if (b.mode != Behaviour::Mode::Drop) {
+        Bytes r = make_answer(q, b, true);
+        auto to = from;
+        auto reply = [this, r, to, spoof = b.spoof_first] {
+          error_code ignored;
+          if (spoof && r.size() > 2) {
+            Bytes fake = r;
+            fake[0] ^= 0x5a;
+            udp.send_to(asio::buffer(fake), to, 0, ignored);
+          }
+          udp.send_to(asio::buffer(r), to, 0, ignored);
+        };
+        if (!r.empty()) {
+          if (b.delay.count() == 0) {
+            reply();
+          } else {
+            auto t = std::make_shared<asio::steady_timer>(ctx, b.delay);
+            t->async_wait([t, reply](error_code) { reply(); });
+          }
+        }
+      }
+      receive();
+    });
+  }
+
+  FakeUpstream& owner;
+  asio::io_context ctx;
+  asio::ip::udp::socket udp;
+  asio::ip::tcp::acceptor acceptor;
+  std::array<std::uint8_t, 65535> ubuf{};
+  asio::ip::udp::endpoint from;
+};
+
+FakeUpstream::FakeUpstream() : impl_(std::make_unique<Impl>(*this)) {
+  port_ = impl_->udp.local_endpoint().port();
+  impl_->accept();
+  impl_->receive();
+  thread_ = std::thread([this] { impl_->ctx.run(); });
+}
+
+FakeUpstream::~FakeUpstream() {
+  impl_->ctx.stop();
+  thread_.join();
+  impl_.reset();  // sessions report their close to this object's counters
+}
+
+void FakeUpstream::set(const Behaviour& b) {
+  std::lock_guard lock(mu_);
+  behaviour_ = b;
+}
+
+Behaviour FakeUpstream::behaviour() const {
+  std::lock_guard lock(mu_);
+  return behaviour_;
+}
+
+void FakeUpstream::count(const std::string& name, bool tcp) {
+  (tcp ? tcp_queries_ : udp_queries_)++;
+  std::lock_guard lock(mu_);
+  per_name_[name]++;
+}
+
+unsigned FakeUpstream::tcp_opened() {
+  unsigned number = ++tcp_connections_;
+  unsigned now = ++open_tcp_;
+  unsigned prev = max_open_tcp_;
+  while (now > prev && !max_open_tcp_.compare_exchange_weak(prev, now)) {
+  }
+  return number;
+}
+
+unsigned FakeUpstream::queries_for(const std::string& lower_name) const {
+  std::lock_guard lock(mu_);
+  auto it = per_name_.find(lower_name);
+  return it == per_name_.end() ? 0 : it->second;
+}
+
+}  // namespace localdns::test

@@ -1,0 +1,70 @@
+// A fault-injecting DNS upstream for tests: UDP and TCP on one loopback port,
+// answering every name with a synthetic record, or misbehaving on demand
+// (delays, drops, SERVFAIL, truncation, TCP closed mid-stream, answers out of
+// order). Runs on its own thread; behaviour setters and counters are thread-safe.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+
+namespace localdns::test {
+
+struct Behaviour {
+  enum class Mode { Answer, Drop, ServFail, Refused } mode = Mode::Answer;
+  std::chrono::milliseconds delay{0};
+  bool truncate_udp = false;       // UDP answers carry TC=1 and no records
+  unsigned close_tcp_after = 0;    // close the first connection when its Nth query arrives
+  unsigned reverse_tcp_batch = 0;  // hold TCP answers until N are due, send them reversed
+  bool spoof_first = false;        // over UDP, first send an answer with a wrong ID
+};
+
+class FakeUpstream {
+ public:
+  FakeUpstream();  // binds 127.0.0.1 on a free port, starts its thread
+  ~FakeUpstream();
+
+  std::uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  void set(const Behaviour& b);
+
+  unsigned udp_queries() const { return udp_queries_; }
+  unsigned tcp_queries() const { return tcp_queries_; }
+  unsigned queries() const { return udp_queries_ + tcp_queries_; }
+  unsigned tcp_connections() const { return tcp_connections_; }
+  unsigned max_open_tcp_connections() const { return max_open_tcp_; }
+  unsigned queries_for(const std::string& lower_name) const;
+
+  // The synthetic answer: A 192.0.2.1 (TTL 300) for any name; TXT answers of
+  // about 3000 bytes; NXDOMAIN with an SOA for names starting with "nx".
+  static std::string answer_address() { return "192.0.2.1"; }
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  std::thread thread_;
+  std::uint16_t port_ = 0;
+  std::atomic<unsigned> udp_queries_{0};
+  std::atomic<unsigned> tcp_queries_{0};
+  std::atomic<unsigned> tcp_connections_{0};
+  std::atomic<unsigned> open_tcp_{0};
+  std::atomic<unsigned> max_open_tcp_{0};
+  mutable std::mutex mu_;
+  std::map<std::string, unsigned> per_name_;
+  Behaviour behaviour_;
+
+  friend struct Impl;
+  Behaviour behaviour() const;
+  void count(const std::string& name, bool tcp);
+  unsigned tcp_opened();  // returns the connection's number, from 1
+  void tcp_closed() { --open_tcp_; }
+};
+
+}  // namespace localdns::test

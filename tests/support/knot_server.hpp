@@ -1,0 +1,31 @@
+// A real authoritative server for tests: Knot DNS (Debian package `knot`)
+// started on a free loopback port with a generated zone, stopped by PID.
+#pragma once
+
+#include <string>
+#include <sys/types.h>
+
+namespace localdns::test {
+
+class KnotServer {
+ public:
+  // Serves `zone_text` as `origin`. Throws std::runtime_error when knotd is
+  // missing or does not answer within 10 s.
+  KnotServer(const std::string& origin, const std::string& zone_text);
+  ~KnotServer();
+  KnotServer(const KnotServer&) = delete;
+  KnotServer& operator=(const KnotServer&) = delete;
+
+  std::uint16_t port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  std::string dir_;
+  std::uint16_t port_ = 0;
+  pid_t pid_ = -1;
+};
+
+// The cluster.local zone used by the integration tests.
+std::string cluster_local_zone();
+
+}  // namespace localdns::test

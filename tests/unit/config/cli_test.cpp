@@ -1,0 +1,91 @@
+#include <cstdio>
+#include <fstream>
+
+#include <catch2/catch.hpp>
+
+#include <localdns/config/cli.hpp>
+
+using namespace localdns::config;
+
+namespace {
+std::expected<CliOptions, std::string> parse(std::vector<std::string_view> args) {
+  return parse_cli(args);
+}
+}  // namespace
+
+TEST_CASE("flags parse, with separate or inline values", "[config][cli]") {
+  auto o = parse({"--listen", "127.0.0.1:5300", "--listen=[::1]:5300", "--forward",
+                  "cluster.local=tcp://10.96.0.10:53", "--threads", "4", "--log-level=debug"});
+  REQUIRE(o.has_value());
+  CHECK(o->listen.size() == 2);
+  CHECK(o->forward.size() == 1);
+  CHECK(*o->threads == "4");
+  CHECK(*o->log_level == "debug");
+  CHECK(parse({"--version"})->command == Command::Version);
+  CHECK(parse({"--check-config", "x.yaml"})->command == Command::CheckConfig);
+  CHECK_THAT(parse({"--bogus"}).error(), Catch::Contains("unknown option '--bogus'"));
+  CHECK_THAT(parse({"--listen"}).error(), Catch::Contains("--listen: needs a value"));
+}
+
+TEST_CASE("a forward flag replaces the group of its zone and keeps the rest", "[config][cli]") {
+  Config c = default_config();
+  auto o = parse({"--forward", "cluster.local=tcp://10.96.0.10:53,10.96.0.11", "--forward",
+                  ".=udp://[2001:db8::1]:5353"});
+  REQUIRE(o.has_value());
+  auto errors = apply_cli(*o, c);
+  REQUIRE(errors.empty());
+  REQUIRE(c.forward.size() == 2);  // the default "." group was replaced
+  CHECK(c.forward[0].zones == std::vector<std::string>{"cluster.local."});
+  CHECK(c.forward[0].transport == Transport::Tcp);
+  CHECK(c.forward[0].servers.size() == 2);
+  CHECK(c.forward[0].servers[1].port == 53);
+  CHECK(c.forward[1].zones == std::vector<std::string>{"."});
+  CHECK(c.forward[1].transport == Transport::Udp);
+  CHECK(c.forward[1].servers[0].to_string() == "[2001:db8::1]:5353");
+  CHECK_FALSE(c.forward[1].servers_from_resolv_conf);
+}
+
+TEST_CASE("bad flag values name the flag", "[config][cli]") {
+  Config c = default_config();
+  struct Case {
+    std::vector<std::string_view> args;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {{"--forward", "cluster.local=quic://1.1.1.1"}, "protocol 'quic'"},
+      {{"--forward", "cluster.local"}, "expected ZONE=PROTO://"},
+      {{"--forward", "a..b=tcp://1.1.1.1"}, "bad zone name"},
+      {{"--forward", ".=tcp://1.1.1.1:99999"}, "bad server address '1.1.1.1:99999'"},
+      {{"--listen", "localhost"}, "--listen localhost"},
+      {{"--threads", "-2"}, "--threads -2"},
+      {{"--log-level", "loud"}, "--log-level loud"},
+  };
+  for (const auto& k : cases) {
+    auto o = parse(k.args);
+    REQUIRE(o.has_value());
+    auto errors = apply_cli(*o, c);
+    REQUIRE(errors.size() == 1);
+    CHECK_THAT(errors[0], Catch::Contains(k.expect));
+  }
+}
+
+TEST_CASE("build_config reads resolv.conf and catches loops", "[config][cli]") {
+  char path[] = "/tmp/localdns-resolv-XXXXXX";
+  int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  std::ofstream(path) << "nameserver 127.0.0.1\n";
+  std::string file = std::string("/tmp/localdns-cfg-") + std::to_string(getpid()) + ".yaml";
+  std::ofstream(file) << "resolv_conf: " << path << "\nlisten: [\"127.0.0.1:53\"]\n";
+  CliOptions o;
+  o.config_path = file;
+  auto c = build_config(o);
+  REQUIRE_FALSE(c.has_value());
+  CHECK_THAT(c.error().front(), Catch::Contains("is one of our own listen addresses"));
+  o.listen = {"127.0.0.1:5399"};
+  c = build_config(o);
+  REQUIRE(c.has_value());
+  CHECK(c->forward[0].servers[0].to_string() == "127.0.0.1:53");
+  std::remove(path);
+  std::remove(file.c_str());
+}

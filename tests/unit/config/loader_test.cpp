@@ -1,0 +1,154 @@
+#include <catch2/catch.hpp>
+
+#include <localdns/config/duration.hpp>
+#include <localdns/config/loader.hpp>
+#include <localdns/config/resolv_conf.hpp>
+
+using namespace localdns::config;
+using namespace std::chrono_literals;
+
+namespace {
+std::string all(const Errors& e) {
+  std::string s;
+  for (const auto& x : e)
+    s += x + "\n";
+  return s;
+}
+}  // namespace
+
+TEST_CASE("a full config loads into the struct", "[config]") {
+  auto c = load_config_text(R"(
+listen: ["127.0.0.1:53", "[::1]:5300", "10.0.0.1"]
+threads: 3
+log_level: debug
+shutdown_grace: 500ms
+tcp_clients: {idle_timeout: 5s, max_connections: 10, max_pipelined: 7}
+forward:
+  - zones: [cluster.local, in-addr.arpa, ip6.arpa]
+    servers: ["10.96.0.10:53", "[fd00::10]:5353"]
+    transport: tcp
+    policy: round_robin
+    timeout: 1s
+    attempts: 3
+    max_in_flight: 100
+    tcp: {connections: 4, max_age: 2m, max_queries: 50, idle_timeout: 0s}
+  - zones: .
+    servers: resolv.conf
+)",
+                            "t.yaml");
+  REQUIRE(c.has_value());
+  CHECK(c->listen.size() == 3);
+  CHECK(c->listen[1].address.is_v6());
+  CHECK(c->listen[1].port == 5300);
+  CHECK(c->listen[2].port == kDefaultListenPort);
+  CHECK(c->threads == 3);
+  CHECK(c->log_level == "debug");
+  CHECK(c->shutdown_grace == 500ms);
+  CHECK(c->tcp_clients.max_pipelined == 7);
+  REQUIRE(c->forward.size() == 2);
+  const auto& g = c->forward[0];
+  CHECK(g.zones == std::vector<std::string>{"cluster.local.", "in-addr.arpa.", "ip6.arpa."});
+  CHECK(g.servers[1].to_string() == "[fd00::10]:5353");
+  CHECK(g.transport == Transport::Tcp);
+  CHECK(g.policy == Policy::RoundRobin);
+  CHECK(g.timeout == 1000ms);
+  CHECK(g.attempts == 3);
+  CHECK(g.tcp.connections == 4);
+  CHECK(g.tcp.max_age == 120s);
+  CHECK(g.tcp.max_queries == 50);
+  CHECK(c->forward[1].servers_from_resolv_conf);
+  CHECK(c->forward[1].zones == std::vector<std::string>{"."});
+}
+
+TEST_CASE("an empty file keeps the standalone default", "[config]") {
+  auto c = load_config_text("", "empty.yaml");
+  REQUIRE(c.has_value());
+  CHECK(c->listen.front().to_string() == "127.0.0.1:5353");
+  CHECK(c->forward.front().servers_from_resolv_conf);
+  CHECK(c->forward.front().timeout * c->forward.front().attempts < 5s);  // before glibc gives up
+}
+
+TEST_CASE("config errors name the key and the line", "[config]") {
+  struct Case {
+    const char* yaml;
+    const char* expect;  // substring of the error
+  };
+  const Case cases[] = {
+      {"listen: [127.0.0.1:53]\nlisten_typo: 1\n", "t.yaml:2: listen_typo: unknown key"},
+      {"threads: many\n", "t.yaml:1: threads: expected an integer, got 'many'"},
+      {"threads: 1000\n", "t.yaml:1: threads: must be between 0 and 256"},
+      {"listen: [\"300.1.1.1:53\"]\n", "t.yaml:1: listen[0]: expected ADDRESS"},
+      {"listen: [\"127.0.0.1:0\"]\n", "listen[0]: expected ADDRESS"},
+      {"log_level: loud\n", "t.yaml:1: log_level: expected trace"},
+      {"forward:\n  - zones: [a.]\n    servers: [1.1.1.1]\n    timeout: soon\n",
+       "t.yaml:4: forward[0].timeout: expected a duration"},
+      {"forward:\n  - zones: [a.]\n    servers: [1.1.1.1]\n    transport: quic\n",
+       "t.yaml:4: forward[0].transport: expected one of tcp, udp, prefer_udp, got 'quic'"},
+      {"forward:\n  - zones: [a.]\n    servers: [1.1.1.1]\n    attempts: 0\n",
+       "t.yaml:4: forward[0].attempts: must be between 1 and 10"},
+      {"forward:\n  - servers: [1.1.1.1]\n", "t.yaml:2: forward[0].zones: required"},
+      {"forward:\n  - zones: [a.]\n", "forward[0].servers: required"},
+      {"forward:\n  - zones: [\"a..b\"]\n    servers: [1.1.1.1]\n",
+       "t.yaml:2: forward[0].zones[0]: not a valid domain name"},
+      {"forward:\n  - zones: [a.]\n    servers: [1.1.1.1]\n    tcp: {conections: 2}\n",
+       "t.yaml:4: forward[0].tcp.conections: unknown key"},
+      {"forward: []\n", "forward: expected a non-empty list"},
+      {"forward:\n  - zones: [a.]\n    servers: [1.1.1.1]\n  - zones: [A.]\n    servers: "
+       "[2.2.2.2]\n",
+       "forward[1].zones: zone 'a.' is routed by more than one group"},
+      {"listen: [127.0.0.1:5353]\nforward:\n  - zones: [.]\n    servers: [127.0.0.1:5353]\n",
+       "forward[0].servers[0]: 127.0.0.1:5353 is one of our own listen addresses"},
+      {"listen: [\n", "t.yaml:2: invalid YAML"},
+      {"tcp_clients:\n  max_pipelined: -1\n", "t.yaml:2: tcp_clients.max_pipelined: must be"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.yaml);
+    auto r = load_config_text(c.yaml, "t.yaml");
+    REQUIRE_FALSE(r.has_value());
+    CHECK_THAT(all(r.error()), Catch::Contains(c.expect));
+  }
+}
+
+TEST_CASE("every config error is reported, not just the first", "[config]") {
+  auto r = load_config_text("threads: x\nlog_level: y\nbogus: 1\n", "t.yaml");
+  REQUIRE_FALSE(r.has_value());
+  CHECK(r.error().size() == 3);
+}
+
+TEST_CASE("durations and endpoints parse strictly", "[config]") {
+  CHECK(parse_duration("1.5s") == 1500ms);
+  CHECK(parse_duration("250ms") == 250ms);
+  CHECK(parse_duration("2m") == 120s);
+  CHECK(parse_duration("0") == 0ms);
+  CHECK_FALSE(parse_duration("10"));
+  CHECK_FALSE(parse_duration("s"));
+  CHECK_FALSE(parse_duration("1.5sec"));
+  CHECK_FALSE(parse_duration("-1s"));
+  CHECK(parse_endpoint("::1", 53)->port == 53);
+  CHECK(parse_endpoint("[::1]:54", 53)->port == 54);
+  CHECK(parse_endpoint("10.0.0.1:5353", 53)->to_string() == "10.0.0.1:5353");
+  CHECK_FALSE(parse_endpoint("10.0.0.1:", 53));
+  CHECK_FALSE(parse_endpoint("10.0.0.1:70000", 53));
+  CHECK_FALSE(parse_endpoint("[::1", 53));
+  CHECK_FALSE(parse_endpoint("host.example:53", 53));
+}
+
+TEST_CASE("resolv.conf nameserver lines become upstreams", "[config]") {
+  auto servers = parse_resolv_conf(
+      "# comment\nsearch svc.cluster.local\nnameserver 10.0.0.2\nnameserver   fd00::53\n"
+      "nameserver bogus\noptions ndots:5\n");
+  REQUIRE(servers.size() == 2);
+  CHECK(servers[0].to_string() == "10.0.0.2:53");
+  CHECK(servers[1].to_string() == "[fd00::53]:53");
+  auto missing = read_resolv_conf("/nonexistent/resolv.conf");
+  REQUIRE_FALSE(missing.has_value());
+  CHECK_THAT(missing.error(), Catch::Contains("cannot read"));
+}
+
+TEST_CASE("the example configs in config/ are valid", "[config]") {
+  for (const char* name : {"standalone.yaml", "kubernetes.yaml"}) {
+    INFO(name);
+    auto c = load_config_file(std::string(LOCALDNS_SOURCE_DIR) + "/config/" + name);
+    CHECK(c.has_value());
+  }
+}
