@@ -24,7 +24,7 @@ class Reader {
   void error(const YAML::Node& at, const std::string& path, const std::string& msg) {
     std::string where(source_);
     if (at.IsDefined() && at.Mark().line >= 0) where += ":" + std::to_string(at.Mark().line + 1);
-    errors_.push_back(where + ": " + path + ": " + msg);
+    errors_.push_back(where + ": " + (path.empty() ? "(top level)" : path) + ": " + msg);
   }
 
   bool expect_map(const YAML::Node& n, const std::string& path,
@@ -206,7 +206,7 @@ void read_group(Reader& r, const YAML::Node& n, const std::string& path, Upstrea
 
 void read_root(Reader& r, const YAML::Node& root, Config& c) {
   if (root.IsNull()) return;  // an empty file keeps the defaults
-  if (!r.expect_map(root, "(top level)",
+  if (!r.expect_map(root, "",
                     {"listen", "threads", "log_level", "tcp_clients", "forward", "shutdown_grace",
                      "resolv_conf"})) {
     return;

@@ -15,6 +15,7 @@ using boost::system::error_code;
 namespace {
 constexpr int kMaxBatchesPerWakeup = 8;  // then yield to TCP and timers
 constexpr std::size_t kReplySlot = dns::kEdnsUdpSize;
+constexpr int kReceiveBuffer = 4 << 20;
 }  // namespace
 
 asio::ip::udp::socket open_udp_socket(asio::io_context& ctx, const config::Endpoint& ep) {
@@ -27,6 +28,14 @@ asio::ip::udp::socket open_udp_socket(asio::io_context& ctx, const config::Endpo
     ec.assign(errno, boost::system::system_category());
   }
   if (!ec && ep.address.is_v6()) sock.set_option(asio::ip::v6_only(true), ec);
+  if (!ec) {
+    // Bursts (a rollout starting hundreds of pods) must not overflow the
+    // default ~200 KiB buffer. FORCE needs CAP_NET_ADMIN; else take what we may.
+    int size = kReceiveBuffer;
+    if (::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0) {
+      ::setsockopt(sock.native_handle(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    }
+  }
   if (!ec) sock.bind(local, ec);
   if (!ec) sock.non_blocking(true, ec);
   if (ec) {
