@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages localdns needs to build, test and run.
+#   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh --run    runtime libraries only (container image)
+set -euo pipefail
+
+runtime=(libldns3 libyaml-cpp0.7 libspdlog1.10 libfmt9)
+build=(
+  build-essential cmake ninja-build pkg-config clang-format
+  libboost1.81-dev libldns-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
+  catch2 libbenchmark-dev
+  knot dnsutils iproute2
+)
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
+want=("${build[@]}")
+if [ "${1:-}" = "--run" ]; then want=("${runtime[@]}"); fi
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# The knot package starts a system knotd on port 53; the tests run their own.
+if [ -x /usr/bin/systemctl ] && systemctl is-active --quiet knot 2>/dev/null; then
+  $sudo systemctl disable --now knot || true
+fi
