@@ -1,0 +1,77 @@
+// Per-query costs of the pieces every answer goes through: parse the query,
+// route it, build the upstream query, turn an upstream answer into the reply.
+// Run: cmake --preset release -DLOCALDNS_BUILD_BENCH=ON && cmake --build --preset release
+//      && build/release/bench/dns_bench
+#include <array>
+#include <benchmark/benchmark.h>
+#include <vector>
+
+#include <localdns/dns/builder.hpp>
+#include <localdns/dns/message.hpp>
+#include <localdns/dns/name.hpp>
+#include <localdns/server/zone_router.hpp>
+
+using namespace localdns;
+
+namespace {
+
+std::vector<std::uint8_t> query_bytes() {
+  std::array<std::uint8_t, 512> buf{};
+  auto name = *dns::name_from_text("kube-dns.kube-system.svc.cluster.local");
+  dns::OutgoingQuery q{
+      {dns::Bytes(reinterpret_cast<const std::uint8_t*>(name.data()), name.size()), 1, 1},
+      0x1234,
+      true,
+      false,
+      false};
+  std::size_t n = dns::build_query(q, buf);
+  return {buf.begin(), buf.begin() + static_cast<long>(n)};
+}
+
+std::vector<std::uint8_t> answer_bytes(const std::vector<std::uint8_t>& query) {
+  std::vector<std::uint8_t> a(query.begin(), query.end() - 11);  // without the OPT
+  a[2] = 0x85;
+  a[3] = 0x80;
+  a[7] = 1;
+  a[11] = 1;
+  a.insert(a.end(), {0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 10, 96, 0, 10});
+  a.insert(a.end(), {0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0});
+  return a;
+}
+
+void BM_ParseQuery(benchmark::State& state) {
+  auto q = query_bytes();
+  for (auto _ : state) {
+    auto v = dns::parse_query(q);
+    benchmark::DoNotOptimize(v);
+  }
+}
+BENCHMARK(BM_ParseQuery);
+
+void BM_Route(benchmark::State& state) {
+  config::UpstreamGroup cluster, root;
+  cluster.zones = {"cluster.local.", "in-addr.arpa.", "ip6.arpa."};
+  root.zones = {"."};
+  server::ZoneRouter router({cluster, root});
+  auto q = query_bytes();
+  auto v = dns::parse_query(q);
+  for (auto _ : state)
+    benchmark::DoNotOptimize(router.route(v.question.qname));
+}
+BENCHMARK(BM_Route);
+
+void BM_BuildClientReply(benchmark::State& state) {
+  auto q = query_bytes();
+  auto a = answer_bytes(q);
+  auto v = dns::parse_query(q);
+  auto shape = dns::make_reply_shape(v, v.udp_reply_limit());
+  std::array<std::uint8_t, 1232> out{};
+  for (auto _ : state) {
+    auto rv = dns::parse_response(a);
+    std::size_t n = dns::build_client_reply(a, *rv, shape, out);
+    benchmark::DoNotOptimize(n);
+  }
+}
+BENCHMARK(BM_BuildClientReply);
+
+}  // namespace
