@@ -119,15 +119,7 @@ std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const Reply
   h.flags = static_cast<std::uint16_t>((h.flags & ~kEchoedQueryFlags) |
                                        (shape.flags & kEchoedQueryFlags));
   if (shape.qname_len != rv.question.qname.size()) return 0;
-  if (size > shape.limit) {
-    // RFC 2181 9 / RFC 7766 5: signal truncation, the client retries over TCP.
-    Question q = shape.question();
-    ErrorParts e{shape.id, shape.flags, &q, shape.edns, shape.do_bit, 0};
-    std::size_t n = write_error(e, out);
-    if (n == 0) return 0;
-    write_u16(out.data() + 2, static_cast<std::uint16_t>(h.flags | kFlagTC));
-    return n;
-  }
+  if (size > shape.limit) return build_truncated_reply(shape, h.flags, out);
   if (out.size() < size) return 0;
   std::uint8_t* p = out.data();
   if (rv.opt) {
@@ -148,6 +140,21 @@ std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const Reply
   h.write(out.data());
   std::memcpy(out.data() + kHeaderSize, shape.qname.data(), shape.qname_len);
   return static_cast<std::size_t>(p - out.data());
+}
+
+std::size_t build_truncated_reply(const ReplyShape& shape, std::uint16_t answer_flags,
+                                  MutableBytes out) {
+  // RFC 2181 9 / RFC 7766 5: signal truncation, the client retries over TCP.
+  Question q = shape.question();
+  ErrorParts e{shape.id, shape.flags, &q, shape.edns, shape.do_bit, 0};
+  std::size_t n = write_error(e, out);
+  if (n == 0) return 0;
+  write_u16(out.data() + 2, static_cast<std::uint16_t>(reply_flags(answer_flags, shape) | kFlagTC));
+  return n;
+}
+
+std::uint8_t* write_opt_record(std::uint8_t* p, bool do_bit) {
+  return write_opt(p, 0, do_bit);
 }
 
 }  // namespace localdns::dns

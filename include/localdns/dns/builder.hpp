@@ -54,4 +54,18 @@ std::size_t build_query(const OutgoingQuery& q, MutableBytes out);
 std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const ReplyShape& shape,
                                MutableBytes out);
 
+// Header, the client's question, our OPT if it sent one, TC=1 and nothing else;
+// `answer_flags` supplies QR/AA/RA/RCODE. For answers that exceed shape.limit.
+std::size_t build_truncated_reply(const ReplyShape& shape, std::uint16_t answer_flags,
+                                  MutableBytes out);
+
+// Writes our OPT record (kOptRecordSize bytes, DO as given) at `p`; returns its end.
+std::uint8_t* write_opt_record(std::uint8_t* p, bool do_bit);
+
+// Flags of a reply: the answer's, with RD and CD taken from the client's query.
+inline std::uint16_t reply_flags(std::uint16_t answer_flags, const ReplyShape& shape) {
+  constexpr std::uint16_t kEchoed = kFlagRD | kFlagCD;
+  return static_cast<std::uint16_t>((answer_flags & ~kEchoed) | (shape.flags & kEchoed));
+}
+
 }  // namespace localdns::dns
