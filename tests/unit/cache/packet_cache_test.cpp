@@ -1,0 +1,263 @@
+#include <array>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include <localdns/cache/cache_policy.hpp>
+#include <localdns/cache/packet_cache.hpp>
+#include <localdns/dns/message.hpp>
+
+#include "dns_client.hpp"
+
+using namespace localdns;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct FakeClock {
+  cache::Clock::time_point now = cache::Clock::time_point(1000s);
+  cache::NowFn fn() {
+    return [this] { return now; };
+  }
+};
+
+void put16(test::Packet& p, unsigned v) {
+  p.push_back(static_cast<std::uint8_t>(v >> 8));
+  p.push_back(static_cast<std::uint8_t>(v));
+}
+void put32(test::Packet& p, std::uint32_t v) {
+  put16(p, v >> 16);
+  put16(p, v & 0xffff);
+}
+
+// An upstream answer for `name` A: answers with `ttls`, an optional SOA in the
+// authority section (ttl, minimum), one additional A with `extra_ttl`, an OPT.
+test::Packet answer(const std::string& name, unsigned rcode, std::vector<std::uint32_t> ttls,
+                    std::optional<std::pair<std::uint32_t, std::uint32_t>> soa = std::nullopt,
+                    std::uint32_t extra_ttl = 0, bool tc = false) {
+  auto q = test::make_query(name, "A", {.id = 0});
+  test::Packet p = q;  // header and question; no OPT in the query
+  p[2] = static_cast<std::uint8_t>(0x81 | (tc ? 0x02 : 0));
+  p[3] = static_cast<std::uint8_t>(0x80 | rcode);
+  for (std::size_t i = 0; i < ttls.size(); ++i) {
+    put16(p, 0xC00C);
+    put16(p, 1);
+    put16(p, 1);
+    put32(p, ttls[i]);
+    put16(p, 4);
+    p.insert(p.end(), {10, 0, 0, static_cast<std::uint8_t>(i)});
+  }
+  if (soa) {
+    put16(p, 0xC00C);
+    put16(p, 6);
+    put16(p, 1);
+    put32(p, soa->first);
+    put16(p, 22);
+    p.insert(p.end(), {0, 0});
+    for (std::uint32_t v : {1u, 2u, 3u, 4u})
+      put32(p, v);
+    put32(p, soa->second);
+  }
+  if (extra_ttl) {
+    put16(p, 0xC00C);
+    put16(p, 1);
+    put16(p, 1);
+    put32(p, extra_ttl);
+    put16(p, 4);
+    p.insert(p.end(), {10, 9, 9, 9});
+  }
+  p.insert(p.end(), {0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0});
+  p[7] = static_cast<std::uint8_t>(ttls.size());
+  p[9] = soa ? 1 : 0;
+  p[11] = static_cast<std::uint8_t>(1 + (extra_ttl ? 1 : 0));
+  return p;
+}
+
+dns::ResponseView view_of(const test::Packet& p) {
+  auto rv = dns::parse_response(p);
+  REQUIRE(rv);
+  return *rv;
+}
+
+struct Asked {
+  test::Packet query;
+  dns::QueryView view;
+  dns::ReplyShape shape;
+  cache::Key key;
+};
+Asked ask(const std::string& name, test::QueryOptions o = {}, std::size_t limit = 0) {
+  Asked a;
+  a.query = test::make_query(name, "A", o);
+  a.view = dns::parse_query(a.query);
+  a.shape = dns::make_reply_shape(a.view, limit ? limit : a.view.udp_reply_limit());
+  a.key = cache::Key::make(a.view.question, a.view.edns.do_bit, a.view.header.flags & dns::kFlagCD);
+  return a;
+}
+
+std::optional<test::Reply> hit(cache::PacketCache& c, const Asked& a) {
+  std::array<std::uint8_t, 65535> out{};
+  std::size_t n = c.lookup(a.key, a.shape, out);
+  if (n == 0) return std::nullopt;
+  return test::decode(test::Packet(out.begin(), out.begin() + static_cast<long>(n)));
+}
+
+void insert(cache::PacketCache& c, const std::string& name, const test::Packet& ans,
+            std::uint32_t lifetime) {
+  c.insert(ask(name).key, ans, view_of(ans), lifetime);
+}
+
+}  // namespace
+
+TEST_CASE("cache keys ignore case but not type, DO or CD", "[cache]") {
+  auto a = ask("Kube-DNS.cluster.local");
+  auto b = ask("kube-dns.CLUSTER.local");
+  CHECK(a.key.view() == b.key.view());
+  CHECK(ask("x.local", {.edns = true, .do_bit = true}).key.view() != ask("x.local").key.view());
+  auto q = test::make_query("x.local", "AAAA");
+  auto v = dns::parse_query(q);
+  CHECK(cache::Key::make(v.question, false, false).view() != ask("x.local").key.view());
+  CHECK(cache::Key::make(v.question, false, true).view() !=
+        cache::Key::make(v.question, false, false).view());
+}
+
+TEST_CASE("a hit answers with the client's ID, case and EDNS", "[cache]") {
+  FakeClock clock;
+  cache::PacketCache c({}, clock.fn());
+  insert(c, "svc.cluster.local", answer("svc.cluster.local", 0, {30, 30}), 30);
+  auto r = hit(c, ask("SVC.Cluster.local", {.id = 4242}));
+  REQUIRE(r);
+  CHECK(r->id == 4242);
+  CHECK(r->qname == "SVC.Cluster.local.");
+  CHECK(r->answers == std::vector<std::string>{"10.0.0.0", "10.0.0.1"});
+  CHECK_FALSE(r->has_opt);
+  CHECK_FALSE(r->aa);
+  auto e = hit(c, ask("svc.cluster.local", {.edns = true}));
+  REQUIRE(e);
+  CHECK(e->has_opt);
+  CHECK_FALSE(hit(c, ask("other.cluster.local")));
+  CHECK(c.stats().hits == 2);
+  CHECK(c.stats().misses == 1);
+}
+
+TEST_CASE("TTLs age with the entry, each record on its own, never below zero", "[cache]") {
+  FakeClock clock;
+  cache::PacketCache c({}, clock.fn());
+  insert(c, "a.example", answer("a.example", 0, {300, 200}, std::nullopt, 4), 250);
+  clock.now += 10s;
+  auto r = hit(c, ask("a.example"));
+  REQUIRE(r);
+  CHECK(r->answer_ttls == std::vector<std::uint32_t>{240, 190});  // capped at 250 - 10
+  clock.now += 200s;
+  r = hit(c, ask("a.example"));
+  REQUIRE(r);
+  CHECK(r->answer_ttls == std::vector<std::uint32_t>{40, 0});
+  clock.now += 40s;  // age 250 = lifetime: gone
+  CHECK_FALSE(hit(c, ask("a.example")));
+  CHECK(c.stats().expired == 1);
+  CHECK(c.stats().entries == 0);
+}
+
+TEST_CASE("a clock that goes backwards does not wrap TTLs", "[cache]") {
+  FakeClock clock;
+  cache::PacketCache c({}, clock.fn());
+  insert(c, "b.example", answer("b.example", 0, {60}), 60);
+  clock.now -= 5s;
+  auto r = hit(c, ask("b.example"));
+  REQUIRE(r);
+  CHECK(r->answer_ttls == std::vector<std::uint32_t>{60});
+}
+
+TEST_CASE("answers over the client's limit come back truncated", "[cache]") {
+  FakeClock clock;
+  cache::PacketCache c({}, clock.fn());
+  std::vector<std::uint32_t> ttls(40, 60);
+  insert(c, "big.example", answer("big.example", 0, ttls), 60);
+  auto udp = hit(c, ask("big.example", {.id = 9}, 512));
+  REQUIRE(udp);
+  CHECK(udp->tc);
+  CHECK(udp->answers.empty());
+  CHECK(udp->id == 9);
+  auto tcp = hit(c, ask("big.example", {}, 65535));
+  REQUIRE(tcp);
+  CHECK(tcp->answers.size() == 40);
+}
+
+TEST_CASE("cache lifetimes follow RFC 1035 and RFC 2308", "[cache]") {
+  cache::TtlPolicy p;
+  p.max_ttl = 30;
+  p.denial_max_ttl = 5;
+  auto life = [&](const test::Packet& a) { return cache::cache_lifetime(a, view_of(a), p); };
+  CHECK(life(answer("x.", 0, {300, 20})).seconds == 20);
+  CHECK(life(answer("x.", 0, {300})).seconds == 30);
+  CHECK(life(answer("x.", 3, {}, std::pair{60u, 3u})).seconds == 3);  // min(TTL, MINIMUM)
+  CHECK(life(answer("x.", 3, {}, std::pair{60u, 3u})).kind == cache::AnswerKind::NxDomain);
+  CHECK(life(answer("x.", 3, {}, std::pair{2u, 60u})).seconds == 2);
+  CHECK(life(answer("x.", 3, {}, std::pair{600u, 600u})).seconds == 5);  // denial_max_ttl
+  CHECK(life(answer("x.", 0, {}, std::pair{60u, 4u})).kind == cache::AnswerKind::NoData);
+  CHECK(life(answer("x.", 0, {}, std::pair{60u, 4u})).seconds == 4);
+  CHECK(life(answer("x.", 3, {})).kind == cache::AnswerKind::Uncacheable);  // no SOA
+  CHECK(life(answer("x.", 2, {})).kind == cache::AnswerKind::Uncacheable);  // SERVFAIL
+  CHECK(life(answer("x.", 5, {})).kind == cache::AnswerKind::Uncacheable);  // REFUSED
+  CHECK(life(answer("x.", 0, {60}, std::nullopt, 0, true)).kind ==
+        cache::AnswerKind::Uncacheable);                                     // TC
+  CHECK(life(answer("x.", 0, {0})).kind == cache::AnswerKind::Uncacheable);  // TTL 0
+  p.min_ttl = 10;
+  CHECK(life(answer("x.", 0, {2})).seconds == 10);
+}
+
+TEST_CASE("memory stays within a small byte budget, oldest evicted first", "[cache]") {
+  FakeClock clock;
+  cache::CacheSettings s;
+  s.max_bytes = 8 * 1024;
+  s.shards = 1;
+  cache::PacketCache c(s, clock.fn());
+  insert(c, "keep.example", answer("keep.example", 0, {60}), 60);
+  for (int i = 0; i < 500; ++i) {
+    auto name = "n" + std::to_string(i) + ".example";
+    insert(c, name, answer(name, 0, {60}), 60);
+    if (i % 10 == 0) CHECK(hit(c, ask("keep.example")));  // recently used: survives
+  }
+  auto st = c.stats();
+  CHECK(st.bytes <= s.max_bytes);
+  CHECK(st.evictions > 400);
+  CHECK(hit(c, ask("keep.example")));
+  CHECK(hit(c, ask("n499.example")));
+  CHECK_FALSE(hit(c, ask("n0.example")));
+}
+
+TEST_CASE("the entry budget holds across shards", "[cache]") {
+  FakeClock clock;
+  cache::CacheSettings s;
+  s.max_entries = 256;
+  s.shards = 16;
+  cache::PacketCache c(s, clock.fn());
+  for (int i = 0; i < 2000; ++i) {
+    auto name = "e" + std::to_string(i) + ".example";
+    insert(c, name, answer(name, 0, {60}), 60);
+  }
+  CHECK(c.stats().entries <= 256);
+  CHECK(c.stats().entries > 128);  // keys spread over the shards
+}
+
+TEST_CASE("concurrent hits and inserts from several threads", "[cache]") {
+  cache::PacketCache c({});
+  std::vector<std::thread> threads;
+  std::atomic<int> bad{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 2000; ++i) {
+        auto name = "c" + std::to_string((i * 7 + t) % 300) + ".example";
+        if (i % 3 == 0) {
+          auto a = answer(name, 0, {60});
+          c.insert(ask(name).key, a, *dns::parse_response(a), 60);
+        } else if (auto r = hit(c, ask(name)); r && r->qname != name + ".") {
+          ++bad;
+        }
+      }
+    });
+  }
+  for (auto& th : threads)
+    th.join();
+  CHECK(bad == 0);
+  CHECK(c.stats().entries <= 300);
+}
