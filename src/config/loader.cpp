@@ -148,10 +148,63 @@ void read_tcp_pool(Reader& r, const YAML::Node& n, const std::string& path, TcpP
   }
 }
 
+void read_group_cache(Reader& r, const YAML::Node& n, const std::string& path,
+                      GroupCacheConfig& c) {
+  if (!r.expect_map(n, path, {"max_ttl", "denial_max_ttl"})) return;
+  using std::chrono::hours;
+  Duration d{};
+  if (n["max_ttl"]) {
+    d = Duration(-1);
+    r.duration(n["max_ttl"], path + ".max_ttl", d, Duration(0), hours(24 * 7));
+    if (d.count() >= 0) c.max_ttl = d;
+  }
+  if (n["denial_max_ttl"]) {
+    d = Duration(-1);
+    r.duration(n["denial_max_ttl"], path + ".denial_max_ttl", d, Duration(0), hours(24 * 7));
+    if (d.count() >= 0) c.denial_max_ttl = d;
+  }
+}
+
+void read_cache(Reader& r, const YAML::Node& n, CacheConfig& c) {
+  if (!r.expect_map(
+          n, "cache",
+          {"enabled", "max_entries", "max_bytes", "min_ttl", "max_ttl", "denial_max_ttl"})) {
+    return;
+  }
+  using std::chrono::hours;
+  if (n["enabled"]) {
+    if (auto s = r.scalar(n["enabled"], "cache.enabled")) {
+      if (*s == "true") {
+        c.enabled = true;
+      } else if (*s == "false") {
+        c.enabled = false;
+      } else {
+        r.error(n["enabled"], "cache.enabled", "expected true or false, got '" + *s + "'");
+      }
+    }
+  }
+  if (n["max_entries"]) {
+    r.integer(n["max_entries"], "cache.max_entries", c.max_entries, std::size_t{1},
+              std::size_t{100'000'000});
+  }
+  if (n["max_bytes"]) {
+    r.integer(n["max_bytes"], "cache.max_bytes", c.max_bytes, std::size_t{4096},
+              std::size_t{1} << 40);
+  }
+  if (n["min_ttl"]) r.duration(n["min_ttl"], "cache.min_ttl", c.min_ttl, Duration(0), hours(24));
+  if (n["max_ttl"]) {
+    r.duration(n["max_ttl"], "cache.max_ttl", c.max_ttl, Duration(0), hours(24 * 7));
+  }
+  if (n["denial_max_ttl"]) {
+    r.duration(n["denial_max_ttl"], "cache.denial_max_ttl", c.denial_max_ttl, Duration(0),
+               hours(24 * 7));
+  }
+}
+
 void read_group(Reader& r, const YAML::Node& n, const std::string& path, UpstreamGroup& g) {
   if (!r.expect_map(n, path,
                     {"zones", "servers", "transport", "policy", "timeout", "attempts",
-                     "max_in_flight", "fail_threshold", "probe_interval", "tcp"})) {
+                     "max_in_flight", "fail_threshold", "probe_interval", "tcp", "cache"})) {
     return;
   }
   using namespace std::chrono_literals;
@@ -202,13 +255,14 @@ void read_group(Reader& r, const YAML::Node& n, const std::string& path, Upstrea
     r.duration(n["probe_interval"], path + ".probe_interval", g.probe_interval, 100ms, 1h);
   }
   if (n["tcp"]) read_tcp_pool(r, n["tcp"], path + ".tcp", g.tcp);
+  if (n["cache"]) read_group_cache(r, n["cache"], path + ".cache", g.cache);
 }
 
 void read_root(Reader& r, const YAML::Node& root, Config& c) {
   if (root.IsNull()) return;  // an empty file keeps the defaults
   if (!r.expect_map(root, "",
-                    {"listen", "threads", "log_level", "tcp_clients", "forward", "shutdown_grace",
-                     "resolv_conf"})) {
+                    {"listen", "threads", "log_level", "tcp_clients", "cache", "forward",
+                     "shutdown_grace", "resolv_conf"})) {
     return;
   }
   using namespace std::chrono_literals;
@@ -251,6 +305,7 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
       }
     }
   }
+  if (root["cache"]) read_cache(r, root["cache"], c.cache);
   if (auto f = root["forward"]) {
     c.forward.clear();
     if (!f.IsSequence() || f.size() == 0) {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,12 @@ struct TcpPoolConfig {
   Duration idle_timeout{std::chrono::seconds(30)};
 };
 
+// Per-group cache limits; unset fields take the global `cache` values.
+struct GroupCacheConfig {
+  std::optional<Duration> max_ttl;
+  std::optional<Duration> denial_max_ttl;
+};
+
 struct UpstreamGroup {
   std::vector<std::string> zones;  // presentation form, lower case, no trailing dot; "." for root
   std::vector<Endpoint> servers;
@@ -52,6 +59,17 @@ struct UpstreamGroup {
   unsigned fail_threshold = 3;    // consecutive failures before a server is marked down
   Duration probe_interval{std::chrono::seconds(1)};
   TcpPoolConfig tcp;
+  GroupCacheConfig cache;
+};
+
+struct CacheConfig {
+  bool enabled = true;
+  std::size_t max_entries = 100'000;
+  std::size_t max_bytes = 64u << 20;
+  Duration min_ttl{0};  // never raise a short TTL unless asked
+  Duration max_ttl{std::chrono::hours(1)};
+  Duration denial_max_ttl{
+      std::chrono::minutes(30)};  // RFC 2308 5 suggests 1-3 h; DNS moves faster here
 };
 
 // Limits for clients that use TCP (RFC 7766).
@@ -66,6 +84,7 @@ struct Config {
   unsigned threads = 0;  // 0: one per core
   std::string log_level = "info";
   TcpClientConfig tcp_clients;
+  CacheConfig cache;
   std::vector<UpstreamGroup> forward;
   Duration shutdown_grace{std::chrono::seconds(2)};
   std::string resolv_conf = "/etc/resolv.conf";
