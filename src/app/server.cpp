@@ -13,6 +13,22 @@ Server::Server(config::Config cfg) {
   for (const auto& g : shared_.config->forward) {
     shared_.groups.push_back(std::make_shared<upstream::GroupState>(g));
   }
+  const auto& cc = shared_.config->cache;
+  if (cc.enabled) {
+    shared_.cache = std::make_unique<cache::PacketCache>(
+        cache::CacheSettings{cc.max_entries, cc.max_bytes, 32});
+    shared_.cache_wiring.cache = shared_.cache.get();
+  }
+  auto secs = [](config::Duration d) {
+    return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
+  };
+  for (const auto& g : shared_.config->forward) {
+    cache::TtlPolicy p;
+    p.min_ttl = secs(cc.min_ttl);
+    p.max_ttl = secs(g.cache.max_ttl.value_or(cc.max_ttl));
+    p.denial_max_ttl = secs(g.cache.denial_max_ttl.value_or(cc.denial_max_ttl));
+    shared_.cache_wiring.policies.push_back(p);
+  }
   for (unsigned i = 0; i < n; ++i)
     workers_.push_back(std::make_unique<Worker>(i, shared_));
 }
@@ -68,8 +84,13 @@ Stats Server::stats() const {
     s.servfail += h.servfail.get();
     s.forwarded += h.forwarded.get();
     s.truncated += h.truncated.get();
+    s.cache_hits += h.cache_hits.get();
   }
   return s;
+}
+
+cache::CacheStats Server::cache_stats() const {
+  return shared_.cache ? shared_.cache->stats() : cache::CacheStats{};
 }
 
 std::uint64_t Server::upstream_tcp_connects() const {

@@ -12,8 +12,9 @@ thread_local std::array<std::uint8_t, dns::kMaxMessageSize> tl_reply;
 }  // namespace
 
 QueryHandler::QueryHandler(const ZoneRouter& router,
-                           std::vector<std::unique_ptr<upstream::Forwarder>>& fwds)
-    : router_(router), forwarders_(fwds) {}
+                           std::vector<std::unique_ptr<upstream::Forwarder>>& fwds,
+                           const CacheWiring& cache)
+    : router_(router), forwarders_(fwds), cache_(cache) {}
 
 Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& client,
                              dns::MutableBytes out) {
@@ -45,10 +46,28 @@ Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& c
   req.rd = q.header.flags & dns::kFlagRD;
   req.cd = q.header.flags & dns::kFlagCD;
   req.do_bit = q.edns.do_bit;
+  auto shape = dns::make_reply_shape(q, limit);
+  auto key = cache::Key::make(q.question, req.do_bit, req.cd);
+  if (cache_.cache) {
+    if (std::size_t n = cache_.cache->lookup(key, shape, out)) {
+      stats_.cache_hits.inc();
+      if (out[2] & (dns::kFlagTC >> 8)) stats_.truncated.inc();  // cached answers never have TC
+      return {Action::Reply, n};
+    }
+  }
   stats_.forwarded.inc();
-  forwarders_[group]->resolve(req, [this, client, shape = dns::make_reply_shape(q, limit)](
-                                       const upstream::Result& r) { deliver(client, shape, r); });
+  forwarders_[group]->resolve(req, [this, client, shape, key, group](const upstream::Result& r) {
+    store(group, key, r);
+    deliver(client, shape, r);
+  });
   return {Action::Async, 0};
+}
+
+void QueryHandler::store(int group, const cache::Key& key, const upstream::Result& result) {
+  if (!cache_.cache || result.status != upstream::Status::Ok) return;
+  auto life = cache::cache_lifetime(result.answer, *result.view, cache_.policies[group]);
+  if (life.kind == cache::AnswerKind::Uncacheable) return;
+  cache_.cache->insert(key, result.answer, *result.view, life.seconds);
 }
 
 void QueryHandler::deliver(const ClientRef& client, const dns::ReplyShape& shape,

@@ -21,6 +21,7 @@ struct Stats {
   std::uint64_t servfail = 0;
   std::uint64_t forwarded = 0;
   std::uint64_t truncated = 0;
+  std::uint64_t cache_hits = 0;
 };
 
 class Server {
@@ -38,6 +39,7 @@ class Server {
 
   Stats stats() const;
   std::uint64_t upstream_tcp_connects() const;  // valid after stop()
+  cache::CacheStats cache_stats() const;
   const config::Config& config() const { return *shared_.config; }
   unsigned threads() const { return static_cast<unsigned>(workers_.size()); }
 

@@ -25,6 +25,8 @@ struct Shared {
   std::shared_ptr<const config::Config> config;
   std::shared_ptr<const server::ZoneRouter> router;
   std::vector<std::shared_ptr<upstream::GroupState>> groups;
+  std::unique_ptr<cache::PacketCache> cache;
+  server::CacheWiring cache_wiring;
   std::atomic<unsigned> tcp_clients{0};
 };
 

@@ -10,6 +10,8 @@
 #include <variant>
 #include <vector>
 
+#include <localdns/cache/cache_policy.hpp>
+#include <localdns/cache/packet_cache.hpp>
 #include <localdns/dns/builder.hpp>
 #include <localdns/server/zone_router.hpp>
 #include <localdns/upstream/forwarder.hpp>
@@ -49,6 +51,13 @@ struct HandlerStats {
   Counter servfail;  // upstream timeout or failure
   Counter forwarded;
   Counter truncated;  // replies sent with TC=1 because they did not fit
+  Counter cache_hits;
+};
+
+// The cache and how long each upstream group's answers may stay in it.
+struct CacheWiring {
+  cache::PacketCache* cache = nullptr;     // null: caching off
+  std::vector<cache::TtlPolicy> policies;  // index = group
 };
 
 enum class Action : std::uint8_t { Reply, Async, Drop };
@@ -59,7 +68,8 @@ struct Outcome {
 
 class QueryHandler {
  public:
-  QueryHandler(const ZoneRouter& router, std::vector<std::unique_ptr<upstream::Forwarder>>& fwds);
+  QueryHandler(const ZoneRouter& router, std::vector<std::unique_ptr<upstream::Forwarder>>& fwds,
+               const CacheWiring& cache);
 
   // `limit` is the largest reply the transport allows for this client
   // (kMaxMessageSize for TCP); the UDP limit is derived from its EDNS.
@@ -70,10 +80,12 @@ class QueryHandler {
  private:
   void deliver(const ClientRef& client, const dns::ReplyShape& shape,
                const upstream::Result& result);
+  void store(int group, const cache::Key& key, const upstream::Result& result);
   static void send(const ClientRef& client, dns::Bytes reply);
 
   const ZoneRouter& router_;
   std::vector<std::unique_ptr<upstream::Forwarder>>& forwarders_;
+  const CacheWiring& cache_;
   HandlerStats stats_;
 };
 

@@ -1,0 +1,100 @@
+// The packet cache through the real listeners, with Knot DNS and the fake upstream.
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "fake_upstream.hpp"
+#include "instance.hpp"
+#include "knot_server.hpp"
+
+using namespace localdns;
+using namespace localdns::test;
+using config::Transport;
+
+namespace {
+Reply ask(const Endpoint& ep, const std::string& name, const std::string& type = "A",
+          bool tcp = false, QueryOptions o = {}) {
+  auto q = make_query(name, type, o);
+  auto r = tcp ? tcp_query(ep, q) : udp_query(ep, q);
+  REQUIRE(r.has_value());
+  return decode(*r);
+}
+}  // namespace
+
+TEST_CASE("a repeated question is answered from the cache", "[integration][cache]") {
+  FakeUpstream up;
+  Instance ld({group({"."}, {up.address()}, Transport::Udp)});
+  auto first = ask(ld.endpoint(), "cached.example");
+  REQUIRE(first.answers == std::vector<std::string>{FakeUpstream::answer_address()});
+  // Other letter case, other transport, other ID: same cache entry.
+  auto second = ask(ld.endpoint(), "CACHED.Example", "A", true, {.id = 4321});
+  CHECK(second.answers == first.answers);
+  CHECK(second.qname == "CACHED.Example.");
+  CHECK(second.id == 4321);
+  CHECK(up.queries_for("cached.example.") == 1);
+  CHECK(ld.server().stats().cache_hits == 1);
+}
+
+TEST_CASE("cached TTLs count down and entries expire", "[integration][cache]") {
+  KnotServer knot("cluster.local", cluster_local_zone());  // records have TTL 30
+  config::Config c;
+  c.forward = {group({"cluster.local"}, {knot.address()}, Transport::Tcp)};
+  c.forward[0].cache.max_ttl = std::chrono::seconds(2);
+  Instance ld(c);
+  auto first = ask(ld.endpoint(), "api.default.svc.cluster.local");
+  REQUIRE(first.answer_ttls.size() == 1);
+  CHECK(first.answer_ttls[0] == 30);  // the miss passes the upstream TTL on
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  auto aged = ask(ld.endpoint(), "api.default.svc.cluster.local");
+  REQUIRE(aged.answer_ttls.size() == 1);
+  CHECK(aged.answer_ttls[0] <= 1);  // capped by the zone's max_ttl, lowered by age
+  CHECK(ld.server().stats().cache_hits == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  auto again = ask(ld.endpoint(), "api.default.svc.cluster.local");
+  CHECK(again.answer_ttls[0] == 30);  // expired: fetched anew
+  CHECK(ld.server().stats().cache_hits == 1);
+}
+
+TEST_CASE("NXDOMAIN and NODATA are cached for the SOA-derived time", "[integration][cache]") {
+  KnotServer knot("cluster.local", cluster_local_zone());  // SOA TTL 30, MINIMUM 5
+  Instance ld({group({"cluster.local"}, {knot.address()}, Transport::Udp)});
+  auto nx = ask(ld.endpoint(), "nope.default.svc.cluster.local");
+  CHECK(nx.rcode == "NXDOMAIN");
+  auto nodata = ask(ld.endpoint(), "api.default.svc.cluster.local", "AAAA");
+  CHECK(nodata.rcode == "NOERROR");
+  CHECK(nodata.answers.empty());
+  CHECK(ask(ld.endpoint(), "nope.default.svc.cluster.local").rcode == "NXDOMAIN");
+  CHECK(ask(ld.endpoint(), "api.default.svc.cluster.local", "AAAA").authority == 1);
+  CHECK(ld.server().stats().cache_hits == 2);
+  auto st = ld.server().cache_stats();
+  CHECK(st.entries == 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5100));  // MINIMUM 5 s
+  ask(ld.endpoint(), "nope.default.svc.cluster.local");
+  CHECK(ld.server().stats().cache_hits == 2);
+}
+
+TEST_CASE("failures and truncated answers are not cached", "[integration][cache]") {
+  FakeUpstream up;
+  up.set({.mode = Behaviour::Mode::ServFail});
+  Instance ld({group({"."}, {up.address()}, Transport::Udp)});
+  CHECK(ask(ld.endpoint(), "sf.example").rcode == "SERVFAIL");
+  up.set({});
+  auto good = ask(ld.endpoint(), "sf.example");  // the good answer is not hidden
+  CHECK(good.rcode == "NOERROR");
+  CHECK(up.queries_for("sf.example.") == 2);
+  up.set({.truncate_udp = true});
+  CHECK(ask(ld.endpoint(), "tc.example").tc);
+  CHECK(ask(ld.endpoint(), "tc.example").tc);
+  CHECK(up.queries_for("tc.example.") == 2);
+}
+
+TEST_CASE("with the cache off every query goes upstream", "[integration][cache]") {
+  FakeUpstream up;
+  config::Config c;
+  c.cache.enabled = false;
+  c.forward = {group({"."}, {up.address()}, Transport::Udp)};
+  Instance ld(c);
+  ask(ld.endpoint(), "off.example");
+  ask(ld.endpoint(), "off.example");
+  CHECK(up.queries_for("off.example.") == 2);
+}
