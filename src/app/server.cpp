@@ -18,6 +18,8 @@ Server::Server(config::Config cfg) {
     shared_.cache = std::make_unique<cache::PacketCache>(
         cache::CacheSettings{cc.max_entries, cc.max_bytes, 32});
     shared_.cache_wiring.cache = shared_.cache.get();
+    shared_.coalescer = std::make_unique<upstream::Coalescer>();
+    shared_.cache_wiring.coalescer = shared_.coalescer.get();
   }
   auto secs = [](config::Duration d) {
     return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
@@ -85,6 +87,7 @@ Stats Server::stats() const {
     s.forwarded += h.forwarded.get();
     s.truncated += h.truncated.get();
     s.cache_hits += h.cache_hits.get();
+    s.coalesced += h.coalesced.get();
   }
   return s;
 }

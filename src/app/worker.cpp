@@ -10,7 +10,7 @@ Worker::Worker(unsigned index, Shared& shared)
     : index_(index),
       shared_(shared),
       guard_(asio::make_work_guard(ctx_)),
-      handler_(*shared.router, forwarders_, shared.cache_wiring) {
+      handler_(*shared.router, forwarders_, shared.cache_wiring, ctx_.get_executor()) {
   for (const auto& g : shared_.groups) {
     forwarders_.push_back(std::make_unique<upstream::Forwarder>(ctx_, g));
   }

@@ -1,5 +1,7 @@
 #include <array>
 
+#include <boost/asio/post.hpp>
+
 #include <localdns/dns/message.hpp>
 #include <localdns/server/query_handler.hpp>
 #include <localdns/server/tcp_listener.hpp>
@@ -13,8 +15,9 @@ thread_local std::array<std::uint8_t, dns::kMaxMessageSize> tl_reply;
 
 QueryHandler::QueryHandler(const ZoneRouter& router,
                            std::vector<std::unique_ptr<upstream::Forwarder>>& fwds,
-                           const CacheWiring& cache)
-    : router_(router), forwarders_(fwds), cache_(cache) {}
+                           const CacheWiring& cache,
+                           boost::asio::io_context::executor_type executor)
+    : router_(router), forwarders_(fwds), cache_(cache), executor_(executor) {}
 
 Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& client,
                              dns::MutableBytes out) {
@@ -53,6 +56,23 @@ Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& c
       stats_.cache_hits.inc();
       if (out[2] & (dns::kFlagTC >> 8)) stats_.truncated.inc();  // cached answers never have TC
       return {Action::Reply, n};
+    }
+  }
+  if (cache_.coalescer) {
+    auto role = cache_.coalescer->join(
+        key.view(),
+        [this, client, shape](const upstream::Result& r) { deliver(client, shape, r); });
+    if (role == upstream::Coalescer::Role::Waiting) {
+      stats_.coalesced.inc();
+      return {Action::Async, 0};
+    }
+    if (role == upstream::Coalescer::Role::Leader) {
+      stats_.forwarded.inc();
+      forwarders_[group]->resolve(req, [this, key, group](const upstream::Result& r) {
+        store(group, key, r);  // first, so that later askers hit the cache
+        cache_.coalescer->complete(key.view(), r);
+      });
+      return {Action::Async, 0};
     }
   }
   stats_.forwarded.inc();
@@ -94,8 +114,13 @@ void QueryHandler::send(const ClientRef& client, dns::Bytes reply) {
     // A full socket buffer drops the reply like a lost datagram; the client retries.
     (void)::sendto(udp->fd, reply.data(), reply.size(), MSG_DONTWAIT,
                    reinterpret_cast<const sockaddr*>(&udp->addr), udp->addr_len);
-  } else if (auto session = std::get<TcpClient>(client).session.lock()) {
-    session->send_reply(reply);
+  } else if (executor_.running_in_this_thread()) {
+    if (auto session = std::get<TcpClient>(client).session.lock()) session->send_reply(reply);
+  } else {
+    boost::asio::post(executor_, [session = std::get<TcpClient>(client).session,
+                                  bytes = std::vector<std::uint8_t>(reply.begin(), reply.end())] {
+      if (auto s = session.lock()) s->send_reply(bytes);
+    });
   }
 }
 

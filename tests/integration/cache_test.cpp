@@ -1,4 +1,5 @@
 // The packet cache through the real listeners, with Knot DNS and the fake upstream.
+#include <future>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -97,4 +98,55 @@ TEST_CASE("with the cache off every query goes upstream", "[integration][cache]"
   ask(ld.endpoint(), "off.example");
   ask(ld.endpoint(), "off.example");
   CHECK(up.queries_for("off.example.") == 2);
+}
+
+namespace {
+// `n` clients ask for `name` at once, in their own letter case and ID; a
+// third of them over TCP. Returns how many got a reply that matches them.
+int storm(const Endpoint& ep, const std::string& name, int n, const std::string& rcode) {
+  std::vector<std::future<bool>> fs;
+  for (int i = 0; i < n; ++i) {
+    fs.push_back(std::async(std::launch::async, [&, i] {
+      std::string asked = name;
+      for (std::size_t k = 0; k < asked.size(); ++k) {
+        if ((i >> (k % 7)) & 1) asked[k] = static_cast<char>(std::toupper(asked[k]));
+      }
+      auto id = static_cast<std::uint16_t>(1000 + i);
+      auto q = make_query(asked, "A", {.id = id});
+      auto r = i % 3 == 0 ? tcp_query(ep, q, 5000ms) : udp_query(ep, q, 5000ms);
+      if (!r) return false;
+      auto d = decode(*r);
+      return d.id == id && d.qname == asked + "." && d.rcode == rcode;
+    }));
+  }
+  int good = 0;
+  for (auto& f : fs)
+    good += f.get();
+  return good;
+}
+}  // namespace
+
+TEST_CASE("100 identical concurrent misses reach upstream once", "[integration][cache]") {
+  FakeUpstream up;
+  up.set({.delay = 300ms});
+  auto transport = GENERATE(Transport::Udp, Transport::Tcp);
+  Instance ld({group({"."}, {up.address()}, transport)});
+  CHECK(storm(ld.endpoint(), "storm.example", 100, "NOERROR") == 100);
+  CHECK(up.queries_for("storm.example.") == 1);
+  auto s = ld.server().stats();
+  CHECK(s.coalesced + s.cache_hits == 99);
+  CHECK(s.coalesced > 0);
+}
+
+TEST_CASE("when the shared query fails, every waiter gets SERVFAIL", "[integration][cache]") {
+  FakeUpstream up;
+  up.set({.mode = Behaviour::Mode::Drop});
+  auto g = group({"."}, {up.address()}, Transport::Udp);
+  g.timeout = 400ms;
+  g.attempts = 1;
+  Instance ld({g});
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK(storm(ld.endpoint(), "doomed.example", 50, "SERVFAIL") == 50);
+  CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+  CHECK(up.queries_for("doomed.example.") == 1);
 }

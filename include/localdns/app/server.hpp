@@ -22,6 +22,7 @@ struct Stats {
   std::uint64_t forwarded = 0;
   std::uint64_t truncated = 0;
   std::uint64_t cache_hits = 0;
+  std::uint64_t coalesced = 0;
 };
 
 class Server {

@@ -26,6 +26,7 @@ struct Shared {
   std::shared_ptr<const server::ZoneRouter> router;
   std::vector<std::shared_ptr<upstream::GroupState>> groups;
   std::unique_ptr<cache::PacketCache> cache;
+  std::unique_ptr<upstream::Coalescer> coalescer;
   server::CacheWiring cache_wiring;
   std::atomic<unsigned> tcp_clients{0};
 };

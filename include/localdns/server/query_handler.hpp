@@ -10,10 +10,13 @@
 #include <variant>
 #include <vector>
 
+#include <boost/asio/io_context.hpp>
+
 #include <localdns/cache/cache_policy.hpp>
 #include <localdns/cache/packet_cache.hpp>
 #include <localdns/dns/builder.hpp>
 #include <localdns/server/zone_router.hpp>
+#include <localdns/upstream/coalescer.hpp>
 #include <localdns/upstream/forwarder.hpp>
 
 namespace localdns::server {
@@ -30,12 +33,11 @@ struct TcpClient {
 };
 using ClientRef = std::variant<UdpClient, TcpClient>;
 
-// A counter written by one thread and read by others (stats, metrics).
+// A counter read by other threads (stats, metrics).
 class Counter {
  public:
-  void inc(std::uint64_t n = 1) {
-    value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-  }
+  // Atomic add: coalesced answers are counted on the thread that completes them.
+  void inc(std::uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
   std::uint64_t get() const { return value_.load(std::memory_order_relaxed); }
 
  private:
@@ -52,12 +54,14 @@ struct HandlerStats {
   Counter forwarded;
   Counter truncated;  // replies sent with TC=1 because they did not fit
   Counter cache_hits;
+  Counter coalesced;  // misses that joined a query already in flight
 };
 
 // The cache and how long each upstream group's answers may stay in it.
 struct CacheWiring {
-  cache::PacketCache* cache = nullptr;     // null: caching off
-  std::vector<cache::TtlPolicy> policies;  // index = group
+  cache::PacketCache* cache = nullptr;       // null: caching off
+  std::vector<cache::TtlPolicy> policies;    // index = group
+  upstream::Coalescer* coalescer = nullptr;  // null: every miss queries upstream
 };
 
 enum class Action : std::uint8_t { Reply, Async, Drop };
@@ -69,7 +73,7 @@ struct Outcome {
 class QueryHandler {
  public:
   QueryHandler(const ZoneRouter& router, std::vector<std::unique_ptr<upstream::Forwarder>>& fwds,
-               const CacheWiring& cache);
+               const CacheWiring& cache, boost::asio::io_context::executor_type executor);
 
   // `limit` is the largest reply the transport allows for this client
   // (kMaxMessageSize for TCP); the UDP limit is derived from its EDNS.
@@ -78,14 +82,17 @@ class QueryHandler {
   const HandlerStats& stats() const { return stats_; }
 
  private:
+  // May run on another worker's thread (coalesced waiters); TCP replies are
+  // then posted to `executor_`, the client's own worker.
   void deliver(const ClientRef& client, const dns::ReplyShape& shape,
                const upstream::Result& result);
   void store(int group, const cache::Key& key, const upstream::Result& result);
-  static void send(const ClientRef& client, dns::Bytes reply);
+  void send(const ClientRef& client, dns::Bytes reply);
 
   const ZoneRouter& router_;
   std::vector<std::unique_ptr<upstream::Forwarder>>& forwarders_;
   const CacheWiring& cache_;
+  boost::asio::io_context::executor_type executor_;
   HandlerStats stats_;
 };
 
