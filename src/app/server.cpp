@@ -15,8 +15,8 @@ Server::Server(config::Config cfg) {
   }
   const auto& cc = shared_.config->cache;
   if (cc.enabled) {
-    shared_.cache = std::make_unique<cache::PacketCache>(
-        cache::CacheSettings{cc.max_entries, cc.max_bytes, 32});
+    shared_.cache = std::make_unique<cache::PacketCache>(cache::CacheSettings{
+        cc.max_entries, cc.max_bytes, 32, cc.prefetch_hits, cc.prefetch_percent});
     shared_.cache_wiring.cache = shared_.cache.get();
     shared_.coalescer = std::make_unique<upstream::Coalescer>();
     shared_.cache_wiring.coalescer = shared_.coalescer.get();
@@ -29,6 +29,7 @@ Server::Server(config::Config cfg) {
     p.min_ttl = secs(cc.min_ttl);
     p.max_ttl = secs(g.cache.max_ttl.value_or(cc.max_ttl));
     p.denial_max_ttl = secs(g.cache.denial_max_ttl.value_or(cc.denial_max_ttl));
+    p.stale_window = secs(g.cache.serve_stale);
     shared_.cache_wiring.policies.push_back(p);
   }
   for (unsigned i = 0; i < n; ++i)
@@ -88,6 +89,8 @@ Stats Server::stats() const {
     s.truncated += h.truncated.get();
     s.cache_hits += h.cache_hits.get();
     s.coalesced += h.coalesced.get();
+    s.prefetches += h.prefetches.get();
+    s.stale += h.stale.get();
   }
   return s;
 }

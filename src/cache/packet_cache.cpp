@@ -20,7 +20,10 @@ struct Entry {
   std::vector<std::uint16_t> ttl_offsets;
   Clock::time_point stored;
   std::uint32_t lifetime = 0;
+  std::uint32_t stale_window = 0;
+  std::uint32_t hits = 0;
   std::uint16_t flags = 0;
+  bool prefetching = false;  // a refresh was requested; do not request another
 
   std::size_t charge() const {
     return key.size() + wire.size() + ttl_offsets.size() * sizeof(std::uint16_t) +
@@ -82,12 +85,13 @@ PacketCache::Shard& PacketCache::shard_for(std::string_view key) {
 }
 
 void PacketCache::insert(const Key& key, dns::Bytes msg, const dns::ResponseView& rv,
-                         std::uint32_t lifetime) {
+                         std::uint32_t lifetime, std::uint32_t stale_window) {
   if (lifetime == 0) return;
   Entry e;
   e.key.assign(key.view());
   e.stored = now_();
   e.lifetime = lifetime;
+  e.stale_window = stale_window;
   e.flags = rv.header.flags;
   if (rv.opt) {
     e.wire.assign(msg.begin(), msg.begin() + static_cast<long>(rv.opt->offset));
@@ -118,28 +122,38 @@ void PacketCache::insert(const Key& key, dns::Bytes msg, const dns::ResponseView
   }
 }
 
-std::size_t PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
-                                dns::MutableBytes out) {
+LookupResult PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
+                                 dns::MutableBytes out, Freshness freshness) {
   Shard& s = shard_for(key.view());
   const auto now = now_();
   std::lock_guard lock(s.mu);
   auto it = s.index.find(key.view());
   if (it == s.index.end()) {
     ++s.stats.misses;
-    return 0;
+    return {};
   }
   auto entry = it->second;
-  const Entry& e = *entry;
+  Entry& e = *entry;
   auto age_s = std::chrono::duration_cast<std::chrono::seconds>(now - e.stored).count();
   if (age_s < 0) age_s = 0;
   const auto age = static_cast<std::uint32_t>(std::min<long long>(age_s, UINT32_MAX));
+  LookupResult result;
   if (age >= e.lifetime) {
-    s.erase(entry);
-    ++s.stats.expired;
-    ++s.stats.misses;
-    return 0;
+    bool in_window =
+        static_cast<std::uint64_t>(age) < static_cast<std::uint64_t>(e.lifetime) + e.stale_window;
+    if (!in_window) {
+      s.erase(entry);
+      ++s.stats.expired;
+    }
+    if (!in_window || freshness == Freshness::Fresh) {
+      ++s.stats.misses;
+      return {};
+    }
+    result.stale = true;
   }
-  const std::uint32_t remaining = e.lifetime - age;
+  // Stale answers: every TTL at most kStaleAnswerTtl (RFC 8767 4).
+  const std::uint32_t remaining = result.stale ? kStaleAnswerTtl : e.lifetime - age;
+  const std::uint32_t aged = result.stale ? 0 : age;
   std::size_t size = e.wire.size() + (shape.edns ? dns::kOptRecordSize : 0);
   std::size_t n = 0;
   if (size > shape.limit) {
@@ -149,7 +163,7 @@ std::size_t PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
     std::memcpy(p, e.wire.data(), e.wire.size());
     for (std::uint16_t off : e.ttl_offsets) {
       std::uint32_t ttl = dns::read_u32(p + off);
-      ttl = ttl > age ? ttl - age : 0;  // never negative, never wraps
+      ttl = ttl > aged ? ttl - aged : 0;  // never negative, never wraps
       dns::write_u32(p + off, std::min(ttl, remaining));
     }
     dns::Header h = dns::Header::read(p);
@@ -163,10 +177,21 @@ std::size_t PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
     std::memcpy(p + dns::kHeaderSize, shape.qname.data(), shape.qname_len);
     n = size;
   }
-  if (n == 0) return 0;
+  if (n == 0) return {};
+  result.size = n;
+  ++e.hits;
+  if (result.stale) {
+    ++s.stats.stale_served;
+  } else if (settings_.prefetch_hits != 0 && !e.prefetching && e.hits >= settings_.prefetch_hits &&
+             std::uint64_t{e.lifetime - age} * 100 <=
+                 std::uint64_t{e.lifetime} * settings_.prefetch_percent) {
+    e.prefetching = true;
+    result.prefetch = true;
+    ++s.stats.prefetches;
+  }
   s.lru.splice(s.lru.begin(), s.lru, entry);
   ++s.stats.hits;
-  return n;
+  return result;
 }
 
 void PacketCache::clear() {
@@ -187,6 +212,8 @@ CacheStats PacketCache::stats() const {
     total.inserts += s->stats.inserts;
     total.evictions += s->stats.evictions;
     total.expired += s->stats.expired;
+    total.prefetches += s->stats.prefetches;
+    total.stale_served += s->stats.stale_served;
     total.entries += s->lru.size();
     total.bytes += s->bytes;
   }

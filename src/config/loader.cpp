@@ -150,7 +150,11 @@ void read_tcp_pool(Reader& r, const YAML::Node& n, const std::string& path, TcpP
 
 void read_group_cache(Reader& r, const YAML::Node& n, const std::string& path,
                       GroupCacheConfig& c) {
-  if (!r.expect_map(n, path, {"max_ttl", "denial_max_ttl"})) return;
+  if (!r.expect_map(n, path, {"max_ttl", "denial_max_ttl", "serve_stale"})) return;
+  if (n["serve_stale"]) {
+    r.duration(n["serve_stale"], path + ".serve_stale", c.serve_stale, Duration(0),
+               std::chrono::hours(24 * 7));
+  }
   using std::chrono::hours;
   Duration d{};
   if (n["max_ttl"]) {
@@ -192,6 +196,12 @@ void read_cache(Reader& r, const YAML::Node& n, CacheConfig& c) {
               std::size_t{1} << 40);
   }
   if (n["min_ttl"]) r.duration(n["min_ttl"], "cache.min_ttl", c.min_ttl, Duration(0), hours(24));
+  if (n["prefetch_hits"]) {
+    r.integer(n["prefetch_hits"], "cache.prefetch_hits", c.prefetch_hits, 0u, 1'000'000u);
+  }
+  if (n["prefetch_percent"]) {
+    r.integer(n["prefetch_percent"], "cache.prefetch_percent", c.prefetch_percent, 1u, 99u);
+  }
   if (n["max_ttl"]) {
     r.duration(n["max_ttl"], "cache.max_ttl", c.max_ttl, Duration(0), hours(24 * 7));
   }

@@ -52,49 +52,74 @@ Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& c
   auto shape = dns::make_reply_shape(q, limit);
   auto key = cache::Key::make(q.question, req.do_bit, req.cd);
   if (cache_.cache) {
-    if (std::size_t n = cache_.cache->lookup(key, shape, out)) {
+    auto hit = cache_.cache->lookup(key, shape, out);
+    if (hit.size != 0) {
       stats_.cache_hits.inc();
       if (out[2] & (dns::kFlagTC >> 8)) stats_.truncated.inc();  // cached answers never have TC
-      return {Action::Reply, n};
+      if (hit.prefetch) prefetch(group, key, req);
+      return {Action::Reply, hit.size};
     }
   }
   if (cache_.coalescer) {
     auto role = cache_.coalescer->join(
-        key.view(),
-        [this, client, shape](const upstream::Result& r) { deliver(client, shape, r); });
+        key.view(), [this, client, shape, key, group](const upstream::Result& r) {
+          deliver(client, shape, r, key, group);
+        });
     if (role == upstream::Coalescer::Role::Waiting) {
       stats_.coalesced.inc();
       return {Action::Async, 0};
     }
     if (role == upstream::Coalescer::Role::Leader) {
-      stats_.forwarded.inc();
-      forwarders_[group]->resolve(req, [this, key, group](const upstream::Result& r) {
-        store(group, key, r);  // first, so that later askers hit the cache
-        cache_.coalescer->complete(key.view(), r);
-      });
+      lead(group, key, req);
       return {Action::Async, 0};
     }
   }
   stats_.forwarded.inc();
   forwarders_[group]->resolve(req, [this, client, shape, key, group](const upstream::Result& r) {
     store(group, key, r);
-    deliver(client, shape, r);
+    deliver(client, shape, r, key, group);
   });
   return {Action::Async, 0};
 }
 
+void QueryHandler::lead(int group, const cache::Key& key, const upstream::Request& req) {
+  stats_.forwarded.inc();
+  forwarders_[group]->resolve(req, [this, key, group](const upstream::Result& r) {
+    store(group, key, r);  // first, so that later askers hit the cache
+    cache_.coalescer->complete(key.view(), r);
+  });
+}
+
+void QueryHandler::prefetch(int group, const cache::Key& key, const upstream::Request& req) {
+  // Joins like a client that needs no reply: if a refresh or a miss for this
+  // key is already in flight, it will refresh the entry anyway.
+  if (!cache_.coalescer) return;
+  auto role = cache_.coalescer->join(key.view(), [](const upstream::Result&) {});
+  if (role != upstream::Coalescer::Role::Leader) return;
+  stats_.prefetches.inc();
+  lead(group, key, req);
+}
+
 void QueryHandler::store(int group, const cache::Key& key, const upstream::Result& result) {
   if (!cache_.cache || result.status != upstream::Status::Ok) return;
-  auto life = cache::cache_lifetime(result.answer, *result.view, cache_.policies[group]);
+  const auto& policy = cache_.policies[group];
+  auto life = cache::cache_lifetime(result.answer, *result.view, policy);
   if (life.kind == cache::AnswerKind::Uncacheable) return;
-  cache_.cache->insert(key, result.answer, *result.view, life.seconds);
+  cache_.cache->insert(key, result.answer, *result.view, life.seconds, policy.stale_window);
 }
 
 void QueryHandler::deliver(const ClientRef& client, const dns::ReplyShape& shape,
-                           const upstream::Result& result) {
+                           const upstream::Result& result, const cache::Key& key, int group) {
   dns::MutableBytes buf(tl_reply.data(), tl_reply.size());
   std::size_t n = 0;
-  if (result.status == upstream::Status::Ok) {
+  bool failed =
+      result.status != upstream::Status::Ok || result.view->header.rcode() == dns::Rcode::ServFail;
+  if (failed && cache_.cache && cache_.policies[group].stale_window != 0) {
+    // RFC 8767: every upstream failed; an expired answer beats SERVFAIL.
+    n = cache_.cache->lookup(key, shape, buf, cache::Freshness::AllowStale).size;
+    if (n != 0) stats_.stale.inc();
+  }
+  if (n == 0 && result.status == upstream::Status::Ok) {
     n = dns::build_client_reply(result.answer, *result.view, shape, buf);
     if (n != 0 && (dns::read_u16(buf.data() + 2) & dns::kFlagTC) &&
         !(result.view->header.flags & dns::kFlagTC)) {

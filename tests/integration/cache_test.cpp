@@ -150,3 +150,54 @@ TEST_CASE("when the shared query fails, every waiter gets SERVFAIL", "[integrati
   CHECK(std::chrono::steady_clock::now() - t0 < 2s);
   CHECK(up.queries_for("doomed.example.") == 1);
 }
+
+TEST_CASE("prefetch refreshes a popular entry before it expires", "[integration][cache]") {
+  FakeUpstream up;
+  config::Config c;
+  c.cache.prefetch_hits = 2;
+  c.cache.prefetch_percent = 50;
+  c.forward = {group({"."}, {up.address()}, Transport::Udp)};
+  c.forward[0].cache.max_ttl = std::chrono::seconds(2);
+  Instance ld(c);
+  ask(ld.endpoint(), "popular.example");  // miss: upstream 1
+  std::this_thread::sleep_for(200ms);
+  ask(ld.endpoint(), "popular.example");  // hit 1
+  std::this_thread::sleep_for(1000ms);
+  ask(ld.endpoint(), "popular.example");  // hit 2, 1 s of 2 left: refresh
+  std::this_thread::sleep_for(300ms);
+  CHECK(up.queries_for("popular.example.") == 2);
+  CHECK(ld.server().stats().prefetches == 1);
+  std::this_thread::sleep_for(800ms);  // the first entry would have expired by now
+  auto r = ask(ld.endpoint(), "popular.example");
+  CHECK(r.answers == std::vector<std::string>{FakeUpstream::answer_address()});
+  CHECK(ld.server().stats().cache_hits == 3);  // clients never saw a miss
+  CHECK(up.queries_for("popular.example.") == 2);
+}
+
+TEST_CASE("serve-stale answers from an expired entry when upstream is dead",
+          "[integration][cache]") {
+  FakeUpstream up;
+  bool stale_on = GENERATE(true, false);
+  auto g = group({"."}, {up.address()}, Transport::Udp);
+  g.timeout = 300ms;
+  g.attempts = 1;
+  g.cache.max_ttl = std::chrono::seconds(1);
+  if (stale_on) g.cache.serve_stale = std::chrono::seconds(60);
+  Instance ld({g});
+  REQUIRE(ask(ld.endpoint(), "stale.example").rcode == "NOERROR");
+  std::this_thread::sleep_for(1200ms);
+  up.set({.mode = Behaviour::Mode::Drop});
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = ask(ld.endpoint(), "stale.example");
+  CHECK(std::chrono::steady_clock::now() - t0 < 1s);
+  if (stale_on) {
+    CHECK(r.rcode == "NOERROR");
+    CHECK(r.answers == std::vector<std::string>{FakeUpstream::answer_address()});
+    REQUIRE(r.answer_ttls.size() == 1);
+    CHECK(r.answer_ttls[0] <= 30);
+    CHECK(ld.server().stats().stale == 1);
+  } else {
+    CHECK(r.rcode == "SERVFAIL");
+  }
+  CHECK(up.queries_for("stale.example.") == 2);
+}

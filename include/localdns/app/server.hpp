@@ -23,6 +23,8 @@ struct Stats {
   std::uint64_t truncated = 0;
   std::uint64_t cache_hits = 0;
   std::uint64_t coalesced = 0;
+  std::uint64_t prefetches = 0;
+  std::uint64_t stale = 0;
 };
 
 class Server {

@@ -15,6 +15,7 @@ struct TtlPolicy {
   std::uint32_t max_ttl = 3600;         // positive answers
   std::uint32_t denial_max_ttl = 1800;  // NXDOMAIN and NODATA
   std::uint32_t servfail_ttl = 0;       // SERVFAIL; 0 = not cached
+  std::uint32_t stale_window = 0;       // RFC 8767 serve-stale; 0 = off
 };
 
 enum class AnswerKind : std::uint8_t { Positive, NxDomain, NoData, ServFail, Uncacheable };

@@ -39,6 +39,25 @@ struct CacheSettings {
   std::size_t max_entries = 100'000;
   std::size_t max_bytes = 64u << 20;
   unsigned shards = 32;
+  // Prefetch: an entry asked at least `prefetch_hits` times that is in the last
+  // `prefetch_percent` of its lifetime is flagged for a background refresh.
+  std::uint32_t prefetch_hits = 2;  // 0: never
+  std::uint32_t prefetch_percent = 10;
+};
+
+// TTL of answers served stale (RFC 8767 4: 30 s recommended).
+inline constexpr std::uint32_t kStaleAnswerTtl = 30;
+
+// What kind of answer a lookup may return.
+enum class Freshness : std::uint8_t {
+  Fresh,       // only unexpired entries
+  AllowStale,  // also expired entries inside their stale window (upstream failed)
+};
+
+struct LookupResult {
+  std::size_t size = 0;   // reply bytes written; 0 = miss
+  bool prefetch = false;  // the caller should refresh this entry in the background
+  bool stale = false;     // served past its lifetime (RFC 8767)
 };
 
 struct CacheStats {
@@ -47,6 +66,8 @@ struct CacheStats {
   std::uint64_t inserts = 0;
   std::uint64_t evictions = 0;  // pushed out by the entry or byte budget
   std::uint64_t expired = 0;
+  std::uint64_t prefetches = 0;  // refreshes requested by lookups
+  std::uint64_t stale_served = 0;
   std::size_t entries = 0;
   std::size_t bytes = 0;  // accounted bytes, overhead included
 };
@@ -59,12 +80,16 @@ class PacketCache {
   PacketCache& operator=(const PacketCache&) = delete;
 
   // Stores `msg` (an upstream answer that parse_response accepted as `rv`)
-  // for `lifetime` seconds, replacing any entry with the same key.
-  void insert(const Key& key, dns::Bytes msg, const dns::ResponseView& rv, std::uint32_t lifetime);
+  // for `lifetime` seconds, replacing any entry with the same key. The entry
+  // stays `stale_window` seconds longer for Freshness::AllowStale lookups.
+  void insert(const Key& key, dns::Bytes msg, const dns::ResponseView& rv, std::uint32_t lifetime,
+              std::uint32_t stale_window = 0);
 
-  // On a hit writes the client's reply into `out` and returns its size; 0 on a
-  // miss or an expired entry.
-  std::size_t lookup(const Key& key, const dns::ReplyShape& shape, dns::MutableBytes out);
+  // On a hit writes the client's reply into `out`. Fresh lookups miss on
+  // expired entries (kept while inside their stale window); stale answers carry
+  // TTLs of at most kStaleAnswerTtl.
+  LookupResult lookup(const Key& key, const dns::ReplyShape& shape, dns::MutableBytes out,
+                      Freshness freshness = Freshness::Fresh);
 
   void clear();
   CacheStats stats() const;

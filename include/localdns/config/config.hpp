@@ -43,6 +43,9 @@ struct TcpPoolConfig {
 struct GroupCacheConfig {
   std::optional<Duration> max_ttl;
   std::optional<Duration> denial_max_ttl;
+  // RFC 8767: how long past expiry an answer may still be served when every
+  // upstream fails; zero (the default) turns serve-stale off.
+  Duration serve_stale{0};
 };
 
 struct UpstreamGroup {
@@ -68,8 +71,10 @@ struct CacheConfig {
   std::size_t max_bytes = 64u << 20;
   Duration min_ttl{0};  // never raise a short TTL unless asked
   Duration max_ttl{std::chrono::hours(1)};
-  Duration denial_max_ttl{
-      std::chrono::minutes(30)};  // RFC 2308 5 suggests 1-3 h; DNS moves faster here
+  // RFC 2308 5 suggests 1-3 hours; names in a cluster come and go faster.
+  Duration denial_max_ttl{std::chrono::minutes(30)};
+  unsigned prefetch_hits = 2;      // refresh entries asked this often...
+  unsigned prefetch_percent = 10;  // ...once in this last part of their lifetime; 0 hits: off
 };
 
 // Limits for clients that use TCP (RFC 7766).

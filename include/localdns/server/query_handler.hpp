@@ -54,7 +54,9 @@ struct HandlerStats {
   Counter forwarded;
   Counter truncated;  // replies sent with TC=1 because they did not fit
   Counter cache_hits;
-  Counter coalesced;  // misses that joined a query already in flight
+  Counter coalesced;   // misses that joined a query already in flight
+  Counter prefetches;  // background refreshes started
+  Counter stale;       // expired answers served because upstream failed (RFC 8767)
 };
 
 // The cache and how long each upstream group's answers may stay in it.
@@ -85,8 +87,11 @@ class QueryHandler {
   // May run on another worker's thread (coalesced waiters); TCP replies are
   // then posted to `executor_`, the client's own worker.
   void deliver(const ClientRef& client, const dns::ReplyShape& shape,
-               const upstream::Result& result);
+               const upstream::Result& result, const cache::Key& key, int group);
   void store(int group, const cache::Key& key, const upstream::Result& result);
+  void prefetch(int group, const cache::Key& key, const upstream::Request& req);
+  // Leads the shared upstream query for `key`; waiters already joined.
+  void lead(int group, const cache::Key& key, const upstream::Request& req);
   void send(const ClientRef& client, dns::Bytes reply);
 
   const ZoneRouter& router_;

@@ -96,7 +96,7 @@ Asked ask(const std::string& name, test::QueryOptions o = {}, std::size_t limit 
 
 std::optional<test::Reply> hit(cache::PacketCache& c, const Asked& a) {
   std::array<std::uint8_t, 65535> out{};
-  std::size_t n = c.lookup(a.key, a.shape, out);
+  std::size_t n = c.lookup(a.key, a.shape, out).size;
   if (n == 0) return std::nullopt;
   return test::decode(test::Packet(out.begin(), out.begin() + static_cast<long>(n)));
 }
@@ -260,4 +260,46 @@ TEST_CASE("concurrent hits and inserts from several threads", "[cache]") {
     th.join();
   CHECK(bad == 0);
   CHECK(c.stats().entries <= 300);
+}
+
+TEST_CASE("popular entries near expiry are flagged for prefetch once", "[cache]") {
+  FakeClock clock;
+  cache::CacheSettings s;
+  s.prefetch_hits = 2;
+  s.prefetch_percent = 10;
+  cache::PacketCache c(s, clock.fn());
+  insert(c, "p.example", answer("p.example", 0, {100}), 100);
+  std::array<std::uint8_t, 1232> out{};
+  auto a = ask("p.example");
+  clock.now += 50s;
+  CHECK_FALSE(c.lookup(a.key, a.shape, out).prefetch);  // 1 hit, half its life left
+  clock.now += 41s;                                     // 9 s of 100 left
+  auto r = c.lookup(a.key, a.shape, out);
+  CHECK(r.size > 0);
+  CHECK(r.prefetch);
+  CHECK_FALSE(c.lookup(a.key, a.shape, out).prefetch);  // already being refreshed
+  CHECK(c.stats().prefetches == 1);
+  insert(c, "p.example", answer("p.example", 0, {100}), 100);  // the refresh lands
+  clock.now += 91s;
+  c.lookup(a.key, a.shape, out);
+  CHECK(c.lookup(a.key, a.shape, out).prefetch);
+}
+
+TEST_CASE("expired entries are served stale only when asked, within the window", "[cache]") {
+  FakeClock clock;
+  cache::PacketCache c({}, clock.fn());
+  auto a = ask("s.example");
+  c.insert(a.key, answer("s.example", 0, {300}), view_of(answer("s.example", 0, {300})), 10, 60);
+  std::array<std::uint8_t, 1232> out{};
+  clock.now += 20s;
+  CHECK(c.lookup(a.key, a.shape, out).size == 0);  // expired for normal lookups
+  auto stale = c.lookup(a.key, a.shape, out, cache::Freshness::AllowStale);
+  REQUIRE(stale.size > 0);
+  CHECK(stale.stale);
+  auto r = test::decode(test::Packet(out.begin(), out.begin() + static_cast<long>(stale.size)));
+  CHECK(r.answer_ttls == std::vector<std::uint32_t>{cache::kStaleAnswerTtl});
+  clock.now += 60s;  // past lifetime + window
+  CHECK(c.lookup(a.key, a.shape, out, cache::Freshness::AllowStale).size == 0);
+  CHECK(c.stats().entries == 0);
+  CHECK(c.stats().stale_served == 1);
 }
