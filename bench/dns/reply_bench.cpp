@@ -11,32 +11,18 @@
 #include <localdns/dns/name.hpp>
 #include <localdns/server/zone_router.hpp>
 
+#include "../bench_messages.hpp"
+
 using namespace localdns;
 
 namespace {
 
 std::vector<std::uint8_t> query_bytes() {
-  std::array<std::uint8_t, 512> buf{};
-  auto name = *dns::name_from_text("kube-dns.kube-system.svc.cluster.local");
-  dns::OutgoingQuery q{
-      {dns::Bytes(reinterpret_cast<const std::uint8_t*>(name.data()), name.size()), 1, 1},
-      0x1234,
-      true,
-      false,
-      false};
-  std::size_t n = dns::build_query(q, buf);
-  return {buf.begin(), buf.begin() + static_cast<long>(n)};
+  return bench::query_for("kube-dns.kube-system.svc.cluster.local", 0x1234);
 }
 
 std::vector<std::uint8_t> answer_bytes(const std::vector<std::uint8_t>& query) {
-  std::vector<std::uint8_t> a(query.begin(), query.end() - 11);  // without the OPT
-  a[2] = 0x85;
-  a[3] = 0x80;
-  a[7] = 1;
-  a[11] = 1;
-  a.insert(a.end(), {0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 10, 96, 0, 10});
-  a.insert(a.end(), {0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0});
-  return a;
+  return bench::answer_for(query);
 }
 
 void BM_ParseQuery(benchmark::State& state) {

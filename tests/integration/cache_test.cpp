@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "ask.hpp"
 #include "fake_upstream.hpp"
 #include "instance.hpp"
 #include "knot_server.hpp"
@@ -11,16 +12,6 @@
 using namespace localdns;
 using namespace localdns::test;
 using config::Transport;
-
-namespace {
-Reply ask(const Endpoint& ep, const std::string& name, const std::string& type = "A",
-          bool tcp = false, QueryOptions o = {}) {
-  auto q = make_query(name, type, o);
-  auto r = tcp ? tcp_query(ep, q) : udp_query(ep, q);
-  REQUIRE(r.has_value());
-  return decode(*r);
-}
-}  // namespace
 
 TEST_CASE("a repeated question is answered from the cache", "[integration][cache]") {
   FakeUpstream up;

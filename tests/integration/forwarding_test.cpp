@@ -1,6 +1,7 @@
 // Forwarding through localdns to a real authoritative server (Knot DNS).
 #include <catch2/catch.hpp>
 
+#include "ask.hpp"
 #include "fake_upstream.hpp"
 #include "instance.hpp"
 #include "knot_server.hpp"
@@ -8,16 +9,6 @@
 using namespace localdns;
 using namespace localdns::test;
 using config::Transport;
-
-namespace {
-Reply ask(const Endpoint& ep, const std::string& name, const std::string& type, bool tcp,
-          QueryOptions o = {}) {
-  auto q = make_query(name, type, o);
-  auto r = tcp ? tcp_query(ep, q) : udp_query(ep, q);
-  REQUIRE(r.has_value());
-  return decode(*r);
-}
-}  // namespace
 
 TEST_CASE("answers from Knot DNS through every transport pair", "[integration][knot]") {
   KnotServer knot("cluster.local", cluster_local_zone());
@@ -98,4 +89,25 @@ TEST_CASE("names outside every zone are REFUSED", "[integration]") {
   CHECK(r.rcode == "REFUSED");
   CHECK(r.has_opt);
   CHECK(up.queries() == 0);
+}
+
+TEST_CASE("IPv6 listeners answer over UDP and TCP", "[integration]") {
+  FakeUpstream up;
+  config::Config c;
+  c.threads = 2;
+  c.forward = {group({"."}, {up.address()}, Transport::Udp)};
+  Endpoint ep{"::1", free_port()};
+  c.listen = {{boost::asio::ip::make_address("::1"), ep.port},
+              {boost::asio::ip::make_address("127.0.0.1"), ep.port}};
+  app::Server server(c);
+  server.start();
+  auto udp = ask(ep, "v6.example", "A", false, {.id = 61});
+  CHECK(udp.id == 61);
+  CHECK(udp.answers == std::vector<std::string>{FakeUpstream::answer_address()});
+  auto tcp = ask(ep, "v6tcp.example", "A", true, {.id = 62});
+  CHECK(tcp.id == 62);
+  CHECK(tcp.rcode == "NOERROR");
+  auto v4 = ask({"127.0.0.1", ep.port}, "v4.example");
+  CHECK(v4.rcode == "NOERROR");
+  server.stop();
 }
