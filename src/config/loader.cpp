@@ -336,6 +336,14 @@ Errors validate(const Config& c) {
   Errors errors;
   if (c.listen.empty()) errors.push_back("listen: at least one address is required");
   for (std::size_t i = 0; i < c.listen.size(); ++i) {
+    if (c.listen[i].address.is_unspecified()) {
+      // A wildcard socket would answer from whatever source address the kernel
+      // picks, which clients that asked another local address drop.
+      errors.push_back("listen[" + std::to_string(i) + "]: " + c.listen[i].to_string() +
+                       " is a wildcard address; list each local address to serve on");
+    }
+  }
+  for (std::size_t i = 0; i < c.listen.size(); ++i) {
     for (std::size_t j = 0; j < i; ++j) {
       if (c.listen[i] == c.listen[j]) {
         errors.push_back("listen[" + std::to_string(i) + "]: " + c.listen[i].to_string() +

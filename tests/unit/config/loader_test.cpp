@@ -80,6 +80,8 @@ TEST_CASE("config errors name the key and the line", "[config]") {
       {"listen: [\"300.1.1.1:53\"]\n", "t.yaml:1: listen[0]: expected ADDRESS"},
       {"listen: [\"127.0.0.1:0\"]\n", "listen[0]: expected ADDRESS"},
       {"log_level: loud\n", "t.yaml:1: log_level: expected trace"},
+      {"listen: [\"0.0.0.0:53\"]\n", "listen[0]: 0.0.0.0:53 is a wildcard address"},
+      {"listen: [\"[::]:53\"]\n", "listen[0]: [::]:53 is a wildcard address"},
       {"forward:\n  - zones: [a.]\n    servers: [1.1.1.1]\n    timeout: soon\n",
        "t.yaml:4: forward[0].timeout: expected a duration"},
       {"forward:\n  - zones: [a.]\n    servers: [1.1.1.1]\n    transport: quic\n",
