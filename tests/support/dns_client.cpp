@@ -71,12 +71,29 @@ Reply decode(const Packet& p) {
 
 namespace {
 
-sockaddr_in make_addr(const Endpoint& ep) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(ep.port);
-  inet_pton(AF_INET, ep.address.c_str(), &sa.sin_addr);
-  return sa;
+struct SockAddr {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  int family() const { return ss.ss_family; }
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&ss); }
+};
+
+SockAddr make_addr(const Endpoint& ep) {
+  SockAddr a;
+  if (ep.address.find(':') != std::string::npos) {
+    auto* sa = reinterpret_cast<sockaddr_in6*>(&a.ss);
+    sa->sin6_family = AF_INET6;
+    sa->sin6_port = htons(ep.port);
+    inet_pton(AF_INET6, ep.address.c_str(), &sa->sin6_addr);
+    a.len = sizeof(sockaddr_in6);
+  } else {
+    auto* sa = reinterpret_cast<sockaddr_in*>(&a.ss);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons(ep.port);
+    inet_pton(AF_INET, ep.address.c_str(), &sa->sin_addr);
+    a.len = sizeof(sockaddr_in);
+  }
+  return a;
 }
 
 bool wait_fd(int fd, short events, std::chrono::milliseconds timeout) {
@@ -88,10 +105,10 @@ bool wait_fd(int fd, short events, std::chrono::milliseconds timeout) {
 
 std::optional<Packet> udp_query(const Endpoint& ep, const Packet& q,
                                 std::chrono::milliseconds timeout) {
-  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
   auto sa = make_addr(ep);
+  int fd = ::socket(sa.family(), SOCK_DGRAM, 0);
   std::optional<Packet> out;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+  if (::connect(fd, sa.get(), sa.len) == 0 &&
       ::send(fd, q.data(), q.size(), 0) == static_cast<ssize_t>(q.size())) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (true) {
@@ -114,9 +131,9 @@ std::optional<Packet> udp_query(const Endpoint& ep, const Packet& q,
 }
 
 TcpStream::TcpStream(const Endpoint& ep) {
-  fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
   auto sa = make_addr(ep);
-  if (::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+  fd_ = ::socket(sa.family(), SOCK_STREAM, 0);
+  if (::connect(fd_, sa.get(), sa.len) != 0) {
     ::close(fd_);
     fd_ = -1;
   }
