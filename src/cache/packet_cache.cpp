@@ -93,6 +93,7 @@ void PacketCache::insert(const Key& key, dns::Bytes msg, const dns::ResponseView
   e.lifetime = lifetime;
   e.stale_window = stale_window;
   e.flags = rv.header.flags;
+  msg = msg.first(std::min(rv.end, msg.size()));  // without trailing bytes
   if (rv.opt) {
     e.wire.assign(msg.begin(), msg.begin() + static_cast<long>(rv.opt->offset));
     e.wire.insert(e.wire.end(), msg.begin() + static_cast<long>(rv.opt->end()), msg.end());

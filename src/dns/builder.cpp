@@ -111,9 +111,11 @@ std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const Reply
   // Records are copied verbatim except the OPT, which is replaced by ours (or
   // dropped); compression pointers stay valid because everything before them
   // keeps its offset and the OPT owner is the uncompressed root.
+  // Bytes after the last counted record are dropped: appending our OPT after
+  // them would make the reply unparseable.
   std::size_t opt_size = rv.opt ? rv.opt->end() - rv.opt->offset : 0;
-  std::size_t body_end = answer.size();
-  std::size_t size = answer.size() - opt_size + (shape.edns ? kOptRecordSize : 0);
+  std::size_t body_end = std::min(rv.end, answer.size());
+  std::size_t size = body_end - opt_size + (shape.edns ? kOptRecordSize : 0);
   Header h = rv.header;
   h.id = shape.id;
   h.flags = static_cast<std::uint16_t>((h.flags & ~kEchoedQueryFlags) |

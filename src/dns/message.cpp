@@ -102,6 +102,7 @@ std::optional<ResponseView> parse_response(Bytes msg) {
   if (!qend) return std::nullopt;
   rv.question_end = *qend;
   bool ok = true;
+  rv.end = *qend;
   bool walked = for_each_rr(msg, rv.header, *qend, [&](const RrView& rr) {
     if (rr.type == static_cast<std::uint16_t>(Type::OPT)) {
       if (rr.section != Section::Additional || rv.opt) {
@@ -111,6 +112,7 @@ std::optional<ResponseView> parse_response(Bytes msg) {
       rv.opt = rr;
       rv.edns = edns_from_opt(rr);
     }
+    rv.end = rr.end();
     return true;
   });
   if (!walked || !ok) return std::nullopt;

@@ -18,16 +18,20 @@ std::optional<std::size_t> uncompressed_name_length(Bytes msg, std::size_t pos) 
 std::optional<std::size_t> skip_name(Bytes msg, std::size_t pos) {
   std::optional<std::size_t> end;
   std::size_t total = 0;
-  std::size_t lowest = pos;  // pointers must go strictly backwards: no loops
+  // Every pointer jumps strictly backwards, never into the header (localdns
+  // rewrites ID and flags), and what is read after a jump must end before the
+  // pointer itself. So a name only uses bytes that precede it: no loops, and
+  // dropping what follows the records cannot change it.
+  std::size_t limit = msg.size();
   while (true) {
-    if (pos >= msg.size()) return std::nullopt;
+    if (pos >= limit) return std::nullopt;
     std::uint8_t len = msg[pos];
     if ((len & 0xC0) == 0xC0) {
-      if (pos + 1 >= msg.size()) return std::nullopt;
+      if (pos + 1 >= limit) return std::nullopt;
       std::size_t target = (std::size_t{len & 0x3Fu} << 8) | msg[pos + 1];
       if (!end) end = pos + 2;
-      if (target >= lowest) return std::nullopt;
-      lowest = target;
+      if (target >= pos || target < kHeaderSize) return std::nullopt;
+      limit = pos;
       pos = target;
       continue;
     }
@@ -35,6 +39,7 @@ std::optional<std::size_t> skip_name(Bytes msg, std::size_t pos) {
     total += 1 + std::size_t{len};
     if (total > kMaxNameSize) return std::nullopt;
     if (len == 0) return end ? *end : pos + 1;
+    if (pos + 1 + len >= limit) return std::nullopt;  // the next length byte must fit too
     pos += 1 + len;
   }
 }

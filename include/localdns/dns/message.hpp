@@ -71,6 +71,7 @@ struct ResponseView {
   std::size_t question_end = 0;
   std::optional<RrView> opt;  // the OPT record, if any
   Edns edns;
+  std::size_t end = 0;  // just past the last record; bytes after it are ignored
 };
 
 // Validates structure: header, exactly one question, every RR's name and

@@ -23,8 +23,8 @@ inline constexpr std::uint8_t lower(std::uint8_t c) {
 std::optional<std::size_t> uncompressed_name_length(Bytes msg, std::size_t pos);
 
 // Offset just past the (possibly compressed) name starting at `pos`, after
-// checking that following its pointers stays inside `msg`, moves strictly
-// backwards, and yields a name of at most 255 bytes.
+// checking that following its pointers stays inside `msg` and past the header,
+// moves strictly backwards, and yields a name of at most 255 bytes.
 std::optional<std::size_t> skip_name(Bytes msg, std::size_t pos);
 
 // Case-insensitive equality of two uncompressed wire names of equal length.

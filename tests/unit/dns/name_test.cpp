@@ -45,19 +45,24 @@ TEST_CASE("uncompressed_name_length rejects pointers and overruns", "[dns][name]
   CHECK_FALSE(uncompressed_name_length(reserved, 0));
 }
 
-TEST_CASE("skip_name follows pointers backwards only", "[dns][name]") {
-  // offset 0: "a." ; offset 3: "b" + pointer to 0
-  auto msg = bytes({1, 'a', 0, 1, 'b', 0xC0, 0x00});
-  CHECK(skip_name(msg, 3) == 7u);
-  auto self_loop = bytes({0xC0, 0x00});
-  CHECK_FALSE(skip_name(self_loop, 0));
-  auto forward = bytes({0xC0, 0x02, 1, 'a', 0});
-  CHECK_FALSE(skip_name(forward, 0));
-  auto cut = bytes({1, 'a', 0xC0});
-  CHECK_FALSE(skip_name(cut, 0));
-  // Two pointers pointing at each other: must terminate.
-  auto loop = bytes({0xC0, 0x02, 0xC0, 0x00});
-  CHECK_FALSE(skip_name(loop, 2));
+TEST_CASE("skip_name follows pointers backwards only, never into the header", "[dns][name]") {
+  auto at = [](std::initializer_list<int> v) {  // bytes after a 12-byte header
+    auto out = bytes({0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0});
+    for (int b : v)
+      out.push_back(static_cast<std::uint8_t>(b));
+    return out;
+  };
+  // offset 12: "a." ; offset 15: "b" + pointer to 12
+  auto msg = at({1, 'a', 0, 1, 'b', 0xC0, 12});
+  CHECK(skip_name(msg, 15) == 19u);
+  CHECK_FALSE(skip_name(at({0xC0, 12}), 12));             // points at itself
+  CHECK_FALSE(skip_name(at({0xC0, 14, 1, 'a', 0}), 12));  // forwards
+  CHECK_FALSE(skip_name(at({1, 'a', 0xC0}), 12));         // pointer cut short
+  CHECK_FALSE(skip_name(at({0xC0, 14, 0xC0, 12}), 14));   // two pointers in a loop
+  auto header = at({0xC0, 1});                            // into the ID, which localdns rewrites
+  header[1] = 1;
+  header[2] = 0;
+  CHECK_FALSE(skip_name(header, 12));
 }
 
 TEST_CASE("names_equal ignores ASCII case only", "[dns][name]") {
