@@ -8,7 +8,7 @@ runtime=(libldns3 libyaml-cpp0.7 libspdlog1.10 libfmt9)
 build=(
   build-essential cmake ninja-build pkg-config clang-format
   libboost1.81-dev libldns-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-  catch2 libbenchmark-dev
+  catch2 libbenchmark-dev clang-14 libclang-rt-14-dev
   knot dnsutils iproute2
 )
 
