@@ -46,7 +46,9 @@ Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& c
   std::size_t limit = over_tcp ? dns::kMaxMessageSize : q.udp_reply_limit();
   upstream::Request req;
   req.question = q.question;
-  req.rd = q.header.flags & dns::kFlagRD;
+  // Always ask for recursion: the answer is cached and shared with clients that
+  // did set RD, which is every stub resolver. The reply echoes the client's RD.
+  req.rd = true;
   req.cd = q.header.flags & dns::kFlagCD;
   req.do_bit = q.edns.do_bit;
   auto shape = dns::make_reply_shape(q, limit);

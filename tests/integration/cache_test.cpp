@@ -192,3 +192,15 @@ TEST_CASE("serve-stale answers from an expired entry when upstream is dead",
   }
   CHECK(up.queries_for("stale.example.") == 2);
 }
+
+TEST_CASE("answers cached for a client without RD serve clients with RD", "[integration][cache]") {
+  FakeUpstream up;
+  Instance ld({group({"."}, {up.address()}, Transport::Udp)});
+  auto norec = ask(ld.endpoint(), "rd.example", "A", false, {.rd = false});
+  CHECK_FALSE(norec.rd);                // the reply echoes the client's RD
+  CHECK(up.queries_without_rd() == 0);  // upstream was asked to recurse anyway
+  auto rec = ask(ld.endpoint(), "rd.example");
+  CHECK(rec.rd);
+  CHECK(rec.answers == std::vector<std::string>{FakeUpstream::answer_address()});
+  CHECK(up.queries_for("rd.example.") == 1);
+}

@@ -44,6 +44,7 @@ Reply decode(const Packet& p) {
   r.rcode = lt ? lt->name : std::to_string(ldns_pkt_get_rcode(pkt));
   r.tc = ldns_pkt_tc(pkt);
   r.aa = ldns_pkt_aa(pkt);
+  r.rd = ldns_pkt_rd(pkt);
   r.has_opt = ldns_pkt_edns(pkt);
   r.edns_udp_size = ldns_pkt_edns_udp_size(pkt);
   ldns_rr_list* q = ldns_pkt_question(pkt);

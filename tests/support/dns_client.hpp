@@ -31,6 +31,7 @@ struct Reply {
   std::string rcode;  // "NOERROR", "NXDOMAIN", ...
   bool tc = false;
   bool aa = false;
+  bool rd = false;
   bool has_opt = false;
   std::uint16_t edns_udp_size = 0;
   std::string qname;                 // as in the reply, letter case kept

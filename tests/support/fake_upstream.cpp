@@ -170,7 +170,7 @@ struct FakeUpstream::Impl {
         off += 2 + flen;
         auto b = impl.owner.behaviour();
         std::size_t qend = 0;
-        impl.owner.count(question_name(q, qend), true);
+        impl.owner.count(question_name(q, qend), true, q.size() > 2 && (q[2] & 0x01));
         ++seen;
         if (b.close_tcp_after && number == 1 && seen >= b.close_tcp_after) {
           closed = true;
@@ -230,7 +230,7 @@ struct FakeUpstream::Impl {
       Bytes q(ubuf.begin(), ubuf.begin() + static_cast<long>(n));
       auto b = owner.behaviour();
       std::size_t qend = 0;
-      owner.count(question_name(q, qend), false);
+      owner.count(question_name(q, qend), false, q.size() > 2 && (q[2] & 0x01));
       if (b.mode != Behaviour::Mode::Drop) {
         Bytes r = make_answer(q, b, true);
         auto to = from;
@@ -287,8 +287,9 @@ Behaviour FakeUpstream::behaviour() const {
   return behaviour_;
 }
 
-void FakeUpstream::count(const std::string& name, bool tcp) {
+void FakeUpstream::count(const std::string& name, bool tcp, bool rd) {
   (tcp ? tcp_queries_ : udp_queries_)++;
+  if (!rd) ++no_rd_;
   std::lock_guard lock(mu_);
   per_name_[name]++;
 }

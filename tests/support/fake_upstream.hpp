@@ -40,6 +40,7 @@ class FakeUpstream {
   unsigned tcp_connections() const { return tcp_connections_; }
   unsigned max_open_tcp_connections() const { return max_open_tcp_; }
   unsigned queries_for(const std::string& lower_name) const;
+  unsigned queries_without_rd() const { return no_rd_; }
 
   // The synthetic answer: A 192.0.2.1 (TTL 300) for any name; TXT answers of
   // about 3000 bytes; NXDOMAIN with an SOA for names starting with "nx".
@@ -56,13 +57,14 @@ class FakeUpstream {
   std::atomic<unsigned> tcp_connections_{0};
   std::atomic<unsigned> open_tcp_{0};
   std::atomic<unsigned> max_open_tcp_{0};
+  std::atomic<unsigned> no_rd_{0};
   mutable std::mutex mu_;
   std::map<std::string, unsigned> per_name_;
   Behaviour behaviour_;
 
   friend struct Impl;
   Behaviour behaviour() const;
-  void count(const std::string& name, bool tcp);
+  void count(const std::string& name, bool tcp, bool rd = true);
   unsigned tcp_opened();  // returns the connection's number, from 1
   void tcp_closed() { --open_tcp_; }
 };
