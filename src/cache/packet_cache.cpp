@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 #include <list>
 #include <mutex>
@@ -35,6 +36,26 @@ struct Hash {
   using is_transparent = void;
   std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
+
+// Hits rewrite every TTL field. An owner name that reads bytes of a TTL field
+// (only a hostile upstream compresses that way) would change, or break, as the
+// entry ages: such answers are not cached. `ttls` is sorted.
+bool names_avoid_ttls(dns::Bytes wire, const dns::Header& h, std::size_t question_end,
+                      const std::vector<std::uint16_t>& ttls) {
+  bool clear = true;
+  auto overlaps = [&](std::size_t begin, std::size_t end) {
+    auto it = std::upper_bound(ttls.begin(), ttls.end(), begin);  // first TTL after begin
+    if (it != ttls.begin() && std::size_t{*std::prev(it)} + 4 > begin) return true;
+    return it != ttls.end() && *it < end;
+  };
+  dns::for_each_rr(wire, h, question_end, [&](const dns::RrView& rr) {
+    dns::walk_name(wire, rr.offset, [&](std::size_t b, std::size_t e) {
+      if (overlaps(b, e)) clear = false;
+    });
+    return clear;
+  });
+  return clear;
+}
 
 }  // namespace
 
@@ -108,6 +129,7 @@ void PacketCache::insert(const Key& key, dns::Bytes msg, const dns::ResponseView
     return true;
   });
   if (!ok || e.wire.size() > dns::kMaxMessageSize) return;
+  if (!names_avoid_ttls(e.wire, h, rv.question_end, e.ttl_offsets)) return;
 
   Shard& s = shard_for(key.view());
   std::lock_guard lock(s.mu);

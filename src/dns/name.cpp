@@ -16,32 +16,7 @@ std::optional<std::size_t> uncompressed_name_length(Bytes msg, std::size_t pos) 
 }
 
 std::optional<std::size_t> skip_name(Bytes msg, std::size_t pos) {
-  std::optional<std::size_t> end;
-  std::size_t total = 0;
-  // Every pointer jumps strictly backwards, never into the header (localdns
-  // rewrites ID and flags), and what is read after a jump must end before the
-  // pointer itself. So a name only uses bytes that precede it: no loops, and
-  // dropping what follows the records cannot change it.
-  std::size_t limit = msg.size();
-  while (true) {
-    if (pos >= limit) return std::nullopt;
-    std::uint8_t len = msg[pos];
-    if ((len & 0xC0) == 0xC0) {
-      if (pos + 1 >= limit) return std::nullopt;
-      std::size_t target = (std::size_t{len & 0x3Fu} << 8) | msg[pos + 1];
-      if (!end) end = pos + 2;
-      if (target >= pos || target < kHeaderSize) return std::nullopt;
-      limit = pos;
-      pos = target;
-      continue;
-    }
-    if (len > kMaxLabelSize) return std::nullopt;
-    total += 1 + std::size_t{len};
-    if (total > kMaxNameSize) return std::nullopt;
-    if (len == 0) return end ? *end : pos + 1;
-    if (pos + 1 + len >= limit) return std::nullopt;  // the next length byte must fit too
-    pos += 1 + len;
-  }
+  return walk_name(msg, pos, [](std::size_t, std::size_t) {});
 }
 
 bool names_equal(Bytes a, Bytes b) {
