@@ -56,7 +56,7 @@ void as_answer(dns::Bytes in) {
       auto back = dns::parse_response(dns::Bytes(out.data(), n));
       check(back.has_value() && back->header.id == 0x4242 && back->opt.has_value() == edns);
     }
-    static cache::PacketCache cache({});
+    static cache::PacketCache cache(cache::CacheSettings{1000, 1u << 20, 4, 2, 10});
     auto life = cache::cache_lifetime(in, *rv, cache::TtlPolicy{});
     auto key = cache::Key::make(rv->question, false, false);
     cache.insert(key, in, *rv, life.seconds == 0 ? 1 : life.seconds, 1);

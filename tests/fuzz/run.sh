@@ -12,4 +12,12 @@ clang++-14 -std=c++2b -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-r
   tests/fuzz/message_fuzz.cpp src/dns/name.cpp src/dns/message.cpp src/dns/builder.cpp \
   src/cache/cache_policy.cpp src/cache/packet_cache.cpp \
   -o "$out/message_fuzz"
-"$out/message_fuzz" -max_total_time="$seconds" -max_len=2048 -print_final_stats=1 "$out/corpus"
+# Progress goes to a log; a failure prints its tail, the crash input is kept.
+if ! "$out/message_fuzz" -max_total_time="$seconds" -max_len=2048 -print_final_stats=1 \
+    -artifact_prefix="$out/" "$out/corpus" > "$out/log" 2>&1; then
+  tail -n 60 "$out/log"
+  echo "fuzzing found a failure; input saved as $out/crash-*" >&2
+  exit 1
+fi
+grep -E '^stat::(number_of_executed_units|new_units_added)|^Done' "$out/log" || true
+echo "fuzzing: no failure in ${seconds} s"
