@@ -170,9 +170,7 @@ Errors apply_cli(const CliOptions& o, Config& c) {
     }
   }
   if (o.log_level) {
-    static constexpr std::string_view kLevels[] = {"trace", "debug",    "info", "warn",
-                                                   "error", "critical", "off"};
-    if (std::find(std::begin(kLevels), std::end(kLevels), *o.log_level) == std::end(kLevels)) {
+    if (!is_log_level(*o.log_level)) {
       errors.push_back("--log-level " + *o.log_level +
                        ": expected trace, debug, info, warn, error, critical or off");
     } else {

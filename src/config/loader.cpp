@@ -13,9 +13,6 @@
 namespace localdns::config {
 namespace {
 
-constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
-                                           "error", "critical", "off"};
-
 // Walks the YAML tree and records every error with its line.
 class Reader {
  public:
@@ -286,7 +283,7 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
   if (root["threads"]) r.integer(root["threads"], "threads", c.threads, 0u, 256u);
   if (root["log_level"]) {
     if (auto s = r.scalar(root["log_level"], "log_level")) {
-      if (std::find(std::begin(kLogLevels), std::end(kLogLevels), *s) == std::end(kLogLevels)) {
+      if (!is_log_level(*s)) {
         r.error(root["log_level"], "log_level",
                 "expected trace, debug, info, warn, error, critical or off, got '" + *s + "'");
       } else {
@@ -331,6 +328,12 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
 }
 
 }  // namespace
+
+bool is_log_level(std::string_view name) {
+  static constexpr std::string_view kLevels[] = {"trace", "debug",    "info", "warn",
+                                                 "error", "critical", "off"};
+  return std::find(std::begin(kLevels), std::end(kLevels), name) != std::end(kLevels);
+}
 
 Errors validate(const Config& c) {
   Errors errors;

@@ -18,6 +18,9 @@ using Errors = std::vector<std::string>;
 std::expected<Config, Errors> load_config_text(std::string_view yaml, std::string_view source);
 std::expected<Config, Errors> load_config_file(const std::string& path);
 
+// spdlog level names accepted by `log_level` and --log-level.
+bool is_log_level(std::string_view name);
+
 // Cross-field checks shared by the file loader and the flags.
 Errors validate(const Config& c);
 
