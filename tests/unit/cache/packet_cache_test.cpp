@@ -303,3 +303,27 @@ TEST_CASE("expired entries are served stale only when asked, within the window",
   CHECK(c.stats().entries == 0);
   CHECK(c.stats().stale_served == 1);
 }
+
+TEST_CASE("answers whose names read TTL bytes are not cached", "[cache]") {
+  // Question "a." at 12; answer A at 15 (owner pointer to 12); additional
+  // record whose owner points at the answer's TTL field (offset 21), which a
+  // hit rewrites as the entry ages. Only a hostile upstream compresses so.
+  test::Packet p = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1, 1, 'a', 0, 0, 1, 0, 1};
+  p.insert(p.end(), {0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 1});
+  std::size_t ttl_at = 19 + 6;
+  p.insert(p.end(), {0xC0, static_cast<std::uint8_t>(ttl_at + 3), 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10,
+                     0, 0, 2});
+  p[ttl_at + 3] = 0;  // the TTL's last byte, now 0, doubles as a root label
+  auto rv = dns::parse_response(p);
+  REQUIRE(rv);
+  FakeClock clock;
+  cache::PacketCache c({}, clock.fn());
+  c.insert(ask("a").key, p, *rv, 60);
+  CHECK(c.stats().entries == 0);
+  // The same answer with an honest owner name is cached.
+  p[p.size() - 15] = 12;
+  auto honest = dns::parse_response(p);
+  REQUIRE(honest);
+  c.insert(ask("a").key, p, *honest, 60);
+  CHECK(c.stats().entries == 1);
+}
