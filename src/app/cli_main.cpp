@@ -1,6 +1,7 @@
 #include <cstdio>
 #include <iostream>
 #include <signal.h>
+#include <sys/resource.h>
 #include <system_error>
 
 #include <boost/asio/io_context.hpp>
@@ -14,6 +15,18 @@
 namespace localdns::app {
 
 namespace {
+
+// Every upstream UDP query holds a socket until answered: raise the soft limit
+// on descriptors to the hard limit, as unbound and dnsdist do.
+void raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max) return;
+  rlim_t before = rl.rlim_cur;
+  rl.rlim_cur = rl.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    spdlog::debug("raised the open-files limit from {} to {}", before, rl.rlim_cur);
+  }
+}
 
 void log_summary(const config::Config& c, unsigned threads) {
   std::string listen;
@@ -64,6 +77,7 @@ int run_main(int argc, char** argv) {
   }
   spdlog::set_level(spdlog::level::from_str(cfg->log_level));
   ::signal(SIGPIPE, SIG_IGN);
+  raise_fd_limit();
 
   std::unique_ptr<Server> server;
   try {

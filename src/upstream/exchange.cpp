@@ -102,7 +102,13 @@ void Exchange::send_udp() {
   // connect(): the kernel picks a random ephemeral source port and drops
   // datagrams from any other address or port (RFC 5452 4.1, 9.2).
   udp_->open(target.protocol(), ec);
-  if (!ec) udp_->non_blocking(true, ec);
+  if (ec) {
+    // Out of descriptors (EMFILE/ENFILE): our limit, not the server's fault.
+    last_failure_ = Status::Failed;
+    fail_attempt(false);
+    return;
+  }
+  udp_->non_blocking(true, ec);
   if (!ec) udp_->connect(target, ec);
   id_ = static_cast<std::uint16_t>(arc4random());
   dns::write_u16(query_.data(), id_);
