@@ -271,3 +271,26 @@ TEST_CASE("shutdown is bounded while queries hang upstream", "[integration][faul
   // The query in flight gets SERVFAIL or nothing, but never hangs the shutdown.
   if (r) CHECK(decode(*r).rcode == "SERVFAIL");
 }
+
+TEST_CASE("sequential queries reuse one upstream TCP connection", "[integration][faults]") {
+  FakeUpstream up;
+  Instance ld({group({"."}, {up.address()}, Transport::Tcp)}, 1);
+  for (int i = 0; i < 20; ++i) {
+    CHECK(ask(ld.endpoint(), "reuse" + std::to_string(i) + ".example").rcode == "NOERROR");
+  }
+  CHECK(up.tcp_queries() == 20);
+  CHECK(up.tcp_connections() == 1);
+}
+
+TEST_CASE("idle upstream TCP connections are closed and reopened on demand",
+          "[integration][faults]") {
+  FakeUpstream up;
+  auto g = group({"."}, {up.address()}, Transport::Tcp);
+  g.tcp.idle_timeout = 200ms;
+  Instance ld({g}, 1);
+  CHECK(ask(ld.endpoint(), "idle1.example").rcode == "NOERROR");
+  std::this_thread::sleep_for(600ms);
+  CHECK(up.open_tcp_connections() == 0);  // localdns closed it
+  CHECK(ask(ld.endpoint(), "idle2.example").rcode == "NOERROR");
+  CHECK(up.tcp_connections() == 2);  // the first was closed while idle
+}

@@ -39,6 +39,7 @@ class FakeUpstream {
   unsigned queries() const { return udp_queries_ + tcp_queries_; }
   unsigned tcp_connections() const { return tcp_connections_; }
   unsigned max_open_tcp_connections() const { return max_open_tcp_; }
+  unsigned open_tcp_connections() const { return open_tcp_; }
   unsigned queries_for(const std::string& lower_name) const;
   unsigned queries_without_rd() const { return no_rd_; }
 
