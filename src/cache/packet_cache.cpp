@@ -1,7 +1,8 @@
 #include <algorithm>
+#include <array>
 #include <cstring>
-#include <list>
 #include <mutex>
+#include <new>
 #include <string>
 #include <unordered_map>
 
@@ -15,22 +16,58 @@ namespace {
 constexpr char kFlagDO = 1;
 constexpr char kFlagCD = 2;
 
+// One allocation per entry: this header, then the TTL offsets, the key and the
+// wire answer (without its OPT record, ID 0). The LRU list is intrusive.
 struct Entry {
-  std::string key;
-  std::vector<std::uint8_t> wire;  // the answer without its OPT record
-  std::vector<std::uint16_t> ttl_offsets;
+  Entry* prev = nullptr;
+  Entry* next = nullptr;
   Clock::time_point stored;
   std::uint32_t lifetime = 0;
   std::uint32_t stale_window = 0;
   std::uint32_t hits = 0;
   std::uint16_t flags = 0;
+  std::uint16_t key_len = 0;
+  std::uint16_t wire_len = 0;
+  std::uint16_t n_ttls = 0;
   bool prefetching = false;  // a refresh was requested; do not request another
 
+  const std::uint16_t* ttls() const { return reinterpret_cast<const std::uint16_t*>(this + 1); }
+  std::uint16_t* ttls() { return reinterpret_cast<std::uint16_t*>(this + 1); }
+  std::string_view key() const { return {reinterpret_cast<const char*>(ttls() + n_ttls), key_len}; }
+  const std::uint8_t* wire() const {
+    return reinterpret_cast<const std::uint8_t*>(ttls() + n_ttls) + key_len;
+  }
   std::size_t charge() const {
-    return key.size() + wire.size() + ttl_offsets.size() * sizeof(std::uint16_t) +
-           PacketCache::kEntryOverhead;
+    return PacketCache::kEntryOverhead + n_ttls * sizeof(std::uint16_t) + key_len + wire_len;
+  }
+
+  static Entry* create(std::string_view key, dns::Bytes wire,
+                       const std::vector<std::uint16_t>& ttls) {
+    std::size_t total =
+        sizeof(Entry) + ttls.size() * sizeof(std::uint16_t) + key.size() + wire.size();
+    auto* e = new (::operator new(total)) Entry();
+    e->key_len = static_cast<std::uint16_t>(key.size());
+    e->wire_len = static_cast<std::uint16_t>(wire.size());
+    e->n_ttls = static_cast<std::uint16_t>(ttls.size());
+    if (!ttls.empty()) std::memcpy(e->ttls(), ttls.data(), ttls.size() * sizeof(std::uint16_t));
+    auto* k = reinterpret_cast<char*>(e->ttls() + e->n_ttls);
+    std::memcpy(k, key.data(), key.size());
+    std::memcpy(k + key.size(), wire.data(), wire.size());
+    return e;
+  }
+  static void destroy(Entry* e) {
+    e->~Entry();
+    ::operator delete(e);
   }
 };
+static_assert(sizeof(Entry) <= 48);
+static_assert(alignof(Entry) >= alignof(std::uint16_t));
+
+// Per-entry charge for the index: a hash-map node, its bucket, allocator slack.
+constexpr std::size_t kIndexCharge = 64;
+static_assert(sizeof(Entry) + kIndexCharge <= PacketCache::kEntryOverhead);
+
+thread_local std::array<std::uint8_t, dns::kMaxMessageSize> tl_wire;
 
 struct Hash {
   using is_transparent = void;
@@ -74,17 +111,45 @@ Key Key::make(const dns::Question& q, bool do_bit, bool cd) {
 
 struct PacketCache::Shard {
   std::mutex mu;
-  std::list<Entry> lru;  // front: most recently used
-  std::unordered_map<std::string_view, std::list<Entry>::iterator, Hash, std::equal_to<>> index;
+  std::unordered_map<std::string_view, Entry*, Hash, std::equal_to<>> index;  // views into entries
+  Entry* head = nullptr;                                                      // most recently used
+  Entry* tail = nullptr;
+  std::size_t count = 0;
   std::size_t bytes = 0;
   std::size_t max_entries = 0;
   std::size_t max_bytes = 0;
   CacheStats stats;
 
-  void erase(std::list<Entry>::iterator it) {
-    bytes -= it->charge();
-    index.erase(std::string_view(it->key));
-    lru.erase(it);
+  ~Shard() { clear(); }
+
+  void link_front(Entry* e) {
+    e->prev = nullptr;
+    e->next = head;
+    if (head) head->prev = e;
+    head = e;
+    if (!tail) tail = e;
+  }
+  void unlink(Entry* e) {
+    (e->prev ? e->prev->next : head) = e->next;
+    (e->next ? e->next->prev : tail) = e->prev;
+    e->prev = e->next = nullptr;
+  }
+  void erase(Entry* e) {
+    bytes -= e->charge();
+    if (auto it = index.find(e->key()); it != index.end()) index.erase(it);
+    unlink(e);
+    --count;
+    Entry::destroy(e);
+  }
+  void clear() {
+    for (Entry* e = head; e != nullptr;) {
+      Entry* next = e->next;
+      Entry::destroy(e);
+      e = next;
+    }
+    head = tail = nullptr;
+    index.clear();
+    count = bytes = 0;
   }
 };
 
@@ -108,39 +173,50 @@ PacketCache::Shard& PacketCache::shard_for(std::string_view key) {
 void PacketCache::insert(const Key& key, dns::Bytes msg, const dns::ResponseView& rv,
                          std::uint32_t lifetime, std::uint32_t stale_window) {
   if (lifetime == 0) return;
-  Entry e;
-  e.key.assign(key.view());
-  e.stored = now_();
-  e.lifetime = lifetime;
-  e.stale_window = stale_window;
-  e.flags = rv.header.flags;
   msg = msg.first(std::min(rv.end, msg.size()));  // without trailing bytes
+  // The stored form: OPT removed (ours is added per client), ID 0.
+  std::uint8_t* w = tl_wire.data();
+  std::size_t len = 0;
   if (rv.opt) {
-    e.wire.assign(msg.begin(), msg.begin() + static_cast<long>(rv.opt->offset));
-    e.wire.insert(e.wire.end(), msg.begin() + static_cast<long>(rv.opt->end()), msg.end());
-    dns::write_u16(e.wire.data() + 10, static_cast<std::uint16_t>(rv.header.arcount - 1));
+    std::memcpy(w, msg.data(), rv.opt->offset);
+    std::memcpy(w + rv.opt->offset, msg.data() + rv.opt->end(), msg.size() - rv.opt->end());
+    len = msg.size() - (rv.opt->end() - rv.opt->offset);
+    dns::write_u16(w + 10, static_cast<std::uint16_t>(rv.header.arcount - 1));
   } else {
-    e.wire.assign(msg.begin(), msg.end());
+    std::memcpy(w, msg.data(), msg.size());
+    len = msg.size();
   }
-  dns::write_u16(e.wire.data(), 0);
-  dns::Header h = dns::Header::read(e.wire.data());
-  bool ok = dns::for_each_rr(e.wire, h, rv.question_end, [&](const dns::RrView& rr) {
-    e.ttl_offsets.push_back(static_cast<std::uint16_t>(rr.type_offset + 4));
+  dns::write_u16(w, 0);
+  dns::Bytes wire(w, len);
+  dns::Header h = dns::Header::read(w);
+  std::vector<std::uint16_t> ttls;
+  bool ok = dns::for_each_rr(wire, h, rv.question_end, [&](const dns::RrView& rr) {
+    ttls.push_back(static_cast<std::uint16_t>(rr.type_offset + 4));
     return true;
   });
-  if (!ok || e.wire.size() > dns::kMaxMessageSize) return;
-  if (!names_avoid_ttls(e.wire, h, rv.question_end, e.ttl_offsets)) return;
+  if (!ok || ttls.size() > UINT16_MAX) return;
+  if (!names_avoid_ttls(wire, h, rv.question_end, ttls)) return;
+
+  Entry* e = Entry::create(key.view(), wire, ttls);
+  e->stored = now_();
+  e->lifetime = lifetime;
+  e->stale_window = stale_window;
+  e->flags = rv.header.flags;
 
   Shard& s = shard_for(key.view());
   std::lock_guard lock(s.mu);
-  if (e.charge() > s.max_bytes) return;
+  if (e->charge() > s.max_bytes) {
+    Entry::destroy(e);
+    return;
+  }
   if (auto it = s.index.find(key.view()); it != s.index.end()) s.erase(it->second);
-  s.lru.push_front(std::move(e));
-  s.index.emplace(std::string_view(s.lru.front().key), s.lru.begin());
-  s.bytes += s.lru.front().charge();
+  s.link_front(e);
+  s.index.emplace(e->key(), e);
+  ++s.count;
+  s.bytes += e->charge();
   ++s.stats.inserts;
-  while (s.lru.size() > s.max_entries || s.bytes > s.max_bytes) {
-    s.erase(std::prev(s.lru.end()));
+  while (s.count > s.max_entries || s.bytes > s.max_bytes) {
+    s.erase(s.tail);
     ++s.stats.evictions;
   }
 }
@@ -155,7 +231,7 @@ LookupResult PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
     ++s.stats.misses;
     return {};
   }
-  auto entry = it->second;
+  Entry* entry = it->second;
   Entry& e = *entry;
   auto age_s = std::chrono::duration_cast<std::chrono::seconds>(now - e.stored).count();
   if (age_s < 0) age_s = 0;
@@ -177,14 +253,15 @@ LookupResult PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
   // Stale answers: every TTL at most kStaleAnswerTtl (RFC 8767 4).
   const std::uint32_t remaining = result.stale ? kStaleAnswerTtl : e.lifetime - age;
   const std::uint32_t aged = result.stale ? 0 : age;
-  std::size_t size = e.wire.size() + (shape.edns ? dns::kOptRecordSize : 0);
+  std::size_t size = e.wire_len + (shape.edns ? dns::kOptRecordSize : 0);
   std::size_t n = 0;
   if (size > shape.limit) {
     n = dns::build_truncated_reply(shape, e.flags, out);
-  } else if (size <= out.size() && shape.qname_len + dns::kHeaderSize <= e.wire.size()) {
+  } else if (size <= out.size() && shape.qname_len + dns::kHeaderSize <= e.wire_len) {
     std::uint8_t* p = out.data();
-    std::memcpy(p, e.wire.data(), e.wire.size());
-    for (std::uint16_t off : e.ttl_offsets) {
+    std::memcpy(p, e.wire(), e.wire_len);
+    for (const std::uint16_t* t = e.ttls(); t != e.ttls() + e.n_ttls; ++t) {
+      const std::uint16_t off = *t;
       std::uint32_t ttl = dns::read_u32(p + off);
       ttl = ttl > aged ? ttl - aged : 0;  // never negative, never wraps
       dns::write_u32(p + off, std::min(ttl, remaining));
@@ -193,7 +270,7 @@ LookupResult PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
     h.id = shape.id;
     h.flags = dns::reply_flags(e.flags, shape);
     if (shape.edns) {
-      dns::write_opt_record(p + e.wire.size(), shape.do_bit);
+      dns::write_opt_record(p + e.wire_len, shape.do_bit);
       h.arcount = static_cast<std::uint16_t>(h.arcount + 1);
     }
     h.write(p);
@@ -212,7 +289,8 @@ LookupResult PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
     result.prefetch = true;
     ++s.stats.prefetches;
   }
-  s.lru.splice(s.lru.begin(), s.lru, entry);
+  s.unlink(entry);
+  s.link_front(entry);
   ++s.stats.hits;
   return result;
 }
@@ -220,9 +298,7 @@ LookupResult PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
 void PacketCache::clear() {
   for (auto& s : shards_) {
     std::lock_guard lock(s->mu);
-    s->index.clear();
-    s->lru.clear();
-    s->bytes = 0;
+    s->clear();
   }
 }
 
@@ -237,7 +313,7 @@ CacheStats PacketCache::stats() const {
     total.expired += s->stats.expired;
     total.prefetches += s->stats.prefetches;
     total.stale_served += s->stats.stale_served;
-    total.entries += s->lru.size();
+    total.entries += s->count;
     total.bytes += s->bytes;
   }
   return total;

@@ -94,8 +94,9 @@ class PacketCache {
   void clear();
   CacheStats stats() const;
 
-  // Bytes charged for an entry beyond its key and wire answer.
-  static constexpr std::size_t kEntryOverhead = 128;
+  // Bytes charged for an entry beyond its key, wire answer and TTL offsets: the
+  // entry header and its share of the index.
+  static constexpr std::size_t kEntryOverhead = 112;
 
  private:
   struct Shard;
