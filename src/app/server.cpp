@@ -99,11 +99,4 @@ cache::CacheStats Server::cache_stats() const {
   return shared_.cache ? shared_.cache->stats() : cache::CacheStats{};
 }
 
-std::uint64_t Server::upstream_tcp_connects() const {
-  std::uint64_t n = 0;
-  for (const auto& w : workers_)
-    n += w->tcp_connects();
-  return n;
-}
-
 }  // namespace localdns::app

@@ -67,11 +67,4 @@ void Worker::stop() {
   ctx_.stop();
 }
 
-std::uint64_t Worker::tcp_connects() const {
-  std::uint64_t n = 0;
-  for (const auto& f : forwarders_)
-    n += f->tcp_connects();
-  return n;
-}
-
 }  // namespace localdns::app

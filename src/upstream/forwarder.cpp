@@ -88,11 +88,4 @@ void Forwarder::shutdown() {
     p->close_all();
 }
 
-std::uint64_t Forwarder::tcp_connects() const {
-  std::uint64_t n = 0;
-  for (const auto& p : pools_)
-    n += p->connects_started();
-  return n;
-}
-
 }  // namespace localdns::upstream

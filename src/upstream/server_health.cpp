@@ -25,19 +25,11 @@ GroupState::GroupState(config::UpstreamGroup cfg) : config(std::move(cfg)) {
   }
 }
 
-std::string GroupState::name() const {
-  std::string out;
-  for (const auto& z : config.zones)
-    out += (out.empty() ? "" : ",") + z;
-  return out;
-}
-
 InFlightTicket InFlightTicket::acquire(const std::shared_ptr<GroupState>& g) {
   InFlightTicket t;
   unsigned now = g->in_flight.fetch_add(1, std::memory_order_relaxed);
   if (now >= g->config.max_in_flight) {
     g->in_flight.fetch_sub(1, std::memory_order_relaxed);
-    g->overload_rejects.fetch_add(1, std::memory_order_relaxed);
     return t;
   }
   t.group_ = g;

@@ -218,7 +218,6 @@ std::optional<TcpPool::Sent> TcpPool::send(std::shared_ptr<Exchange> ex, dns::Mu
   if (want_new && Clock::now() >= next_connect_) {
     auto conn = std::make_shared<TcpConnection>(ctx_, *this);
     conns_.push_back(conn);
-    ++connects_;
     conn->connect(endpoint_, group_.timeout);
     best_ptr = std::move(conn);
   }

@@ -41,7 +41,6 @@ class Server {
   void stop();
 
   Stats stats() const;
-  std::uint64_t upstream_tcp_connects() const;  // valid after stop()
   cache::CacheStats cache_stats() const;
   const config::Config& config() const { return *shared_.config; }
   unsigned threads() const { return static_cast<unsigned>(workers_.size()); }

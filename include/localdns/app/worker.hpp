@@ -46,7 +46,6 @@ class Worker {
   void stop();
 
   const server::HandlerStats& stats() const { return handler_.stats(); }
-  std::uint64_t tcp_connects() const;  // upstream connections opened (read after stop)
 
  private:
   unsigned index_;

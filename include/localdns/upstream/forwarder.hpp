@@ -41,8 +41,6 @@ class Forwarder {
   int pick_server(std::uint64_t tried_mask);
   bool stopping() const { return stopping_; }
 
-  std::uint64_t tcp_connects() const;
-
  private:
   void probe_tick();
 

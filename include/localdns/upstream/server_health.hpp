@@ -37,9 +37,6 @@ struct GroupState {
   const config::UpstreamGroup config;
   std::vector<std::unique_ptr<ServerHealth>> health;  // index = server index
   std::atomic<unsigned> in_flight{0};
-  std::atomic<std::uint64_t> overload_rejects{0};
-
-  std::string name() const;  // zones, for log lines
 };
 
 // Holds one unit of a group's in-flight budget; released on destruction.

@@ -85,9 +85,6 @@ class TcpPool {
   std::optional<Sent> send(std::shared_ptr<Exchange> ex, dns::MutableBytes query);
   void close_all();
 
-  std::size_t open_connections() const { return conns_.size(); }
-  std::uint64_t connects_started() const { return connects_; }
-
   // From TcpConnection.
   void on_connected();
   void on_closed(TcpConnection* conn, bool connect_failed);
@@ -101,7 +98,6 @@ class TcpPool {
   std::vector<std::shared_ptr<TcpConnection>> conns_;
   std::chrono::steady_clock::duration backoff_{};
   std::chrono::steady_clock::time_point next_connect_{};
-  std::uint64_t connects_ = 0;
 };
 
 }  // namespace localdns::upstream
