@@ -137,6 +137,10 @@ TEST_CASE("a hit answers with the client's ID, case and EDNS", "[cache]") {
   CHECK_FALSE(hit(c, ask("other.cluster.local")));
   CHECK(c.stats().hits == 2);
   CHECK(c.stats().misses == 1);
+  c.clear();
+  CHECK(c.stats().entries == 0);
+  CHECK(c.stats().bytes == 0);
+  CHECK_FALSE(hit(c, ask("svc.cluster.local")));
 }
 
 TEST_CASE("TTLs age with the entry, each record on its own, never below zero", "[cache]") {
