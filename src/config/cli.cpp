@@ -10,6 +10,7 @@ namespace localdns::config {
 std::string usage() {
   return R"(Usage: localdns [OPTIONS]
        localdns --check-config FILE
+       localdns cleanup [--config FILE] [--interface-name NAME]
 
 A node-local caching DNS forwarder.
 
@@ -23,6 +24,24 @@ Options:
                            servers over PROTO: tcp, udp or prefer_udp (repeatable)
   --threads N              worker threads (default: one per core)
   --log-level LEVEL        trace, debug, info, warn, error, critical, off
+
+Node setup (needs CAP_NET_ADMIN; see README "Node setup"):
+  --local-ip ADDR          serve ADDR on port 53 from an interface of our own, with
+                           NOTRACK rules (repeatable; e.g. 169.254.20.10, 10.96.0.10)
+  --setup-interface, --no-setup-interface
+                           create the interface and its addresses (default: on)
+  --interface-name NAME    default nodelocaldns
+  --interface-kind KIND    link kind, default dummy (bridge where dummy is missing)
+  --setup-rules, --no-setup-rules
+                           install the NOTRACK rules (default: on)
+  --rules-backend B        auto, iptables-legacy, iptables-nft or nftables
+  --sync-interval DURATION check and repair interface and rules (default 60s)
+  --skip-teardown          leave interface and rules in place on exit (upgrades)
+
+Commands:
+  cleanup                  remove every interface address and rule localdns may
+                           have left (all rule backends), then exit
+
   --version                print the version and exit
   --help                   print this help and exit
 
@@ -55,7 +74,38 @@ std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_vie
       return {};
     };
     std::expected<void, std::string> ok;
-    if (arg == "--help" || arg == "-h") {
+    auto take_into = [&](auto& out) -> std::expected<void, std::string> {
+      auto v = take();
+      if (!v) return std::unexpected(v.error());
+      if constexpr (requires { out.push_back(*v); }) {
+        out.push_back(*v);
+      } else {
+        out = *v;
+      }
+      return {};
+    };
+    if (i == 0 && arg == "cleanup") {
+      o.command = Command::Cleanup;
+    } else if (arg == "--local-ip") {
+      ok = take_into(o.local_ips);
+    } else if (arg == "--setup-interface" || arg == "--no-setup-interface") {
+      ok = flag_without_value();
+      o.setup_interface = arg == "--setup-interface";
+    } else if (arg == "--setup-rules" || arg == "--no-setup-rules") {
+      ok = flag_without_value();
+      o.setup_rules = arg == "--setup-rules";
+    } else if (arg == "--interface-name") {
+      ok = take_into(o.interface_name);
+    } else if (arg == "--interface-kind") {
+      ok = take_into(o.interface_kind);
+    } else if (arg == "--rules-backend") {
+      ok = take_into(o.rules_backend);
+    } else if (arg == "--sync-interval") {
+      ok = take_into(o.sync_interval);
+    } else if (arg == "--skip-teardown") {
+      ok = flag_without_value();
+      o.skip_teardown = true;
+    } else if (arg == "--help" || arg == "-h") {
       ok = flag_without_value();
       o.command = Command::Help;
     } else if (arg == "--version") {
@@ -133,6 +183,48 @@ std::expected<UpstreamGroup, std::string> parse_forward(std::string_view spec) {
   return g;
 }
 
+void apply_node_flags(const CliOptions& o, NodeConfig& n, Errors& errors) {
+  if (!o.local_ips.empty()) n.local_addresses.clear();
+  for (const auto& ip : o.local_ips) {
+    boost::system::error_code ec;
+    auto a = boost::asio::ip::make_address(ip, ec);
+    if (ec) {
+      errors.push_back("--local-ip " + ip + ": expected an IPv4 or IPv6 address");
+    } else {
+      n.local_addresses.push_back(a);
+    }
+  }
+  if (o.setup_interface) n.setup_interface = *o.setup_interface;
+  if (o.setup_rules) n.setup_rules = *o.setup_rules;
+  if (o.interface_name) n.interface_name = *o.interface_name;
+  if (o.interface_kind) n.interface_kind = *o.interface_kind;
+  if (o.rules_backend) {
+    const auto& b = *o.rules_backend;
+    if (b == "auto") {
+      n.rules_backend = RulesBackend::Auto;
+    } else if (b == "iptables-legacy") {
+      n.rules_backend = RulesBackend::IptablesLegacy;
+    } else if (b == "iptables-nft") {
+      n.rules_backend = RulesBackend::IptablesNft;
+    } else if (b == "nftables") {
+      n.rules_backend = RulesBackend::Nftables;
+    } else {
+      errors.push_back("--rules-backend " + b +
+                       ": expected auto, iptables-legacy, iptables-nft or nftables");
+    }
+  }
+  if (o.sync_interval) {
+    auto d = parse_duration(*o.sync_interval);
+    if (!d || *d < std::chrono::seconds(1) || *d > std::chrono::hours(1)) {
+      errors.push_back("--sync-interval " + *o.sync_interval +
+                       ": expected a duration from 1s to 1h, like 30s or 5m");
+    } else {
+      n.sync_interval = *d;
+    }
+  }
+  if (o.skip_teardown) n.skip_teardown = true;
+}
+
 }  // namespace
 
 Errors apply_cli(const CliOptions& o, Config& c) {
@@ -177,6 +269,8 @@ Errors apply_cli(const CliOptions& o, Config& c) {
       c.log_level = *o.log_level;
     }
   }
+  apply_node_flags(o, c.node, errors);
+  add_local_addresses_to_listen(c);
   return errors;
 }
 

@@ -31,6 +31,20 @@ std::string_view to_string(Policy p) {
   return "?";
 }
 
+std::string_view to_string(RulesBackend b) {
+  switch (b) {
+    case RulesBackend::Auto:
+      return "auto";
+    case RulesBackend::IptablesLegacy:
+      return "iptables-legacy";
+    case RulesBackend::IptablesNft:
+      return "iptables-nft";
+    case RulesBackend::Nftables:
+      return "nftables";
+  }
+  return "?";
+}
+
 Config default_config() {
   Config c;
   c.listen.push_back({boost::asio::ip::make_address("127.0.0.1"), kDefaultListenPort});

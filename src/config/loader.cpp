@@ -50,6 +50,18 @@ class Reader {
     return n.Scalar();
   }
 
+  void boolean(const YAML::Node& n, const std::string& path, bool& out) {
+    auto s = scalar(n, path);
+    if (!s) return;
+    if (*s == "true") {
+      out = true;
+    } else if (*s == "false") {
+      out = false;
+    } else {
+      error(n, path, "expected true or false, got '" + *s + "'");
+    }
+  }
+
   template <class Int>
   void integer(const YAML::Node& n, const std::string& path, Int& out, Int lo, Int hi) {
     auto s = scalar(n, path);
@@ -173,17 +185,7 @@ void read_cache(Reader& r, const YAML::Node& n, CacheConfig& c) {
     return;
   }
   using std::chrono::hours;
-  if (n["enabled"]) {
-    if (auto s = r.scalar(n["enabled"], "cache.enabled")) {
-      if (*s == "true") {
-        c.enabled = true;
-      } else if (*s == "false") {
-        c.enabled = false;
-      } else {
-        r.error(n["enabled"], "cache.enabled", "expected true or false, got '" + *s + "'");
-      }
-    }
-  }
+  if (n["enabled"]) r.boolean(n["enabled"], "cache.enabled", c.enabled);
   if (n["max_entries"]) {
     r.integer(n["max_entries"], "cache.max_entries", c.max_entries, std::size_t{1},
               std::size_t{100'000'000});
@@ -265,11 +267,81 @@ void read_group(Reader& r, const YAML::Node& n, const std::string& path, Upstrea
   if (n["cache"]) read_group_cache(r, n["cache"], path + ".cache", g.cache);
 }
 
+void read_node(Reader& r, const YAML::Node& n, NodeConfig& c) {
+  if (!r.expect_map(n, "node",
+                    {"local_addresses", "port", "interface", "rules", "health_port",
+                     "sync_interval", "skip_teardown"})) {
+    return;
+  }
+  using namespace std::chrono_literals;
+  if (n["local_addresses"]) {
+    c.local_addresses.clear();
+    auto items = r.list(n["local_addresses"], "node.local_addresses");
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      auto path = Reader::index("node.local_addresses", i);
+      auto s = r.scalar(items[i], path);
+      if (!s) continue;
+      boost::system::error_code ec;
+      auto a = boost::asio::ip::make_address(*s, ec);
+      if (ec) {
+        r.error(items[i], path, "expected an IPv4 or IPv6 address, got '" + *s + "'");
+      } else {
+        c.local_addresses.push_back(a);
+      }
+    }
+  }
+  if (n["port"]) r.integer(n["port"], "node.port", c.port, std::uint16_t{1}, std::uint16_t{65535});
+  if (n["health_port"]) {
+    r.integer(n["health_port"], "node.health_port", c.health_port, std::uint16_t{0},
+              std::uint16_t{65535});
+  }
+  if (n["sync_interval"]) {
+    r.duration(n["sync_interval"], "node.sync_interval", c.sync_interval, 1s, 1h);
+  }
+  if (n["skip_teardown"]) r.boolean(n["skip_teardown"], "node.skip_teardown", c.skip_teardown);
+  if (auto i = n["interface"]) {
+    if (r.expect_map(i, "node.interface", {"setup", "name", "kind"})) {
+      if (i["setup"]) r.boolean(i["setup"], "node.interface.setup", c.setup_interface);
+      if (i["name"]) {
+        if (auto s = r.scalar(i["name"], "node.interface.name")) c.interface_name = *s;
+      }
+      if (i["kind"]) {
+        if (auto s = r.scalar(i["kind"], "node.interface.kind")) c.interface_kind = *s;
+      }
+    }
+  }
+  if (auto rules = n["rules"]) {
+    if (r.expect_map(rules, "node.rules", {"setup", "backend", "fallback"})) {
+      if (rules["setup"]) r.boolean(rules["setup"], "node.rules.setup", c.setup_rules);
+      if (rules["backend"]) {
+        static constexpr std::pair<std::string_view, RulesBackend> kBackends[] = {
+            {"auto", RulesBackend::Auto},
+            {"iptables-legacy", RulesBackend::IptablesLegacy},
+            {"iptables-nft", RulesBackend::IptablesNft},
+            {"nftables", RulesBackend::Nftables}};
+        r.choice(rules["backend"], "node.rules.backend", c.rules_backend, kBackends);
+      }
+      if (auto f = rules["fallback"]) {
+        c.fallback.clear();
+        if (f.IsScalar() && (f.Scalar() == "auto" || f.Scalar() == "off")) {
+          c.fallback_auto = f.Scalar() == "auto";
+        } else {
+          c.fallback_auto = false;
+          auto items = r.list(f, "node.rules.fallback");
+          for (std::size_t i = 0; i < items.size(); ++i) {
+            read_endpoint(r, items[i], Reader::index("node.rules.fallback", i), 53, c.fallback);
+          }
+        }
+      }
+    }
+  }
+}
+
 void read_root(Reader& r, const YAML::Node& root, Config& c) {
   if (root.IsNull()) return;  // an empty file keeps the defaults
   if (!r.expect_map(root, "",
                     {"listen", "threads", "log_level", "tcp_clients", "cache", "forward",
-                     "shutdown_grace", "resolv_conf"})) {
+                     "shutdown_grace", "resolv_conf", "node"})) {
     return;
   }
   using namespace std::chrono_literals;
@@ -313,6 +385,7 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
     }
   }
   if (root["cache"]) read_cache(r, root["cache"], c.cache);
+  if (root["node"]) read_node(r, root["node"], c.node);
   if (auto f = root["forward"]) {
     c.forward.clear();
     if (!f.IsSequence() || f.size() == 0) {
@@ -335,8 +408,50 @@ bool is_log_level(std::string_view name) {
   return std::find(std::begin(kLevels), std::end(kLevels), name) != std::end(kLevels);
 }
 
+void add_local_addresses_to_listen(Config& c) {
+  for (const auto& a : c.node.local_addresses) {
+    bool listed = std::any_of(c.listen.begin(), c.listen.end(),
+                              [&](const Endpoint& e) { return e.address == a; });
+    if (!listed) c.listen.push_back({a, c.node.port});
+  }
+}
+
+namespace {
+
+void validate_node(const NodeConfig& n, Errors& errors) {
+  for (std::size_t i = 0; i < n.local_addresses.size(); ++i) {
+    const auto& a = n.local_addresses[i];
+    if (a.is_unspecified() || a.is_multicast() || a.is_loopback()) {
+      errors.push_back("node.local_addresses[" + std::to_string(i) + "]: " + a.to_string() +
+                       " cannot be put on an interface (wildcard, multicast or loopback)");
+    }
+    for (std::size_t j = 0; j < i; ++j) {
+      if (n.local_addresses[j] == a) {
+        errors.push_back("node.local_addresses[" + std::to_string(i) + "]: " + a.to_string() +
+                         " is listed twice");
+      }
+    }
+  }
+  const auto& name = n.interface_name;
+  bool bad_name = name.empty() || name.size() > 15 || name == "." || name == ".." ||
+                  name.find_first_of("/: \t\n") != std::string::npos;
+  if (bad_name) {
+    errors.push_back("node.interface.name: '" + name +
+                     "' is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)");
+  }
+  if (n.interface_kind.empty() ||
+      n.interface_kind.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") !=
+          std::string::npos) {
+    errors.push_back("node.interface.kind: '" + n.interface_kind +
+                     "' is not a link kind (dummy, bridge, ...)");
+  }
+}
+
+}  // namespace
+
 Errors validate(const Config& c) {
   Errors errors;
+  validate_node(c.node, errors);
   if (c.listen.empty()) errors.push_back("listen: at least one address is required");
   for (std::size_t i = 0; i < c.listen.size(); ++i) {
     if (c.listen[i].address.is_unspecified()) {
@@ -385,6 +500,7 @@ std::expected<Config, Errors> load_config_text(std::string_view yaml, std::strin
     YAML::Node root = YAML::Load(std::string(yaml));
     Reader r(source, errors);
     read_root(r, root, c);
+    add_local_addresses_to_listen(c);
   } catch (const YAML::Exception& e) {
     errors.push_back(std::string(source) + ":" + std::to_string(e.mark.line + 1) +
                      ": invalid YAML: " + e.msg);

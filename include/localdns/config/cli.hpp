@@ -13,7 +13,7 @@
 
 namespace localdns::config {
 
-enum class Command { Run, CheckConfig, Version, Help };
+enum class Command { Run, CheckConfig, Version, Help, Cleanup };
 
 struct CliOptions {
   Command command = Command::Run;
@@ -22,6 +22,15 @@ struct CliOptions {
   std::vector<std::string> forward;
   std::optional<std::string> threads;
   std::optional<std::string> log_level;
+  // Node setup.
+  std::vector<std::string> local_ips;
+  std::optional<bool> setup_interface;
+  std::optional<std::string> interface_name;
+  std::optional<std::string> interface_kind;
+  std::optional<bool> setup_rules;
+  std::optional<std::string> rules_backend;
+  std::optional<std::string> sync_interval;
+  bool skip_teardown = false;
 };
 
 std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_view> args);

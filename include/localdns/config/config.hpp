@@ -84,6 +84,33 @@ struct TcpClientConfig {
   unsigned max_pipelined = 128;                     // unanswered queries per connection
 };
 
+enum class RulesBackend { Auto, IptablesLegacy, IptablesNft, Nftables };
+std::string_view to_string(RulesBackend b);
+
+// Node setup: the local addresses on an interface of their own, and the
+// NOTRACK rules that keep their DNS traffic out of conntrack. Nothing happens
+// unless local_addresses is set.
+struct NodeConfig {
+  // Each is added to `listen` on `port` unless listen already has it.
+  std::vector<boost::asio::ip::address> local_addresses;
+  std::uint16_t port = 53;
+  bool setup_interface = true;
+  std::string interface_name = "nodelocaldns";
+  std::string interface_kind = "dummy";  // tests use bridge: some kernels lack dummy
+  bool setup_rules = true;
+  RulesBackend rules_backend = RulesBackend::Auto;
+  // While no localdns socket exists, send traffic for the local addresses to
+  // these servers (a DNAT); empty with fallback_auto: the first servers of the
+  // group that routes ".".
+  bool fallback_auto = true;
+  std::vector<Endpoint> fallback;
+  std::uint16_t health_port = 0;  // also kept out of conntrack when set
+  Duration sync_interval{std::chrono::seconds(60)};
+  bool skip_teardown = false;  // leave interface and rules in place on exit
+
+  bool enabled() const { return !local_addresses.empty(); }
+};
+
 struct Config {
   std::vector<Endpoint> listen;
   unsigned threads = 0;  // 0: one per core
@@ -93,6 +120,7 @@ struct Config {
   std::vector<UpstreamGroup> forward;
   Duration shutdown_grace{std::chrono::seconds(2)};
   std::string resolv_conf = "/etc/resolv.conf";
+  NodeConfig node;
 };
 
 // The built-in standalone default: 127.0.0.1:5353, "." forwarded to the

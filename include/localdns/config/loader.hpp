@@ -24,4 +24,8 @@ bool is_log_level(std::string_view name);
 // Cross-field checks shared by the file loader and the flags.
 Errors validate(const Config& c);
 
+// Adds each node.local_addresses entry to `listen` on node.port, unless
+// listen already has that address.
+void add_local_addresses_to_listen(Config& c);
+
 }  // namespace localdns::config

@@ -89,3 +89,41 @@ TEST_CASE("build_config reads resolv.conf and catches loops", "[config][cli]") {
   std::remove(path);
   std::remove(file.c_str());
 }
+
+TEST_CASE("node setup flags", "[config][cli][node]") {
+  auto o =
+      parse({"--local-ip", "169.254.20.10", "--local-ip=10.96.0.10", "--interface-kind", "bridge",
+             "--interface-name", "ldns0", "--no-setup-rules", "--rules-backend", "iptables-legacy",
+             "--sync-interval", "5s", "--skip-teardown", "--forward", ".=udp://192.0.2.1"});
+  REQUIRE(o.has_value());
+  auto c = build_config(*o);
+  REQUIRE(c.has_value());
+  const auto& n = c->node;
+  REQUIRE(n.local_addresses.size() == 2);
+  CHECK(n.interface_kind == "bridge");
+  CHECK(n.interface_name == "ldns0");
+  CHECK(n.setup_interface);
+  CHECK_FALSE(n.setup_rules);
+  CHECK(n.rules_backend == RulesBackend::IptablesLegacy);
+  CHECK(n.sync_interval == std::chrono::seconds(5));
+  CHECK(n.skip_teardown);
+  // The local addresses are served on port 53 besides the default listener.
+  REQUIRE(c->listen.size() == 3);
+  CHECK(c->listen[1].to_string() == "169.254.20.10:53");
+  CHECK(c->listen[2].to_string() == "10.96.0.10:53");
+
+  CHECK(parse({"cleanup"})->command == Command::Cleanup);
+  CHECK_THAT(parse({"--setup-rules=yes"}).error(), Catch::Contains("takes no value"));
+  auto bad = [](std::vector<std::string_view> args) {
+    auto p = parse(args);
+    REQUIRE(p.has_value());
+    auto r = build_config(*p);
+    REQUIRE_FALSE(r.has_value());
+    return r.error().front();
+  };
+  CHECK_THAT(bad({"--local-ip", "not-an-ip"}), Catch::Contains("--local-ip not-an-ip"));
+  CHECK_THAT(bad({"--rules-backend", "pf"}), Catch::Contains("--rules-backend pf: expected"));
+  CHECK_THAT(bad({"--sync-interval", "2h"}), Catch::Contains("--sync-interval 2h"));
+  CHECK_THAT(bad({"--local-ip", "127.0.0.1"}),
+             Catch::Contains("node.local_addresses[0]: 127.0.0.1 cannot be"));
+}

@@ -102,6 +102,17 @@ TEST_CASE("config errors name the key and the line", "[config]") {
        "forward[0].servers[0]: 127.0.0.1:5353 is one of our own listen addresses"},
       {"listen: [\n", "t.yaml:2: invalid YAML"},
       {"tcp_clients:\n  max_pipelined: -1\n", "t.yaml:2: tcp_clients.max_pipelined: must be"},
+      {"node:\n  local_addresses: [169.254.20.300]\n",
+       "t.yaml:2: node.local_addresses[0]: expected an IPv4 or IPv6 address"},
+      {"node:\n  local_addresses: [0.0.0.0]\n", "node.local_addresses[0]: 0.0.0.0 cannot be"},
+      {"node:\n  interface: {name: averyveryverylongname}\n",
+       "node.interface.name: 'averyveryverylongname' is not a valid interface name"},
+      {"node:\n  rules: {backend: ipchains}\n",
+       "t.yaml:2: node.rules.backend: expected one of auto, iptables-legacy, iptables-nft, "
+       "nftables, got 'ipchains'"},
+      {"node:\n  sync_interval: 10ms\n", "t.yaml:2: node.sync_interval: must be between"},
+      {"node:\n  skip_teardown: maybe\n", "t.yaml:2: node.skip_teardown: expected true or false"},
+      {"node:\n  rules:\n    fallback: [nowhere]\n", "t.yaml:3: node.rules.fallback[0]: expected"},
   };
   for (const auto& c : cases) {
     INFO(c.yaml);
@@ -153,4 +164,49 @@ TEST_CASE("the example configs in config/ are valid", "[config]") {
     auto c = load_config_file(std::string(LOCALDNS_SOURCE_DIR) + "/config/" + name);
     CHECK(c.has_value());
   }
+}
+
+TEST_CASE("the node section loads, and local addresses join the listeners", "[config][node]") {
+  auto c = load_config_text(R"(
+listen: ["127.0.0.1:5353", "169.254.20.10:5300"]
+node:
+  local_addresses: [169.254.20.10, 10.96.0.10, "fd00::10"]
+  port: 53
+  interface: {setup: true, name: ldns0, kind: bridge}
+  rules: {setup: false, backend: nftables, fallback: ["10.0.0.53", "10.0.0.54:5353"]}
+  health_port: 8080
+  sync_interval: 30s
+  skip_teardown: true
+)",
+                            "t.yaml");
+  REQUIRE(c.has_value());
+  const auto& n = c->node;
+  CHECK(n.enabled());
+  CHECK(n.local_addresses.size() == 3);
+  CHECK(n.interface_name == "ldns0");
+  CHECK(n.interface_kind == "bridge");
+  CHECK_FALSE(n.setup_rules);
+  CHECK(n.rules_backend == RulesBackend::Nftables);
+  CHECK_FALSE(n.fallback_auto);
+  REQUIRE(n.fallback.size() == 2);
+  CHECK(n.fallback[1].port == 5353);
+  CHECK(n.health_port == 8080);
+  CHECK(n.sync_interval == 30s);
+  CHECK(n.skip_teardown);
+  // An address already listed keeps its port; the others are added on node.port.
+  std::vector<std::string> listen;
+  for (const auto& l : c->listen)
+    listen.push_back(l.to_string());
+  CHECK(listen == std::vector<std::string>{"127.0.0.1:5353", "169.254.20.10:5300", "10.96.0.10:53",
+                                           "[fd00::10]:53"});
+}
+
+TEST_CASE("without local addresses node setup stays off", "[config][node]") {
+  auto c = load_config_text("listen: [127.0.0.1:5353]\n", "t.yaml");
+  REQUIRE(c.has_value());
+  CHECK_FALSE(c->node.enabled());
+  CHECK(c->node.interface_kind == "dummy");
+  CHECK(c->node.interface_name == "nodelocaldns");
+  CHECK(c->node.rules_backend == RulesBackend::Auto);
+  CHECK(c->node.sync_interval == 60s);
 }
