@@ -1,0 +1,77 @@
+// The rules that take the local addresses' DNS traffic out of conntrack, in
+// three backends: iptables-legacy, iptables-nft, and a native nftables table.
+//
+// Crash safety: the NOTRACK for traffic arriving at a local address applies
+// only while a localdns socket is bound to it (the iptables `socket` match,
+// the nft `socket` expression). Without localdns, packets to the kube-dns
+// ClusterIP are tracked again and take kube-proxy's DNAT to CoreDNS, and
+// packets to other local addresses meet the fallback DNAT, if one is set.
+#pragma once
+
+#include <cstdint>
+#include <expected>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ip/address.hpp>
+
+#include <localdns/config/config.hpp>
+
+namespace localdns::node {
+
+struct RuleTargets {
+  struct Local {
+    boost::asio::ip::address address;
+    std::uint16_t port = 53;
+  };
+  std::vector<Local> locals;  // one per listening address and port
+  std::uint16_t health_port = 0;
+  // Where traffic for the local addresses goes while localdns is down; the
+  // first of each family is used.
+  std::vector<config::Endpoint> fallback;
+};
+
+// Every rule comment starts with this; `localdns cleanup` removes what has it.
+inline constexpr std::string_view kCommentPrefix = "localdns:";
+
+struct IptablesRule {
+  std::string table;  // raw, filter, nat
+  std::string chain;
+  std::string spec;     // match and target, as iptables-restore takes them
+  std::string comment;  // unique per rule; identifies it
+};
+
+// The rules for one family, in the order they must lead their chains.
+std::vector<IptablesRule> iptables_rules(const RuleTargets& t, bool v6);
+
+// The whole `inet localdns` table, as `nft -f` takes it.
+std::string nftables_ruleset(const RuleTargets& t);
+inline constexpr std::string_view kNftTable = "localdns";
+
+struct RulesRepair {
+  unsigned repaired = 0;           // rules added, moved back to the front, or duplicates removed
+  std::vector<std::string> notes;  // one line per chain that needed work
+};
+
+class RulesBackend {
+ public:
+  virtual ~RulesBackend() = default;
+  virtual std::string name() const = 0;
+  // Reads the current rules once and makes exactly the missing changes, in one
+  // transaction per table. Never adds a rule that is already there.
+  virtual std::expected<RulesRepair, std::string> sync(const RuleTargets& t) = 0;
+  // Removes every rule of ours; returns how many there were.
+  virtual std::expected<unsigned, std::string> remove() = 0;
+};
+
+// iptables-legacy / iptables-nft (both families), or nftables.
+std::unique_ptr<RulesBackend> make_rules_backend(config::RulesBackend kind);
+
+// The backend the node already uses, as Kubernetes' iptables wrapper decides:
+// the variant holding kubelet's KUBE-IPTABLES-HINT / KUBE-KUBELET-CANARY chains,
+// else nftables if kube-proxy's nftables table is there, else the iptables
+// variant with more rules (nft on a tie).
+config::RulesBackend detect_rules_backend();
+
+}  // namespace localdns::node

@@ -1,0 +1,471 @@
+#include <algorithm>
+#include <map>
+
+#include <spdlog/spdlog.h>
+
+#include <localdns/node/process.hpp>
+#include <localdns/node/rules.hpp>
+
+namespace localdns::node {
+
+namespace {
+
+std::string host(const boost::asio::ip::address& a) {
+  return a.to_string() + (a.is_v4() ? "/32" : "/128");
+}
+
+std::string endpoint(const boost::asio::ip::address& a, std::uint16_t port) {
+  return a.is_v6() ? "[" + a.to_string() + "]:" + std::to_string(port)
+                   : a.to_string() + ":" + std::to_string(port);
+}
+
+const config::Endpoint* fallback_for(const RuleTargets& t, bool v6) {
+  for (const auto& f : t.fallback)
+    if (f.address.is_v6() == v6) return &f;
+  return nullptr;
+}
+
+}  // namespace
+
+std::vector<IptablesRule> iptables_rules(const RuleTargets& t, bool v6) {
+  std::vector<IptablesRule> rules;
+  auto add = [&](std::string table, std::string chain, std::string spec, std::string what) {
+    std::string comment = std::string(kCommentPrefix) + " " + what;
+    spec += " -m comment --comment \"" + comment + "\"";
+    rules.push_back({std::move(table), std::move(chain), std::move(spec), std::move(comment)});
+  };
+  // Ports per address, the DNS port(s) first, then health.
+  struct Port {
+    const char* proto;
+    std::uint16_t port;
+  };
+  const auto* fb = fallback_for(t, v6);
+  for (const auto& l : t.locals) {
+    if (l.address.is_v6() != v6) continue;
+    const std::string a = host(l.address);
+    const std::string ep = endpoint(l.address, l.port);
+    std::vector<Port> ports = {{"udp", l.port}, {"tcp", l.port}};
+    if (t.health_port != 0) ports.push_back({"tcp", t.health_port});
+    for (const auto& p : ports) {
+      std::string port = std::to_string(p.port);
+      std::string m = std::string(" -p ") + p.proto + " -m " + p.proto;
+      std::string e = endpoint(l.address, p.port);
+      // Conditional on our socket: without localdns the packet is tracked
+      // again and kube-proxy (or the fallback) handles it.
+      add("raw", "PREROUTING",
+          "-d " + a + m + " --dport " + port + " -m socket --nowildcard -j NOTRACK",
+          std::string("notrack ") + p.proto + " to " + e + " while localdns listens");
+      add("raw", "OUTPUT", "-s " + a + m + " --sport " + port + " -j NOTRACK",
+          std::string("notrack ") + p.proto + " from " + e);
+      add("raw", "OUTPUT", "-d " + a + m + " --dport " + port + " -j NOTRACK",
+          std::string("notrack ") + p.proto + " to " + e + " from this host");
+      add("filter", "INPUT", "-d " + a + m + " --dport " + port + " -j ACCEPT",
+          std::string("accept ") + p.proto + " to " + e);
+      add("filter", "OUTPUT", "-s " + a + m + " --sport " + port + " -j ACCEPT",
+          std::string("accept ") + p.proto + " from " + e);
+    }
+    if (fb != nullptr && !(fb->address == l.address)) {
+      std::string to = fb->to_string();
+      for (const char* proto : {"udp", "tcp"}) {
+        add("nat", "PREROUTING",
+            "-d " + a + " -p " + proto + " -m " + proto + " --dport " + std::to_string(l.port) +
+                " -j DNAT --to-destination " + to,
+            std::string("fallback ") + proto + " " + ep + " to " + to + " while localdns is down");
+      }
+    }
+  }
+  // Keep each chain's rules in the order added, grouped per chain.
+  std::stable_sort(rules.begin(), rules.end(), [](const IptablesRule& x, const IptablesRule& y) {
+    return std::tie(x.table, x.chain) < std::tie(y.table, y.chain);
+  });
+  return rules;
+}
+
+std::string nftables_ruleset(const RuleTargets& t) {
+  std::string pre, out, nat;
+  auto rule = [](std::string& chain, const std::string& text, const std::string& what) {
+    chain += "\t\t" + text + " comment \"" + std::string(kCommentPrefix) + " " + what + "\"\n";
+  };
+  for (const auto& l : t.locals) {
+    const bool v6 = l.address.is_v6();
+    const std::string fam = v6 ? "ip6" : "ip";
+    const std::string a = l.address.to_string();
+    std::vector<std::pair<const char*, std::uint16_t>> ports = {{"udp", l.port}, {"tcp", l.port}};
+    if (t.health_port != 0) ports.emplace_back("tcp", t.health_port);
+    for (const auto& [proto, p] : ports) {
+      std::string port = std::to_string(p);
+      std::string e = endpoint(l.address, p);
+      rule(pre, fam + " daddr " + a + " " + proto + " dport " + port + " socket wildcard 0 notrack",
+           std::string("notrack ") + proto + " to " + e + " while localdns listens");
+      rule(out, fam + " saddr " + a + " " + proto + " sport " + port + " notrack",
+           std::string("notrack ") + proto + " from " + e);
+      rule(out, fam + " daddr " + a + " " + proto + " dport " + port + " notrack",
+           std::string("notrack ") + proto + " to " + e + " from this host");
+    }
+    const auto* fb = fallback_for(t, v6);
+    if (fb != nullptr && !(fb->address == l.address)) {
+      for (const char* proto : {"udp", "tcp"}) {
+        rule(nat,
+             fam + " daddr " + a + " " + proto + " dport " + std::to_string(l.port) + " dnat " +
+                 fam + " to " + fb->to_string(),
+             std::string("fallback ") + proto + " " + endpoint(l.address, l.port) + " to " +
+                 fb->to_string() + " while localdns is down");
+      }
+    }
+  }
+  std::string s = "table inet " + std::string(kNftTable) + " {\n";
+  s += "\tchain prerouting {\n\t\ttype filter hook prerouting priority raw; policy accept;\n" +
+       pre + "\t}\n";
+  s += "\tchain output {\n\t\ttype filter hook output priority raw; policy accept;\n" + out +
+       "\t}\n";
+  if (!nat.empty()) {
+    s += "\tchain nat-prerouting {\n\t\ttype nat hook prerouting priority dstnat - 10; policy "
+         "accept;\n" +
+         nat + "\t}\n";
+  }
+  s += "}\n";
+  return s;
+}
+
+namespace {
+
+// One rule line of iptables-save output.
+struct SavedRule {
+  std::string chain;
+  std::string line;     // "-A CHAIN ..."
+  std::string comment;  // empty when it has none
+};
+
+// table -> rules, in order
+using SavedTables = std::map<std::string, std::vector<SavedRule>>;
+
+std::string comment_of(const std::string& line) {
+  auto pos = line.find("--comment ");
+  if (pos == std::string::npos) return {};
+  pos += 10;
+  if (pos < line.size() && line[pos] == '"') {
+    std::string out;
+    for (std::size_t i = pos + 1; i < line.size(); ++i) {
+      if (line[i] == '\\' && i + 1 < line.size()) {
+        out += line[++i];
+      } else if (line[i] == '"') {
+        break;
+      } else {
+        out += line[i];
+      }
+    }
+    return out;
+  }
+  auto end = line.find(' ', pos);
+  return line.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+}
+
+SavedTables parse_save(const std::string& text) {
+  SavedTables tables;
+  std::string table;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    start = end + 1;
+    if (line.starts_with("*")) {
+      table = line.substr(1);
+      tables[table];
+    } else if (line.starts_with("-A ") && !table.empty()) {
+      auto sp = line.find(' ', 3);
+      std::string chain = line.substr(3, sp == std::string::npos ? std::string::npos : sp - 3);
+      tables[table].push_back({chain, line, comment_of(line)});
+    }
+  }
+  return tables;
+}
+
+bool ours(const std::string& comment) {
+  return comment.starts_with(kCommentPrefix);
+}
+
+struct Chain {
+  const char* table;
+  const char* chain;
+};
+constexpr Chain kChains[] = {{"raw", "PREROUTING"},
+                             {"raw", "OUTPUT"},
+                             {"filter", "INPUT"},
+                             {"filter", "OUTPUT"},
+                             {"nat", "PREROUTING"}};
+
+class IptablesBackend final : public RulesBackend {
+ public:
+  explicit IptablesBackend(std::string variant) : variant_(std::move(variant)) {}
+
+  std::string name() const override { return "iptables-" + variant_; }
+
+  std::expected<RulesRepair, std::string> sync(const RuleTargets& t) override {
+    RulesRepair repair;
+    for (bool v6 : {false, true}) {
+      auto desired = iptables_rules(t, v6);
+      auto r = sync_family(desired, v6, repair);
+      if (!r) return std::unexpected(r.error());
+    }
+    return repair;
+  }
+
+  std::expected<unsigned, std::string> remove() override {
+    RulesRepair ignored;
+    unsigned removed = 0;
+    for (bool v6 : {false, true}) {
+      auto r = sync_family({}, v6, ignored);
+      if (!r) return std::unexpected(r.error());
+      removed += *r;
+    }
+    return removed;
+  }
+
+ private:
+  std::string program(bool v6, const char* suffix) const {
+    return std::string(v6 ? "ip6tables-" : "iptables-") + variant_ + suffix;
+  }
+
+  // Returns how many of our rules it deleted.
+  std::expected<unsigned, std::string> sync_family(const std::vector<IptablesRule>& desired,
+                                                   bool v6, RulesRepair& repair) {
+    const std::string save = program(v6, "-save");
+    if (!have_program(save)) {
+      if (desired.empty()) return 0u;  // nothing of ours can be there
+      return std::unexpected(save +
+                             " not found: install the iptables package, or pick "
+                             "another --rules-backend");
+    }
+    auto saved = run_process({save});
+    if (!saved) return std::unexpected(saved.error());
+    if (!saved->ok()) {
+      if (desired.empty()) return 0u;  // e.g. no IPv6 tables in this kernel
+      return std::unexpected(save + ": " + saved->describe());
+    }
+    SavedTables current = parse_save(saved->out);
+    std::map<std::string, std::string> scripts;  // table -> commands
+    unsigned deleted = 0;
+    for (const auto& [table, chain] : kChains) {
+      std::vector<const IptablesRule*> want;
+      for (const auto& r : desired)
+        if (r.table == table && r.chain == chain) want.push_back(&r);
+      std::vector<const SavedRule*> in_chain;
+      for (const auto& r : current[table])
+        if (r.chain == chain) in_chain.push_back(&r);
+      // In place: our rules lead the chain in the desired order, and no other
+      // rule of ours is anywhere in it.
+      bool in_place = in_chain.size() >= want.size();
+      for (std::size_t i = 0; in_place && i < want.size(); ++i)
+        in_place = in_chain[i]->comment == want[i]->comment;
+      for (std::size_t i = want.size(); in_place && i < in_chain.size(); ++i)
+        in_place = !ours(in_chain[i]->comment);
+      if (in_place) continue;
+
+      unsigned present = 0, extra = 0;
+      std::string& script = scripts[table];
+      std::vector<std::string> seen;
+      for (const auto* r : in_chain) {
+        if (!ours(r->comment)) continue;
+        bool wanted = std::any_of(want.begin(), want.end(),
+                                  [&](const IptablesRule* w) { return w->comment == r->comment; });
+        bool dup = std::find(seen.begin(), seen.end(), r->comment) != seen.end();
+        if (wanted && !dup) ++present;
+        if (!wanted || dup) ++extra;
+        seen.push_back(r->comment);
+        script += "-D" + r->line.substr(2) + "\n";
+        ++deleted;
+      }
+      for (std::size_t i = 0; i < want.size(); ++i) {
+        script += "-I " + want[i]->chain + " " + std::to_string(i + 1) + " " + want[i]->spec + "\n";
+      }
+      unsigned missing = static_cast<unsigned>(want.size()) - present;
+      if (!want.empty()) {
+        unsigned fixed = missing + extra;
+        if (fixed == 0) fixed = 1;  // only the order was wrong
+        repair.repaired += fixed;
+        std::string note =
+            std::string(v6 ? "ip6tables " : "iptables ") + table + " " + chain + ": ";
+        if (missing) note += "added " + std::to_string(missing) + " missing rules; ";
+        if (extra) note += "removed " + std::to_string(extra) + " stale or duplicate rules; ";
+        if (!missing && !extra) note += "moved our rules back to the front; ";
+        note.resize(note.size() - 2);
+        repair.notes.push_back(std::move(note));
+      }
+    }
+    for (const auto& [table, script] : scripts) {
+      std::string input = "*" + table + "\n" + script + "COMMIT\n";
+      auto r = run_process({program(v6, "-restore"), "-w", "5", "--noflush"}, input);
+      if (!r) return std::unexpected(r.error());
+      if (!r->ok()) {
+        return std::unexpected(program(v6, "-restore") + " (table " + table +
+                               "): " + r->describe());
+      }
+    }
+    return deleted;
+  }
+
+  std::string variant_;
+};
+
+class NftablesBackend final : public RulesBackend {
+ public:
+  std::string name() const override { return "nftables"; }
+
+  std::expected<RulesRepair, std::string> sync(const RuleTargets& t) override {
+    RulesRepair repair;
+    std::string want = nftables_ruleset(t);
+    auto current = list();
+    if (!current) return std::unexpected(current.error());
+    if (!reference_.empty() && want == wanted_ && *current == reference_) return repair;
+    // Replace the table in one transaction: no moment without rules.
+    std::string table = "inet " + std::string(kNftTable);
+    auto r = run_process({"nft", "-f", "/dev/stdin"},
+                         "table " + table + "\ndelete table " + table + "\n" + want);
+    if (!r) return std::unexpected(r.error());
+    if (!r->ok()) return std::unexpected("nft: " + r->describe());
+    auto after = list();
+    if (!after) return std::unexpected(after.error());
+    if (!reference_.empty() || !current->empty()) {
+      unsigned changed = diff_rules(*current, *after);
+      if (changed > 0) {
+        repair.repaired = changed;
+        repair.notes.push_back("nft table " + table + ": " + std::to_string(changed) +
+                               " rules restored or replaced");
+      }
+    }
+    reference_ = *after;
+    wanted_ = want;
+    return repair;
+  }
+
+  std::expected<unsigned, std::string> remove() override {
+    if (!have_program("nft")) return 0u;
+    auto current = list();
+    if (!current) return std::unexpected(current.error());
+    if (current->empty()) return 0u;
+    unsigned n = count_rules(*current);
+    auto r = run_process({"nft", "delete", "table", "inet", std::string(kNftTable)});
+    if (!r) return std::unexpected(r.error());
+    if (!r->ok()) return std::unexpected("nft delete table: " + r->describe());
+    reference_.clear();
+    return n;
+  }
+
+ private:
+  // The table as nft lists it; empty when it does not exist.
+  std::expected<std::string, std::string> list() {
+    if (!have_program("nft")) {
+      return std::unexpected(
+          "nft not found: install the nftables package, or pick another "
+          "--rules-backend");
+    }
+    auto r = run_process({"nft", "list", "table", "inet", std::string(kNftTable)});
+    if (!r) return std::unexpected(r.error());
+    if (!r->ok()) {
+      if (r->err.find("No such file or directory") != std::string::npos) return std::string();
+      return std::unexpected("nft list table: " + r->describe());
+    }
+    return r->out;
+  }
+
+  static std::vector<std::string> rule_lines(const std::string& listing) {
+    std::vector<std::string> lines;
+    std::size_t start = 0;
+    while (start < listing.size()) {
+      auto end = listing.find('\n', start);
+      if (end == std::string::npos) end = listing.size();
+      std::string line = listing.substr(start, end - start);
+      if (line.find("comment \"" + std::string(kCommentPrefix)) != std::string::npos) {
+        lines.push_back(line);
+      }
+      start = end + 1;
+    }
+    return lines;
+  }
+  static unsigned count_rules(const std::string& listing) {
+    return static_cast<unsigned>(rule_lines(listing).size());
+  }
+  static unsigned diff_rules(const std::string& before, const std::string& after) {
+    auto b = rule_lines(before), a = rule_lines(after);
+    unsigned changed = 0;
+    for (const auto& l : a)
+      if (std::find(b.begin(), b.end(), l) == b.end()) ++changed;
+    for (const auto& l : b)
+      if (std::find(a.begin(), a.end(), l) == a.end()) ++changed;
+    if (changed == 0 && a != b) changed = 1;  // same rules, different order
+    return changed;
+  }
+
+  std::string reference_;  // the listing right after our last install
+  std::string wanted_;
+};
+
+unsigned count_rules_in(const std::string& save_output) {
+  unsigned n = 0;
+  std::size_t pos = 0;
+  while ((pos = save_output.find("\n-A ", pos)) != std::string::npos) {
+    ++n;
+    ++pos;
+  }
+  return n;
+}
+
+bool has_kubelet_hint(const std::string& variant) {
+  for (const char* family : {"iptables-", "ip6tables-"}) {
+    std::string save = std::string(family) + variant + "-save";
+    if (!have_program(save)) continue;
+    auto r = run_process({save, "-t", "mangle"});
+    if (r && r->ok() &&
+        (r->out.find(":KUBE-IPTABLES-HINT") != std::string::npos ||
+         r->out.find(":KUBE-KUBELET-CANARY") != std::string::npos)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+unsigned rule_count(const std::string& variant) {
+  unsigned n = 0;
+  for (const char* family : {"iptables-", "ip6tables-"}) {
+    std::string save = std::string(family) + variant + "-save";
+    if (!have_program(save)) continue;
+    auto r = run_process({save});
+    if (r && r->ok()) n += count_rules_in(r->out);
+  }
+  return n;
+}
+
+}  // namespace
+
+std::unique_ptr<RulesBackend> make_rules_backend(config::RulesBackend kind) {
+  switch (kind) {
+    case config::RulesBackend::IptablesLegacy:
+      return std::make_unique<IptablesBackend>("legacy");
+    case config::RulesBackend::Nftables:
+      return std::make_unique<NftablesBackend>();
+    case config::RulesBackend::IptablesNft:
+    case config::RulesBackend::Auto:
+      break;
+  }
+  return std::make_unique<IptablesBackend>("nft");
+}
+
+config::RulesBackend detect_rules_backend() {
+  if (has_kubelet_hint("nft")) return config::RulesBackend::IptablesNft;
+  if (has_kubelet_hint("legacy")) return config::RulesBackend::IptablesLegacy;
+  if (have_program("nft")) {
+    auto r = run_process({"nft", "list", "tables"});
+    if (r && r->ok() && r->out.find("table ip kube-proxy") != std::string::npos) {
+      return config::RulesBackend::Nftables;
+    }
+  }
+  unsigned legacy = rule_count("legacy"), nft = rule_count("nft");
+  if (legacy > nft) return config::RulesBackend::IptablesLegacy;
+  if (!have_program("iptables-nft-save") && have_program("nft")) {
+    return config::RulesBackend::Nftables;
+  }
+  return config::RulesBackend::IptablesNft;
+}
+
+}  // namespace localdns::node
