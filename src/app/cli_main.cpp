@@ -11,6 +11,7 @@
 #include <localdns/app/server.hpp>
 #include <localdns/config/cli.hpp>
 #include <localdns/config/duration.hpp>
+#include <localdns/node/node_setup.hpp>
 
 namespace localdns::app {
 
@@ -46,6 +47,48 @@ void log_summary(const config::Config& c, unsigned threads) {
   }
 }
 
+int run_cleanup(const config::CliOptions& opts) {
+  config::Config c = config::default_config();
+  if (opts.config_path) {
+    auto loaded = config::load_config_file(*opts.config_path);
+    if (!loaded) {
+      for (const auto& e : loaded.error())
+        std::cerr << "localdns: " << e << "\n";
+      return 2;
+    }
+    c = std::move(*loaded);
+  }
+  if (auto errors = config::apply_cli(opts, c); !errors.empty()) {
+    for (const auto& e : errors)
+      std::cerr << "localdns: " << e << "\n";
+    return 2;
+  }
+  auto report = node::cleanup_node(c.node);
+  for (const auto& line : report.lines)
+    std::cout << line << "\n";
+  if (report.lines.empty()) std::cout << "nothing to clean up\n";
+  return report.ok ? 0 : 1;
+}
+
+// Interface and rules first (so the listeners can bind the local addresses),
+// or a clear reason why not.
+std::unique_ptr<node::NodeSetup> setup_node(const config::Config& c) {
+  if (!c.node.enabled() || (!c.node.setup_interface && !c.node.setup_rules)) return nullptr;
+  auto node = std::make_unique<node::NodeSetup>(c);
+  if (auto r = node->apply(); !r) {
+    spdlog::critical("node setup failed: {}", r.error());
+    if (!c.node.skip_teardown) node->teardown();
+    return nullptr;
+  }
+  std::string addresses;
+  for (const auto& a : c.node.local_addresses)
+    addresses += (addresses.empty() ? "" : ", ") + a.to_string();
+  spdlog::info("node setup: {} on {} with {} rules, checked every {}", addresses,
+               c.node.setup_interface ? c.node.interface_name : std::string("existing interfaces"),
+               node->backend_name(), config::format_duration(c.node.sync_interval));
+  return node;
+}
+
 }  // namespace
 
 int run_main(int argc, char** argv) {
@@ -63,6 +106,7 @@ int run_main(int argc, char** argv) {
     std::cout << "localdns " << LOCALDNS_VERSION << "\n";
     return 0;
   }
+  if (opts->command == config::Command::Cleanup) return run_cleanup(*opts);
   auto cfg = config::build_config(*opts);
   if (!cfg) {
     for (const auto& e : cfg.error())
@@ -79,6 +123,14 @@ int run_main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
   raise_fd_limit();
 
+  std::unique_ptr<node::NodeSetup> node;
+  const bool wants_node =
+      cfg->node.enabled() && (cfg->node.setup_interface || cfg->node.setup_rules);
+  if (wants_node) {
+    node = setup_node(*cfg);
+    if (!node) return 1;
+  }
+  const bool teardown = !cfg->node.skip_teardown;
   std::unique_ptr<Server> server;
   try {
     server = std::make_unique<Server>(std::move(*cfg));
@@ -86,10 +138,19 @@ int run_main(int argc, char** argv) {
     spdlog::critical("{}", e.what());
     if (e.code().value() == EACCES) {
       spdlog::critical("ports below 1024 need root or CAP_NET_BIND_SERVICE");
+    } else if (e.code().value() == EADDRNOTAVAIL) {
+      spdlog::critical(
+          "the address is not on this host: add it, or list it in --local-ip / "
+          "node.local_addresses so that localdns adds it");
     }
+    if (node && teardown) node->teardown();
     return 1;
   }
   log_summary(server->config(), server->threads());
+  if (node) {
+    node->flush_conntrack();
+    node->start_sync();
+  }
 
   boost::asio::io_context signals_ctx;
   boost::asio::signal_set signals(signals_ctx, SIGINT, SIGTERM);
@@ -98,7 +159,13 @@ int run_main(int argc, char** argv) {
   });
   server->start();
   signals_ctx.run();
+  if (node) node->stop_sync();
   server->stop();
+  if (node && teardown) {
+    node->teardown();
+  } else if (node) {
+    spdlog::info("node setup: left in place (--skip-teardown)");
+  }
   spdlog::info("stopped");
   return 0;
 }

@@ -1,0 +1,83 @@
+// Node setup as a whole: the interface with the local addresses, the NOTRACK
+// rules, the leftover conntrack entries, a periodic check that repairs what
+// went missing, and teardown. Used by app/ around the server's lifetime:
+//   apply() -> bind listeners -> flush_conntrack() -> start_sync() ... stop_sync() -> teardown()
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <expected>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <localdns/config/config.hpp>
+#include <localdns/node/rules.hpp>
+
+namespace localdns::node {
+
+struct NodeCounters {
+  std::atomic<std::uint64_t> syncs{0};
+  std::atomic<std::uint64_t> repairs{0};       // interface, address or rule restored
+  std::atomic<std::uint64_t> setup_errors{0};  // a step that failed
+};
+
+// The rules' inputs from a config: listen entries on local addresses, the
+// health port, and the fallback servers (explicit, or the first servers of
+// the group that routes ".").
+RuleTargets rule_targets(const config::Config& c);
+
+class NodeSetup {
+ public:
+  explicit NodeSetup(const config::Config& c);
+  ~NodeSetup();
+  NodeSetup(const NodeSetup&) = delete;
+  NodeSetup& operator=(const NodeSetup&) = delete;
+
+  // Creates or adopts the interface and its addresses, then the rules. Safe
+  // to run over leftovers of an earlier run: nothing is added twice.
+  std::expected<void, std::string> apply();
+  // Deletes conntrack entries for the local addresses; run once the listeners
+  // are bound (the rules apply only while a localdns socket exists).
+  void flush_conntrack();
+  // One check-and-repair pass; returns what it repaired. Errors are logged and counted.
+  unsigned sync();
+  void start_sync();
+  void stop_sync();
+  // Removes the rules, then the interface. Logged; never throws.
+  void teardown();
+
+  const NodeCounters& counters() const { return counters_; }
+  const RuleTargets& targets() const { return targets_; }
+  std::string backend_name() const;
+  // The last apply() or sync() left everything in place.
+  bool in_place() const { return in_place_.load(std::memory_order_relaxed); }
+
+ private:
+  std::expected<unsigned, std::string> ensure_interface();
+  std::expected<unsigned, std::string> ensure_rules();
+
+  config::NodeConfig cfg_;
+  RuleTargets targets_;
+  std::unique_ptr<RulesBackend> rules_;
+  NodeCounters counters_;
+  std::atomic<bool> in_place_{false};
+  std::mutex mu_;  // one pass at a time
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;
+  bool stopping_ = false;
+  std::thread sync_thread_;
+};
+
+// `localdns cleanup`: removes every rule of ours from every backend (both
+// iptables variants, both families, the nft table) and the interface.
+// Returns one line per thing removed or failed; `ok` is false on any failure.
+struct CleanupReport {
+  std::vector<std::string> lines;
+  bool ok = true;
+};
+CleanupReport cleanup_node(const config::NodeConfig& n);
+
+}  // namespace localdns::node

@@ -1,0 +1,224 @@
+#include <spdlog/spdlog.h>
+
+#include <localdns/node/conntrack.hpp>
+#include <localdns/node/link.hpp>
+#include <localdns/node/node_setup.hpp>
+
+namespace localdns::node {
+
+RuleTargets rule_targets(const config::Config& c) {
+  RuleTargets t;
+  const auto& n = c.node;
+  for (const auto& l : c.listen) {
+    if (std::find(n.local_addresses.begin(), n.local_addresses.end(), l.address) !=
+        n.local_addresses.end()) {
+      t.locals.push_back({l.address, l.port});
+    }
+  }
+  t.health_port = n.health_port;
+  std::vector<config::Endpoint> candidates = n.fallback;
+  if (n.fallback_auto) {
+    for (const auto& g : c.forward) {
+      if (std::find(g.zones.begin(), g.zones.end(), ".") != g.zones.end()) candidates = g.servers;
+    }
+  }
+  for (const auto& f : candidates) {
+    bool local = std::find(n.local_addresses.begin(), n.local_addresses.end(), f.address) !=
+                 n.local_addresses.end();
+    if (!local && !f.address.is_loopback()) t.fallback.push_back(f);
+  }
+  return t;
+}
+
+NodeSetup::NodeSetup(const config::Config& c) : cfg_(c.node), targets_(rule_targets(c)) {
+  if (cfg_.setup_rules) {
+    auto kind = cfg_.rules_backend;
+    if (kind == config::RulesBackend::Auto) {
+      kind = detect_rules_backend();
+      spdlog::info("node setup: rules backend {} (detected)", config::to_string(kind));
+    }
+    rules_ = make_rules_backend(kind);
+  }
+}
+
+NodeSetup::~NodeSetup() {
+  stop_sync();
+}
+
+std::string NodeSetup::backend_name() const {
+  return rules_ ? rules_->name() : "none";
+}
+
+std::expected<unsigned, std::string> NodeSetup::ensure_interface() {
+  if (!cfg_.setup_interface) return 0u;
+  auto nl = Netlink::open();
+  if (!nl) return std::unexpected(nl.error());
+  auto r = nl->ensure({cfg_.interface_name, cfg_.interface_kind, cfg_.local_addresses});
+  if (!r) return std::unexpected(r.error());
+  auto level =
+      in_place_.load(std::memory_order_relaxed) ? spdlog::level::warn : spdlog::level::info;
+  if (r->created) {
+    spdlog::log(level, "node setup: created interface {} ({})", cfg_.interface_name,
+                cfg_.interface_kind);
+  }
+  if (r->brought_up) spdlog::log(level, "node setup: set interface {} up", cfg_.interface_name);
+  for (const auto& a : r->added)
+    spdlog::log(level, "node setup: added {} to {}", a.to_string(), cfg_.interface_name);
+  return r->count();
+}
+
+std::expected<unsigned, std::string> NodeSetup::ensure_rules() {
+  if (!rules_) return 0u;
+  auto r = rules_->sync(targets_);
+  if (!r) return std::unexpected(r.error());
+  // At start-up this is installation (or adoption); later it is repair.
+  auto level =
+      in_place_.load(std::memory_order_relaxed) ? spdlog::level::warn : spdlog::level::info;
+  for (const auto& note : r->notes)
+    spdlog::log(level, "node setup: {}", note);
+  return r->repaired;
+}
+
+std::expected<void, std::string> NodeSetup::apply() {
+  std::lock_guard lock(mu_);
+  auto link = ensure_interface();
+  if (!link) {
+    counters_.setup_errors.fetch_add(1, std::memory_order_relaxed);
+    return std::unexpected(link.error());
+  }
+  auto rules = ensure_rules();
+  if (!rules) {
+    counters_.setup_errors.fetch_add(1, std::memory_order_relaxed);
+    return std::unexpected(rules.error());
+  }
+  in_place_.store(true, std::memory_order_relaxed);
+  return {};
+}
+
+void NodeSetup::flush_conntrack() {
+  auto r = delete_conntrack_entries(targets_);
+  if (!r) {
+    counters_.setup_errors.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("node setup: {}", r.error());
+  } else if (r->matched > 0) {
+    spdlog::info("node setup: deleted {} conntrack entries for the local addresses", r->deleted);
+  }
+}
+
+unsigned NodeSetup::sync() {
+  std::lock_guard lock(mu_);
+  counters_.syncs.fetch_add(1, std::memory_order_relaxed);
+  unsigned repaired = 0;
+  bool ok = true;
+  if (auto link = ensure_interface()) {
+    repaired += *link;
+  } else {
+    ok = false;
+    counters_.setup_errors.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("node setup: {}", link.error());
+  }
+  unsigned rule_repairs = 0;
+  if (auto rules = ensure_rules()) {
+    rule_repairs = *rules;
+  } else {
+    ok = false;
+    counters_.setup_errors.fetch_add(1, std::memory_order_relaxed);
+    spdlog::error("node setup: {}", rules.error());
+  }
+  repaired += rule_repairs;
+  counters_.repairs.fetch_add(repaired, std::memory_order_relaxed);
+  in_place_.store(ok, std::memory_order_relaxed);
+  if (repaired > 0) spdlog::warn("node setup: repaired {} items", repaired);
+  if (rule_repairs > 0) {
+    // Flows that passed while rules were missing were tracked.
+    auto r = delete_conntrack_entries(targets_);
+    if (r && r->deleted > 0) spdlog::info("node setup: deleted {} conntrack entries", r->deleted);
+  }
+  return repaired;
+}
+
+void NodeSetup::start_sync() {
+  std::lock_guard lock(sync_mu_);
+  if (sync_thread_.joinable()) return;
+  stopping_ = false;
+  sync_thread_ = std::thread([this] {
+    std::unique_lock l(sync_mu_);
+    while (!sync_cv_.wait_for(l, cfg_.sync_interval, [this] { return stopping_; })) {
+      l.unlock();
+      sync();
+      l.lock();
+    }
+  });
+}
+
+void NodeSetup::stop_sync() {
+  {
+    std::lock_guard lock(sync_mu_);
+    stopping_ = true;
+  }
+  sync_cv_.notify_all();
+  if (sync_thread_.joinable()) sync_thread_.join();
+}
+
+void NodeSetup::teardown() {
+  stop_sync();
+  std::lock_guard lock(mu_);
+  in_place_.store(false, std::memory_order_relaxed);
+  if (rules_) {
+    if (auto r = rules_->remove()) {
+      spdlog::info("node setup: removed {} {} rules", *r, rules_->name());
+    } else {
+      spdlog::error("node setup: removing rules: {}", r.error());
+    }
+  }
+  if (cfg_.setup_interface) {
+    auto nl = Netlink::open();
+    auto r = nl ? nl->remove(cfg_.interface_name)
+                : std::expected<bool, std::string>(std::unexpected(nl.error()));
+    if (!r) {
+      spdlog::error("node setup: {}", r.error());
+    } else if (*r) {
+      spdlog::info("node setup: removed interface {}", cfg_.interface_name);
+    }
+  }
+}
+
+CleanupReport cleanup_node(const config::NodeConfig& n) {
+  CleanupReport report;
+  for (auto kind : {config::RulesBackend::IptablesLegacy, config::RulesBackend::IptablesNft,
+                    config::RulesBackend::Nftables}) {
+    auto backend = make_rules_backend(kind);
+    auto r = backend->remove();
+    if (!r) {
+      report.ok = false;
+      report.lines.push_back(backend->name() + ": " + r.error());
+    } else if (*r > 0) {
+      report.lines.push_back(backend->name() + ": removed " + std::to_string(*r) + " rules");
+    }
+  }
+  auto nl = Netlink::open();
+  if (!nl) {
+    report.ok = false;
+    report.lines.push_back(nl.error());
+    return report;
+  }
+  auto state = nl->inspect(n.interface_name);
+  if (!state) {
+    report.ok = false;
+    report.lines.push_back(state.error());
+  } else if (state->exists && state->kind != n.interface_kind) {
+    report.lines.push_back("interface " + n.interface_name + " has kind '" + state->kind +
+                           "', not '" + n.interface_kind + "': left alone");
+  } else if (state->exists) {
+    auto r = nl->remove(n.interface_name);
+    if (!r) {
+      report.ok = false;
+      report.lines.push_back(r.error());
+    } else {
+      report.lines.push_back("removed interface " + n.interface_name);
+    }
+  }
+  return report;
+}
+
+}  // namespace localdns::node
