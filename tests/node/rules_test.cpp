@@ -1,0 +1,236 @@
+// NOTRACK rules in every backend this machine has, each in a fresh network
+// namespace: install, order, repair, no duplicates, removal.
+#include <chrono>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include <localdns/config/cli.hpp>
+#include <localdns/node/node_setup.hpp>
+#include <localdns/node/rules.hpp>
+
+#include "netns.hpp"
+
+using namespace localdns;
+using boost::asio::ip::make_address;
+
+namespace {
+
+node::RuleTargets targets() {
+  node::RuleTargets t;
+  t.locals = {{make_address("169.254.20.10"), 53},
+              {make_address("10.96.0.10"), 53},
+              {make_address("fd00::10"), 53}};
+  t.health_port = 8080;
+  t.fallback = {{make_address("10.244.0.53"), 53}};
+  return t;
+}
+
+// The rules of one chain, as the backend's own listing shows them.
+std::vector<std::string> chain_rules(const std::string& variant, bool v6, const std::string& table,
+                                     const std::string& chain) {
+  std::string out = test::sh(std::string(v6 ? "ip6tables-" : "iptables-") + variant + "-save -t " +
+                             table + " 2>/dev/null");
+  std::vector<std::string> rules;
+  std::size_t start = 0;
+  while (start < out.size()) {
+    auto end = out.find('\n', start);
+    std::string line = out.substr(start, end - start);
+    if (line.starts_with("-A " + chain + " ")) rules.push_back(line);
+    start = end == std::string::npos ? out.size() : end + 1;
+  }
+  return rules;
+}
+
+// The leading rules of `chain` are exactly `want`'s comments, in order, and no
+// other rule of ours follows.
+void check_chain(const std::string& variant, bool v6, const std::vector<node::IptablesRule>& all,
+                 const std::string& table, const std::string& chain) {
+  std::vector<std::string> want;
+  for (const auto& r : all)
+    if (r.table == table && r.chain == chain) want.push_back(r.comment);
+  auto have = chain_rules(variant, v6, table, chain);
+  INFO(variant << (v6 ? " ip6 " : " ip ") << table << " " << chain);
+  REQUIRE(have.size() >= want.size());
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    INFO(have[i]);
+    CHECK(have[i].find("\"" + want[i] + "\"") != std::string::npos);
+  }
+  for (std::size_t i = want.size(); i < have.size(); ++i)
+    CHECK(have[i].find(node::kCommentPrefix) == std::string::npos);
+}
+
+void check_all(const std::string& variant) {
+  for (bool v6 : {false, true}) {
+    auto rules = node::iptables_rules(targets(), v6);
+    for (auto [table, chain] : {std::pair{"raw", "PREROUTING"},
+                                {"raw", "OUTPUT"},
+                                {"filter", "INPUT"},
+                                {"filter", "OUTPUT"},
+                                {"nat", "PREROUTING"}}) {
+      check_chain(variant, v6, rules, table, chain);
+    }
+  }
+}
+
+int our_rule_count(const std::string& variant) {
+  return test::count_lines_with(test::sh("iptables-" + variant + "-save 2>/dev/null; ip6tables-" +
+                                         variant + "-save 2>/dev/null"),
+                                std::string(node::kCommentPrefix));
+}
+
+}  // namespace
+
+TEST_CASE("rules: iptables backends install, keep order, repair and remove", "[node][rules]") {
+  test::require_root_or_skip("iptables rules test");
+  for (std::string variant : {"legacy", "nft"}) {
+    DYNAMIC_SECTION("iptables-" << variant) {
+      test::ScopedNetns ns;
+      auto kind = variant == "legacy" ? config::RulesBackend::IptablesLegacy
+                                      : config::RulesBackend::IptablesNft;
+      auto backend = node::make_rules_backend(kind);
+      const int expected = static_cast<int>(node::iptables_rules(targets(), false).size() +
+                                            node::iptables_rules(targets(), true).size());
+      // Someone else's rules are there first.
+      test::sh("iptables-" + variant + " -w -t raw -A PREROUTING -p udp --dport 999 -j NOTRACK");
+      test::sh("iptables-" + variant + " -w -A INPUT -p tcp --dport 22 -j ACCEPT");
+
+      auto first = backend->sync(targets());
+      REQUIRE(first);
+      CHECK(first->repaired == static_cast<unsigned>(expected));
+      check_all(variant);
+      CHECK(our_rule_count(variant) == expected);
+      // The foreign rules are kept, behind ours.
+      CHECK(chain_rules(variant, false, "raw", "PREROUTING").back().find("--dport 999") !=
+            std::string::npos);
+
+      // A second pass finds everything in place and changes nothing.
+      auto second = backend->sync(targets());
+      REQUIRE(second);
+      CHECK(second->repaired == 0);
+      CHECK(our_rule_count(variant) == expected);
+
+      // Deleted by hand: restored, exactly once.
+      test::sh("iptables-" + variant + " -w -t raw -D PREROUTING 2");
+      test::sh("ip6tables-" + variant + " -w -D INPUT 1");
+      CHECK(our_rule_count(variant) == expected - 2);
+      auto third = backend->sync(targets());
+      REQUIRE(third);
+      CHECK(third->repaired == 2);
+      CHECK(our_rule_count(variant) == expected);
+      check_all(variant);
+
+      // Pushed down by a rule inserted first: moved back to the front.
+      test::sh("iptables-" + variant + " -w -t raw -I OUTPUT 1 -p udp --dport 998 -j NOTRACK");
+      auto fourth = backend->sync(targets());
+      REQUIRE(fourth);
+      CHECK(fourth->repaired >= 1);
+      check_all(variant);
+      CHECK(our_rule_count(variant) == expected);
+
+      // A duplicate of ours (the node-local-dns failure mode) is removed.
+      auto dup = node::iptables_rules(targets(), false).front();
+      test::sh("iptables-" + variant + " -w -t " + dup.table + " -A " + dup.chain + " " + dup.spec);
+      CHECK(our_rule_count(variant) == expected + 1);
+      auto fifth = backend->sync(targets());
+      REQUIRE(fifth);
+      CHECK(fifth->repaired == 1);
+      CHECK(our_rule_count(variant) == expected);
+
+      // Removal leaves none of ours and every foreign rule.
+      auto removed = backend->remove();
+      REQUIRE(removed);
+      CHECK(*removed == static_cast<unsigned>(expected));
+      CHECK(our_rule_count(variant) == 0);
+      CHECK(test::count_lines_with(test::sh("iptables-" + variant + "-save"), "--dport 99") == 2);
+      CHECK(test::count_lines_with(test::sh("iptables-" + variant + "-save"), "--dport 22") == 1);
+    }
+  }
+}
+
+TEST_CASE("rules: the nftables backend owns one table and replaces it atomically",
+          "[node][rules]") {
+  test::require_root_or_skip("nftables rules test");
+  test::ScopedNetns ns;
+  test::sh(
+      "nft add table inet other && nft add chain inet other c "
+      "'{ type filter hook prerouting priority raw; }' && nft add rule inet other c udp dport "
+      "999 notrack");
+  auto backend = node::make_rules_backend(config::RulesBackend::Nftables);
+  auto first = backend->sync(targets());
+  REQUIRE(first);
+  std::string listing = test::sh("nft list table inet localdns");
+  // 3 addresses x (udp, tcp, health): 1 prerouting + 2 output rules each, plus
+  // 2 fallback DNAT rules for each IPv4 address.
+  CHECK(test::count_lines_with(listing, "comment \"localdns:") == 3 * 3 * 3 + 2 * 2);
+  CHECK(test::count_lines_with(listing, "socket wildcard 0 notrack") == 9);
+  CHECK(listing.find("dnat ip to 10.244.0.53:53") != std::string::npos);
+  CHECK(listing.find("priority raw") != std::string::npos);
+
+  auto second = backend->sync(targets());
+  REQUIRE(second);
+  CHECK(second->repaired == 0);
+
+  // A rule deleted by hand is restored within the table, once.
+  std::string handles = test::sh("nft -a list chain inet localdns output");
+  auto pos = handles.find("# handle ", handles.find("notrack comment"));
+  REQUIRE(pos != std::string::npos);
+  std::string handle = handles.substr(pos + 9, handles.find('\n', pos) - pos - 9);
+  test::sh("nft delete rule inet localdns output handle " + handle);
+  auto third = backend->sync(targets());
+  REQUIRE(third);
+  CHECK(third->repaired == 1);
+  CHECK(test::sh("nft list table inet localdns") == listing);
+
+  // The whole table deleted by hand comes back.
+  test::sh("nft delete table inet localdns");
+  auto fourth = backend->sync(targets());
+  REQUIRE(fourth);
+  CHECK(fourth->repaired == 3 * 3 * 3 + 2 * 2);
+  CHECK(test::sh("nft list table inet localdns") == listing);
+
+  auto removed = backend->remove();
+  REQUIRE(removed);
+  CHECK(*removed == 3 * 3 * 3 + 2 * 2);
+  CHECK(test::sh("nft list tables").find("localdns") == std::string::npos);
+  // Other tables are left alone.
+  CHECK(test::sh("nft list table inet other").find("udp dport 999 notrack") != std::string::npos);
+}
+
+TEST_CASE("rules: the sync loop repairs within one interval and counts it", "[node][rules]") {
+  test::require_root_or_skip("node setup sync test");
+  test::ScopedNetns ns;
+  std::vector<std::string_view> args = {
+      "--local-ip",      "169.254.20.10",      "--interface-kind", "bridge",
+      "--rules-backend", "iptables-nft",       "--sync-interval",  "1s",
+      "--forward",       ".=udp://10.244.0.53"};
+  auto opts = config::parse_cli(args);
+  REQUIRE(opts);
+  auto cfg = config::build_config(*opts);
+  REQUIRE(cfg);
+  node::NodeSetup setup(*cfg);
+  REQUIRE(setup.apply());
+  CHECK(setup.in_place());
+  CHECK(setup.counters().repairs.load() == 0);
+  const int expected = our_rule_count("nft");
+  CHECK(expected == 12);  // udp and tcp: 1 prerouting, 2 output, 2 accept, 1 fallback DNAT
+  setup.start_sync();
+
+  test::sh(
+      "iptables-nft -w -t raw -D PREROUTING 1 && ip addr del 169.254.20.10/32 dev nodelocaldns");
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < deadline &&
+         (our_rule_count("nft") != expected ||
+          test::sh("ip addr show dev nodelocaldns").find("169.254.20.10") == std::string::npos)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(our_rule_count("nft") == expected);
+  CHECK(test::sh("ip addr show dev nodelocaldns").find("169.254.20.10/32") != std::string::npos);
+  CHECK(setup.counters().repairs.load() == 2);  // one rule, one address
+  CHECK(setup.counters().setup_errors.load() == 0);
+
+  setup.teardown();
+  CHECK(our_rule_count("nft") == 0);
+  CHECK(test::sh("ip link show nodelocaldns 2>&1", false).find("does not exist") !=
+        std::string::npos);
+}

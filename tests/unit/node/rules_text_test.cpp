@@ -1,0 +1,107 @@
+// The rule sets as text: what each backend is asked to install.
+#include <set>
+
+#include <catch2/catch.hpp>
+
+#include <localdns/config/loader.hpp>
+#include <localdns/node/node_setup.hpp>
+#include <localdns/node/rules.hpp>
+
+using namespace localdns;
+using boost::asio::ip::make_address;
+
+namespace {
+
+config::Config k8s_config() {
+  auto c = config::load_config_text(R"(
+listen: ["127.0.0.1:5353"]
+node:
+  local_addresses: [169.254.20.10, 10.96.0.10, "fd00::10"]
+  health_port: 8080
+forward:
+  - zones: [cluster.local]
+    servers: ["10.96.0.11"]
+    transport: tcp
+  - zones: ["."]
+    servers: ["10.244.0.53", "fd00::53", "169.254.20.10:5300"]
+)",
+                                    "t.yaml");
+  REQUIRE(c.has_value());
+  return *c;
+}
+
+}  // namespace
+
+TEST_CASE("rule targets come from the listeners on local addresses", "[node]") {
+  auto t = node::rule_targets(k8s_config());
+  REQUIRE(t.locals.size() == 3);
+  CHECK(t.locals[0].address == make_address("169.254.20.10"));
+  CHECK(t.locals[0].port == 53);
+  CHECK(t.health_port == 8080);
+  // The "." group's servers are the fallback, minus our own addresses.
+  REQUIRE(t.fallback.size() == 2);
+  CHECK(t.fallback[0].to_string() == "10.244.0.53:53");
+  CHECK(t.fallback[1].to_string() == "[fd00::53]:53");
+}
+
+TEST_CASE("iptables rules: NOTRACK while listening, both directions, first in order", "[node]") {
+  auto t = node::rule_targets(k8s_config());
+  auto v4 = node::iptables_rules(t, false);
+  auto v6 = node::iptables_rules(t, true);
+  // 2 addresses x 3 ports x 5 rules, plus 2 fallback rules per address.
+  CHECK(v4.size() == 2 * 3 * 5 + 2 * 2);
+  CHECK(v6.size() == 3 * 5 + 2);
+  std::set<std::string> comments;
+  for (const auto& r : v4) {
+    CHECK(comments.insert(r.comment).second);  // unique: the comment identifies the rule
+    CHECK(r.comment.starts_with("localdns: "));
+    CHECK(r.spec.find("--comment \"" + r.comment + "\"") != std::string::npos);
+    if (r.table == "raw" && r.chain == "PREROUTING") {
+      // Conditional on our socket: no stranded traffic when localdns is gone.
+      CHECK(r.spec.find("-m socket --nowildcard -j NOTRACK") != std::string::npos);
+    }
+    if (r.table == "nat")
+      CHECK(r.spec.find("-j DNAT --to-destination 10.244.0.53:53") != std::string::npos);
+  }
+  auto has = [&](const std::string& needle) {
+    return std::any_of(v4.begin(), v4.end(), [&](const auto& r) {
+      return r.spec == needle + " -m comment --comment \"" + r.comment + "\"";
+    });
+  };
+  CHECK(has("-s 169.254.20.10/32 -p udp -m udp --sport 53 -j NOTRACK"));
+  CHECK(has("-d 10.96.0.10/32 -p tcp -m tcp --dport 8080 -j NOTRACK"));
+  CHECK(has("-d 169.254.20.10/32 -p tcp -m tcp --dport 53 -j ACCEPT"));
+  CHECK(has("-s 10.96.0.10/32 -p udp -m udp --sport 53 -j ACCEPT"));
+  for (const auto& r : v6) {
+    CHECK(r.spec.find("fd00::10/128") != std::string::npos);
+    if (r.table == "nat") CHECK(r.spec.find("--to-destination [fd00::53]:53") != std::string::npos);
+  }
+  // Chains come grouped so each can be checked as a prefix.
+  for (std::size_t i = 1; i < v4.size(); ++i) {
+    CHECK(std::tie(v4[i - 1].table, v4[i - 1].chain) <= std::tie(v4[i].table, v4[i].chain));
+  }
+}
+
+TEST_CASE("nftables rules: one table, raw priority, socket-conditional", "[node]") {
+  auto text = node::nftables_ruleset(node::rule_targets(k8s_config()));
+  CHECK(text.starts_with("table inet localdns {"));
+  CHECK(text.find("type filter hook prerouting priority raw;") != std::string::npos);
+  CHECK(text.find("type filter hook output priority raw;") != std::string::npos);
+  CHECK(text.find("ip daddr 169.254.20.10 udp dport 53 socket wildcard 0 notrack") !=
+        std::string::npos);
+  CHECK(text.find("ip6 saddr fd00::10 tcp sport 53 notrack") != std::string::npos);
+  CHECK(text.find("ip daddr 10.96.0.10 tcp dport 53 dnat ip to 10.244.0.53:53") !=
+        std::string::npos);
+  CHECK(text.find("ip6 daddr fd00::10 udp dport 53 dnat ip6 to [fd00::53]:53") !=
+        std::string::npos);
+}
+
+TEST_CASE("without a fallback server there are no DNAT rules", "[node]") {
+  auto c = k8s_config();
+  c.node.fallback_auto = false;
+  auto t = node::rule_targets(c);
+  CHECK(t.fallback.empty());
+  for (const auto& r : node::iptables_rules(t, false))
+    CHECK(r.table != "nat");
+  CHECK(node::nftables_ruleset(t).find("dnat") == std::string::npos);
+}
