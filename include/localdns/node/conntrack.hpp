@@ -18,8 +18,9 @@ struct ConntrackFlush {
   unsigned deleted = 0;  // entries that timed out meanwhile are matched but not deleted
 };
 
-// Removes every UDP and TCP entry whose original destination is one of the
-// local addresses and ports. Works in the calling thread's network namespace.
+// Removes every UDP and TCP entry whose original destination (or source) is
+// one of the local addresses and ports. Works in the calling thread's network
+// namespace.
 std::expected<ConntrackFlush, std::string> delete_conntrack_entries(const RuleTargets& t);
 
 }  // namespace localdns::node
