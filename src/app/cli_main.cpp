@@ -120,6 +120,8 @@ int run_main(int argc, char** argv) {
     return 0;
   }
   spdlog::set_level(spdlog::level::from_str(cfg->log_level));
+  // Lines reach a pipe or file (kubelet's log capture) as they happen.
+  spdlog::flush_on(spdlog::level::info);
   ::signal(SIGPIPE, SIG_IGN);
   raise_fd_limit();
 
@@ -146,11 +148,11 @@ int run_main(int argc, char** argv) {
     if (node && teardown) node->teardown();
     return 1;
   }
-  log_summary(server->config(), server->threads());
   if (node) {
     node->flush_conntrack();
     node->start_sync();
   }
+  log_summary(server->config(), server->threads());
 
   boost::asio::io_context signals_ctx;
   boost::asio::signal_set signals(signals_ctx, SIGINT, SIGTERM);
