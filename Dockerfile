@@ -12,6 +12,8 @@ COPY scripts/install-deps.sh /tmp/install-deps.sh
 RUN /tmp/install-deps.sh --run && rm -rf /var/lib/apt/lists/* /tmp/install-deps.sh
 COPY --from=build /src/build/release/localdns /usr/local/bin/localdns
 COPY config/ /etc/localdns/
+# Node setup (--local-ip) needs root or CAP_NET_ADMIN and hostNetwork; the
+# standalone default does not.
 USER 65532:65532
 EXPOSE 5353/udp 5353/tcp
 ENTRYPOINT ["/usr/local/bin/localdns"]

@@ -159,11 +159,22 @@ TEST_CASE("resolv.conf nameserver lines become upstreams", "[config]") {
 }
 
 TEST_CASE("the example configs in config/ are valid", "[config]") {
-  for (const char* name : {"standalone.yaml", "kubernetes.yaml"}) {
+  for (const char* name : {"standalone.yaml", "kubernetes.yaml", "standalone-node.yaml"}) {
     INFO(name);
     auto c = load_config_file(std::string(LOCALDNS_SOURCE_DIR) + "/config/" + name);
-    CHECK(c.has_value());
+    REQUIRE(c.has_value());
+    // The node configs serve only their local addresses, on port 53.
+    if (c->node.enabled()) {
+      CHECK(c->listen.size() == c->node.local_addresses.size());
+      for (const auto& l : c->listen)
+        CHECK(l.port == 53);
+    }
   }
+  auto k8s = load_config_file(std::string(LOCALDNS_SOURCE_DIR) + "/config/kubernetes.yaml");
+  REQUIRE(k8s.has_value());
+  CHECK(k8s->node.local_addresses.size() == 2);
+  CHECK_FALSE(k8s->node.fallback_auto);
+  CHECK(k8s->node.health_port == 8080);
 }
 
 TEST_CASE("the node section loads, and local addresses join the listeners", "[config][node]") {
