@@ -39,7 +39,9 @@ void Worker::run() {
     for (auto& f : forwarders_)
       f->start_probing();
   }
+  if (auto* m = handler_.metrics()) metrics::QueryMetrics::set_current(m);
   ctx_.run();
+  metrics::QueryMetrics::set_current(nullptr);
 }
 
 void Worker::stop_listening() {

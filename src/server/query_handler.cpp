@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 
 #include <localdns/dns/message.hpp>
+#include <localdns/dns/name.hpp>
 #include <localdns/server/query_handler.hpp>
 #include <localdns/server/tcp_listener.hpp>
 
@@ -16,31 +17,81 @@ thread_local std::array<std::uint8_t, dns::kMaxMessageSize> tl_reply;
 QueryHandler::QueryHandler(const ZoneRouter& router,
                            std::vector<std::unique_ptr<upstream::Forwarder>>& fwds,
                            const CacheWiring& cache,
-                           boost::asio::io_context::executor_type executor)
-    : router_(router), forwarders_(fwds), cache_(cache), executor_(executor) {}
+                           boost::asio::io_context::executor_type executor, HandlerOptions options)
+    : router_(router), forwarders_(fwds), cache_(cache), executor_(executor) {
+  dropped_zone_ = router.zone_labels().size();
+  if (options.metrics) metrics_ = std::make_unique<metrics::QueryMetrics>(dropped_zone_ + 1);
+}
+
+namespace {
+
+const std::string& health_name() {
+  static const auto wire = *dns::name_from_text(kHealthName);
+  return wire;
+}
+
+bool same_name(dns::Bytes a, const std::string& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (dns::lower(a[i]) != static_cast<std::uint8_t>(b[i])) return false;
+  return true;
+}
+
+metrics::Family family_of(const ClientRef& client) {
+  if (const auto* udp = std::get_if<UdpClient>(&client)) {
+    return udp->addr.ss_family == AF_INET6 ? metrics::Family::V6 : metrics::Family::V4;
+  }
+  return std::get<TcpClient>(client).v6 ? metrics::Family::V6 : metrics::Family::V4;
+}
+
+unsigned rcode_of(dns::Bytes reply) {
+  return reply.size() >= 4 ? reply[3] & 0x0F : 2;
+}
+
+}  // namespace
 
 Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& client,
                              dns::MutableBytes out) {
   stats_.queries.inc();
   auto q = dns::parse_query(query);
+  const auto proto = over_tcp ? metrics::Proto::Tcp : metrics::Proto::Udp;
+  std::size_t zone = dropped_zone_;
+  // Replies made here, without an upstream: counted with no measurable duration.
+  auto reply = [&](std::size_t len) {
+    if (metrics_ && len != 0) {
+      metrics_->response(zone, proto, rcode_of(dns::Bytes(out.data(), len)), len, 0);
+    }
+    return Outcome{Action::Reply, len};
+  };
   auto error = [&](dns::Rcode rc, Counter& c) {
     c.inc();
-    return Outcome{Action::Reply, dns::build_error_reply(q, rc, out)};
+    return reply(dns::build_error_reply(q, rc, out));
   };
+  if (q.status == dns::QueryStatus::Drop) {
+    stats_.dropped.inc();
+    return {Action::Drop, 0};
+  }
+  if (q.status == dns::QueryStatus::Ok && same_name(q.question.qname, health_name())) {
+    return {Action::Reply, dns::build_error_reply(q, dns::Rcode::NoError, out)};
+  }
+  auto route =
+      q.status == dns::QueryStatus::Ok ? router_.route_zone(q.question.qname) : ZoneRouter::Route{};
+  if (route.zone >= 0) zone = static_cast<std::size_t>(route.zone);
+  if (metrics_) {
+    metrics_->request(zone, proto, family_of(client), q.question.qtype, query.size());
+  }
   switch (q.status) {
     case dns::QueryStatus::Drop:
-      stats_.dropped.inc();
-      return {Action::Drop, 0};
+    case dns::QueryStatus::Ok:
+      break;
     case dns::QueryStatus::FormErr:
       return error(dns::Rcode::FormErr, stats_.formerr);
     case dns::QueryStatus::NotImp:
       return error(dns::Rcode::NotImp, stats_.notimp);
     case dns::QueryStatus::BadVers:
       return error(dns::Rcode::NoError, stats_.formerr);  // extended RCODE BADVERS in the OPT
-    case dns::QueryStatus::Ok:
-      break;
   }
-  int group = router_.route(q.question.qname);
+  int group = route.group;
   if (group < 0) return error(dns::Rcode::Refused, stats_.refused);
 
   std::size_t limit = over_tcp ? dns::kMaxMessageSize : q.udp_reply_limit();
@@ -59,14 +110,15 @@ Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& c
       stats_.cache_hits.inc();
       if (out[2] & (dns::kFlagTC >> 8)) stats_.truncated.inc();  // cached answers never have TC
       if (hit.prefetch) prefetch(group, key, req);
-      return {Action::Reply, hit.size};
+      return reply(hit.size);
     }
   }
+  Asker asker{client, shape, static_cast<int>(zone), proto, {}};
+  if (metrics_) asker.start = std::chrono::steady_clock::now();
   if (cache_.coalescer) {
     auto role = cache_.coalescer->join(
-        key.view(), [this, client, shape, key, group](const upstream::Result& r) {
-          deliver(client, shape, r, key, group);
-        });
+        key.view(),
+        [this, asker, key, group](const upstream::Result& r) { deliver(asker, r, key, group); });
     if (role == upstream::Coalescer::Role::Waiting) {
       stats_.coalesced.inc();
       return {Action::Async, 0};
@@ -77,9 +129,9 @@ Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& c
     }
   }
   stats_.forwarded.inc();
-  forwarders_[group]->resolve(req, [this, client, shape, key, group](const upstream::Result& r) {
+  forwarders_[group]->resolve(req, [this, asker, key, group](const upstream::Result& r) {
     store(group, key, r);
-    deliver(client, shape, r, key, group);
+    deliver(asker, r, key, group);
   });
   return {Action::Async, 0};
 }
@@ -110,8 +162,10 @@ void QueryHandler::store(int group, const cache::Key& key, const upstream::Resul
   cache_.cache->insert(key, result.answer, *result.view, life.seconds, policy.stale_window);
 }
 
-void QueryHandler::deliver(const ClientRef& client, const dns::ReplyShape& shape,
-                           const upstream::Result& result, const cache::Key& key, int group) {
+void QueryHandler::deliver(const Asker& asker, const upstream::Result& result,
+                           const cache::Key& key, int group) {
+  const auto& shape = asker.shape;
+  const auto& client = asker.client;
   dns::MutableBytes buf(tl_reply.data(), tl_reply.size());
   std::size_t n = 0;
   bool failed =
@@ -132,6 +186,17 @@ void QueryHandler::deliver(const ClientRef& client, const dns::ReplyShape& shape
     bool overloaded = result.status == upstream::Status::Overloaded;
     (overloaded ? stats_.refused : stats_.servfail).inc();
     n = dns::build_error_reply(shape, overloaded ? dns::Rcode::Refused : dns::Rcode::ServFail, buf);
+  }
+  if (metrics_) {
+    // Counted by the thread that runs this (a coalesced answer may complete
+    // on another worker): each thread writes only its own metrics.
+    auto* m = metrics::QueryMetrics::current();
+    if (m == nullptr) m = metrics_.get();
+    auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - asker.start)
+                      .count();
+    m->response(static_cast<std::size_t>(asker.zone), asker.proto,
+                rcode_of(dns::Bytes(buf.data(), n)), n, static_cast<std::uint64_t>(micros));
   }
   send(client, dns::Bytes(buf.data(), n));
 }

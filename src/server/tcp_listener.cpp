@@ -18,7 +18,11 @@ TcpSession::TcpSession(asio::ip::tcp::socket sock, TcpListener& owner)
       idle_(sock_.get_executor()),
       owner_(&owner),
       rbuf_(2 + kMaxQuerySize),
-      last_active_(Clock::now()) {}
+      last_active_(Clock::now()) {
+  boost::system::error_code ec;
+  auto local = sock_.local_endpoint(ec);
+  v6_ = !ec && local.address().is_v6();
+}
 
 TcpSession::~TcpSession() = default;
 
@@ -83,7 +87,7 @@ void TcpSession::process_frames() {
     if (rlen_ - off < 2 + len) break;
     ++pending_;
     auto outcome = handler.handle(dns::Bytes(&rbuf_[off + 2], len), true,
-                                  TcpClient{weak_from_this()}, owner_->scratch());
+                                  TcpClient{weak_from_this(), v6_}, owner_->scratch());
     off += 2 + len;
     if (outcome.action == Action::Async) continue;
     --pending_;

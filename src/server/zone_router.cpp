@@ -6,13 +6,16 @@ namespace localdns::server {
 ZoneRouter::ZoneRouter(const std::vector<config::UpstreamGroup>& groups) {
   for (std::size_t i = 0; i < groups.size(); ++i) {
     for (const auto& z : groups[i].zones) {
-      if (auto wire = dns::name_from_text(z)) zones_.emplace(*wire, static_cast<int>(i));
+      auto wire = dns::name_from_text(z);
+      if (!wire) continue;
+      Route r{static_cast<int>(i), static_cast<int>(labels_.size())};
+      if (zones_.emplace(*wire, r).second) labels_.push_back(z == "." ? z : z + ".");
     }
   }
 }
 
-int ZoneRouter::route(dns::Bytes qname) const {
-  if (qname.empty() || qname.size() > dns::kMaxNameSize) return -1;
+ZoneRouter::Route ZoneRouter::route_zone(dns::Bytes qname) const {
+  if (qname.empty() || qname.size() > dns::kMaxNameSize) return {};
   char lower[dns::kMaxNameSize];
   for (std::size_t i = 0; i < qname.size(); ++i)
     lower[i] = static_cast<char>(dns::lower(qname[i]));
@@ -24,7 +27,7 @@ int ZoneRouter::route(dns::Bytes qname) const {
     if (qname[pos] == 0) break;
     pos += 1 + std::size_t{qname[pos]};
   }
-  return -1;
+  return {};
 }
 
 }  // namespace localdns::server

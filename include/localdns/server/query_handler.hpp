@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <sys/socket.h>
@@ -15,6 +16,7 @@
 #include <localdns/cache/cache_policy.hpp>
 #include <localdns/cache/packet_cache.hpp>
 #include <localdns/dns/builder.hpp>
+#include <localdns/metrics/query_metrics.hpp>
 #include <localdns/server/zone_router.hpp>
 #include <localdns/upstream/coalescer.hpp>
 #include <localdns/upstream/forwarder.hpp>
@@ -30,6 +32,7 @@ struct UdpClient {
 };
 struct TcpClient {
   std::weak_ptr<TcpSession> session;
+  bool v6 = false;
 };
 using ClientRef = std::variant<UdpClient, TcpClient>;
 
@@ -66,6 +69,14 @@ struct CacheWiring {
   upstream::Coalescer* coalescer = nullptr;  // null: every miss queries upstream
 };
 
+// The name the health check asks each listener; answered NOERROR locally,
+// never forwarded, never counted in the query metrics (RFC 6761 .invalid).
+inline constexpr std::string_view kHealthName = "health.localdns.invalid";
+
+struct HandlerOptions {
+  bool metrics = true;  // per-worker CoreDNS-style query metrics
+};
+
 enum class Action : std::uint8_t { Reply, Async, Drop };
 struct Outcome {
   Action action = Action::Drop;
@@ -75,19 +86,31 @@ struct Outcome {
 class QueryHandler {
  public:
   QueryHandler(const ZoneRouter& router, std::vector<std::unique_ptr<upstream::Forwarder>>& fwds,
-               const CacheWiring& cache, boost::asio::io_context::executor_type executor);
+               const CacheWiring& cache, boost::asio::io_context::executor_type executor,
+               HandlerOptions options = {});
 
   // `limit` is the largest reply the transport allows for this client
   // (kMaxMessageSize for TCP); the UDP limit is derived from its EDNS.
   Outcome handle(dns::Bytes query, bool over_tcp, const ClientRef& client, dns::MutableBytes out);
 
   const HandlerStats& stats() const { return stats_; }
+  // Null when metrics are off. Labels: router.zone_labels() plus "dropped".
+  const metrics::QueryMetrics* metrics() const { return metrics_.get(); }
+  metrics::QueryMetrics* metrics() { return metrics_.get(); }
 
  private:
+  // A client waiting for an upstream answer.
+  struct Asker {
+    ClientRef client;
+    dns::ReplyShape shape;
+    int zone;
+    metrics::Proto proto;
+    std::chrono::steady_clock::time_point start;
+  };
   // May run on another worker's thread (coalesced waiters); TCP replies are
   // then posted to `executor_`, the client's own worker.
-  void deliver(const ClientRef& client, const dns::ReplyShape& shape,
-               const upstream::Result& result, const cache::Key& key, int group);
+  void deliver(const Asker& asker, const upstream::Result& result, const cache::Key& key,
+               int group);
   void store(int group, const cache::Key& key, const upstream::Result& result);
   void prefetch(int group, const cache::Key& key, const upstream::Request& req);
   // Leads the shared upstream query for `key`; waiters already joined.
@@ -99,6 +122,8 @@ class QueryHandler {
   const CacheWiring& cache_;
   boost::asio::io_context::executor_type executor_;
   HandlerStats stats_;
+  std::unique_ptr<metrics::QueryMetrics> metrics_;
+  std::size_t dropped_zone_ = 0;  // metrics label index of "dropped"
 };
 
 }  // namespace localdns::server

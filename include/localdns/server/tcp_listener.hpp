@@ -44,6 +44,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   void arm_idle();
 
   boost::asio::ip::tcp::socket sock_;
+  bool v6_ = false;  // the client's address family, for the metrics
   boost::asio::steady_timer idle_;
   TcpListener* owner_;
   std::vector<std::uint8_t> rbuf_;

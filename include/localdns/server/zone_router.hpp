@@ -18,14 +18,24 @@ class ZoneRouter {
 
   // Group index for `qname` (wire form, any letter case), or -1 when no zone
   // (not even ".") covers it. Does not allocate.
-  int route(dns::Bytes qname) const;
+  int route(dns::Bytes qname) const { return route_zone(qname).group; }
+
+  struct Route {
+    int group = -1;
+    int zone = -1;  // index into zone_labels(); -1 with group -1
+  };
+  Route route_zone(dns::Bytes qname) const;
+
+  // Every configured zone, "cluster.local." style, in index order (metric labels).
+  const std::vector<std::string>& zone_labels() const { return labels_; }
 
  private:
   struct Hash {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
-  std::unordered_map<std::string, int, Hash, std::equal_to<>> zones_;  // lowercased wire names
+  std::unordered_map<std::string, Route, Hash, std::equal_to<>> zones_;  // lowercased wire names
+  std::vector<std::string> labels_;
 };
 
 }  // namespace localdns::server
