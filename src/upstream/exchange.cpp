@@ -71,6 +71,8 @@ void Exchange::next_attempt() {
   }
   if (server_ < 64) tried_mask_ |= std::uint64_t{1} << server_;
   reconnect_used_ = false;
+  attempt_start_ = Clock::now();
+  health().counters().requests.fetch_add(1, std::memory_order_relaxed);
   arm_timer();
   if (cfg_.transport == config::Transport::Tcp) {
     send_tcp();
@@ -190,8 +192,12 @@ void Exchange::on_tcp_lost(const TcpConnection* conn) {
 
 void Exchange::handle_answer(dns::Bytes msg, const dns::ResponseView& rv) {
   health().record_success();
+  health().counters().observe_answer(static_cast<unsigned>(rv.header.rcode()),
+                                     Clock::now() - attempt_start_);
   if (rv.header.tc() && wire_ == Wire::Udp && cfg_.transport == config::Transport::PreferUdp) {
     cancel_attempt();
+    attempt_start_ = Clock::now();
+    health().counters().requests.fetch_add(1, std::memory_order_relaxed);
     send_tcp();  // same server, same timer: truncation is not a failure
     return;
   }
@@ -208,6 +214,9 @@ void Exchange::handle_answer(dns::Bytes msg, const dns::ResponseView& rv) {
 void Exchange::fail_attempt(bool count_against_server) {
   if (finished_) return;
   if (count_against_server && server_ >= 0) health().record_failure();
+  if (pinned_server_ >= 0 && server_ >= 0) {
+    health().counters().healthcheck_failures.fetch_add(1, std::memory_order_relaxed);
+  }
   cancel_attempt();
   next_attempt();
 }

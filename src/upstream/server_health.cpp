@@ -1,8 +1,22 @@
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include <localdns/upstream/server_health.hpp>
 
 namespace localdns::upstream {
+
+void ForwardCounters::observe_answer(unsigned rcode, std::chrono::steady_clock::duration took) {
+  responses[rcode < kRcodes - 1 ? rcode : kRcodes - 1].fetch_add(1, std::memory_order_relaxed);
+  auto us = static_cast<std::uint64_t>(
+      std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(took).count()));
+  std::size_t i = 0;
+  while (i < kDurationBuckets && us > (std::uint64_t{250} << i))
+    ++i;
+  duration[i].fetch_add(1, std::memory_order_relaxed);
+  duration_sum_us.fetch_add(us, std::memory_order_relaxed);
+  if (!answered.load(std::memory_order_relaxed)) answered.store(true, std::memory_order_relaxed);
+}
 
 void ServerHealth::record_success() {
   consecutive_failures_.store(0, std::memory_order_relaxed);
@@ -12,6 +26,7 @@ void ServerHealth::record_success() {
 }
 
 void ServerHealth::record_failure() {
+  counters_.failures.fetch_add(1, std::memory_order_relaxed);
   unsigned n = consecutive_failures_.fetch_add(1, std::memory_order_relaxed) + 1;
   if (n >= threshold_ && !down_.exchange(true, std::memory_order_relaxed)) {
     spdlog::warn("upstream {} is down after {} consecutive failures; probing it",
@@ -30,6 +45,7 @@ InFlightTicket InFlightTicket::acquire(const std::shared_ptr<GroupState>& g) {
   unsigned now = g->in_flight.fetch_add(1, std::memory_order_relaxed);
   if (now >= g->config.max_in_flight) {
     g->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    g->rejects.fetch_add(1, std::memory_order_relaxed);
     return t;
   }
   t.group_ = g;

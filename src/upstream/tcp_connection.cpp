@@ -177,6 +177,7 @@ void TcpConnection::close() {
 void TcpConnection::fail(bool connect_failed) {
   if (state_ == State::Closed) return;
   auto self = shared_from_this();
+  const bool was_open = state_ == State::Open;
   state_ = State::Closed;
   error_code ignored;
   timer_.cancel();
@@ -187,7 +188,7 @@ void TcpConnection::fail(bool connect_failed) {
   if (pool_) {
     TcpPool* pool = pool_;
     pool_ = nullptr;
-    pool->on_closed(this, connect_failed);
+    pool->on_closed(this, connect_failed, was_open);
   }
   for (auto& [id, ex] : lost)
     ex->on_tcp_lost(this);
@@ -229,9 +230,12 @@ std::optional<TcpPool::Sent> TcpPool::send(std::shared_ptr<Exchange> ex, dns::Mu
 
 void TcpPool::on_connected() {
   backoff_ = {};
+  health_.counters().tcp_connects.fetch_add(1, std::memory_order_relaxed);
+  health_.counters().tcp_open.fetch_add(1, std::memory_order_relaxed);
 }
 
-void TcpPool::on_closed(TcpConnection* conn, bool connect_failed) {
+void TcpPool::on_closed(TcpConnection* conn, bool connect_failed, bool was_open) {
+  if (was_open) health_.counters().tcp_open.fetch_sub(1, std::memory_order_relaxed);
   if (connect_failed) {
     health_.record_failure();
     backoff_ = std::clamp<Clock::duration>(backoff_ * 2, kMinBackoff, kMaxBackoff);

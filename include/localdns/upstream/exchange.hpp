@@ -78,6 +78,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void finish(Status status, dns::Bytes answer = {}, const dns::ResponseView* rv = nullptr);
   ServerHealth& health() const;
 
+  std::chrono::steady_clock::time_point attempt_start_{};
   Forwarder& fwd_;
   const config::UpstreamGroup& cfg_;
   InFlightTicket ticket_;

@@ -2,7 +2,9 @@
 // Shared by every worker thread: all members are atomics or immutable.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,6 +12,25 @@
 #include <localdns/config/config.hpp>
 
 namespace localdns::upstream {
+
+// What the metrics report per upstream server (CoreDNS's forward plugin
+// families plus connection counts). Written by every worker: atomics, on the
+// miss path only.
+struct ForwardCounters {
+  static constexpr std::size_t kRcodes = 7;            // as metrics::kRcodeNames
+  static constexpr std::size_t kDurationBuckets = 16;  // 0.25 ms x 2^i, then +Inf
+  std::atomic<std::uint64_t> requests{0};              // attempts sent
+  std::array<std::atomic<std::uint64_t>, kRcodes> responses{};
+  std::array<std::atomic<std::uint64_t>, kDurationBuckets + 1> duration{};
+  std::atomic<std::uint64_t> duration_sum_us{0};
+  std::atomic<std::uint64_t> failures{0};  // timeouts, refused or broken connections
+  std::atomic<std::uint64_t> healthcheck_failures{0};
+  std::atomic<std::uint64_t> tcp_connects{0};
+  std::atomic<std::int64_t> tcp_open{0};
+  std::atomic<bool> answered{false};  // any valid answer since start (readiness)
+
+  void observe_answer(unsigned rcode, std::chrono::steady_clock::duration took);
+};
 
 // A server is marked down after `threshold` consecutive failures (timeouts,
 // refused or broken connections) and up again after any valid answer.
@@ -22,8 +43,11 @@ class ServerHealth {
   void record_failure();
   bool is_down() const { return down_.load(std::memory_order_relaxed); }
   const config::Endpoint& endpoint() const { return endpoint_; }
+  ForwardCounters& counters() { return counters_; }
+  const ForwardCounters& counters() const { return counters_; }
 
  private:
+  ForwardCounters counters_;
   config::Endpoint endpoint_;
   unsigned threshold_;
   std::atomic<unsigned> consecutive_failures_{0};
@@ -37,6 +61,7 @@ struct GroupState {
   const config::UpstreamGroup config;
   std::vector<std::unique_ptr<ServerHealth>> health;  // index = server index
   std::atomic<unsigned> in_flight{0};
+  std::atomic<std::uint64_t> rejects{0};  // queries refused over max_in_flight
 };
 
 // Holds one unit of a group's in-flight budget; released on destruction.

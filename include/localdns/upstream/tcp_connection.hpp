@@ -87,7 +87,7 @@ class TcpPool {
 
   // From TcpConnection.
   void on_connected();
-  void on_closed(TcpConnection* conn, bool connect_failed);
+  void on_closed(TcpConnection* conn, bool connect_failed, bool was_open);
   const config::TcpPoolConfig& config() const { return group_.tcp; }
 
  private:
