@@ -8,6 +8,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
+#include <localdns/app/logging.hpp>
+#include <localdns/app/observability.hpp>
 #include <localdns/app/server.hpp>
 #include <localdns/config/cli.hpp>
 #include <localdns/config/duration.hpp>
@@ -119,9 +121,7 @@ int run_main(int argc, char** argv) {
     std::cout << *opts->config_path << ": OK\n";
     return 0;
   }
-  spdlog::set_level(spdlog::level::from_str(cfg->log_level));
-  // Lines reach a pipe or file (kubelet's log capture) as they happen.
-  spdlog::flush_on(spdlog::level::info);
+  setup_logging(cfg->log_level, cfg->log_format);
   ::signal(SIGPIPE, SIG_IGN);
   raise_fd_limit();
 
@@ -154,6 +154,44 @@ int run_main(int argc, char** argv) {
   }
   log_summary(server->config(), server->threads());
 
+  // Endpoints the operator asked for must come up; defaulted ones may be
+  // taken (another process on 8080): then a warning, not a failure.
+  std::unique_ptr<MetricsEndpoint> metrics;
+  std::unique_ptr<HealthEndpoint> health;
+  const auto& c = server->config();
+  if (c.metrics.enabled) {
+    auto ep = config::resolve(c.metrics, c, config::kDefaultMetricsPort);
+    try {
+      metrics = std::make_unique<MetricsEndpoint>(*server, node.get(), ep);
+      spdlog::info("metrics on http://{}/metrics", ep.to_string());
+    } catch (const std::exception& e) {
+      std::string msg = "metrics: cannot listen on " + ep.to_string() + ": " + e.what();
+      if (c.metrics.explicit_listen()) {
+        spdlog::critical("{}", msg);
+        server->stop();
+        if (node && teardown) node->teardown();
+        return 1;
+      }
+      spdlog::warn("{} (use --metrics ADDR:PORT or off)", msg);
+    }
+  }
+  if (c.health.enabled) {
+    auto ep = config::resolve(c.health, c, config::kDefaultHealthPort);
+    try {
+      health = std::make_unique<HealthEndpoint>(*server, node.get(), ep);
+      spdlog::info("health on http://{}/health and /ready", ep.to_string());
+    } catch (const std::exception& e) {
+      std::string msg = "health: cannot listen on " + ep.to_string() + ": " + e.what();
+      if (c.health.explicit_listen()) {
+        spdlog::critical("{}", msg);
+        server->stop();
+        if (node && teardown) node->teardown();
+        return 1;
+      }
+      spdlog::warn("{} (use --health ADDR:PORT or off)", msg);
+    }
+  }
+
   boost::asio::io_context signals_ctx;
   boost::asio::signal_set signals(signals_ctx, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -162,6 +200,8 @@ int run_main(int argc, char** argv) {
   server->start();
   signals_ctx.run();
   if (node) node->stop_sync();
+  health.reset();
+  metrics.reset();
   server->stop();
   if (node && teardown) {
     node->teardown();

@@ -43,11 +43,20 @@ Server::~Server() {
 void Server::start() {
   for (auto& w : workers_)
     threads_.emplace_back([w = w.get()] { w->run(); });
+  running_.store(true, std::memory_order_relaxed);
+}
+
+std::vector<const metrics::QueryMetrics*> Server::query_metrics() const {
+  std::vector<const metrics::QueryMetrics*> out;
+  for (const auto& w : workers_)
+    if (const auto* m = w->metrics()) out.push_back(m);
+  return out;
 }
 
 void Server::stop() {
   if (stopped_) return;
   stopped_ = true;
+  running_.store(false, std::memory_order_relaxed);
   for (auto& w : workers_)
     w->stop_listening();
   auto in_flight = [this] {

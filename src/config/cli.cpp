@@ -1,4 +1,5 @@
 #include <charconv>
+#include <tuple>
 
 #include <localdns/config/cli.hpp>
 #include <localdns/config/duration.hpp>
@@ -11,6 +12,7 @@ std::string usage() {
   return R"(Usage: localdns [OPTIONS]
        localdns --check-config FILE
        localdns cleanup [--config FILE] [--interface-name NAME]
+       localdns ctl [--socket PATH] [--json] COMMAND
 
 A node-local caching DNS forwarder.
 
@@ -38,9 +40,20 @@ Node setup (needs CAP_NET_ADMIN; see README "Node setup"):
   --sync-interval DURATION check and repair interface and rules (default 60s)
   --skip-teardown          leave interface and rules in place on exit (upgrades)
 
+Observability:
+  --metrics ADDR:PORT|off  Prometheus metrics (default: first local address or
+                           127.0.0.1, port 9253)
+  --health ADDR:PORT|off   /health and /ready (default port 8080, same address)
+  --control PATH|off       Unix socket for `localdns ctl` (default /run/localdns.sock)
+  --log-format text|json   json: one object per line
+  --query-log N            log 1 in N answered queries (0: off)
+
 Commands:
   cleanup                  remove every interface address and rule localdns may
                            have left (all rule backends), then exit
+  ctl [--socket PATH] [--json] stats | top [--names|--nxdomain|--clients] [-n N]
+      | flush [NAME] | dump
+                           talk to a running localdns over its control socket
 
   --version                print the version and exit
   --help                   print this help and exit
@@ -86,6 +99,21 @@ std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_vie
     };
     if (i == 0 && arg == "cleanup") {
       o.command = Command::Cleanup;
+    } else if (i == 0 && arg == "ctl") {
+      o.command = Command::Ctl;
+      for (std::size_t j = 1; j < args.size(); ++j)
+        o.ctl_args.emplace_back(args[j]);
+      return o;
+    } else if (arg == "--metrics") {
+      ok = take_into(o.metrics);
+    } else if (arg == "--health") {
+      ok = take_into(o.health);
+    } else if (arg == "--control") {
+      ok = take_into(o.control);
+    } else if (arg == "--log-format") {
+      ok = take_into(o.log_format);
+    } else if (arg == "--query-log") {
+      ok = take_into(o.query_log);
     } else if (arg == "--local-ip") {
       ok = take_into(o.local_ips);
     } else if (arg == "--setup-interface" || arg == "--no-setup-interface") {
@@ -270,6 +298,36 @@ Errors apply_cli(const CliOptions& o, Config& c) {
     }
   }
   apply_node_flags(o, c.node, errors);
+  for (auto [flag, value, endpoint] :
+       {std::tuple{"--metrics", &o.metrics, &c.metrics}, {"--health", &o.health, &c.health}}) {
+    if (!*value) continue;
+    if (**value == "off") {
+      endpoint->enabled = false;
+    } else if (auto ep = parse_endpoint(**value, 0); ep && ep->port != 0) {
+      endpoint->enabled = true;
+      endpoint->listen = *ep;
+    } else {
+      errors.push_back(std::string(flag) + " " + **value + ": expected ADDRESS:PORT or off");
+    }
+  }
+  if (o.control) c.control_socket = *o.control == "off" ? "" : *o.control;
+  if (o.log_format) {
+    if (*o.log_format != "text" && *o.log_format != "json") {
+      errors.push_back("--log-format " + *o.log_format + ": expected text or json");
+    } else {
+      c.log_format = *o.log_format;
+    }
+  }
+  if (o.query_log) {
+    unsigned n = 0;
+    const auto& t = *o.query_log;
+    auto [ptr, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+    if (ec != std::errc{} || ptr != t.data() + t.size() || n > 1'000'000) {
+      errors.push_back("--query-log " + t + ": expected N (log 1 in N queries; 0 = off)");
+    } else {
+      c.query_log_sample = n;
+    }
+  }
   add_local_addresses_to_listen(c);
   return errors;
 }

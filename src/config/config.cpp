@@ -45,6 +45,12 @@ std::string_view to_string(RulesBackend b) {
   return "?";
 }
 
+Endpoint resolve(const HttpEndpoint& e, const Config& c, std::uint16_t default_port) {
+  if (e.listen) return *e.listen;
+  if (!c.node.local_addresses.empty()) return {c.node.local_addresses.front(), default_port};
+  return {boost::asio::ip::make_address("127.0.0.1"), default_port};
+}
+
 Config default_config() {
   Config c;
   c.listen.push_back({boost::asio::ip::make_address("127.0.0.1"), kDefaultListenPort});

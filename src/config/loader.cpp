@@ -341,7 +341,8 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
   if (root.IsNull()) return;  // an empty file keeps the defaults
   if (!r.expect_map(root, "",
                     {"listen", "threads", "log_level", "tcp_clients", "cache", "forward",
-                     "shutdown_grace", "resolv_conf", "node"})) {
+                     "shutdown_grace", "resolv_conf", "node", "metrics", "health", "control_socket",
+                     "log_format", "query_log_sample"})) {
     return;
   }
   using namespace std::chrono_literals;
@@ -386,6 +387,34 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
   }
   if (root["cache"]) read_cache(r, root["cache"], c.cache);
   if (root["node"]) read_node(r, root["node"], c.node);
+  for (auto [key, endpoint] : {std::pair{"metrics", &c.metrics}, {"health", &c.health}}) {
+    if (!root[key]) continue;
+    auto s = r.scalar(root[key], key);
+    if (!s) continue;
+    if (*s == "off") {
+      endpoint->enabled = false;
+    } else if (auto ep = parse_endpoint(*s, 0); ep && ep->port != 0) {
+      endpoint->enabled = true;
+      endpoint->listen = *ep;
+    } else {
+      r.error(root[key], key, "expected ADDRESS:PORT or off, got '" + *s + "'");
+    }
+  }
+  if (root["control_socket"]) {
+    if (auto s = r.scalar(root["control_socket"], "control_socket")) {
+      c.control_socket = *s == "off" ? "" : *s;
+    }
+  }
+  if (root["log_format"]) {
+    static constexpr std::pair<std::string_view, std::string_view> kFormats[] = {{"text", "text"},
+                                                                                 {"json", "json"}};
+    std::string_view f = c.log_format;
+    r.choice(root["log_format"], "log_format", f, kFormats);
+    c.log_format = std::string(f);
+  }
+  if (root["query_log_sample"]) {
+    r.integer(root["query_log_sample"], "query_log_sample", c.query_log_sample, 0u, 1'000'000u);
+  }
   if (auto f = root["forward"]) {
     c.forward.clear();
     if (!f.IsSequence() || f.size() == 0) {

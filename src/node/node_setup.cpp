@@ -137,6 +137,45 @@ unsigned NodeSetup::sync() {
   return repaired;
 }
 
+std::string NodeSetup::verify() {
+  std::lock_guard lock(mu_);
+  auto now = std::chrono::steady_clock::now();
+  if (verified_at_ != std::chrono::steady_clock::time_point{} &&
+      now - verified_at_ < std::chrono::seconds(1)) {
+    return verified_;
+  }
+  std::string problem;
+  if (cfg_.setup_interface) {
+    auto nl = Netlink::open();
+    auto state = nl ? nl->inspect(cfg_.interface_name)
+                    : std::expected<LinkState, std::string>(std::unexpected(nl.error()));
+    if (!state) {
+      problem = state.error();
+    } else if (!state->exists || !state->up) {
+      problem = "interface " + cfg_.interface_name + " is missing or down";
+    } else {
+      for (const auto& a : cfg_.local_addresses) {
+        if (std::find(state->addresses.begin(), state->addresses.end(), a) ==
+            state->addresses.end()) {
+          problem = "address " + a.to_string() + " is missing from " + cfg_.interface_name;
+          break;
+        }
+      }
+    }
+  }
+  if (problem.empty() && rules_) {
+    auto r = rules_->check(targets_);
+    if (!r) {
+      problem = r.error();
+    } else if (*r > 0) {
+      problem = std::to_string(*r) + " " + rules_->name() + " rules missing or out of place";
+    }
+  }
+  verified_at_ = now;
+  verified_ = problem;
+  return problem;
+}
+
 void NodeSetup::start_sync() {
   std::lock_guard lock(sync_mu_);
   if (sync_thread_.joinable()) return;

@@ -211,6 +211,15 @@ class IptablesBackend final : public RulesBackend {
     return repair;
   }
 
+  std::expected<unsigned, std::string> check(const RuleTargets& t) override {
+    RulesRepair repair;
+    for (bool v6 : {false, true}) {
+      auto r = sync_family(iptables_rules(t, v6), v6, repair, false);
+      if (!r) return std::unexpected(r.error());
+    }
+    return repair.repaired;
+  }
+
   std::expected<unsigned, std::string> remove() override {
     RulesRepair ignored;
     unsigned removed = 0;
@@ -229,7 +238,8 @@ class IptablesBackend final : public RulesBackend {
 
   // Returns how many of our rules it deleted.
   std::expected<unsigned, std::string> sync_family(const std::vector<IptablesRule>& desired,
-                                                   bool v6, RulesRepair& repair) {
+                                                   bool v6, RulesRepair& repair,
+                                                   bool apply = true) {
     const std::string save = program(v6, "-save");
     if (!have_program(save)) {
       if (desired.empty()) return 0u;  // nothing of ours can be there
@@ -295,6 +305,7 @@ class IptablesBackend final : public RulesBackend {
         repair.notes.push_back(std::move(note));
       }
     }
+    if (!apply) return deleted;
     for (const auto& [table, script] : scripts) {
       std::string input = "*" + table + "\n" + script + "COMMIT\n";
       auto r = run_process({program(v6, "-restore"), "-w", "5", "--noflush"}, input);
@@ -339,6 +350,15 @@ class NftablesBackend final : public RulesBackend {
     reference_ = *after;
     wanted_ = want;
     return repair;
+  }
+
+  std::expected<unsigned, std::string> check(const RuleTargets& t) override {
+    auto current = list();
+    if (!current) return std::unexpected(current.error());
+    if (reference_.empty() || nftables_ruleset(t) != wanted_) {
+      return count_rules(*current) == 0 ? 1u : 0u;  // never installed by this process
+    }
+    return diff_rules(*current, reference_);
   }
 
   std::expected<unsigned, std::string> remove() override {

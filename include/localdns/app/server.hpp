@@ -45,11 +45,21 @@ class Server {
   const config::Config& config() const { return *shared_.config; }
   unsigned threads() const { return static_cast<unsigned>(workers_.size()); }
 
+  // For metrics, health and control; safe from any thread while running.
+  bool running() const { return running_.load(std::memory_order_relaxed); }
+  const server::ZoneRouter& router() const { return *shared_.router; }
+  const std::vector<std::shared_ptr<upstream::GroupState>>& groups() const {
+    return shared_.groups;
+  }
+  std::vector<const metrics::QueryMetrics*> query_metrics() const;
+  cache::PacketCache* cache() const { return shared_.cache.get(); }
+
  private:
   Shared shared_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
   bool stopped_ = false;
+  std::atomic<bool> running_{false};
 };
 
 // Entry point of the localdns executable.

@@ -46,6 +46,7 @@ class Worker {
   void stop();
 
   const server::HandlerStats& stats() const { return handler_.stats(); }
+  const metrics::QueryMetrics* metrics() const { return handler_.metrics(); }
 
  private:
   unsigned index_;

@@ -13,7 +13,7 @@
 
 namespace localdns::config {
 
-enum class Command { Run, CheckConfig, Version, Help, Cleanup };
+enum class Command { Run, CheckConfig, Version, Help, Cleanup, Ctl };
 
 struct CliOptions {
   Command command = Command::Run;
@@ -31,6 +31,14 @@ struct CliOptions {
   std::optional<std::string> rules_backend;
   std::optional<std::string> sync_interval;
   bool skip_teardown = false;
+  // Observability.
+  std::optional<std::string> metrics;
+  std::optional<std::string> health;
+  std::optional<std::string> control;
+  std::optional<std::string> log_format;
+  std::optional<std::string> query_log;
+  // `localdns ctl ...`: everything after "ctl".
+  std::vector<std::string> ctl_args;
 };
 
 std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_view> args);

@@ -111,6 +111,14 @@ struct NodeConfig {
   bool enabled() const { return !local_addresses.empty(); }
 };
 
+// An HTTP endpoint that is on by default. Unset `listen`: the first node
+// local address (or 127.0.0.1) on `default_port`, never all interfaces.
+struct HttpEndpoint {
+  bool enabled = true;
+  std::optional<Endpoint> listen;
+  bool explicit_listen() const { return listen.has_value(); }
+};
+
 struct Config {
   std::vector<Endpoint> listen;
   unsigned threads = 0;  // 0: one per core
@@ -121,7 +129,19 @@ struct Config {
   Duration shutdown_grace{std::chrono::seconds(2)};
   std::string resolv_conf = "/etc/resolv.conf";
   NodeConfig node;
+  HttpEndpoint metrics;  // Prometheus, default port 9253
+  HttpEndpoint health;   // /health and /ready, default port 8080
+  // `localdns ctl` talks to this Unix socket (mode 0600); empty: off.
+  std::string control_socket = "/run/localdns.sock";
+  std::string log_format = "text";  // or "json" (one object per line)
+  unsigned query_log_sample = 0;    // log 1 in N answered queries; 0: off
 };
+
+inline constexpr std::uint16_t kDefaultMetricsPort = 9253;
+inline constexpr std::uint16_t kDefaultHealthPort = 8080;
+// Where an endpoint listens: its own address, else the first node local
+// address, else loopback.
+Endpoint resolve(const HttpEndpoint& e, const Config& c, std::uint16_t default_port);
 
 // The built-in standalone default: 127.0.0.1:5353, "." forwarded to the
 // nameservers of /etc/resolv.conf.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <expected>
 #include <memory>
@@ -52,6 +53,10 @@ class NodeSetup {
   const NodeCounters& counters() const { return counters_; }
   const RuleTargets& targets() const { return targets_; }
   std::string backend_name() const;
+  // Checks the interface, addresses and rules now, repairing nothing; an empty
+  // string when all is in place, else what is missing. Results are reused
+  // for a second, so a readiness probe stays cheap.
+  std::string verify();
   // The last apply() or sync() left everything in place.
   bool in_place() const { return in_place_.load(std::memory_order_relaxed); }
 
@@ -65,6 +70,8 @@ class NodeSetup {
   NodeCounters counters_;
   std::atomic<bool> in_place_{false};
   std::mutex mu_;  // one pass at a time
+  std::chrono::steady_clock::time_point verified_at_{};
+  std::string verified_;
   std::mutex sync_mu_;
   std::condition_variable sync_cv_;
   bool stopping_ = false;

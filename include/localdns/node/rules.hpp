@@ -61,6 +61,8 @@ class RulesBackend {
   // Reads the current rules once and makes exactly the missing changes, in one
   // transaction per table. Never adds a rule that is already there.
   virtual std::expected<RulesRepair, std::string> sync(const RuleTargets& t) = 0;
+  // Counts what sync() would repair, changing nothing.
+  virtual std::expected<unsigned, std::string> check(const RuleTargets& t) = 0;
   // Removes every rule of ours; returns how many there were.
   virtual std::expected<unsigned, std::string> remove() = 0;
 };

@@ -1,0 +1,311 @@
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include <localdns/app/observability.hpp>
+
+namespace localdns::app {
+
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+using Labels = std::vector<ClientMetric::Label>;
+
+MetricFamily family(std::string name, std::string help, MetricType type) {
+  return MetricFamily{std::move(name), std::move(help), type, {}};
+}
+
+void add_value(MetricFamily& f, Labels labels, double v) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (f.type == MetricType::Gauge) {
+    m.gauge.value = v;
+  } else {
+    m.counter.value = v;
+  }
+  f.metric.push_back(std::move(m));
+}
+
+// counts[i] per bucket (last: +Inf), bounds[i] the upper bounds.
+void add_histogram(MetricFamily& f, Labels labels, const std::vector<std::uint64_t>& counts,
+                   const std::vector<double>& bounds, double sum) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    cumulative += counts[i];
+    double bound = i < bounds.size() ? bounds[i] : std::numeric_limits<double>::infinity();
+    m.histogram.bucket.push_back({cumulative, bound});
+  }
+  m.histogram.sample_count = cumulative;
+  m.histogram.sample_sum = sum;
+  f.metric.push_back(std::move(m));
+}
+
+std::vector<double> duration_bounds() {
+  std::vector<double> b;
+  for (std::size_t i = 0; i < metrics::kDurationBuckets; ++i)
+    b.push_back(metrics::duration_bound_seconds(i));
+  return b;
+}
+
+std::vector<double> size_bounds() {
+  return {metrics::kSizeBounds.begin(), metrics::kSizeBounds.end()};
+}
+
+class Collector final : public prometheus::Collectable {
+ public:
+  Collector(const Server& server, const node::NodeSetup* node) : server_(server), node_(node) {
+    const auto& c = server.config();
+    server_label_ = "dns://:" + std::to_string(c.listen.empty() ? 53 : c.listen.front().port);
+    zones_ = server.router().zone_labels();
+    zones_.push_back("dropped");
+  }
+
+  std::vector<MetricFamily> Collect() const override {
+    std::vector<MetricFamily> out;
+    collect_queries(out);
+    collect_cache(out);
+    collect_forward(out);
+    collect_localdns(out);
+    return out;
+  }
+
+ private:
+  Labels base(const std::string& zone) const {
+    return {{"server", server_label_}, {"zone", zone}, {"view", ""}};
+  }
+
+  void collect_queries(std::vector<MetricFamily>& out) const {
+    using metrics::Family;
+    using metrics::Proto;
+    auto workers = server_.query_metrics();
+    auto requests =
+        family("coredns_dns_requests_total",
+               "Counter of DNS requests made per zone, protocol and family.", MetricType::Counter);
+    auto responses = family("coredns_dns_responses_total", "Counter of response status codes.",
+                            MetricType::Counter);
+    auto duration = family("coredns_dns_request_duration_seconds",
+                           "Histogram of the time (in seconds) each request took per zone.",
+                           MetricType::Histogram);
+    auto req_size =
+        family("coredns_dns_request_size_bytes",
+               "Size of the request in bytes per zone and protocol.", MetricType::Histogram);
+    auto resp_size = family("coredns_dns_response_size_bytes",
+                            "Size of the returned response in bytes per zone and protocol.",
+                            MetricType::Histogram);
+    const char* protos[] = {"udp", "tcp"};
+    for (std::size_t z = 0; z < zones_.size(); ++z) {
+      for (std::size_t p = 0; p < 2; ++p) {
+        for (std::size_t f = 0; f < 2; ++f) {
+          for (std::size_t t = 0; t < metrics::kTypeNames.size(); ++t) {
+            std::uint64_t n = 0;
+            for (const auto* w : workers)
+              n += w->requests(z, static_cast<Proto>(p), static_cast<Family>(f), t);
+            if (n == 0) continue;
+            auto l = base(zones_[z]);
+            l.push_back({"proto", protos[p]});
+            l.push_back({"family", f == 0 ? "1" : "2"});
+            l.push_back({"type", std::string(metrics::kTypeNames[t])});
+            add_value(requests, std::move(l), static_cast<double>(n));
+          }
+        }
+      }
+      for (std::size_t r = 0; r < metrics::kRcodeNames.size(); ++r) {
+        std::uint64_t n = 0;
+        for (const auto* w : workers)
+          n += w->responses(z, r);
+        if (n == 0) continue;
+        auto l = base(zones_[z]);
+        l.push_back({"rcode", std::string(metrics::kRcodeNames[r])});
+        l.push_back({"plugin", ""});
+        add_value(responses, std::move(l), static_cast<double>(n));
+      }
+      sum_histogram(
+          duration, base(zones_[z]), workers, duration_bounds(),
+          1e-6, [z](const metrics::QueryMetrics* w) -> const auto& { return w->duration(z); });
+      for (std::size_t p = 0; p < 2; ++p) {
+        auto l = base(zones_[z]);
+        l.push_back({"proto", protos[p]});
+        sum_histogram(
+            req_size, l, workers, size_bounds(), 1.0,
+            [ z, p ](const metrics::QueryMetrics* w) -> const auto& {
+              return w->request_size(z, static_cast<Proto>(p));
+            });
+        sum_histogram(
+            resp_size, l, workers, size_bounds(), 1.0,
+            [ z, p ](const metrics::QueryMetrics* w) -> const auto& {
+              return w->response_size(z, static_cast<Proto>(p));
+            });
+      }
+    }
+    for (auto* f : {&requests, &responses, &duration, &req_size, &resp_size})
+      out.push_back(std::move(*f));
+  }
+
+  template <class Get>
+  static void sum_histogram(MetricFamily& f, Labels labels,
+                            const std::vector<const metrics::QueryMetrics*>& workers,
+                            const std::vector<double>& bounds, double scale, Get get) {
+    std::vector<std::uint64_t> counts(bounds.size() + 1, 0);
+    double sum = 0;
+    std::uint64_t total = 0;
+    for (const auto* w : workers) {
+      const auto& h = get(w);
+      for (std::size_t i = 0; i < counts.size(); ++i) {
+        counts[i] += h.buckets[i].get();
+        total += h.buckets[i].get();
+      }
+      sum += static_cast<double>(h.sum.get()) * scale;
+    }
+    if (total == 0) return;
+    add_histogram(f, std::move(labels), counts, bounds, sum);
+  }
+
+  void collect_cache(std::vector<MetricFamily>& out) const {
+    auto s = server_.cache_stats();
+    auto st = server_.stats();
+    Labels server{{"server", server_label_}};
+    Labels all{{"server", server_label_}, {"type", "all"}};
+    auto entries =
+        family("coredns_cache_entries", "The number of elements in the cache.", MetricType::Gauge);
+    add_value(entries, all, static_cast<double>(s.entries));
+    auto hits = family("coredns_cache_hits_total", "The count of cache hits.", MetricType::Counter);
+    add_value(hits, all, static_cast<double>(st.cache_hits));
+    auto misses =
+        family("coredns_cache_misses_total", "The count of cache misses.", MetricType::Counter);
+    add_value(misses, server, static_cast<double>(s.misses));
+    auto requests =
+        family("coredns_cache_requests_total", "The count of cache requests.", MetricType::Counter);
+    add_value(requests, server, static_cast<double>(s.hits + s.misses));
+    auto prefetch =
+        family("coredns_cache_prefetch_total",
+               "The number of times the cache has prefetched a cached item.", MetricType::Counter);
+    add_value(prefetch, server, static_cast<double>(st.prefetches));
+    auto stale =
+        family("coredns_cache_served_stale_total",
+               "The number of requests served from stale cache entries.", MetricType::Counter);
+    add_value(stale, server, static_cast<double>(st.stale));
+    auto evictions = family("coredns_cache_evictions_total", "The count of cache evictions.",
+                            MetricType::Counter);
+    add_value(evictions, all, static_cast<double>(s.evictions));
+    for (auto* f : {&entries, &hits, &misses, &requests, &prefetch, &stale, &evictions})
+      out.push_back(std::move(*f));
+  }
+
+  void collect_forward(std::vector<MetricFamily>& out) const {
+    auto requests = family("coredns_forward_requests_total",
+                           "Counter of requests made per upstream.", MetricType::Counter);
+    auto responses = family("coredns_forward_responses_total",
+                            "Counter of responses received per upstream.", MetricType::Counter);
+    auto duration = family("coredns_forward_request_duration_seconds",
+                           "Histogram of the time each request took.", MetricType::Histogram);
+    auto health = family("coredns_forward_healthcheck_failures_total",
+                         "Counter of the number of failed healthchecks.", MetricType::Counter);
+    auto rejects = family("coredns_forward_max_concurrent_rejects_total",
+                          "Counter of the number of queries rejected because the concurrent "
+                          "queries were at maximum.",
+                          MetricType::Counter);
+    auto failures =
+        family("localdns_upstream_failures_total",
+               "Timeouts, refused and broken connections per upstream.", MetricType::Counter);
+    auto open = family("localdns_upstream_tcp_connections",
+                       "Open TCP connections per upstream (all workers).", MetricType::Gauge);
+    auto connects =
+        family("localdns_upstream_tcp_connects_total",
+               "TCP connections opened per upstream (reconnects included).", MetricType::Counter);
+    auto in_flight = family("localdns_inflight_queries",
+                            "Upstream queries in flight per forward group.", MetricType::Gauge);
+    std::uint64_t rejected = 0;
+    for (const auto& g : server_.groups()) {
+      rejected += g->rejects.load(std::memory_order_relaxed);
+      std::string zones;
+      for (const auto& z : g->config.zones)
+        zones += (zones.empty() ? "" : ",") + z;
+      add_value(in_flight, {{"zones", zones}}, g->in_flight.load(std::memory_order_relaxed));
+      for (const auto& h : g->health) {
+        const auto& c = h->counters();
+        Labels to{{"to", h->endpoint().to_string()}};
+        add_value(requests, to, static_cast<double>(c.requests.load(std::memory_order_relaxed)));
+        for (std::size_t r = 0; r < c.responses.size(); ++r) {
+          auto n = c.responses[r].load(std::memory_order_relaxed);
+          if (n == 0) continue;
+          auto l = to;
+          l.push_back({"rcode", std::string(metrics::kRcodeNames[r])});
+          add_value(responses, std::move(l), static_cast<double>(n));
+        }
+        std::vector<std::uint64_t> counts;
+        for (const auto& b : c.duration)
+          counts.push_back(b.load(std::memory_order_relaxed));
+        add_histogram(
+            duration, to, counts, duration_bounds(),
+            static_cast<double>(c.duration_sum_us.load(std::memory_order_relaxed)) * 1e-6);
+        add_value(health, to,
+                  static_cast<double>(c.healthcheck_failures.load(std::memory_order_relaxed)));
+        add_value(failures, to, static_cast<double>(c.failures.load(std::memory_order_relaxed)));
+        add_value(open, to, static_cast<double>(c.tcp_open.load(std::memory_order_relaxed)));
+        add_value(connects, to,
+                  static_cast<double>(c.tcp_connects.load(std::memory_order_relaxed)));
+      }
+    }
+    add_value(rejects, {}, static_cast<double>(rejected));
+    for (auto* f : {&requests, &responses, &duration, &health, &rejects, &failures, &open,
+                    &connects, &in_flight})
+      out.push_back(std::move(*f));
+  }
+
+  void collect_localdns(std::vector<MetricFamily>& out) const {
+    auto st = server_.stats();
+    auto build = family("localdns_build_info", "localdns version.", MetricType::Gauge);
+    add_value(build, {{"version", LOCALDNS_VERSION}}, 1);
+    auto coalesced = family("localdns_coalesced_total",
+                            "Cache misses that joined an identical query already in flight.",
+                            MetricType::Counter);
+    add_value(coalesced, {}, static_cast<double>(st.coalesced));
+    auto cache_bytes = family("localdns_cache_bytes", "Bytes held by the cache, overhead included.",
+                              MetricType::Gauge);
+    add_value(cache_bytes, {}, static_cast<double>(server_.cache_stats().bytes));
+    out.push_back(std::move(build));
+    out.push_back(std::move(coalesced));
+    out.push_back(std::move(cache_bytes));
+    if (node_) {
+      const auto& c = node_->counters();
+      // node-local-dns's name for the same thing.
+      auto errors = family("coredns_nodecache_setup_errors_total",
+                           "The number of errors during periodic network setup for node-cache.",
+                           MetricType::Counter);
+      add_value(errors, {{"errortype", "setup"}},
+                static_cast<double>(c.setup_errors.load(std::memory_order_relaxed)));
+      auto repairs =
+          family("localdns_node_repairs_total",
+                 "Interface, address or rule restored by the periodic check.", MetricType::Counter);
+      add_value(repairs, {}, static_cast<double>(c.repairs.load(std::memory_order_relaxed)));
+      out.push_back(std::move(errors));
+      out.push_back(std::move(repairs));
+    }
+  }
+
+  const Server& server_;
+  const node::NodeSetup* node_;
+  std::string server_label_;
+  std::vector<std::string> zones_;
+};
+
+}  // namespace
+
+std::string metrics_text(const Server& server, const node::NodeSetup* node) {
+  Collector c(server, node);
+  return prometheus::TextSerializer().Serialize(c.Collect());
+}
+
+MetricsEndpoint::MetricsEndpoint(const Server& server, const node::NodeSetup* node,
+                                 const config::Endpoint& ep)
+    : http_(std::make_unique<HttpServer>(ep, [&server, node](const std::string& path) {
+        if (path != "/metrics") return HttpServer::Response{404, "not found: try /metrics\n"};
+        return HttpServer::Response{200, metrics_text(server, node),
+                                    "text/plain; version=0.0.4; charset=utf-8"};
+      })) {}
+
+}  // namespace localdns::app
