@@ -8,6 +8,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <spdlog/spdlog.h>
 
+#include <localdns/app/control.hpp>
 #include <localdns/app/logging.hpp>
 #include <localdns/app/observability.hpp>
 #include <localdns/app/server.hpp>
@@ -109,6 +110,7 @@ int run_main(int argc, char** argv) {
     return 0;
   }
   if (opts->command == config::Command::Cleanup) return run_cleanup(*opts);
+  if (opts->command == config::Command::Ctl) return run_ctl(opts->ctl_args);
   auto cfg = config::build_config(*opts);
   if (!cfg) {
     for (const auto& e : cfg.error())
@@ -192,6 +194,17 @@ int run_main(int argc, char** argv) {
     }
   }
 
+  std::unique_ptr<ControlServer> control;
+  if (!c.control_socket.empty()) {
+    try {
+      control = std::make_unique<ControlServer>(*server, node.get(), c.control_socket);
+      spdlog::info("control socket {} (localdns ctl)", c.control_socket);
+    } catch (const std::exception& e) {
+      spdlog::warn("control socket: {}; `localdns ctl` is unavailable (--control PATH or off)",
+                   e.what());
+    }
+  }
+
   boost::asio::io_context signals_ctx;
   boost::asio::signal_set signals(signals_ctx, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -200,6 +213,7 @@ int run_main(int argc, char** argv) {
   server->start();
   signals_ctx.run();
   if (node) node->stop_sync();
+  control.reset();
   health.reset();
   metrics.reset();
   server->stop();

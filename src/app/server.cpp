@@ -46,6 +46,13 @@ void Server::start() {
   running_.store(true, std::memory_order_relaxed);
 }
 
+std::vector<const metrics::TopTracker*> Server::top_trackers() const {
+  std::vector<const metrics::TopTracker*> out;
+  for (const auto& w : workers_)
+    if (const auto* t = w->top()) out.push_back(t);
+  return out;
+}
+
 std::vector<const metrics::QueryMetrics*> Server::query_metrics() const {
   std::vector<const metrics::QueryMetrics*> out;
   for (const auto& w : workers_)

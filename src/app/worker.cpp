@@ -6,11 +6,20 @@ namespace localdns::app {
 
 namespace asio = boost::asio;
 
+namespace {
+server::HandlerOptions handler_options(const config::Config& c) {
+  server::HandlerOptions o;
+  o.query_log_sample = c.query_log_sample;
+  return o;
+}
+}  // namespace
+
 Worker::Worker(unsigned index, Shared& shared)
     : index_(index),
       shared_(shared),
       guard_(asio::make_work_guard(ctx_)),
-      handler_(*shared.router, forwarders_, shared.cache_wiring, ctx_.get_executor()) {
+      handler_(*shared.router, forwarders_, shared.cache_wiring, ctx_.get_executor(),
+               handler_options(*shared.config)) {
   for (const auto& g : shared_.groups) {
     forwarders_.push_back(std::make_unique<upstream::Forwarder>(ctx_, g));
   }

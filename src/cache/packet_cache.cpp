@@ -302,6 +302,46 @@ void PacketCache::clear() {
   }
 }
 
+void PacketCache::for_each(const std::function<void(const EntryInfo&)>& fn) const {
+  const auto now = now_();
+  for (const auto& s : shards_) {
+    std::lock_guard lock(s->mu);
+    for (const Entry* e = s->head; e != nullptr; e = e->next) {
+      auto key = e->key();
+      EntryInfo info;
+      info.name = dns::name_to_text(
+          dns::Bytes(reinterpret_cast<const std::uint8_t*>(key.data()), key.size() - 5));
+      info.qtype =
+          dns::read_u16(reinterpret_cast<const std::uint8_t*>(key.data()) + key.size() - 5);
+      auto age = std::chrono::duration_cast<std::chrono::seconds>(now - e->stored).count();
+      info.ttl_left = static_cast<std::int64_t>(e->lifetime) - age;
+      info.rcode = e->wire_len >= 4 ? e->wire()[3] & 0x0F : 0;
+      info.bytes = e->charge();
+      fn(info);
+    }
+  }
+}
+
+std::size_t PacketCache::erase_name(dns::Bytes qname) {
+  std::string lower(qname.size(), '\0');
+  for (std::size_t i = 0; i < qname.size(); ++i)
+    lower[i] = static_cast<char>(dns::lower(qname[i]));
+  std::size_t erased = 0;
+  for (auto& s : shards_) {
+    std::lock_guard lock(s->mu);
+    for (Entry* e = s->head; e != nullptr;) {
+      Entry* next = e->next;
+      auto key = e->key();
+      if (key.size() == lower.size() + 5 && key.substr(0, lower.size()) == lower) {
+        s->erase(e);
+        ++erased;
+      }
+      e = next;
+    }
+  }
+  return erased;
+}
+
 CacheStats PacketCache::stats() const {
   CacheStats total;
   for (const auto& s : shards_) {

@@ -1,6 +1,8 @@
+#include <arpa/inet.h>
 #include <array>
 
 #include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
 
 #include <localdns/dns/message.hpp>
 #include <localdns/dns/name.hpp>
@@ -21,6 +23,11 @@ QueryHandler::QueryHandler(const ZoneRouter& router,
     : router_(router), forwarders_(fwds), cache_(cache), executor_(executor) {
   dropped_zone_ = router.zone_labels().size();
   if (options.metrics) metrics_ = std::make_unique<metrics::QueryMetrics>(dropped_zone_ + 1);
+  if (options.top_sample != 0) {
+    top_ = std::make_unique<metrics::TopTracker>(options.top_capacity, options.top_sample);
+  }
+  cluster_domain_ = options.cluster_domain;
+  query_log_sample_ = options.query_log_sample;
 }
 
 namespace {
@@ -48,6 +55,31 @@ unsigned rcode_of(dns::Bytes reply) {
   return reply.size() >= 4 ? reply[3] & 0x0F : 2;
 }
 
+std::string client_text(const ClientRef& client) {
+  if (const auto* udp = std::get_if<UdpClient>(&client)) {
+    char buf[INET6_ADDRSTRLEN] = "?";
+    if (udp->addr.ss_family == AF_INET) {
+      ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&udp->addr)->sin_addr, buf,
+                  sizeof buf);
+    } else if (udp->addr.ss_family == AF_INET6) {
+      ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&udp->addr)->sin6_addr, buf,
+                  sizeof buf);
+    }
+    return buf;
+  }
+  if (auto s = std::get<TcpClient>(client).session.lock()) return s->peer_address();
+  return "?";
+}
+
+// The question of a reply (ours: one question, name uncompressed).
+std::pair<std::string, std::uint16_t> question_of(dns::Bytes reply) {
+  if (reply.size() < 12 || dns::read_u16(reply.data() + 4) == 0) return {"", 0};
+  auto end = dns::skip_name(reply, 12);
+  if (!end || *end + 4 > reply.size()) return {"", 0};
+  return {dns::name_to_text(dns::Bytes(reply.data() + 12, *end - 12)),
+          dns::read_u16(reply.data() + *end)};
+}
+
 }  // namespace
 
 Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& client,
@@ -61,6 +93,7 @@ Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& c
     if (metrics_ && len != 0) {
       metrics_->response(zone, proto, rcode_of(dns::Bytes(out.data(), len)), len, 0);
     }
+    if (len != 0) note_answer(client, dns::Bytes(out.data(), len), 0, "local");
     return Outcome{Action::Reply, len};
   };
   auto error = [&](dns::Rcode rc, Counter& c) {
@@ -79,6 +112,10 @@ Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& c
   if (route.zone >= 0) zone = static_cast<std::size_t>(route.zone);
   if (metrics_) {
     metrics_->request(zone, proto, family_of(client), q.question.qtype, query.size());
+  }
+  if (top_ && q.status == dns::QueryStatus::Ok && top_->should_sample()) {
+    top_->record(metrics::TopKind::Names, dns::name_to_text(q.question.qname));
+    top_->record(metrics::TopKind::Clients, client_text(client));
   }
   switch (q.status) {
     case dns::QueryStatus::Drop:
@@ -187,18 +224,41 @@ void QueryHandler::deliver(const Asker& asker, const upstream::Result& result,
     (overloaded ? stats_.refused : stats_.servfail).inc();
     n = dns::build_error_reply(shape, overloaded ? dns::Rcode::Refused : dns::Rcode::ServFail, buf);
   }
+  std::uint64_t micros = 0;
   if (metrics_) {
     // Counted by the thread that runs this (a coalesced answer may complete
     // on another worker): each thread writes only its own metrics.
     auto* m = metrics::QueryMetrics::current();
     if (m == nullptr) m = metrics_.get();
-    auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::steady_clock::now() - asker.start)
-                      .count();
+    micros = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                            std::chrono::steady_clock::now() - asker.start)
+                                            .count());
     m->response(static_cast<std::size_t>(asker.zone), asker.proto,
-                rcode_of(dns::Bytes(buf.data(), n)), n, static_cast<std::uint64_t>(micros));
+                rcode_of(dns::Bytes(buf.data(), n)), n, micros);
   }
+  note_answer(client, dns::Bytes(buf.data(), n), micros,
+              result.status == upstream::Status::Ok ? "upstream" : "error");
   send(client, dns::Bytes(buf.data(), n));
+}
+
+void QueryHandler::note_answer(const ClientRef& client, dns::Bytes reply, std::uint64_t micros,
+                               const char* source) {
+  unsigned rcode = rcode_of(reply);
+  if (top_ && rcode == 3 && top_->should_sample_answer()) {
+    auto [name, type] = question_of(reply);
+    if (!name.empty()) {
+      top_->record(metrics::TopKind::NxDomain,
+                   metrics::TopTracker::nxdomain_key(name, cluster_domain_));
+    }
+  }
+  if (query_log_sample_ != 0 &&
+      query_log_tick_.fetch_add(1, std::memory_order_relaxed) % query_log_sample_ == 0) {
+    auto [name, type] = question_of(reply);
+    spdlog::info("query client={} name={} type={} rcode={} size={} source={}{}",
+                 client_text(client), name, type, metrics::kRcodeNames[metrics::rcode_index(rcode)],
+                 reply.size(), source,
+                 micros != 0 ? " us=" + std::to_string(micros) : std::string());
+  }
 }
 
 void QueryHandler::send(const ClientRef& client, dns::Bytes reply) {

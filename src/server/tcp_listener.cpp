@@ -22,6 +22,8 @@ TcpSession::TcpSession(asio::ip::tcp::socket sock, TcpListener& owner)
   boost::system::error_code ec;
   auto local = sock_.local_endpoint(ec);
   v6_ = !ec && local.address().is_v6();
+  auto remote = sock_.remote_endpoint(ec);
+  if (!ec) peer_ = remote.address().to_string();
 }
 
 TcpSession::~TcpSession() = default;

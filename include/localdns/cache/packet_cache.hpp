@@ -94,6 +94,19 @@ class PacketCache {
   void clear();
   CacheStats stats() const;
 
+  // For `localdns ctl dump`: one entry as operators read it.
+  struct EntryInfo {
+    std::string name;  // presentation form, lower case
+    std::uint16_t qtype = 0;
+    std::int64_t ttl_left = 0;  // seconds; negative once expired (kept for serve-stale)
+    std::uint8_t rcode = 0;
+    std::size_t bytes = 0;  // charged against max_bytes
+  };
+  // Visits every entry, one shard at a time under its lock.
+  void for_each(const std::function<void(const EntryInfo&)>& fn) const;
+  // Drops every entry for `qname` (wire form, any case): all types and flags.
+  std::size_t erase_name(dns::Bytes qname);
+
   // Bytes charged for an entry beyond its key, wire answer and TTL offsets: the
   // entry header and its share of the index.
   static constexpr std::size_t kEntryOverhead = 112;

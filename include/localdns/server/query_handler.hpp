@@ -17,6 +17,7 @@
 #include <localdns/cache/packet_cache.hpp>
 #include <localdns/dns/builder.hpp>
 #include <localdns/metrics/query_metrics.hpp>
+#include <localdns/metrics/top.hpp>
 #include <localdns/server/zone_router.hpp>
 #include <localdns/upstream/coalescer.hpp>
 #include <localdns/upstream/forwarder.hpp>
@@ -74,7 +75,11 @@ struct CacheWiring {
 inline constexpr std::string_view kHealthName = "health.localdns.invalid";
 
 struct HandlerOptions {
-  bool metrics = true;  // per-worker CoreDNS-style query metrics
+  bool metrics = true;       // per-worker CoreDNS-style query metrics
+  unsigned top_sample = 16;  // heavy hitters: record 1 in N queries; 0: off
+  std::size_t top_capacity = 1024;
+  std::string cluster_domain = "cluster.local";  // for grouping NXDOMAINs
+  unsigned query_log_sample = 0;                 // log 1 in N answers; 0: off
 };
 
 enum class Action : std::uint8_t { Reply, Async, Drop };
@@ -97,6 +102,7 @@ class QueryHandler {
   // Null when metrics are off. Labels: router.zone_labels() plus "dropped".
   const metrics::QueryMetrics* metrics() const { return metrics_.get(); }
   metrics::QueryMetrics* metrics() { return metrics_.get(); }
+  const metrics::TopTracker* top() const { return top_.get(); }
 
  private:
   // A client waiting for an upstream answer.
@@ -122,7 +128,15 @@ class QueryHandler {
   const CacheWiring& cache_;
   boost::asio::io_context::executor_type executor_;
   HandlerStats stats_;
+  // An answer was sent: NXDOMAIN heavy hitters and the sampled query log.
+  void note_answer(const ClientRef& client, dns::Bytes reply, std::uint64_t micros,
+                   const char* source);
+
   std::unique_ptr<metrics::QueryMetrics> metrics_;
+  std::unique_ptr<metrics::TopTracker> top_;
+  std::string cluster_domain_;
+  unsigned query_log_sample_ = 0;
+  std::atomic<std::uint32_t> query_log_tick_{0};
   std::size_t dropped_zone_ = 0;  // metrics label index of "dropped"
 };
 

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -27,6 +28,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
 
   TcpSession(boost::asio::ip::tcp::socket sock, TcpListener& owner);
   ~TcpSession();
+  const std::string& peer_address() const { return peer_; }
   TcpSession(const TcpSession&) = delete;
   TcpSession& operator=(const TcpSession&) = delete;
 
@@ -44,7 +46,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   void arm_idle();
 
   boost::asio::ip::tcp::socket sock_;
-  bool v6_ = false;  // the client's address family, for the metrics
+  bool v6_ = false;   // the client's address family, for the metrics
+  std::string peer_;  // the client's address, for ctl top and the query log
   boost::asio::steady_timer idle_;
   TcpListener* owner_;
   std::vector<std::uint8_t> rbuf_;

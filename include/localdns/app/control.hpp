@@ -1,0 +1,57 @@
+// The control socket behind `localdns ctl`: a Unix stream socket (mode 0600,
+// so root only by default; never a network port). One command line per
+// connection; the answer is text, or JSON when the line ends in " json".
+//   stats | top names|nxdomain|clients N | flush [NAME] | dump
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <localdns/app/server.hpp>
+#include <localdns/node/node_setup.hpp>
+
+namespace localdns::app {
+
+class ControlServer {
+ public:
+  // Throws std::runtime_error when the socket cannot be created, or when a
+  // live localdns already answers on `path`.
+  ControlServer(Server& server, node::NodeSetup* node, std::string path);
+  ~ControlServer();
+  ControlServer(const ControlServer&) = delete;
+  ControlServer& operator=(const ControlServer&) = delete;
+
+  // Runs one command line and returns the answer (exposed for tests).
+  std::string execute(const std::string& line);
+
+ private:
+  void accept();
+  void tick();
+  std::string stats(bool json);
+  std::string top(const std::string& kind, std::size_t n, bool json);
+  std::string flush(const std::string& name, bool json);
+  std::string dump(bool json);
+
+  Server& server_;
+  node::NodeSetup* node_;
+  std::string path_;
+  std::chrono::steady_clock::time_point started_;
+  boost::asio::io_context ctx_{1};
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+  boost::asio::steady_timer timer_;
+  std::mutex mu_;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> samples_;  // QPS
+  std::thread thread_;
+};
+
+// `localdns ctl ARGS...`: sends the command, prints the answer; exit code.
+int run_ctl(const std::vector<std::string>& args);
+
+}  // namespace localdns::app
