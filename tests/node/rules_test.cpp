@@ -5,10 +5,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <localdns/app/observability.hpp>
 #include <localdns/config/cli.hpp>
 #include <localdns/node/node_setup.hpp>
 #include <localdns/node/rules.hpp>
 
+#include "ask.hpp"
+#include "fake_upstream.hpp"
+#include "instance.hpp"
 #include "netns.hpp"
 
 using namespace localdns;
@@ -233,4 +237,40 @@ TEST_CASE("rules: the sync loop repairs within one interval and counts it", "[no
   CHECK(our_rule_count("nft") == 0);
   CHECK(test::sh("ip link show nodelocaldns 2>&1", false).find("does not exist") !=
         std::string::npos);
+}
+
+TEST_CASE("readiness follows node setup: 503 while a rule is missing, 200 once repaired",
+          "[node][health]") {
+  test::require_root_or_skip("readiness with node setup");
+  test::ScopedNetns ns;
+  test::FakeUpstream up;  // in this namespace, on its loopback
+  std::vector<std::string_view> args = {"--local-ip", "169.254.20.10",    "--interface-kind",
+                                        "bridge",     "--rules-backend",  "iptables-legacy",
+                                        "--forward",  ".=udp://192.0.2.1"};
+  auto opts = config::parse_cli(args);
+  REQUIRE(opts);
+  auto cfg = config::build_config(*opts);
+  REQUIRE(cfg);
+  node::NodeSetup setup(*cfg);
+  REQUIRE(setup.apply());
+  test::Instance ld({test::group({"."}, {up.address()}, config::Transport::Udp)});
+  app::HealthEndpoint health(ld.server(), &setup,
+                             {boost::asio::ip::make_address("127.0.0.1"), test::free_port()});
+  test::ask(ld.endpoint(), "ready.example");
+  CHECK(health.respond("/ready").status == 200);
+
+  test::sh("iptables-legacy -w -t raw -D PREROUTING 1");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the 1 s result cache
+  auto broken = health.respond("/ready");
+  CHECK(broken.status == 503);
+  CHECK(broken.body == "node setup: 1 iptables-legacy rules missing or out of place\n");
+
+  CHECK(setup.sync() == 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  CHECK(health.respond("/ready").status == 200);
+
+  test::sh("ip link set nodelocaldns down");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  CHECK(health.respond("/ready").body == "node setup: interface nodelocaldns is missing or down\n");
+  setup.teardown();
 }

@@ -1,0 +1,99 @@
+#include <random>
+
+#include <catch2/catch.hpp>
+
+#include <localdns/app/logging.hpp>
+#include <localdns/metrics/query_metrics.hpp>
+#include <localdns/metrics/top.hpp>
+
+using namespace localdns;
+using namespace localdns::metrics;
+
+TEST_CASE("space-saving ranks a heavy hitter first among thousands of names", "[metrics][top]") {
+  SpaceSaving s(256);
+  std::mt19937 rng(7);
+  for (int i = 0; i < 20000; ++i) {
+    s.add("name" + std::to_string(rng() % 5000) + ".example");
+    if (i % 10 == 0) s.add("heavy.example");
+  }
+  auto top = s.top(3);
+  REQUIRE(top.size() == 3);
+  CHECK(top[0].key == "heavy.example");
+  // Never an underestimate; the overestimate is bounded by the error.
+  CHECK(top[0].count >= 2000);
+  CHECK(top[0].count - top[0].error <= 2000);
+  CHECK(s.size() == 256);
+}
+
+TEST_CASE("space-saving memory stays bounded with a million distinct names", "[metrics][top]") {
+  SpaceSaving s(1024);
+  for (int i = 0; i < 1'000'000; ++i) {
+    s.add("unique-" + std::to_string(i) + ".example");
+    if (i % 100 == 0) s.add("planted.example");
+  }
+  CHECK(s.size() == 1024);  // never more keys than the capacity
+  auto top = s.top(1);
+  REQUIRE(top.size() == 1);
+  CHECK(top[0].key == "planted.example");
+}
+
+TEST_CASE("NXDOMAIN names are split from the cluster search suffix", "[metrics][top]") {
+  auto key = [](const char* n) { return TopTracker::nxdomain_key(n, "cluster.local"); };
+  CHECK(key("api.example.com.team1.svc.cluster.local.") ==
+        "api.example.com [search team1.svc.cluster.local]");
+  CHECK(key("api.example.com.cluster.local.") == "api.example.com [search cluster.local]");
+  CHECK(key("kubernetes.svc.cluster.local") == "kubernetes [search svc.cluster.local]");
+  CHECK(key("example.org.") == "example.org");
+  CHECK(key("cluster.local.") == "cluster.local");
+  CHECK(key("notcluster.local.") == "notcluster.local");
+}
+
+TEST_CASE("a top tracker samples 1 in N and weights by N", "[metrics][top]") {
+  TopTracker t(64, 4);
+  int sampled = 0;
+  for (int i = 0; i < 400; ++i) {
+    if (t.should_sample()) {
+      ++sampled;
+      t.record(TopKind::Names, "x.example");
+    }
+  }
+  CHECK(sampled == 100);
+  auto top = t.top(TopKind::Names, 1);
+  REQUIRE(top.size() == 1);
+  CHECK(top[0].count == 400);
+  CHECK(t.top(TopKind::Clients, 1).empty());
+}
+
+TEST_CASE("query metrics land in CoreDNS's buckets", "[metrics]") {
+  QueryMetrics m(2);
+  m.request(0, Proto::Udp, Family::V4, 1, 40);
+  m.request(0, Proto::Udp, Family::V4, 28, 40);
+  m.request(1, Proto::Tcp, Family::V6, 99, 600);
+  m.response(0, Proto::Udp, 0, 100, 0);            // <= 0.25 ms
+  m.response(0, Proto::Udp, 3, 101, 251);          // (0.25, 0.5] ms
+  m.response(1, Proto::Tcp, 9, 70000, 9'000'000);  // beyond 8.192 s: +Inf; rcode "other"
+  CHECK(m.requests(0, Proto::Udp, Family::V4, type_index(1)) == 1);
+  CHECK(m.requests(0, Proto::Udp, Family::V4, type_index(28)) == 1);
+  CHECK(m.requests(1, Proto::Tcp, Family::V6, kTypeNames.size() - 1) == 1);
+  CHECK(m.responses(0, 0) == 1);
+  CHECK(m.responses(0, 3) == 1);
+  CHECK(m.responses(1, kRcodeNames.size() - 1) == 1);
+  CHECK(m.duration(0).buckets[0].get() == 1);
+  CHECK(m.duration(0).buckets[1].get() == 1);
+  CHECK(m.duration(0).sum.get() == 251);
+  CHECK(m.duration(1).buckets[kDurationBuckets].get() == 1);
+  CHECK(m.response_size(0, Proto::Udp).buckets[1].get() == 1);  // 100 -> le=100
+  CHECK(m.response_size(0, Proto::Udp).buckets[2].get() == 1);  // 101 -> le=200
+  CHECK(m.response_size(1, Proto::Tcp).buckets[kSizeBounds.size()].get() == 1);
+  CHECK(m.request_size(1, Proto::Tcp).buckets[6].get() == 1);  // 600 -> le=1023
+  CHECK(duration_bound_seconds(0) == Approx(0.00025));
+  CHECK(duration_bound_seconds(15) == Approx(8.192));
+}
+
+TEST_CASE("JSON log lines escape what they carry", "[logging]") {
+  CHECK(app::json_log_line("t", "info", "plain") ==
+        "{\"time\":\"t\",\"level\":\"info\",\"msg\":\"plain\"}\n");
+  CHECK(
+      app::json_log_line("t", "warn", "a \"quoted\" \\ path\nnext\x01") ==
+      "{\"time\":\"t\",\"level\":\"warn\",\"msg\":\"a \\\"quoted\\\" \\\\ path\\nnext\\u0001\"}\n");
+}
