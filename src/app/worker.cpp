@@ -10,6 +10,7 @@ namespace {
 server::HandlerOptions handler_options(const config::Config& c) {
   server::HandlerOptions o;
   o.query_log_sample = c.query_log_sample;
+  o.top_sample = c.top_sample;
   return o;
 }
 }  // namespace

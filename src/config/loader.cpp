@@ -342,7 +342,7 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
   if (!r.expect_map(root, "",
                     {"listen", "threads", "log_level", "tcp_clients", "cache", "forward",
                      "shutdown_grace", "resolv_conf", "node", "metrics", "health", "control_socket",
-                     "log_format", "query_log_sample"})) {
+                     "log_format", "query_log_sample", "top_sample"})) {
     return;
   }
   using namespace std::chrono_literals;
@@ -412,6 +412,7 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
     r.choice(root["log_format"], "log_format", f, kFormats);
     c.log_format = std::string(f);
   }
+  if (root["top_sample"]) r.integer(root["top_sample"], "top_sample", c.top_sample, 0u, 1'000'000u);
   if (root["query_log_sample"]) {
     r.integer(root["query_log_sample"], "query_log_sample", c.query_log_sample, 0u, 1'000'000u);
   }

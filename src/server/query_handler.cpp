@@ -244,7 +244,7 @@ void QueryHandler::deliver(const Asker& asker, const upstream::Result& result,
 void QueryHandler::note_answer(const ClientRef& client, dns::Bytes reply, std::uint64_t micros,
                                const char* source) {
   unsigned rcode = rcode_of(reply);
-  if (top_ && rcode == 3 && top_->should_sample_answer()) {
+  if (top_ && rcode == 3 && top_->should_sample()) {
     auto [name, type] = question_of(reply);
     if (!name.empty()) {
       top_->record(metrics::TopKind::NxDomain,

@@ -135,6 +135,7 @@ struct Config {
   std::string control_socket = "/run/localdns.sock";
   std::string log_format = "text";  // or "json" (one object per line)
   unsigned query_log_sample = 0;    // log 1 in N answered queries; 0: off
+  unsigned top_sample = 128;        // `ctl top` sketches see 1 in N queries; 0: off
 };
 
 inline constexpr std::uint16_t kDefaultMetricsPort = 9253;

@@ -52,12 +52,8 @@ class TopTracker {
  public:
   TopTracker(std::size_t capacity, unsigned sample);
 
-  // For queries, on the owner thread only.
-  bool should_sample() { return sample_ <= 1 || ++tick_ % sample_ == 0; }
-  // For answers, which any thread may complete.
-  bool should_sample_answer() {
-    return sample_ <= 1 || answer_tick_.fetch_add(1, std::memory_order_relaxed) % sample_ == 0;
-  }
+  // Random, not every Nth: periodic traffic must not alias with the sampling.
+  bool should_sample() { return sample_ <= 1 || next_random() % sample_ == 0; }
   void record(TopKind kind, std::string_view key);
   std::vector<SpaceSaving::Item> top(TopKind kind, std::size_t n) const;
   unsigned sample() const { return sample_; }
@@ -70,8 +66,13 @@ class TopTracker {
 
  private:
   unsigned sample_;
-  std::uint32_t tick_ = 0;  // owner thread only
-  std::atomic<std::uint32_t> answer_tick_{0};
+  static std::uint32_t next_random() {  // xorshift32, per thread
+    thread_local std::uint32_t state = 0x9E3779B9u;
+    state ^= state << 13;
+    state ^= state >> 17;
+    state ^= state << 5;
+    return state;
+  }
   mutable std::mutex mu_;
   SpaceSaving names_, nxdomain_, clients_;
 };

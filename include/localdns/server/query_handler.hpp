@@ -75,8 +75,8 @@ struct CacheWiring {
 inline constexpr std::string_view kHealthName = "health.localdns.invalid";
 
 struct HandlerOptions {
-  bool metrics = true;       // per-worker CoreDNS-style query metrics
-  unsigned top_sample = 16;  // heavy hitters: record 1 in N queries; 0: off
+  bool metrics = true;        // per-worker CoreDNS-style query metrics
+  unsigned top_sample = 128;  // heavy hitters: record 1 in N queries; 0: off
   std::size_t top_capacity = 1024;
   std::string cluster_domain = "cluster.local";  // for grouping NXDOMAINs
   unsigned query_log_sample = 0;                 // log 1 in N answers; 0: off
