@@ -16,6 +16,14 @@ RuleTargets rule_targets(const config::Config& c) {
     }
   }
   t.health_port = n.health_port;
+  if (t.health_port == 0 && c.health.enabled) {
+    // The health endpoint on a local address is kept out of conntrack too.
+    auto ep = config::resolve(c.health, c, config::kDefaultHealthPort);
+    if (std::find(n.local_addresses.begin(), n.local_addresses.end(), ep.address) !=
+        n.local_addresses.end()) {
+      t.health_port = ep.port;
+    }
+  }
   std::vector<config::Endpoint> candidates = n.fallback;
   if (n.fallback_auto) {
     for (const auto& g : c.forward) {

@@ -68,7 +68,10 @@ void Forwarder::start_probing() {
 void Forwarder::probe_tick() {
   static const std::uint8_t kRoot[] = {0};
   for (std::size_t i = 0; i < pools_.size(); ++i) {
-    if (!group_->health[i]->is_down()) continue;
+    // Servers marked down, and servers that never answered yet: readiness
+    // waits for the default zone's upstream, whatever clients ask.
+    const auto& h = *group_->health[i];
+    if (!h.is_down() && h.counters().answered.load(std::memory_order_relaxed)) continue;
     Request probe;
     probe.question = {dns::Bytes(kRoot, 1), static_cast<std::uint16_t>(dns::Type::NS),
                       dns::kClassIN};

@@ -130,7 +130,7 @@ start_localdns() {
   # Not through n(): a function in the background would leave $! a subshell.
   ip netns exec "$NODE" "$LOCALDNS" --local-ip $LINK_LOCAL --local-ip $CLUSTER_IP --interface-kind bridge \
     --forward cluster.local=tcp://$COREDNS --forward .=tcp://$COREDNS \
-    --sync-interval 1s "$@" >>"$LOG" 2>&1 &
+    --sync-interval 1s --control "$TMP/ctl.sock" "$@" >>"$LOG" 2>&1 &
   LPID=$!
   PIDS+=("$LPID")
   for _ in $(seq 1 100); do
@@ -164,6 +164,10 @@ clashes() {  # clashres + insert_failed, summed over CPUs
     [ $c_fail -ge 0 ] && total=$((total + 16#${f[$c_fail]}))
   done
   echo $total
+}
+http_get() {  # URL path on the link-local address, from the node: prints "STATUS BODY"
+  n bash -c "exec 3<>/dev/tcp/$LINK_LOCAL/$1 && printf 'GET $2 HTTP/1.0\r\n\r\n' >&3 && cat <&3" 2>/dev/null |
+    tr -d '\r' | awk 'NR==1{s=$2} /^$/{b=1; next} b{print s, $0; exit}'
 }
 rule_count() { { n iptables-nft-save; n iptables-legacy-save; } 2>/dev/null | grep -c 'localdns:' || true; }
 burst() {  # LABEL TOTAL: glibc lookups from the pod, all answered, none slow
@@ -226,6 +230,21 @@ done
 n ip addr show dev nodelocaldns | grep -q "$CLUSTER_IP/32" || fail "deleted address not restored within 5 s"
 grep -q "repaired 2 items" "$LOG" || grep -q "repaired 1 items" "$LOG" || fail "repair not logged"
 echo "   repairs: $(grep -c 'repaired' "$LOG") logged"
+# Observability on the link-local address, as node-local-dns serves it.
+ready=$(http_get 8080 /ready)
+[ "$ready" = "200 OK" ] || fail "/ready: $ready"
+health=$(http_get 8080 /health)
+[ "$health" = "200 OK" ] || fail "/health: $health"
+repairs=$(n bash -c "exec 3<>/dev/tcp/$LINK_LOCAL/9253 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3" |
+  awk '/^localdns_node_repairs_total /{print $2}')
+echo "   /ready 200, /health 200, localdns_node_repairs_total $repairs"
+[ "${repairs:-0}" -ge 2 ] || fail "repairs metric: ${repairs:-missing}"
+stats=$(n "$LOCALDNS" ctl --socket "$TMP/ctl.sock" stats)
+echo "$stats" | grep -q "node setup  in place" || fail "ctl stats: $stats"
+nx=$(n "$LOCALDNS" ctl --socket "$TMP/ctl.sock" top --nxdomain -n 3)
+echo "$nx" | sed 's/^/   ctl top --nxdomain: /'
+echo "$nx" | grep -q "kube-dns.kube-system \[search default.svc.cluster.local\]" ||
+  fail "the search-list NXDOMAINs of kube-dns.kube-system should rank in ctl top --nxdomain"
 
 # --- 3: SIGTERM tears down; the ClusterIP falls back to kube-proxy --------------
 note "3. SIGTERM"
