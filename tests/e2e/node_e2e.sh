@@ -185,6 +185,16 @@ race() {  # ADDR ITERATIONS -> prints "answered clash_delta"
   echo "${out##*answered=} $((after - before))"
 }
 
+race_clashes() {  # ADDR: the forced race without rules; needs both CPUs free at
+  # the same instant, so a busy machine gets up to three tries of 300.
+  local answered clash
+  for _ in 1 2 3; do
+    read -r answered clash <<<"$(race "$1" 300)"
+    [ "$clash" -gt 0 ] && break
+  done
+  echo "$answered $clash"
+}
+
 for _ in $(seq 1 100); do n dig +short +time=1 +tries=1 @$COREDNS api.default.svc.cluster.local >/dev/null 2>&1 && break; sleep 0.1; done
 
 # --- 1: localdns without the rules: conntrack sees every query -----------------
@@ -194,7 +204,7 @@ burst "glibc burst to $LINK_LOCAL" 600
 entries=$(dns_entries)
 echo "   conntrack entries for DNS to the local addresses: $entries"
 [ "$entries" -gt 0 ] || fail "without rules the burst should create conntrack entries (the test cannot fail otherwise)"
-read -r answered clash <<<"$(race $LINK_LOCAL 300)"
+read -r answered clash <<<"$(race_clashes $LINK_LOCAL)"
 echo "   forced A/AAAA race x300: answered=$answered clashres+insert_failed=$clash"
 [ "$clash" -gt 0 ] || fail "without rules the forced race should raise clashres"
 stop_localdns TERM
@@ -254,7 +264,7 @@ n ip link show nodelocaldns >/dev/null 2>&1 && fail "interface left after SIGTER
 [ "$(n nft list tables | grep -c localdns || true)" -eq 0 ] || fail "nft table left after SIGTERM"
 pod_nameserver $CLUSTER_IP
 burst "glibc burst to $CLUSTER_IP via kube-proxy's DNAT" 300
-read -r answered clash <<<"$(race $CLUSTER_IP 300)"
+read -r answered clash <<<"$(race_clashes $CLUSTER_IP)"
 echo "   forced A/AAAA race x300 through the DNAT: answered=$answered clashres+insert_failed=$clash"
 [ "$clash" -gt 0 ] || fail "without localdns the race through the DNAT should raise clashres"
 
