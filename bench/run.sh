@@ -1,0 +1,406 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: localdns against the DNS caches people run on nodes
+# today (unbound, dnsdist, dnsmasq, Knot Resolver), one server core against one
+# load-generator core, all traffic on the loopback of a network namespace this
+# script creates. Knot DNS is the upstream, serving a generated cluster.local.
+#
+#   bench/run.sh                 3 repetitions of workloads A-E, every server;
+#                                writes the table into bench/RESULTS.md
+#   bench/run.sh --quick         CI: one short run of A and B, localdns and
+#                                unbound; fails if localdns is slower per core
+#   options: --reps N  --duration SECONDS  --servers "localdns unbound ..."
+#
+# Needs root (network namespace, iptables counters). Starts and stops only its
+# own processes, by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+QUICK=0 REPS=3 DURATION=10 SERVERS="localdns unbound dnsdist dnsmasq kresd"
+WORKLOADS="A D C E B"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) QUICK=1 REPS=1 DURATION=3 SERVERS="localdns unbound" WORKLOADS="A B" ;;
+    --reps) REPS=$2; shift ;;
+    --duration) DURATION=$2; shift ;;
+    --servers) SERVERS=$2; shift ;;
+    *) echo "unknown option $1"; exit 2 ;;
+  esac
+  shift
+done
+if [ "$(id -u)" -ne 0 ]; then echo "bench/run.sh needs root (network namespace)"; exit 2; fi
+if [ "$(nproc)" -lt 2 ]; then echo "bench/run.sh needs 2 CPUs (server on CPU 0, load on CPU 1)"; exit 2; fi
+
+# --- peers and tools from Debian -------------------------------------------------
+need=(dnsperf knot dnsutils iptables)
+for s in $SERVERS; do
+  case $s in
+    unbound) need+=(unbound) ;; dnsdist) need+=(dnsdist) ;;
+    dnsmasq) need+=(dnsmasq-base) ;; kresd) need+=(knot-resolver) ;;
+  esac
+done
+[ $QUICK -eq 0 ] && need+=(gnuplot-nox)
+missing=()
+for p in "${need[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if [ ! -x build/release/localdns ]; then
+  cmake --preset release >/dev/null && cmake --build --preset release >/dev/null
+fi
+LOCALDNS=$ROOT/build/release/localdns
+
+NS=ldbench-$$
+TMP=$(mktemp -d /tmp/localdns-bench-XXXXXX)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  ip netns del "$NS" 2>/dev/null || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+x() { ip netns exec "$NS" "$@"; }  # foreground only: in the background $! is a subshell
+PORT=5353 UP=5300
+HZ=$(getconf CLK_TCK)
+
+# --- the upstream: Knot DNS with 20,000 names and a wildcard for misses -------------
+{
+  echo "\$ORIGIN cluster.local."
+  echo "\$TTL 3600"
+  echo "@ IN SOA ns hostmaster 1 7200 1800 86400 30"
+  echo "@ IN NS ns"
+  echo "ns IN A 10.0.0.53"
+  for i in $(seq 0 19999); do echo "svc-$i.default.svc IN A 10.96.$((i / 256)).$((i % 256))"; done
+  echo "*.miss IN A 10.1.2.3"
+} > "$TMP/zone"
+cat > "$TMP/knot.conf" <<CONF
+server:
+  rundir: "$TMP"
+  listen: 127.0.0.1@$UP
+  udp-workers: 1
+  tcp-workers: 1
+  background-workers: 1
+database:
+  storage: "$TMP"
+log:
+  - target: stderr
+    any: error
+zone:
+  - domain: cluster.local
+    storage: "$TMP"
+    file: "zone"
+CONF
+ip netns exec "$NS" taskset -c 1 knotd -c "$TMP/knot.conf" >"$TMP/knot.log" 2>&1 &
+KNOT=$!
+PIDS+=($KNOT)
+for _ in $(seq 1 100); do
+  x dig +short +time=1 +tries=1 -p $UP @127.0.0.1 svc-1.default.svc.cluster.local >/dev/null 2>&1 && break
+  sleep 0.1
+done
+# Counts upstream TCP connections (SYNs to Knot).
+x iptables -w -A INPUT -p tcp --dport $UP --syn -m comment --comment bench-syn -j ACCEPT
+
+# --- query files ----------------------------------------------------------------
+for i in $(seq 0 999); do echo "svc-$i.default.svc.cluster.local A"; done > "$TMP/hits"
+# Pure misses: never repeated names under the wildcard.
+awk 'BEGIN { for (i = 0; i < 2000000; i++) printf "m%d.miss.cluster.local A\n", i }' \
+  > "$TMP/misses" 2>/dev/null || true
+# A node's mix: A and AAAA pairs; for a third of the names the ndots:5 walk
+# (NXDOMAIN for each search suffix first); 10 % never-seen names.
+awk 'BEGIN {
+  n = 0
+  for (r = 0; r < 20; r++) for (i = 0; i < 1000; i++) {
+    name = "svc-" i ".default.svc.cluster.local"
+    if (i % 3 == 0) {
+      print "svc-" i ".default.svc.cluster.local.default.svc.cluster.local A"
+      print "svc-" i ".default.svc.cluster.local.default.svc.cluster.local AAAA"
+      print "svc-" i ".default.svc.cluster.local.svc.cluster.local A"
+      print "svc-" i ".default.svc.cluster.local.svc.cluster.local AAAA"
+      n += 4
+    }
+    print name " A"; print name " AAAA"; n += 2
+    while (m * 9 < n) { print "mix" r "-" m ".miss.cluster.local A"; m++ }
+  }
+}' > "$TMP/mix"
+grep -v '^mix' "$TMP/mix" | sort -u > "$TMP/mix-warm"
+
+# --- servers ----------------------------------------------------------------------
+start_server() {  # NAME: starts it pinned to CPU 0 with one worker; sets SPID
+  local s=$1
+  case $s in
+    localdns)
+      ip netns exec "$NS" taskset -c 0 "$LOCALDNS" --listen 127.0.0.1:$PORT --forward .=tcp://127.0.0.1:$UP \
+        --threads 1 --metrics off --health off --control off --log-level warn >"$TMP/$s.log" 2>&1 &
+      ;;
+    unbound)
+      cat > "$TMP/unbound.conf" <<CONF
+server:
+  interface: 127.0.0.1@$PORT
+  port: $PORT
+  num-threads: 1
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  pidfile: ""
+  directory: "$TMP"
+  use-syslog: no
+  verbosity: 0
+  access-control: 127.0.0.0/8 allow
+  do-not-query-localhost: no
+  module-config: "iterator"
+  so-reuseport: yes
+  msg-cache-size: 64m
+  rrset-cache-size: 128m
+  num-queries-per-thread: 4096
+  outgoing-range: 8192
+  incoming-num-tcp: 256
+  qname-minimisation: no
+  minimal-responses: yes
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@$UP
+  forward-tcp-upstream: yes
+CONF
+      ip netns exec "$NS" taskset -c 0 unbound -d -c "$TMP/unbound.conf" >"$TMP/$s.log" 2>&1 &
+      ;;
+    dnsdist)
+      cat > "$TMP/dnsdist.conf" <<CONF
+setLocal("127.0.0.1:$PORT", { reusePort = true })
+newServer({ address = "127.0.0.1:$UP", tcpOnly = true, name = "knot" })
+pc = newPacketCache(200000, { maxTTL = 86400, minTTL = 0 })
+getPool(""):setCache(pc)
+setSecurityPollSuffix("")
+setMaxTCPClientThreads(1)
+CONF
+      ip netns exec "$NS" taskset -c 0 dnsdist --supervised --disable-syslog -C "$TMP/dnsdist.conf" >"$TMP/$s.log" 2>&1 &
+      ;;
+    dnsmasq)
+      ip netns exec "$NS" taskset -c 0 dnsmasq -k --port=$PORT --listen-address=127.0.0.1 --bind-interfaces \
+        --no-resolv --no-hosts --server=127.0.0.1#$UP --cache-size=10000 --dns-forward-max=4096 \
+        --user=root --pid-file= >"$TMP/$s.log" 2>&1 &
+      ;;
+    kresd)
+      mkdir -p "$TMP/kresd"
+      cat > "$TMP/kresd.conf" <<CONF
+net.listen('127.0.0.1', $PORT, { kind = 'dns' })
+trust_anchors.remove('.')
+cache.size = 200 * MB
+policy.add(policy.all(policy.FORWARD({ '127.0.0.1@$UP' })))
+CONF
+      (cd "$TMP/kresd" && exec ip netns exec "$NS" taskset -c 0 kresd -n -c "$TMP/kresd.conf" "$TMP/kresd" >"$TMP/$s.log" 2>&1) &
+      ;;
+  esac
+  SPID=$!
+  PIDS+=("$SPID")
+  for _ in $(seq 1 100); do
+    x dig +short +time=1 +tries=1 -p $PORT @127.0.0.1 svc-1.default.svc.cluster.local 2>/dev/null |
+      grep -q 10.96 && break
+    sleep 0.1
+  done
+  sleep 0.5
+}
+stop_server() {
+  kill "$SPID" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$SPID" 2>/dev/null || true
+}
+version_of() {
+  case $1 in
+    localdns) "$LOCALDNS" --version ;;
+    unbound) unbound -V | head -1 ;;
+    dnsdist) dnsdist --version 2>&1 | head -1 ;;
+    dnsmasq) dnsmasq --version | head -1 ;;
+    kresd) kresd --version | head -1 ;;
+  esac
+}
+
+cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # jiffies, user + system
+busy_total() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
+syns() { x iptables -w -nvxL INPUT | awk '/bench-syn/{print $1}'; }
+
+# One measured run: prints "qps cpu_share lost avg_latency_ms syns other_cpu completed"
+measure() {  # WORKLOAD FILE MODE [RATE]
+  local file=$2 mode=$3 rate=${4:-} out
+  x iptables -w -Z INPUT
+  local c0 b0 k0 t0 c1 b1 k1 t1
+  c0=$(cpu_of "$SPID"); k0=$(cpu_of "$KNOT"); b0=$(busy_total); t0=$(date +%s.%N)
+  local args=(-s 127.0.0.1 -p $PORT -d "$file" -l "$DURATION" -T 1 -c 16 -q 512 -m "$mode")
+  [ -n "$rate" ] && args+=(-Q "$rate" -v)
+  # Not through x(): $! must be dnsperf itself, not a subshell.
+  ip netns exec "$NS" taskset -c 1 dnsperf "${args[@]}" > "$TMP/dnsperf.out" 2>&1 &
+  local dp=$!
+  wait $dp
+  c1=$(cpu_of "$SPID"); k1=$(cpu_of "$KNOT"); b1=$(busy_total); t1=$(date +%s.%N)
+  local dcpu=$((c1 - c0)) dknot=$((k1 - k0)) dbusy=$((b1 - b0))
+  awk -v f="$TMP/dnsperf.out" -v dcpu=$dcpu -v dknot=$dknot -v dbusy=$dbusy -v hz=$HZ \
+      -v t0=$t0 -v t1=$t1 -v syn="$(syns)" 'BEGIN {
+    while ((getline l < f) > 0) {
+      if (l ~ /Queries completed:/) { split(l, a, " "); done = a[3] }
+      if (l ~ /Queries lost:/) { split(l, a, " "); lost = a[3] }
+      if (l ~ /Queries per second:/) { split(l, a, " "); qps = a[4] }
+      if (l ~ /Average Latency/) { split(l, a, " "); lat = a[4] * 1000 }
+    }
+    wall = t1 - t0; share = dcpu / hz / wall
+    # Other processes: busy time not from the server, Knot or the load generator
+    # (dnsperf keeps its core busy: count one core for it at most).
+    other = (dbusy - dcpu - dknot) / hz / wall - 1; if (other < 0) other = 0
+    printf "%.0f %.3f %d %.3f %d %.2f %d\n", qps, share, lost, lat, syn, other, done
+  }'
+}
+
+percentiles() {  # p50 p99 p99.9 in ms from dnsperf -v lines
+  awk '/^> /{print $NF * 1000}' "$TMP/dnsperf.out" | sort -n | awk '{v[NR] = $1}
+    END { if (NR == 0) { print "0 0 0"; exit }
+          printf "%.3f %.3f %.3f\n", v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], v[int(NR * 0.999) + 1] }'
+}
+
+RESULTS=$TMP/results  # server workload rep qps share lost lat syns other p50 p99 p999 idle_rss rss
+: > "$RESULTS"
+echo "# $(date -u +%FT%TZ) bench/run.sh $*; duration ${DURATION}s, reps $REPS"
+for rep in $(seq 1 "$REPS"); do
+  for s in $SERVERS; do
+    start_server "$s"
+    idle=$(rss_kib "$SPID")
+    x taskset -c 1 dnsperf -s 127.0.0.1 -p $PORT -d "$TMP/hits" -n 1 -q 100 >/dev/null 2>&1
+    x taskset -c 1 dnsperf -s 127.0.0.1 -p $PORT -d "$TMP/mix-warm" -n 1 -q 100 >/dev/null 2>&1
+    for w in $WORKLOADS; do
+      case $w in
+        A) file=$TMP/hits mode=udp rate= ;;
+        B) file=$TMP/misses mode=udp rate= ;;
+        C) file=$TMP/mix mode=udp rate= ;;
+        D) file=$TMP/hits mode=tcp rate= ;;
+        E) file=$TMP/hits mode=udp rate=10000 ;;
+      esac
+      for try in 1 2; do
+        row=$(measure "$w" "$file" "$mode" "$rate")
+        other=$(echo "$row" | awk '{print $6}')
+        # A run disturbed by other work on the machine is repeated once.
+        if [ "$try" -eq 1 ] && awk -v o="$other" 'BEGIN { exit !(o > 0.25) }'; then
+          echo "  $s $w: other processes used $other of a core; repeating"
+          continue
+        fi
+        break
+      done
+      pct="0 0 0"
+      [ "$w" = E ] && pct=$(percentiles)
+      echo "$s $w $rep $row $pct $idle $(rss_kib "$SPID")" >> "$RESULTS"
+      echo "  rep $rep $s $w: qps/share/lost/lat_ms/syns/other/done = $row p50/p99/p99.9 = $pct"
+    done
+    stop_server
+  done
+done
+
+# --- report -----------------------------------------------------------------------
+report() {
+  awk -v servers="$SERVERS" -v workloads="$WORKLOADS" '
+  function median(arr, n,   i, j, t) {
+    for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
+    return n % 2 ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
+  }
+  {
+    k = $1 SUBSEP $2; n[k]++
+    qps[k, n[k]] = $4; share = ($5 > 0.01 ? $5 : 0.01); pc[k, n[k]] = $4 / share
+    lost[k] += $6; syns[k, n[k]] = $8; cpum[k, n[k]] = ($10 > 0 ? $5 * '"$DURATION"' / ($10 / 1e6) : 0)
+    p50[k, n[k]] = $11; p99[k, n[k]] = $12; p999[k, n[k]] = $13
+    idle[$1] = $14; if ($2 == "B") rssb[$1] = $15
+  }
+  END {
+    split(servers, S, " "); split(workloads, W, " ")
+    for (wi = 1; wi in W; wi++) {
+      w = W[wi]
+      if (w == "E") {
+        print "\n### E: latency at 10,000 queries/s (cache hits, UDP)\n"
+        print "| server | p50 ms | p99 ms | p99.9 ms | lost |"
+        print "|---|---|---|---|---|"
+        for (si = 1; si in S; si++) {
+          k = S[si] SUBSEP w; m = n[k]; if (!m) continue
+          for (i = 1; i <= m; i++) { a[i] = p50[k, i]; b[i] = p99[k, i]; c[i] = p999[k, i] }
+          printf "| %s | %.3f | %.3f | %.3f | %d |\n", S[si], median(a, m), median(b, m), median(c, m), lost[k]
+        }
+        continue
+      }
+      title = (w == "A" ? "A: cache hits, UDP" : w == "B" ? "B: pure misses, upstream over TCP where the server can" : w == "C" ? "C: node mix, 90% hits, A+AAAA, ndots:5 NXDOMAINs" : "D: cache hits, TCP clients")
+      print "\n### " title "\n"
+      print "| server | qps/busy core (median) | spread | ratio to localdns | raw qps | lost | CPU s per M queries | upstream TCP conns |"
+      print "|---|---|---|---|---|---|---|---|"
+      kl = "localdns" SUBSEP w
+      if (n[kl]) { for (i = 1; i <= n[kl]; i++) t[i] = pc[kl, i]; base = median(t, n[kl]) } else base = 0
+      for (si = 1; si in S; si++) {
+        k = S[si] SUBSEP w; m = n[k]; if (!m) continue
+        lo = 1e18; hi = 0
+        for (i = 1; i <= m; i++) { a[i] = pc[k, i]; b[i] = qps[k, i]; c[i] = cpum[k, i]; d[i] = syns[k, i]; if (pc[k, i] < lo) lo = pc[k, i]; if (pc[k, i] > hi) hi = pc[k, i] }
+        med = median(a, m)
+        printf "| %s | %.0f | %.0f-%.0f | %.2f | %.0f | %d | %.2f | %.0f |\n", S[si], med, lo, hi, (base ? med / base : 0), median(b, m), lost[k], median(c, m), median(d, m)
+      }
+    }
+    print "\n### Memory\n"
+    print "| server | idle RSS MiB | RSS after B MiB |"
+    print "|---|---|---|"
+    for (si = 1; si in S; si++) if (S[si] in idle) printf "| %s | %.1f | %.1f |\n", S[si], idle[S[si]] / 1024, rssb[S[si]] / 1024
+  }' "$RESULTS"
+}
+TABLE=$(report)
+echo "$TABLE"
+
+if [ $QUICK -eq 1 ]; then
+  # CI: localdns must not be slower per core than the peer on A and B.
+  fail=0
+  for w in A B; do
+    ours=$(awk -v w=$w '$1 == "localdns" && $2 == w { s = ($5 > 0.01 ? $5 : 0.01); print $4 / s }' "$RESULTS")
+    peer=$(awk -v w=$w '$1 != "localdns" && $2 == w { s = ($5 > 0.01 ? $5 : 0.01); print $4 / s; exit }' "$RESULTS")
+    echo "quick $w: localdns $ours qps/core, peer $peer qps/core"
+    awk -v a="$ours" -v b="$peer" 'BEGIN { exit !(a >= b) }' || { echo "FAIL: localdns slower than the peer on $w"; fail=1; }
+  done
+  exit $fail
+fi
+
+VERSIONS=$(for s in $SERVERS; do echo "- $s: $(version_of "$s")"; done; echo "- dnsperf: $(dnsperf -h 2>&1 | awk '/Version/{print $2}')"; echo "- upstream: $(knotd -V)"; echo "- kernel $(uname -r), $(nproc) CPUs: $(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo)")
+{
+  echo "<!-- side-by-side:begin -->"
+  echo "## Side by side (generated by bench/run.sh on $(date -u +%F))"
+  echo
+  echo "Command: \`bench/run.sh --reps $REPS --duration $DURATION\`. Each server is pinned to CPU 0 with one"
+  echo "worker thread, dnsperf (1 thread, 16 sockets, 512 queries outstanding) to CPU 1, Knot DNS (the"
+  echo "upstream, 20,000 names and a wildcard) also on CPU 1; all on loopback in a private network"
+  echo "namespace. qps/busy core = queries per second divided by the server's CPU share (from"
+  echo "/proc/PID/stat), which compares servers that the load generator cannot saturate. Medians of"
+  echo "$REPS repetitions; spread is min-max. Runs where other processes used more than a quarter"
+  echo "core were repeated once."
+  echo
+  echo "$VERSIONS"
+  echo "$TABLE"
+  echo
+  echo "![QPS per workload](results.png)"
+  echo "<!-- side-by-side:end -->"
+} > "$TMP/section.md"
+OUT=bench/RESULTS.md
+if grep -q "side-by-side:begin" "$OUT"; then
+  awk -v f="$TMP/section.md" '/side-by-side:begin/ { while ((getline l < f) > 0) print l; skip = 1 }
+    !skip { print } /side-by-side:end/ { skip = 0 }' "$OUT" > "$TMP/out.md"
+  cp "$TMP/out.md" "$OUT"
+else
+  { echo; cat "$TMP/section.md"; } >> "$OUT"
+fi
+# The plot: raw qps per workload per server.
+awk '$2 != "E" { k = $2 " " $1; s[k] += $4; c[k]++ } END { for (k in s) print k, s[k] / c[k] }' "$RESULTS" |
+  sort > "$TMP/plot.dat"
+{
+  echo "set terminal png size 900,500; set output 'bench/results.png'"
+  echo "set style data histograms; set style fill solid; set ylabel 'queries/s'; set key top right"
+  printf "plot "
+  first=1
+  for s in $SERVERS; do
+    [ $first -eq 0 ] && printf ", "
+    printf "'< grep \" %s \" %s' using 3:xtic(1) title '%s'" "$s" "$TMP/plot.dat" "$s"
+    first=0
+  done
+  echo
+} > "$TMP/plot.gp"
+gnuplot "$TMP/plot.gp" 2>/dev/null || echo "(gnuplot failed; no plot)"
+echo "wrote $OUT and bench/results.png"
