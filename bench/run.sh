@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-QUICK=0 REPS=3 DURATION=10 SERVERS="localdns unbound dnsdist dnsmasq kresd"
+QUICK=0 REPS=3 DURATION=10 SERVERS="echo localdns unbound dnsdist dnsmasq kresd"
 WORKLOADS="A D C E B"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,13 +47,13 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-if [ ! -x build/release/localdns ]; then
-  cmake --preset release >/dev/null && cmake --build --preset release >/dev/null
-fi
+cmake --preset release >/dev/null && cmake --build --preset release >/dev/null
 LOCALDNS=$ROOT/build/release/localdns
 
 NS=ldbench-$$
 TMP=$(mktemp -d /tmp/localdns-bench-XXXXXX)
+# The ceiling: a trivial recvmmsg/sendmmsg server that answers every datagram.
+case " $SERVERS " in *" echo "*) g++ -O2 -o "$TMP/echo_server" bench/echo/echo_server.cpp ;; esac
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -133,6 +133,9 @@ grep -v '^mix' "$TMP/mix" | sort -u > "$TMP/mix-warm"
 start_server() {  # NAME: starts it pinned to CPU 0 with one worker; sets SPID
   local s=$1
   case $s in
+    echo)
+      ip netns exec "$NS" taskset -c 0 "$TMP/echo_server" $PORT >"$TMP/$s.log" 2>&1 &
+      ;;
     localdns)
       ip netns exec "$NS" taskset -c 0 "$LOCALDNS" --listen 127.0.0.1:$PORT --forward .=tcp://127.0.0.1:$UP \
         --threads 1 --metrics off --health off --control off --log-level warn >"$TMP/$s.log" 2>&1 &
@@ -201,8 +204,12 @@ CONF
   SPID=$!
   PIDS+=("$SPID")
   for _ in $(seq 1 100); do
-    x dig +short +time=1 +tries=1 -p $PORT @127.0.0.1 svc-1.default.svc.cluster.local 2>/dev/null |
-      grep -q 10.96 && break
+    if [ "$s" = echo ]; then
+      x dig +time=1 +tries=1 -p $PORT @127.0.0.1 svc-1.default.svc.cluster.local >/dev/null 2>&1 && break
+    else
+      x dig +short +time=1 +tries=1 -p $PORT @127.0.0.1 svc-1.default.svc.cluster.local 2>/dev/null |
+        grep -q 10.96 && break
+    fi
     sleep 0.1
   done
   sleep 0.5
@@ -214,6 +221,7 @@ stop_server() {
 }
 version_of() {
   case $1 in
+    echo) echo "bench/echo/echo_server.cpp (recvmmsg/sendmmsg, fixed reply: the ceiling)" ;;
     localdns) "$LOCALDNS" --version ;;
     unbound) unbound -V | head -1 ;;
     dnsdist) dnsdist --version 2>&1 | head -1 ;;
@@ -276,6 +284,8 @@ for rep in $(seq 1 "$REPS"); do
     x taskset -c 1 dnsperf -s 127.0.0.1 -p $PORT -d "$TMP/hits" -n 1 -q 100 >/dev/null 2>&1
     x taskset -c 1 dnsperf -s 127.0.0.1 -p $PORT -d "$TMP/mix-warm" -n 1 -q 100 >/dev/null 2>&1
     for w in $WORKLOADS; do
+      # The echo server has no cache, upstream or TCP: UDP hits and latency only.
+      if [ "$s" = echo ] && [ "$w" != A ] && [ "$w" != E ]; then continue; fi
       case $w in
         A) file=$TMP/hits mode=udp rate= ;;
         B) file=$TMP/misses mode=udp rate= ;;
