@@ -5,6 +5,7 @@
 //   echo_server PORT
 #include <arpa/inet.h>
 #include <array>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <netinet/in.h>
