@@ -45,7 +45,14 @@ for p in "${need[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Packaged services would hold port 53; the benchmark runs its own copies.
+  if [ -x /usr/bin/systemctl ]; then
+    for unit in unbound dnsdist kresd@1 knot; do
+      systemctl is-active --quiet "$unit" 2>/dev/null && systemctl disable --now "$unit" >/dev/null 2>&1 || true
+    done
+  fi
 fi
 cmake --preset release >/dev/null && cmake --build --preset release >/dev/null
 LOCALDNS=$ROOT/build/release/localdns
