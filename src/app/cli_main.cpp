@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/system/system_error.hpp>
 #include <spdlog/spdlog.h>
 
 #include <localdns/app/control.hpp>
@@ -48,6 +49,15 @@ void log_summary(const config::Config& c, unsigned threads) {
                  config::to_string(g.transport), config::to_string(g.policy),
                  config::format_duration(g.timeout), g.attempts);
   }
+}
+
+// An exception as one line: Boost's system errors carry a source location.
+std::string reason(const std::exception& e) {
+  if (const auto* b = dynamic_cast<const boost::system::system_error*>(&e)) {
+    return b->code().message();
+  }
+  if (const auto* s = dynamic_cast<const std::system_error*>(&e)) return s->code().message();
+  return e.what();
 }
 
 int run_cleanup(const config::CliOptions& opts) {
@@ -158,40 +168,37 @@ int run_main(int argc, char** argv) {
 
   // Endpoints the operator asked for must come up; defaulted ones may be
   // taken (another process on 8080): then a warning, not a failure.
+  const auto& c = server->config();
+  // Starts one endpoint; false when an explicitly configured one cannot bind.
+  auto start = [&](auto& out, const char* what, const char* flag,
+                   const config::HttpEndpoint& endpoint, std::uint16_t default_port,
+                   const char* paths) {
+    if (!endpoint.enabled) return true;
+    auto ep = config::resolve(endpoint, c, default_port);
+    try {
+      out = std::make_unique<typename std::remove_reference_t<decltype(out)>::element_type>(
+          *server, node.get(), ep);
+      spdlog::info("{} on http://{}{}", what, ep.to_string(), paths);
+      return true;
+    } catch (const std::exception& e) {
+      std::string msg =
+          std::string(what) + ": cannot listen on " + ep.to_string() + ": " + reason(e);
+      if (endpoint.explicit_listen()) {
+        spdlog::critical("{}", msg);
+        return false;
+      }
+      spdlog::warn("{} (use {} ADDR:PORT or off)", msg, flag);
+      return true;
+    }
+  };
   std::unique_ptr<MetricsEndpoint> metrics;
   std::unique_ptr<HealthEndpoint> health;
-  const auto& c = server->config();
-  if (c.metrics.enabled) {
-    auto ep = config::resolve(c.metrics, c, config::kDefaultMetricsPort);
-    try {
-      metrics = std::make_unique<MetricsEndpoint>(*server, node.get(), ep);
-      spdlog::info("metrics on http://{}/metrics", ep.to_string());
-    } catch (const std::exception& e) {
-      std::string msg = "metrics: cannot listen on " + ep.to_string() + ": " + e.what();
-      if (c.metrics.explicit_listen()) {
-        spdlog::critical("{}", msg);
-        server->stop();
-        if (node && teardown) node->teardown();
-        return 1;
-      }
-      spdlog::warn("{} (use --metrics ADDR:PORT or off)", msg);
-    }
-  }
-  if (c.health.enabled) {
-    auto ep = config::resolve(c.health, c, config::kDefaultHealthPort);
-    try {
-      health = std::make_unique<HealthEndpoint>(*server, node.get(), ep);
-      spdlog::info("health on http://{}/health and /ready", ep.to_string());
-    } catch (const std::exception& e) {
-      std::string msg = "health: cannot listen on " + ep.to_string() + ": " + e.what();
-      if (c.health.explicit_listen()) {
-        spdlog::critical("{}", msg);
-        server->stop();
-        if (node && teardown) node->teardown();
-        return 1;
-      }
-      spdlog::warn("{} (use --health ADDR:PORT or off)", msg);
-    }
+  if (!start(metrics, "metrics", "--metrics", c.metrics, config::kDefaultMetricsPort, "/metrics") ||
+      !start(health, "health", "--health", c.health, config::kDefaultHealthPort,
+             "/health and /ready")) {
+    server->stop();
+    if (node && teardown) node->teardown();
+    return 1;
   }
 
   std::unique_ptr<ControlServer> control;

@@ -104,3 +104,14 @@ TEST_CASE("a port already in use is a clear start-up error", "[integration][cli]
   CHECK_THAT(r.output, Catch::Contains("cannot listen on"));
   CHECK_THAT(r.output, Catch::Contains(up.address()));
 }
+
+TEST_CASE("a metrics port the operator chose must bind or localdns exits", "[integration][cli]") {
+  FakeUpstream up;  // holds its TCP port without SO_REUSEPORT
+  auto listen = "127.0.0.1:" + std::to_string(free_port());
+  auto r = run("--listen " + listen + " --forward .=udp://192.0.2.1 --threads 1 --control off" +
+               " --health off --metrics " + up.address());
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Catch::Contains("metrics: cannot listen on " + up.address() +
+                                       ": Address already in use"));
+  CHECK_THAT(run("--metrics nowhere").output, Catch::Contains("--metrics nowhere: expected"));
+}

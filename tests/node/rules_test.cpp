@@ -77,6 +77,20 @@ void check_all(const std::string& variant) {
   }
 }
 
+// A config as `localdns --local-ip 169.254.20.10 --interface-kind bridge ...` builds it.
+config::Config node_config(const char* backend) {
+  std::vector<std::string_view> args = {"--local-ip",       "169.254.20.10",
+                                        "--interface-kind", "bridge",
+                                        "--rules-backend",  backend,
+                                        "--sync-interval",  "1s",
+                                        "--forward",        ".=udp://10.244.0.53"};
+  auto opts = config::parse_cli(args);
+  REQUIRE(opts);
+  auto cfg = config::build_config(*opts);
+  REQUIRE(cfg);
+  return *cfg;
+}
+
 int our_rule_count(const std::string& variant) {
   return test::count_lines_with(test::sh("iptables-" + variant + "-save 2>/dev/null; ip6tables-" +
                                          variant + "-save 2>/dev/null"),
@@ -204,15 +218,8 @@ TEST_CASE("rules: the nftables backend owns one table and replaces it atomically
 TEST_CASE("rules: the sync loop repairs within one interval and counts it", "[node][rules]") {
   test::require_root_or_skip("node setup sync test");
   test::ScopedNetns ns;
-  std::vector<std::string_view> args = {
-      "--local-ip",      "169.254.20.10",      "--interface-kind", "bridge",
-      "--rules-backend", "iptables-nft",       "--sync-interval",  "1s",
-      "--forward",       ".=udp://10.244.0.53"};
-  auto opts = config::parse_cli(args);
-  REQUIRE(opts);
-  auto cfg = config::build_config(*opts);
-  REQUIRE(cfg);
-  node::NodeSetup setup(*cfg);
+  auto cfg = node_config("iptables-nft");
+  node::NodeSetup setup(cfg);
   REQUIRE(setup.apply());
   CHECK(setup.in_place());
   CHECK(setup.counters().repairs.load() == 0);
@@ -246,14 +253,8 @@ TEST_CASE("readiness follows node setup: 503 while a rule is missing, 200 once r
   test::require_root_or_skip("readiness with node setup");
   test::ScopedNetns ns;
   test::FakeUpstream up;  // in this namespace, on its loopback
-  std::vector<std::string_view> args = {"--local-ip", "169.254.20.10",    "--interface-kind",
-                                        "bridge",     "--rules-backend",  "iptables-legacy",
-                                        "--forward",  ".=udp://192.0.2.1"};
-  auto opts = config::parse_cli(args);
-  REQUIRE(opts);
-  auto cfg = config::build_config(*opts);
-  REQUIRE(cfg);
-  node::NodeSetup setup(*cfg);
+  auto cfg = node_config("iptables-legacy");
+  node::NodeSetup setup(cfg);
   REQUIRE(setup.apply());
   test::Instance ld({test::group({"."}, {up.address()}, config::Transport::Udp)});
   app::HealthEndpoint health(ld.server(), &setup,
