@@ -176,16 +176,7 @@ void PacketCache::insert(const Key& key, dns::Bytes msg, const dns::ResponseView
   msg = msg.first(std::min(rv.end, msg.size()));  // without trailing bytes
   // The stored form: OPT removed (ours is added per client), ID 0.
   std::uint8_t* w = tl_wire.data();
-  std::size_t len = 0;
-  if (rv.opt) {
-    std::memcpy(w, msg.data(), rv.opt->offset);
-    std::memcpy(w + rv.opt->offset, msg.data() + rv.opt->end(), msg.size() - rv.opt->end());
-    len = msg.size() - (rv.opt->end() - rv.opt->offset);
-    dns::write_u16(w + 10, static_cast<std::uint16_t>(rv.header.arcount - 1));
-  } else {
-    std::memcpy(w, msg.data(), msg.size());
-    len = msg.size();
-  }
+  std::size_t len = dns::copy_without_opt(msg, rv, w);
   dns::write_u16(w, 0);
   dns::Bytes wire(w, len);
   dns::Header h = dns::Header::read(w);

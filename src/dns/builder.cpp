@@ -108,33 +108,22 @@ std::size_t build_query(const OutgoingQuery& q, MutableBytes out) {
 
 std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const ReplyShape& shape,
                                MutableBytes out) {
-  // Records are copied verbatim except the OPT, which is replaced by ours (or
-  // dropped); compression pointers stay valid because everything before them
-  // keeps its offset and the OPT owner is the uncompressed root.
-  // Bytes after the last counted record are dropped: appending our OPT after
-  // them would make the reply unparseable.
-  std::size_t opt_size = rv.opt ? rv.opt->end() - rv.opt->offset : 0;
-  std::size_t body_end = std::min(rv.end, answer.size());
-  std::size_t size = body_end - opt_size + (shape.edns ? kOptRecordSize : 0);
+  // Records are copied verbatim up to the OPT, which is replaced by ours (or
+  // dropped); compression pointers stay valid because everything kept keeps
+  // its offset. Records after the OPT and bytes after the last record are
+  // dropped (see copy_without_opt).
+  std::size_t body = rv.opt ? rv.opt->offset : std::min(rv.end, answer.size());
+  std::size_t size = body + (shape.edns ? kOptRecordSize : 0);
+  if (shape.qname_len != rv.question.qname.size()) return 0;
   Header h = rv.header;
   h.id = shape.id;
   h.flags = static_cast<std::uint16_t>((h.flags & ~kEchoedQueryFlags) |
                                        (shape.flags & kEchoedQueryFlags));
-  if (shape.qname_len != rv.question.qname.size()) return 0;
   if (size > shape.limit) return build_truncated_reply(shape, h.flags, out);
   if (out.size() < size) return 0;
   std::uint8_t* p = out.data();
-  if (rv.opt) {
-    // Copy around the upstream OPT.
-    std::memcpy(p, answer.data(), rv.opt->offset);
-    std::size_t tail = body_end - rv.opt->end();
-    std::memcpy(p + rv.opt->offset, answer.data() + rv.opt->end(), tail);
-    p += rv.opt->offset + tail;
-    h.arcount = static_cast<std::uint16_t>(h.arcount - 1);
-  } else {
-    std::memcpy(p, answer.data(), body_end);
-    p += body_end;
-  }
+  p += copy_without_opt(answer, rv, p);
+  h.arcount = read_u16(out.data() + 10);
   if (shape.edns) {
     p = write_opt(p, 0, shape.do_bit);
     h.arcount = static_cast<std::uint16_t>(h.arcount + 1);

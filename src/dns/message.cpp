@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cstring>
 
 #include <localdns/dns/message.hpp>
 #include <localdns/dns/name.hpp>
@@ -122,6 +123,26 @@ std::optional<ResponseView> parse_response(Bytes msg) {
 bool response_matches(const ResponseView& rv, std::uint16_t id, const Question& asked) {
   return rv.header.id == id && rv.header.opcode() == 0 && rv.question.qtype == asked.qtype &&
          rv.question.qclass == asked.qclass && names_equal(rv.question.qname, asked.qname);
+}
+
+std::size_t copy_without_opt(Bytes msg, const ResponseView& rv, std::uint8_t* out) {
+  std::size_t end = std::min(rv.end, msg.size());
+  if (!rv.opt) {
+    std::memcpy(out, msg.data(), end);
+    return end;
+  }
+  // Records in the additional section before the OPT stay; the OPT and what
+  // follows it go.
+  unsigned before = 0;
+  for_each_rr(msg, rv.header, rv.question_end, [&](const RrView& rr) {
+    if (rr.offset >= rv.opt->offset) return false;
+    ++before;
+    return true;
+  });
+  unsigned kept_additional = before - rv.header.ancount - rv.header.nscount;
+  std::memcpy(out, msg.data(), rv.opt->offset);
+  write_u16(out + 10, static_cast<std::uint16_t>(kept_additional));
+  return rv.opt->offset;
 }
 
 }  // namespace localdns::dns

@@ -83,6 +83,13 @@ std::optional<ResponseView> parse_response(Bytes msg);
 template <class Fn>
 bool for_each_rr(Bytes msg, const Header& h, std::size_t question_end, Fn&& fn);
 
+// The message up to its last record, without its OPT record (localdns adds
+// its own per client) and without any record after the OPT: moving those
+// could break compression pointers into the OPT or each other (servers put
+// the OPT last). Copies into `out` (room for the message) with ARCOUNT set;
+// returns the length.
+std::size_t copy_without_opt(Bytes msg, const ResponseView& rv, std::uint8_t* out);
+
 // True when `rv` answers the question we asked with `id`.
 bool response_matches(const ResponseView& rv, std::uint16_t id, const Question& asked);
 

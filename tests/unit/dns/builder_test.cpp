@@ -149,3 +149,22 @@ TEST_CASE("build_query lowercases and advertises EDNS", "[dns][builder]") {
   CHECK(q.edns.do_bit);
   CHECK(q.edns.udp_size == dns::kEdnsUdpSize);
 }
+
+TEST_CASE("records after the upstream OPT are dropped, not moved", "[dns][builder]") {
+  // OPT first in the additional section, then an A record whose owner name is
+  // a pointer into the OPT's bytes: moving it back over the removed OPT would
+  // leave the pointer aimed at other data (found by the fuzzer).
+  auto answer = upstream_answer(1, true);
+  answer[11] = 2;  // ARCOUNT: the OPT and the record after it
+  auto opt_at = static_cast<std::uint8_t>(answer.size() - 11);
+  answer.insert(answer.end(), {0xC0, opt_at, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 192, 0, 2, 1});
+  REQUIRE(dns::parse_response(view(answer)));
+  for (bool edns : {false, true}) {
+    auto b = reply_for(make_query("foo.example", "A", {.edns = edns}), answer, 1232);
+    CHECK(b.reply.rcode == "NOERROR");
+    CHECK(b.reply.answers == std::vector<std::string>{"10.0.0.0"});
+    CHECK(b.reply.has_opt == edns);
+    REQUIRE(dns::parse_response(view(b.bytes)));
+    CHECK(dns::parse_response(view(b.bytes))->header.arcount == (edns ? 1 : 0));
+  }
+}
