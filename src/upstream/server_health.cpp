@@ -8,8 +8,8 @@ namespace localdns::upstream {
 
 void ForwardCounters::observe_answer(unsigned rcode, std::chrono::steady_clock::duration took) {
   responses[rcode < kRcodes - 1 ? rcode : kRcodes - 1].fetch_add(1, std::memory_order_relaxed);
-  auto us = static_cast<std::uint64_t>(
-      std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(took).count()));
+  auto us = static_cast<std::uint64_t>(std::max<std::int64_t>(
+      0, std::chrono::duration_cast<std::chrono::microseconds>(took).count()));
   std::size_t i = 0;
   while (i < kDurationBuckets && us > (std::uint64_t{250} << i))
     ++i;
