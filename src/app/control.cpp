@@ -120,6 +120,9 @@ ControlServer::~ControlServer() {
 }
 
 void ControlServer::tick() {
+  // Empty the workers' sample rings before they fill.
+  for (auto* t : server_.top_trackers())
+    t->drain();
   {
     std::lock_guard lock(mu_);
     samples_.emplace_back(Clock::now(), server_.stats().queries);
@@ -261,7 +264,7 @@ std::string ControlServer::top(const std::string& kind, std::size_t n, bool json
                                 : metrics::TopKind::Clients;
   std::map<std::string, std::uint64_t> merged;
   unsigned sample = 1;
-  for (const auto* t : server_.top_trackers()) {
+  for (auto* t : server_.top_trackers()) {
     sample = t->sample();
     for (const auto& item : t->top(k, 100000))
       merged[item.key] += item.count;

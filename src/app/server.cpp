@@ -46,10 +46,10 @@ void Server::start() {
   running_.store(true, std::memory_order_relaxed);
 }
 
-std::vector<const metrics::TopTracker*> Server::top_trackers() const {
-  std::vector<const metrics::TopTracker*> out;
+std::vector<metrics::TopTracker*> Server::top_trackers() const {
+  std::vector<metrics::TopTracker*> out;
   for (const auto& w : workers_)
-    if (const auto* t = w->top()) out.push_back(t);
+    if (auto* t = w->top()) out.push_back(t);
   return out;
 }
 

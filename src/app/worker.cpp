@@ -50,8 +50,10 @@ void Worker::run() {
       f->start_probing();
   }
   if (auto* m = handler_.metrics()) metrics::QueryMetrics::set_current(m);
+  metrics::TopTracker::set_current(handler_.top());
   ctx_.run();
   metrics::QueryMetrics::set_current(nullptr);
+  metrics::TopTracker::set_current(nullptr);
 }
 
 void Worker::stop_listening() {

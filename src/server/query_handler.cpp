@@ -24,9 +24,9 @@ QueryHandler::QueryHandler(const ZoneRouter& router,
   dropped_zone_ = router.zone_labels().size();
   if (options.metrics) metrics_ = std::make_unique<metrics::QueryMetrics>(dropped_zone_ + 1);
   if (options.top_sample != 0) {
-    top_ = std::make_unique<metrics::TopTracker>(options.top_capacity, options.top_sample);
+    top_ = std::make_unique<metrics::TopTracker>(options.top_capacity, options.top_sample,
+                                                 options.cluster_domain);
   }
-  cluster_domain_ = options.cluster_domain;
   query_log_sample_ = options.query_log_sample;
 }
 
@@ -69,6 +69,21 @@ std::string client_text(const ClientRef& client) {
   }
   if (auto s = std::get<TcpClient>(client).session.lock()) return s->peer_address();
   return "?";
+}
+
+// The client's address for the top-clients sketch, without formatting it.
+void record_client(metrics::TopTracker& t, const ClientRef& client) {
+  if (const auto* udp = std::get_if<UdpClient>(&client)) {
+    if (udp->addr.ss_family == AF_INET) {
+      const auto* a = &reinterpret_cast<const sockaddr_in*>(&udp->addr)->sin_addr;
+      t.record_client({reinterpret_cast<const std::uint8_t*>(a), 4});
+    } else if (udp->addr.ss_family == AF_INET6) {
+      const auto* a = &reinterpret_cast<const sockaddr_in6*>(&udp->addr)->sin6_addr;
+      t.record_client({reinterpret_cast<const std::uint8_t*>(a), 16});
+    }
+  } else if (auto s = std::get<TcpClient>(client).session.lock()) {
+    t.record_client(std::string_view(s->peer_address()));
+  }
 }
 
 // The question of a reply (ours: one question, name uncompressed).
@@ -114,8 +129,8 @@ Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& c
     metrics_->request(zone, proto, family_of(client), q.question.qtype, query.size());
   }
   if (top_ && q.status == dns::QueryStatus::Ok && top_->should_sample()) {
-    top_->record(metrics::TopKind::Names, dns::name_to_text(q.question.qname));
-    top_->record(metrics::TopKind::Clients, client_text(client));
+    top_->record_name(metrics::TopKind::Names, q.question.qname);
+    record_client(*top_, client);
   }
   switch (q.status) {
     case dns::QueryStatus::Drop:
@@ -245,10 +260,11 @@ void QueryHandler::note_answer(const ClientRef& client, dns::Bytes reply, std::u
                                const char* source) {
   unsigned rcode = rcode_of(reply);
   if (top_ && rcode == 3 && top_->should_sample()) {
-    auto [name, type] = question_of(reply);
-    if (!name.empty()) {
-      top_->record(metrics::TopKind::NxDomain,
-                   metrics::TopTracker::nxdomain_key(name, cluster_domain_));
+    // The tracker of the thread running this: one producer per ring.
+    auto* t = metrics::TopTracker::current();
+    if (t == nullptr) t = top_.get();
+    if (auto end = reply.size() > 12 ? dns::skip_name(reply, 12) : std::nullopt) {
+      t->record_name(metrics::TopKind::NxDomain, reply.subspan(12, *end - 12));
     }
   }
   if (query_log_sample_ != 0 &&

@@ -52,7 +52,7 @@ class Server {
     return shared_.groups;
   }
   std::vector<const metrics::QueryMetrics*> query_metrics() const;
-  std::vector<const metrics::TopTracker*> top_trackers() const;
+  std::vector<metrics::TopTracker*> top_trackers() const;
   cache::PacketCache* cache() const { return shared_.cache.get(); }
 
  private:

@@ -47,7 +47,7 @@ class Worker {
 
   const server::HandlerStats& stats() const { return handler_.stats(); }
   const metrics::QueryMetrics* metrics() const { return handler_.metrics(); }
-  const metrics::TopTracker* top() const { return handler_.top(); }
+  metrics::TopTracker* top() const { return handler_.top(); }
 
  private:
   unsigned index_;

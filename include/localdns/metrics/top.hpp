@@ -4,11 +4,14 @@
 // present and no count is underestimated (the `error` bounds the overestimate).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -47,16 +50,32 @@ enum class TopKind { Names, NxDomain, Clients };
 
 // What `localdns ctl top` reports, for one worker: 1 in `sample` queries
 // is recorded (heavy hitters stay heavy under uniform sampling), each count
-// weighted by `sample`. Thread-safe; the lock is taken only on sampled queries.
+// weighted by `sample`. The query path only copies the key's bytes into a
+// fixed ring (no allocation, no lock; dropped when full); drain() turns them
+// into text and counts them, on the reader's thread.
 class TopTracker {
  public:
-  TopTracker(std::size_t capacity, unsigned sample);
+  TopTracker(std::size_t capacity, unsigned sample, std::string cluster_domain = "cluster.local");
 
   // Random, not every Nth: periodic traffic must not alias with the sampling.
   bool should_sample() { return sample_ <= 1 || next_random() % sample_ == 0; }
-  void record(TopKind kind, std::string_view key);
-  std::vector<SpaceSaving::Item> top(TopKind kind, std::size_t n) const;
+
+  // Hot path, one producer thread per tracker. Names in wire form, any case.
+  void record_name(TopKind kind, std::span<const std::uint8_t> wire_name);
+  // A client address: 4 or 16 bytes, or text (already formatted elsewhere).
+  void record_client(std::span<const std::uint8_t> address);
+  void record_client(std::string_view text);
+
+  // Any thread: moves what was recorded into the sketches.
+  void drain();
+  std::vector<SpaceSaving::Item> top(TopKind kind, std::size_t n);
   unsigned sample() const { return sample_; }
+  std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
+
+  // The tracker of the worker running on this thread, if any: answers that
+  // complete on another worker's thread are recorded there, one producer each.
+  static TopTracker* current();
+  static void set_current(TopTracker* t);
 
   // How an NXDOMAIN'd name is shown: split into the name and the cluster
   // search suffix it was tried with ("api.example.com [search ns1.svc.cluster.local]"),
@@ -65,7 +84,15 @@ class TopTracker {
   static std::string nxdomain_key(std::string_view name, std::string_view cluster_domain);
 
  private:
-  unsigned sample_;
+  enum class SlotKind : std::uint8_t { Name, NxDomain, ClientV4, ClientV6, ClientText };
+  struct Slot {
+    SlotKind kind;
+    std::uint8_t len;
+    std::array<std::uint8_t, 255> bytes;
+  };
+  static constexpr std::uint32_t kRing = 1024;  // per worker; ~1 s of samples at 130k qps
+
+  void push(SlotKind kind, std::span<const std::uint8_t> bytes);
   static std::uint32_t next_random() {  // xorshift32, per thread
     thread_local std::uint32_t state = 0x9E3779B9u;
     state ^= state << 13;
@@ -73,7 +100,14 @@ class TopTracker {
     state ^= state << 5;
     return state;
   }
-  mutable std::mutex mu_;
+
+  unsigned sample_;
+  std::string cluster_domain_;
+  std::unique_ptr<Slot[]> ring_;
+  std::atomic<std::uint32_t> head_{0};  // written by the producer
+  std::atomic<std::uint32_t> tail_{0};  // written under mu_
+  std::atomic<std::uint64_t> dropped_{0};
+  std::mutex mu_;
   SpaceSaving names_, nxdomain_, clients_;
 };
 

@@ -102,7 +102,7 @@ class QueryHandler {
   // Null when metrics are off. Labels: router.zone_labels() plus "dropped".
   const metrics::QueryMetrics* metrics() const { return metrics_.get(); }
   metrics::QueryMetrics* metrics() { return metrics_.get(); }
-  const metrics::TopTracker* top() const { return top_.get(); }
+  metrics::TopTracker* top() const { return top_.get(); }
 
  private:
   // A client waiting for an upstream answer.
@@ -134,7 +134,6 @@ class QueryHandler {
 
   std::unique_ptr<metrics::QueryMetrics> metrics_;
   std::unique_ptr<metrics::TopTracker> top_;
-  std::string cluster_domain_;
   unsigned query_log_sample_ = 0;
   std::atomic<std::uint32_t> query_log_tick_{0};
   std::size_t dropped_zone_ = 0;  // metrics label index of "dropped"

@@ -9,6 +9,8 @@
 
 #include <localdns/cache/packet_cache.hpp>
 #include <localdns/dns/message.hpp>
+#include <localdns/server/query_handler.hpp>
+#include <localdns/server/zone_router.hpp>
 
 #include "dns_client.hpp"
 
@@ -56,4 +58,42 @@ TEST_CASE("a cache hit does not allocate", "[cache][alloc]") {
   long after = g_allocations.load();
   CHECK(n > 0);
   CHECK(after - before == 0);
+}
+
+TEST_CASE("a hit through the query handler does not allocate, metrics and top sampling on",
+          "[server][alloc]") {
+  config::UpstreamGroup g;
+  g.zones = {"."};
+  server::ZoneRouter router({g});
+  std::vector<std::unique_ptr<upstream::Forwarder>> forwarders;  // hits only
+  cache::PacketCache c({});
+  server::CacheWiring wiring;
+  wiring.cache = &c;
+  wiring.policies = {cache::TtlPolicy{}};
+  auto q = test::make_query("api.default.svc.cluster.local", "A", {.id = 7, .edns = true});
+  auto v = dns::parse_query(q);
+  auto answer = test::make_query("api.default.svc.cluster.local", "A", {.id = 7});
+  answer[2] |= 0x80;  // an answer with no records: cached like NODATA
+  auto rv = dns::parse_response(answer);
+  REQUIRE(rv);
+  c.insert(cache::Key::make(v.question, false, false), answer, *rv, 300);
+  boost::asio::io_context io;
+  // Every query sampled into the top sketches, every answer counted.
+  server::QueryHandler handler(router, forwarders, wiring, io.get_executor(),
+                               {.metrics = true, .top_sample = 1});
+  server::UdpClient udp;
+  udp.addr.ss_family = AF_INET;
+  udp.addr_len = sizeof(sockaddr_in);
+  server::ClientRef client = udp;
+  std::array<std::uint8_t, 4096> out{};
+  REQUIRE(handler.handle(q, false, client, out).len > 0);  // first use of thread-locals
+  long before = g_allocations.load();
+  for (int i = 0; i < 500; ++i) {
+    auto r = handler.handle(q, false, client, out);
+    REQUIRE(r.action == server::Action::Reply);
+  }
+  CHECK(g_allocations.load() - before == 0);
+  CHECK(handler.stats().cache_hits.get() == 501);
+  // The samples went somewhere: 501 queries, the ring keeps 1024.
+  CHECK(handler.top()->top(metrics::TopKind::Names, 1).at(0).count == 501);
 }

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <localdns/app/logging.hpp>
+#include <localdns/dns/name.hpp>
 #include <localdns/metrics/query_metrics.hpp>
 #include <localdns/metrics/top.hpp>
 
@@ -50,11 +51,14 @@ TEST_CASE("NXDOMAIN names are split from the cluster search suffix", "[metrics][
 
 TEST_CASE("a top tracker samples 1 in N and weights by N", "[metrics][top]") {
   TopTracker t(64, 4);
+  auto wire = *dns::name_from_text("X.example");
+  std::span<const std::uint8_t> name(reinterpret_cast<const std::uint8_t*>(wire.data()),
+                                     wire.size());
   int sampled = 0;
   for (int i = 0; i < 400; ++i) {
     if (t.should_sample()) {
       ++sampled;
-      t.record(TopKind::Names, "x.example");
+      t.record_name(TopKind::Names, name);
     }
   }
   // Random 1-in-4 sampling: 100 expected, sd ~8.7.
@@ -62,8 +66,43 @@ TEST_CASE("a top tracker samples 1 in N and weights by N", "[metrics][top]") {
   CHECK(sampled < 140);
   auto top = t.top(TopKind::Names, 1);
   REQUIRE(top.size() == 1);
+  CHECK(top[0].key == "x.example.");  // shown in text, lower case
   CHECK(top[0].count == static_cast<std::uint64_t>(sampled) * 4);
   CHECK(t.top(TopKind::Clients, 1).empty());
+}
+
+TEST_CASE("a top tracker formats clients and NXDOMAINs when drained", "[metrics][top]") {
+  TopTracker t(64, 1);
+  const std::uint8_t v4[] = {10, 0, 0, 7};
+  std::uint8_t v6[16] = {0xfd};
+  v6[15] = 1;
+  t.record_client(v4);
+  t.record_client(v4);
+  t.record_client(v6);
+  t.record_client(std::string_view("192.0.2.9"));
+  auto nx = *dns::name_from_text("api.example.com.team1.svc.cluster.local");
+  t.record_name(TopKind::NxDomain, {reinterpret_cast<const std::uint8_t*>(nx.data()), nx.size()});
+  auto clients = t.top(TopKind::Clients, 3);
+  REQUIRE(clients.size() == 3);
+  CHECK(clients[0].key == "10.0.0.7");
+  CHECK(clients[0].count == 2);
+  auto nxs = t.top(TopKind::NxDomain, 1);
+  REQUIRE(nxs.size() == 1);
+  CHECK(nxs[0].key == "api.example.com [search team1.svc.cluster.local]");
+  CHECK(t.dropped() == 0);
+}
+
+TEST_CASE("a full sample ring drops instead of growing", "[metrics][top]") {
+  TopTracker t(64, 1);
+  const std::uint8_t v4[] = {10, 0, 0, 7};
+  for (int i = 0; i < 5000; ++i)
+    t.record_client(v4);
+  CHECK(t.dropped() == 5000 - 1024);
+  auto clients = t.top(TopKind::Clients, 1);
+  REQUIRE(clients.size() == 1);
+  CHECK(clients[0].count == 1024);
+  t.record_client(v4);  // room again after the drain
+  CHECK(t.top(TopKind::Clients, 1)[0].count == 1025);
 }
 
 TEST_CASE("query metrics land in CoreDNS's buckets", "[metrics]") {
