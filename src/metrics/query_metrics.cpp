@@ -84,10 +84,7 @@ void QueryMetrics::response(std::size_t zone, Proto p, unsigned rcode, std::size
   responses_[zone * kRcodes + rcode_index(rcode)].add();
   observe_size(response_size_[zone * 2 + static_cast<std::size_t>(p)], size);
   auto& d = duration_[zone];
-  std::size_t i = 0;
-  while (i < kDurationBuckets && micros > (std::uint64_t{250} << i))
-    ++i;
-  d.buckets[i].add();
+  d.buckets[duration_bucket(micros)].add();
   d.sum.add(micros);
 }
 

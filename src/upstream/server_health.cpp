@@ -7,13 +7,10 @@
 namespace localdns::upstream {
 
 void ForwardCounters::observe_answer(unsigned rcode, std::chrono::steady_clock::duration took) {
-  responses[rcode < kRcodes - 1 ? rcode : kRcodes - 1].fetch_add(1, std::memory_order_relaxed);
+  responses[metrics::rcode_index(rcode)].fetch_add(1, std::memory_order_relaxed);
   auto us = static_cast<std::uint64_t>(std::max<std::int64_t>(
       0, std::chrono::duration_cast<std::chrono::microseconds>(took).count()));
-  std::size_t i = 0;
-  while (i < kDurationBuckets && us > (std::uint64_t{250} << i))
-    ++i;
-  duration[i].fetch_add(1, std::memory_order_relaxed);
+  duration[metrics::duration_bucket(us)].fetch_add(1, std::memory_order_relaxed);
   duration_sum_us.fetch_add(us, std::memory_order_relaxed);
   if (!answered.load(std::memory_order_relaxed)) answered.store(true, std::memory_order_relaxed);
 }

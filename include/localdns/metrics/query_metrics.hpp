@@ -32,6 +32,13 @@ inline constexpr std::size_t kDurationBuckets = 16;
 inline constexpr std::array<std::uint64_t, 14> kSizeBounds = {
     0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16000, 32000, 48000, 64000};
 double duration_bound_seconds(std::size_t i);  // upper bound of bucket i
+// The duration bucket of `micros` (kDurationBuckets: +Inf).
+inline std::size_t duration_bucket(std::uint64_t micros) {
+  std::size_t i = 0;
+  while (i < kDurationBuckets && micros > (std::uint64_t{250} << i))
+    ++i;
+  return i;
+}
 
 // The types CoreDNS reports by name; everything else is "other".
 inline constexpr std::array<std::string_view, 15> kTypeNames = {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <localdns/config/config.hpp>
+#include <localdns/metrics/query_metrics.hpp>
 
 namespace localdns::upstream {
 
@@ -17,11 +18,10 @@ namespace localdns::upstream {
 // families plus connection counts). Written by every worker: atomics, on the
 // miss path only.
 struct ForwardCounters {
-  static constexpr std::size_t kRcodes = 7;            // as metrics::kRcodeNames
-  static constexpr std::size_t kDurationBuckets = 16;  // 0.25 ms x 2^i, then +Inf
-  std::atomic<std::uint64_t> requests{0};              // attempts sent
-  std::array<std::atomic<std::uint64_t>, kRcodes> responses{};
-  std::array<std::atomic<std::uint64_t>, kDurationBuckets + 1> duration{};
+  std::atomic<std::uint64_t> requests{0};  // attempts sent
+  std::array<std::atomic<std::uint64_t>, metrics::kRcodeNames.size()> responses{};
+  std::array<std::atomic<std::uint64_t>, metrics::kDurationBuckets + 1>
+      duration{};  // the metrics' buckets
   std::atomic<std::uint64_t> duration_sum_us{0};
   std::atomic<std::uint64_t> failures{0};  // timeouts, refused or broken connections
   std::atomic<std::uint64_t> healthcheck_failures{0};
