@@ -38,6 +38,8 @@ Node setup (needs CAP_NET_ADMIN; see README "Node setup"):
                            install the NOTRACK rules (default: on)
   --rules-backend B        auto, iptables-legacy, iptables-nft or nftables
   --sync-interval DURATION check and repair interface and rules (default 60s)
+  --service-cidr CIDR      the cluster's Service range (repeatable): never a
+                           fallback DNAT target (node.service_cidr)
   --skip-teardown          leave interface and rules in place on exit (upgrades)
 
 Observability:
@@ -130,6 +132,8 @@ std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_vie
       ok = take_into(o.rules_backend);
     } else if (arg == "--sync-interval") {
       ok = take_into(o.sync_interval);
+    } else if (arg == "--service-cidr") {
+      ok = take_into(o.service_cidrs);
     } else if (arg == "--skip-teardown") {
       ok = flag_without_value();
       o.skip_teardown = true;
@@ -248,6 +252,15 @@ void apply_node_flags(const CliOptions& o, NodeConfig& n, Errors& errors) {
                        ": expected a duration from 1s to 1h, like 30s or 5m");
     } else {
       n.sync_interval = *d;
+    }
+  }
+  if (!o.service_cidrs.empty()) n.service_cidr.clear();
+  for (const auto& text : o.service_cidrs) {
+    if (auto cidr = parse_cidr(text)) {
+      n.service_cidr.push_back(*cidr);
+    } else {
+      errors.push_back("--service-cidr " + text +
+                       ": expected an address range like 10.96.0.0/12 or fd00:10:96::/112");
     }
   }
   if (o.skip_teardown) n.skip_teardown = true;

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -267,26 +268,47 @@ void read_group(Reader& r, const YAML::Node& n, const std::string& path, Upstrea
   if (n["cache"]) read_group_cache(r, n["cache"], path + ".cache", g.cache);
 }
 
+void read_addresses(Reader& r, const YAML::Node& n, const std::string& key,
+                    std::vector<boost::asio::ip::address>& out) {
+  out.clear();
+  auto items = r.list(n, key);
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    auto path = Reader::index(key, i);
+    auto s = r.scalar(items[i], path);
+    if (!s) continue;
+    boost::system::error_code ec;
+    auto a = boost::asio::ip::make_address(*s, ec);
+    if (ec) {
+      r.error(items[i], path, "expected an IPv4 or IPv6 address, got '" + *s + "'");
+    } else {
+      out.push_back(a);
+    }
+  }
+}
+
 void read_node(Reader& r, const YAML::Node& n, NodeConfig& c) {
   if (!r.expect_map(n, "node",
                     {"local_addresses", "port", "interface", "rules", "health_port",
-                     "sync_interval", "skip_teardown"})) {
+                     "sync_interval", "skip_teardown", "service_cidr"})) {
     return;
   }
   using namespace std::chrono_literals;
   if (n["local_addresses"]) {
-    c.local_addresses.clear();
-    auto items = r.list(n["local_addresses"], "node.local_addresses");
+    read_addresses(r, n["local_addresses"], "node.local_addresses", c.local_addresses);
+  }
+  if (n["service_cidr"]) {
+    c.service_cidr.clear();
+    auto items = r.list(n["service_cidr"], "node.service_cidr");
     for (std::size_t i = 0; i < items.size(); ++i) {
-      auto path = Reader::index("node.local_addresses", i);
+      auto path = Reader::index("node.service_cidr", i);
       auto s = r.scalar(items[i], path);
       if (!s) continue;
-      boost::system::error_code ec;
-      auto a = boost::asio::ip::make_address(*s, ec);
-      if (ec) {
-        r.error(items[i], path, "expected an IPv4 or IPv6 address, got '" + *s + "'");
+      if (auto cidr = parse_cidr(*s)) {
+        c.service_cidr.push_back(*cidr);
       } else {
-        c.local_addresses.push_back(a);
+        r.error(
+            items[i], path,
+            "expected an address range like 10.96.0.0/12 or fd00:10:96::/112, got '" + *s + "'");
       }
     }
   }
@@ -311,7 +333,7 @@ void read_node(Reader& r, const YAML::Node& n, NodeConfig& c) {
     }
   }
   if (auto rules = n["rules"]) {
-    if (r.expect_map(rules, "node.rules", {"setup", "backend", "fallback"})) {
+    if (r.expect_map(rules, "node.rules", {"setup", "backend", "fallback", "fallback_for"})) {
       if (rules["setup"]) r.boolean(rules["setup"], "node.rules.setup", c.setup_rules);
       if (rules["backend"]) {
         static constexpr std::pair<std::string_view, RulesBackend> kBackends[] = {
@@ -331,6 +353,12 @@ void read_node(Reader& r, const YAML::Node& n, NodeConfig& c) {
           for (std::size_t i = 0; i < items.size(); ++i) {
             read_endpoint(r, items[i], Reader::index("node.rules.fallback", i), 53, c.fallback);
           }
+        }
+      }
+      if (auto f = rules["fallback_for"]) {
+        c.fallback_for.emplace();
+        if (!(f.IsSequence() && f.size() == 0)) {
+          read_addresses(r, f, "node.rules.fallback_for", *c.fallback_for);
         }
       }
     }
@@ -438,6 +466,63 @@ bool is_log_level(std::string_view name) {
   return std::find(std::begin(kLevels), std::end(kLevels), name) != std::end(kLevels);
 }
 
+bool Cidr::contains(const boost::asio::ip::address& a) const {
+  if (a.is_v4() != base.is_v4()) return false;
+  auto bytes = [](const boost::asio::ip::address& x) {
+    std::array<unsigned char, 16> out{};
+    if (x.is_v4()) {
+      auto b = x.to_v4().to_bytes();
+      std::copy(b.begin(), b.end(), out.begin());
+    } else {
+      out = x.to_v6().to_bytes();
+    }
+    return out;
+  };
+  auto x = bytes(a), y = bytes(base);
+  unsigned full = prefix / 8, rest = prefix % 8;
+  if (!std::equal(x.begin(), x.begin() + full, y.begin())) return false;
+  if (rest == 0) return true;
+  unsigned char mask = static_cast<unsigned char>(0xff << (8 - rest));
+  return (x[full] & mask) == (y[full] & mask);
+}
+
+std::string Cidr::to_string() const {
+  return base.to_string() + "/" + std::to_string(prefix);
+}
+
+std::optional<Cidr> parse_cidr(std::string_view text) {
+  auto slash = text.find('/');
+  std::string addr(text.substr(0, slash));
+  boost::system::error_code ec;
+  auto a = boost::asio::ip::make_address(addr, ec);
+  if (ec) return std::nullopt;
+  unsigned max = a.is_v4() ? 32 : 128, prefix = max;
+  if (slash != std::string_view::npos) {
+    auto len = text.substr(slash + 1);
+    auto [end, err] = std::from_chars(len.data(), len.data() + len.size(), prefix);
+    if (len.empty() || err != std::errc() || end != len.data() + len.size() || prefix > max) {
+      return std::nullopt;
+    }
+  }
+  // Clear the host bits so that equal ranges compare and print equal.
+  if (a.is_v4()) {
+    auto b = a.to_v4().to_bytes();
+    for (unsigned i = 0; i < 4; ++i) {
+      unsigned keep = prefix >= (i + 1) * 8 ? 8 : prefix > i * 8 ? prefix - i * 8 : 0;
+      b[i] = static_cast<unsigned char>(b[i] & (keep == 0 ? 0 : 0xff << (8 - keep)));
+    }
+    a = boost::asio::ip::address_v4(b);
+  } else {
+    auto b = a.to_v6().to_bytes();
+    for (unsigned i = 0; i < 16; ++i) {
+      unsigned keep = prefix >= (i + 1) * 8 ? 8 : prefix > i * 8 ? prefix - i * 8 : 0;
+      b[i] = static_cast<unsigned char>(b[i] & (keep == 0 ? 0 : 0xff << (8 - keep)));
+    }
+    a = boost::asio::ip::address_v6(b);
+  }
+  return Cidr{a, prefix};
+}
+
 void add_local_addresses_to_listen(Config& c) {
   for (const auto& a : c.node.local_addresses) {
     bool listed = std::any_of(c.listen.begin(), c.listen.end(),
@@ -459,6 +544,36 @@ void validate_node(const NodeConfig& n, Errors& errors) {
       if (n.local_addresses[j] == a) {
         errors.push_back("node.local_addresses[" + std::to_string(i) + "]: " + a.to_string() +
                          " is listed twice");
+      }
+    }
+  }
+  auto is_local = [&](const boost::asio::ip::address& a) {
+    return std::find(n.local_addresses.begin(), n.local_addresses.end(), a) !=
+           n.local_addresses.end();
+  };
+  if (n.fallback_for) {
+    for (std::size_t i = 0; i < n.fallback_for->size(); ++i) {
+      const auto& a = (*n.fallback_for)[i];
+      if (!is_local(a)) {
+        errors.push_back("node.rules.fallback_for[" + std::to_string(i) + "]: " + a.to_string() +
+                         " is not one of node.local_addresses");
+      }
+    }
+  }
+  // A fallback target that cannot work would strand the traffic it catches.
+  for (std::size_t i = 0; i < n.fallback.size(); ++i) {
+    const auto& f = n.fallback[i];
+    std::string key = "node.rules.fallback[" + std::to_string(i) + "]: " + f.to_string();
+    if (is_local(f.address)) {
+      errors.push_back(key + " is a local address: nothing listens there while localdns is down");
+    } else if (f.address.is_loopback() || f.address.is_unspecified()) {
+      errors.push_back(key + " is loopback or unspecified: a DNAT cannot reach it");
+    }
+    for (const auto& cidr : n.service_cidr) {
+      if (cidr.contains(f.address)) {
+        errors.push_back(key + " is inside node.service_cidr " + cidr.to_string() +
+                         ": kube-proxy does not translate a packet that was already DNATed; "
+                         "list CoreDNS endpoints instead");
       }
     }
   }

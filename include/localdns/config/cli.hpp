@@ -30,6 +30,7 @@ struct CliOptions {
   std::optional<bool> setup_rules;
   std::optional<std::string> rules_backend;
   std::optional<std::string> sync_interval;
+  std::vector<std::string> service_cidrs;
   bool skip_teardown = false;
   // Observability.
   std::optional<std::string> metrics;

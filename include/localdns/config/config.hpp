@@ -85,6 +85,18 @@ struct TcpClientConfig {
 };
 
 enum class RulesBackend { Auto, IptablesLegacy, IptablesNft, Nftables };
+
+// An address range, "10.96.0.0/12" or "fd00:10:96::/112".
+struct Cidr {
+  boost::asio::ip::address base;  // host bits cleared
+  unsigned prefix = 0;
+
+  bool contains(const boost::asio::ip::address& a) const;
+  std::string to_string() const;
+  friend bool operator==(const Cidr&, const Cidr&) = default;
+};
+// Accepts "ADDR/LEN" (host bits may be set: they are cleared) or a bare address.
+std::optional<Cidr> parse_cidr(std::string_view text);
 std::string_view to_string(RulesBackend b);
 
 // Node setup: the local addresses on an interface of their own, and the
@@ -99,11 +111,19 @@ struct NodeConfig {
   std::string interface_kind = "dummy";  // tests use bridge: some kernels lack dummy
   bool setup_rules = true;
   RulesBackend rules_backend = RulesBackend::Auto;
-  // While no localdns socket exists, send traffic for the local addresses to
-  // these servers (a DNAT); empty with fallback_auto: the first servers of the
-  // group that routes ".".
+  // While no localdns socket exists, send traffic for the addresses in
+  // fallback_for to these servers (a DNAT); empty with fallback_auto: the
+  // servers of the group that routes ".". A target that cannot work (a local
+  // address, loopback, inside service_cidr) is never used.
   bool fallback_auto = true;
   std::vector<Endpoint> fallback;
+  // The local addresses that get the fallback DNAT. Unset: the link-local
+  // ones (169.254.0.0/16, fe80::/10); a captured Service IP needs none, since
+  // kube-proxy serves it while localdns is down.
+  std::optional<std::vector<boost::asio::ip::address>> fallback_for;
+  // The cluster's Service ranges: kube-proxy cannot translate a packet that
+  // was already DNATed, so no fallback target may lie inside them.
+  std::vector<Cidr> service_cidr;
   std::uint16_t health_port = 0;  // also kept out of conntrack when set
   Duration sync_interval{std::chrono::seconds(60)};
   bool skip_teardown = false;  // leave interface and rules in place on exit

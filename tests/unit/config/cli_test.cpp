@@ -94,7 +94,8 @@ TEST_CASE("node setup flags", "[config][cli][node]") {
   auto o =
       parse({"--local-ip", "169.254.20.10", "--local-ip=10.96.0.10", "--interface-kind", "bridge",
              "--interface-name", "ldns0", "--no-setup-rules", "--rules-backend", "iptables-legacy",
-             "--sync-interval", "5s", "--skip-teardown", "--forward", ".=udp://192.0.2.1"});
+             "--sync-interval", "5s", "--skip-teardown", "--forward", ".=udp://192.0.2.1",
+             "--service-cidr", "10.96.0.0/12", "--service-cidr=fd00::/108"});
   REQUIRE(o.has_value());
   auto c = build_config(*o);
   REQUIRE(c.has_value());
@@ -107,6 +108,8 @@ TEST_CASE("node setup flags", "[config][cli][node]") {
   CHECK(n.rules_backend == RulesBackend::IptablesLegacy);
   CHECK(n.sync_interval == std::chrono::seconds(5));
   CHECK(n.skip_teardown);
+  REQUIRE(n.service_cidr.size() == 2);
+  CHECK(n.service_cidr[1].to_string() == "fd00::/108");
   // The local addresses are served on port 53 besides the default listener.
   REQUIRE(c->listen.size() == 3);
   CHECK(c->listen[1].to_string() == "169.254.20.10:53");
@@ -124,6 +127,8 @@ TEST_CASE("node setup flags", "[config][cli][node]") {
   CHECK_THAT(bad({"--local-ip", "not-an-ip"}), Catch::Contains("--local-ip not-an-ip"));
   CHECK_THAT(bad({"--rules-backend", "pf"}), Catch::Contains("--rules-backend pf: expected"));
   CHECK_THAT(bad({"--sync-interval", "2h"}), Catch::Contains("--sync-interval 2h"));
+  CHECK_THAT(bad({"--service-cidr", "10.96.0.0/40"}),
+             Catch::Contains("--service-cidr 10.96.0.0/40: expected an address range"));
   CHECK_THAT(bad({"--local-ip", "127.0.0.1"}),
              Catch::Contains("node.local_addresses[0]: 127.0.0.1 cannot be"));
 }

@@ -113,6 +113,20 @@ TEST_CASE("config errors name the key and the line", "[config]") {
       {"node:\n  sync_interval: 10ms\n", "t.yaml:2: node.sync_interval: must be between"},
       {"node:\n  skip_teardown: maybe\n", "t.yaml:2: node.skip_teardown: expected true or false"},
       {"node:\n  rules:\n    fallback: [nowhere]\n", "t.yaml:3: node.rules.fallback[0]: expected"},
+      {"node:\n  service_cidr: [10.96.0.0/33]\n",
+       "t.yaml:2: node.service_cidr[0]: expected an address range like 10.96.0.0/12"},
+      {"node:\n  service_cidr: [10.96.0.0/x]\n", "t.yaml:2: node.service_cidr[0]: expected"},
+      {"node:\n  rules:\n    fallback_for: [nowhere]\n",
+       "t.yaml:3: node.rules.fallback_for[0]: expected an IPv4 or IPv6 address"},
+      {"node:\n  local_addresses: [169.254.20.10]\n  rules:\n    fallback_for: [10.96.0.10]\n",
+       "node.rules.fallback_for[0]: 10.96.0.10 is not one of node.local_addresses"},
+      {"node:\n  local_addresses: [169.254.20.10]\n  service_cidr: [10.96.0.0/12]\n  rules:\n"
+       "    fallback: [10.96.0.11]\n",
+       "node.rules.fallback[0]: 10.96.0.11:53 is inside node.service_cidr 10.96.0.0/12"},
+      {"node:\n  local_addresses: [169.254.20.10]\n  rules:\n    fallback: [169.254.20.10]\n",
+       "node.rules.fallback[0]: 169.254.20.10:53 is a local address"},
+      {"node:\n  rules:\n    fallback: [127.0.0.1]\n",
+       "node.rules.fallback[0]: 127.0.0.1:53 is loopback"},
   };
   for (const auto& c : cases) {
     INFO(c.yaml);
@@ -204,12 +218,44 @@ node:
   CHECK(n.health_port == 8080);
   CHECK(n.sync_interval == 30s);
   CHECK(n.skip_teardown);
+  CHECK_FALSE(n.fallback_for);
+  CHECK(n.service_cidr.empty());
   // An address already listed keeps its port; the others are added on node.port.
   std::vector<std::string> listen;
   for (const auto& l : c->listen)
     listen.push_back(l.to_string());
   CHECK(listen == std::vector<std::string>{"127.0.0.1:5353", "169.254.20.10:5300", "10.96.0.10:53",
                                            "[fd00::10]:53"});
+}
+
+TEST_CASE("node.service_cidr and node.rules.fallback_for", "[config][node]") {
+  auto c = load_config_text(R"(
+node:
+  local_addresses: [169.254.20.10, 10.96.0.10]
+  service_cidr: [10.96.0.0/12, "fd00:10:96::/112", 10.100.7.9/16]
+  rules: {fallback_for: [10.96.0.10], fallback: ["10.244.0.53"]}
+)",
+                            "t.yaml");
+  REQUIRE(c.has_value());
+  const auto& n = c->node;
+  REQUIRE(n.fallback_for);
+  CHECK(*n.fallback_for == std::vector{boost::asio::ip::make_address("10.96.0.10")});
+  REQUIRE(n.service_cidr.size() == 3);
+  CHECK(n.service_cidr[0].to_string() == "10.96.0.0/12");
+  CHECK(n.service_cidr[1].to_string() == "fd00:10:96::/112");
+  CHECK(n.service_cidr[2].to_string() == "10.100.0.0/16");  // host bits cleared
+  using boost::asio::ip::make_address;
+  CHECK(n.service_cidr[0].contains(make_address("10.96.0.11")));
+  CHECK(n.service_cidr[0].contains(make_address("10.111.255.255")));
+  CHECK_FALSE(n.service_cidr[0].contains(make_address("10.112.0.0")));
+  CHECK_FALSE(n.service_cidr[0].contains(make_address("10.95.255.255")));
+  CHECK(n.service_cidr[1].contains(make_address("fd00:10:96::ffff")));
+  CHECK_FALSE(n.service_cidr[1].contains(make_address("fd00:10:96::1:0")));
+  CHECK_FALSE(n.service_cidr[1].contains(make_address("10.96.0.1")));
+  CHECK(parse_cidr("10.96.0.10")->to_string() == "10.96.0.10/32");
+  CHECK(parse_cidr("0.0.0.0/0")->contains(make_address("192.0.2.1")));
+  CHECK_FALSE(parse_cidr("10.96.0.0/"));
+  CHECK_FALSE(parse_cidr("::/129"));
 }
 
 TEST_CASE("without local addresses node setup stays off", "[config][node]") {
