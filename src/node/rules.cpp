@@ -439,8 +439,8 @@ bool has_kubelet_hint(const std::string& variant) {
     if (!have_program(save)) continue;
     auto r = run_process({save, "-t", "mangle"});
     if (r && r->ok() &&
-        (r->out.find(":KUBE-IPTABLES-HINT") != std::string::npos ||
-         r->out.find(":KUBE-KUBELET-CANARY") != std::string::npos)) {
+        (r->out.find(":KUBE-IPTABLES-HINT ") != std::string::npos ||
+         r->out.find(":KUBE-KUBELET-CANARY ") != std::string::npos)) {
       return true;
     }
   }
@@ -473,21 +473,35 @@ std::unique_ptr<RulesBackend> make_rules_backend(config::RulesBackend kind) {
   return std::make_unique<IptablesBackend>("nft");
 }
 
-config::RulesBackend detect_rules_backend() {
-  if (has_kubelet_hint("nft")) return config::RulesBackend::IptablesNft;
-  if (has_kubelet_hint("legacy")) return config::RulesBackend::IptablesLegacy;
-  if (have_program("nft")) {
+config::RulesBackend choose_rules_backend(const BackendFacts& f) {
+  if (f.hint_nft) return config::RulesBackend::IptablesNft;
+  if (f.hint_legacy) return config::RulesBackend::IptablesLegacy;
+  if (f.kube_proxy_nft) return config::RulesBackend::Nftables;
+  if (f.legacy_rules > f.nft_rules) return config::RulesBackend::IptablesLegacy;
+  if (!f.have_iptables_nft && f.have_nft) return config::RulesBackend::Nftables;
+  return config::RulesBackend::IptablesNft;
+}
+
+BackendFacts observe_backend_facts() {
+  BackendFacts f;
+  f.hint_nft = has_kubelet_hint("nft");
+  f.hint_legacy = has_kubelet_hint("legacy");
+  f.have_nft = have_program("nft");
+  f.have_iptables_nft = have_program("iptables-nft-save");
+  if (f.have_nft) {
     auto r = run_process({"nft", "list", "tables"});
-    if (r && r->ok() && r->out.find("table ip kube-proxy") != std::string::npos) {
-      return config::RulesBackend::Nftables;
+    if (r && r->ok()) {
+      f.kube_proxy_nft = r->out.find("table ip kube-proxy\n") != std::string::npos ||
+                         r->out.find("table ip6 kube-proxy\n") != std::string::npos;
     }
   }
-  unsigned legacy = rule_count("legacy"), nft = rule_count("nft");
-  if (legacy > nft) return config::RulesBackend::IptablesLegacy;
-  if (!have_program("iptables-nft-save") && have_program("nft")) {
-    return config::RulesBackend::Nftables;
-  }
-  return config::RulesBackend::IptablesNft;
+  f.legacy_rules = rule_count("legacy");
+  f.nft_rules = rule_count("nft");
+  return f;
+}
+
+config::RulesBackend detect_rules_backend() {
+  return choose_rules_backend(observe_backend_facts());
 }
 
 }  // namespace localdns::node

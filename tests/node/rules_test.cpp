@@ -277,3 +277,77 @@ TEST_CASE("readiness follows node setup: 503 while a rule is missing, 200 once r
   CHECK(health.respond("/ready").body == "node setup: interface nodelocaldns is missing or down\n");
   setup.teardown();
 }
+
+TEST_CASE("backend auto-detection: each branch, built for real", "[node][detect]") {
+  test::require_root_or_skip("backend detection test");
+  using B = config::RulesBackend;
+  // Rules nobody cares about, to tip a majority.
+  auto rules = [](const std::string& variant, int n) {
+    for (int i = 0; i < n; ++i)
+      test::sh("iptables-" + variant + " -w -A INPUT -p tcp --dport " + std::to_string(2000 + i) +
+               " -j ACCEPT");
+  };
+  SECTION("nothing there: iptables-nft") {
+    test::ScopedNetns ns;
+    auto f = node::observe_backend_facts();
+    CHECK_FALSE(f.hint_nft);
+    CHECK_FALSE(f.hint_legacy);
+    CHECK_FALSE(f.kube_proxy_nft);
+    CHECK(f.legacy_rules == 0);
+    CHECK(f.nft_rules == 0);
+    CHECK(node::detect_rules_backend() == B::IptablesNft);
+  }
+  SECTION("kubelet's hint in legacy while nft holds more rules: legacy") {
+    test::ScopedNetns ns;
+    test::sh("iptables-legacy -w -t mangle -N KUBE-IPTABLES-HINT");
+    rules("nft", 3);
+    auto f = node::observe_backend_facts();
+    CHECK(f.hint_legacy);
+    CHECK_FALSE(f.hint_nft);
+    CHECK(f.nft_rules == 3);
+    CHECK(node::detect_rules_backend() == B::IptablesLegacy);
+  }
+  SECTION("the canary chain counts as the hint (IPv6 table, nft)") {
+    test::ScopedNetns ns;
+    test::sh("ip6tables-nft -w -t mangle -N KUBE-KUBELET-CANARY");
+    rules("legacy", 3);
+    auto f = node::observe_backend_facts();
+    CHECK(f.hint_nft);
+    CHECK(f.legacy_rules == 3);
+    CHECK(node::detect_rules_backend() == B::IptablesNft);
+  }
+  SECTION("the canary chain in legacy while nft holds more rules: legacy") {
+    test::ScopedNetns ns;
+    test::sh("iptables-legacy -w -t mangle -N KUBE-KUBELET-CANARY");
+    rules("nft", 2);
+    CHECK(node::detect_rules_backend() == B::IptablesLegacy);
+  }
+  SECTION("kube-proxy's nftables table, no hint, legacy holding more rules: nftables") {
+    test::ScopedNetns ns;
+    test::sh("nft add table ip kube-proxy");
+    rules("legacy", 2);
+    auto f = node::observe_backend_facts();
+    CHECK(f.kube_proxy_nft);
+    CHECK(node::detect_rules_backend() == B::Nftables);
+  }
+  SECTION("a table merely named like kube-proxy's is not it") {
+    test::ScopedNetns ns;
+    test::sh("nft add table ip kube-proxy-old");
+    CHECK_FALSE(node::observe_backend_facts().kube_proxy_nft);
+  }
+  SECTION("no hint, no table, a legacy majority: legacy") {
+    test::ScopedNetns ns;
+    rules("legacy", 3);
+    rules("nft", 1);
+    auto f = node::observe_backend_facts();
+    CHECK(f.legacy_rules == 3);
+    CHECK(f.nft_rules == 1);
+    CHECK(node::detect_rules_backend() == B::IptablesLegacy);
+  }
+  SECTION("a tie: iptables-nft") {
+    test::ScopedNetns ns;
+    rules("legacy", 2);
+    rules("nft", 2);
+    CHECK(node::detect_rules_backend() == B::IptablesNft);
+  }
+}

@@ -70,10 +70,26 @@ class RulesBackend {
 // iptables-legacy / iptables-nft (both families), or nftables.
 std::unique_ptr<RulesBackend> make_rules_backend(config::RulesBackend kind);
 
+// What the backend choice depends on, as observed on the node.
+struct BackendFacts {
+  bool hint_nft = false;        // KUBE-IPTABLES-HINT or KUBE-KUBELET-CANARY in iptables-nft mangle
+  bool hint_legacy = false;     // the same in iptables-legacy
+  bool kube_proxy_nft = false;  // kube-proxy's nftables table (ip or ip6 kube-proxy)
+  unsigned legacy_rules = 0;    // rules in iptables-legacy, both families
+  unsigned nft_rules = 0;       // rules in iptables-nft, both families
+  bool have_iptables_nft = true;
+  bool have_nft = true;
+};
+
 // The backend the node already uses, as Kubernetes' iptables wrapper decides:
-// the variant holding kubelet's KUBE-IPTABLES-HINT / KUBE-KUBELET-CANARY chains,
-// else nftables if kube-proxy's nftables table is there, else the iptables
-// variant with more rules (nft on a tie).
+// the variant holding kubelet's KUBE-IPTABLES-HINT / KUBE-KUBELET-CANARY chains
+// (nft first), else nftables if kube-proxy's nftables table is there, else the
+// iptables variant with more rules (iptables-nft on a tie; nftables when only
+// nft is installed).
+config::RulesBackend choose_rules_backend(const BackendFacts& f);
+// Reads the facts in the calling thread's network namespace.
+BackendFacts observe_backend_facts();
+// choose_rules_backend(observe_backend_facts()).
 config::RulesBackend detect_rules_backend();
 
 }  // namespace localdns::node

@@ -44,6 +44,44 @@ TEST_CASE("rule targets come from the listeners on local addresses", "[node]") {
   CHECK(t.fallback[1].to_string() == "[fd00::53]:53");
 }
 
+TEST_CASE("backend auto-detection: each branch", "[node][detect]") {
+  using B = config::RulesBackend;
+  node::BackendFacts none;
+  // Nothing anywhere: iptables-nft, as the wrapper defaults.
+  CHECK(node::choose_rules_backend(none) == B::IptablesNft);
+  // kubelet's hint (or canary) in legacy wins even where nft holds more rules.
+  auto legacy_hint = none;
+  legacy_hint.hint_legacy = true;
+  legacy_hint.nft_rules = 50;
+  legacy_hint.kube_proxy_nft = true;
+  CHECK(node::choose_rules_backend(legacy_hint) == B::IptablesLegacy);
+  // A hint in nft is looked at first, as the wrapper does.
+  auto both = legacy_hint;
+  both.hint_nft = true;
+  both.legacy_rules = 500;
+  CHECK(node::choose_rules_backend(both) == B::IptablesNft);
+  // No hint: kube-proxy's nftables table.
+  auto kp = none;
+  kp.kube_proxy_nft = true;
+  kp.legacy_rules = 10;
+  CHECK(node::choose_rules_backend(kp) == B::Nftables);
+  // No hint, no table: the majority; nft on a tie.
+  auto majority = none;
+  majority.legacy_rules = 3;
+  majority.nft_rules = 2;
+  CHECK(node::choose_rules_backend(majority) == B::IptablesLegacy);
+  majority.nft_rules = 3;
+  CHECK(node::choose_rules_backend(majority) == B::IptablesNft);
+  majority.nft_rules = 4;
+  CHECK(node::choose_rules_backend(majority) == B::IptablesNft);
+  // Only nft installed: the native backend.
+  auto nft_only = none;
+  nft_only.have_iptables_nft = false;
+  CHECK(node::choose_rules_backend(nft_only) == B::Nftables);
+  nft_only.have_nft = false;
+  CHECK(node::choose_rules_backend(nft_only) == B::IptablesNft);
+}
+
 TEST_CASE("iptables rules: NOTRACK while listening, both directions, first in order", "[node]") {
   auto t = node::rule_targets(k8s_config());
   auto v4 = node::iptables_rules(t, false);
