@@ -6,13 +6,75 @@
 
 namespace localdns::node {
 
-RuleTargets rule_targets(const config::Config& c) {
+bool is_link_local(const boost::asio::ip::address& a) {
+  if (a.is_v4()) return (a.to_v4().to_uint() & 0xffff0000u) == 0xa9fe0000u;  // 169.254.0.0/16
+  return a.to_v6().is_link_local();                                          // fe80::/10
+}
+
+std::vector<std::string> assign_fallbacks(const config::Config& c, RuleTargets& t) {
+  const auto& n = c.node;
+  std::vector<std::string> notes;
+  auto is_local = [&](const boost::asio::ip::address& a) {
+    return std::find(n.local_addresses.begin(), n.local_addresses.end(), a) !=
+           n.local_addresses.end();
+  };
+  auto wants = [&](const boost::asio::ip::address& a) {
+    if (n.fallback_for) {
+      return std::find(n.fallback_for->begin(), n.fallback_for->end(), a) != n.fallback_for->end();
+    }
+    return is_link_local(a);
+  };
+  // Why a candidate cannot be a DNAT target; empty when it can.
+  auto unusable = [&](const config::Endpoint& f) -> std::string {
+    if (is_local(f.address)) return "a local address";
+    if (f.address.is_loopback() || f.address.is_unspecified()) return "loopback";
+    for (const auto& cidr : n.service_cidr) {
+      if (cidr.contains(f.address)) return "inside node.service_cidr " + cidr.to_string();
+    }
+    return {};
+  };
+  std::vector<config::Endpoint> candidates = n.fallback;
+  std::string source = "node.rules.fallback";
+  if (n.fallback_auto) {
+    source = "the \".\" servers";
+    for (const auto& g : c.forward) {
+      if (std::find(g.zones.begin(), g.zones.end(), ".") != g.zones.end()) candidates = g.servers;
+    }
+  }
+  for (auto& l : t.locals) {
+    l.fallback.reset();
+    if (!n.fallback_auto && n.fallback.empty()) continue;  // off
+    if (!wants(l.address)) continue;
+    std::string why;
+    for (const auto& f : candidates) {
+      if (f.address.is_v6() != l.address.is_v6()) continue;
+      if (auto reason = unusable(f); !reason.empty()) {
+        why += (why.empty() ? "" : ", ") + f.to_string() + " is " + reason;
+        continue;
+      }
+      l.fallback = f;
+      break;
+    }
+    if (l.fallback) continue;
+    if (why.empty()) {
+      why = "no " + std::string(l.address.is_v6() ? "IPv6" : "IPv4") + " server among " + source;
+    }
+    notes.push_back("no fallback DNAT for " + l.address.to_string() + " (" + why +
+                    "): while localdns is down nothing answers queries to it; list a reachable "
+                    "server (CoreDNS endpoints) in node.rules.fallback");
+  }
+  return notes;
+}
+
+RuleTargets rule_targets(const config::Config& c, std::vector<std::string>* notes) {
   RuleTargets t;
+  std::vector<std::string> ignored;
+  auto& fallback_notes = notes ? *notes : ignored;
   const auto& n = c.node;
   for (const auto& l : c.listen) {
     if (std::find(n.local_addresses.begin(), n.local_addresses.end(), l.address) !=
         n.local_addresses.end()) {
-      t.locals.push_back({l.address, l.port});
+      t.locals.push_back({l.address, l.port, std::nullopt});
     }
   }
   t.health_port = n.health_port;
@@ -24,22 +86,16 @@ RuleTargets rule_targets(const config::Config& c) {
       t.health_port = ep.port;
     }
   }
-  std::vector<config::Endpoint> candidates = n.fallback;
-  if (n.fallback_auto) {
-    for (const auto& g : c.forward) {
-      if (std::find(g.zones.begin(), g.zones.end(), ".") != g.zones.end()) candidates = g.servers;
-    }
-  }
-  for (const auto& f : candidates) {
-    bool local = std::find(n.local_addresses.begin(), n.local_addresses.end(), f.address) !=
-                 n.local_addresses.end();
-    if (!local && !f.address.is_loopback()) t.fallback.push_back(f);
-  }
+  fallback_notes = assign_fallbacks(c, t);
   return t;
 }
 
-NodeSetup::NodeSetup(const config::Config& c) : cfg_(c.node), targets_(rule_targets(c)) {
+NodeSetup::NodeSetup(const config::Config& c) : cfg_(c.node) {
+  std::vector<std::string> notes;
+  targets_ = rule_targets(c, &notes);
   if (cfg_.setup_rules) {
+    for (const auto& note : notes)
+      spdlog::warn("node setup: {}", note);
     auto kind = cfg_.rules_backend;
     if (kind == config::RulesBackend::Auto) {
       kind = detect_rules_backend();

@@ -19,12 +19,6 @@ std::string endpoint(const boost::asio::ip::address& a, std::uint16_t port) {
                    : a.to_string() + ":" + std::to_string(port);
 }
 
-const config::Endpoint* fallback_for(const RuleTargets& t, bool v6) {
-  for (const auto& f : t.fallback)
-    if (f.address.is_v6() == v6) return &f;
-  return nullptr;
-}
-
 }  // namespace
 
 std::vector<IptablesRule> iptables_rules(const RuleTargets& t, bool v6) {
@@ -39,7 +33,6 @@ std::vector<IptablesRule> iptables_rules(const RuleTargets& t, bool v6) {
     const char* proto;
     std::uint16_t port;
   };
-  const auto* fb = fallback_for(t, v6);
   for (const auto& l : t.locals) {
     if (l.address.is_v6() != v6) continue;
     const std::string a = host(l.address);
@@ -64,7 +57,7 @@ std::vector<IptablesRule> iptables_rules(const RuleTargets& t, bool v6) {
       add("filter", "OUTPUT", "-s " + a + m + " --sport " + port + " -j ACCEPT",
           std::string("accept ") + p.proto + " from " + e);
     }
-    if (fb != nullptr && !(fb->address == l.address)) {
+    if (const auto& fb = l.fallback; fb && fb->address.is_v6() == v6 && fb->address != l.address) {
       std::string to = fb->to_string();
       for (const char* proto : {"udp", "tcp"}) {
         add("nat", "PREROUTING",
@@ -102,8 +95,7 @@ std::string nftables_ruleset(const RuleTargets& t) {
       rule(out, fam + " daddr " + a + " " + proto + " dport " + port + " notrack",
            std::string("notrack ") + proto + " to " + e + " from this host");
     }
-    const auto* fb = fallback_for(t, v6);
-    if (fb != nullptr && !(fb->address == l.address)) {
+    if (const auto& fb = l.fallback; fb && fb->address.is_v6() == v6 && fb->address != l.address) {
       for (const char* proto : {"udp", "tcp"}) {
         rule(nat,
              fam + " daddr " + a + " " + proto + " dport " + std::to_string(l.port) + " dnat " +

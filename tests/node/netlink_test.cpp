@@ -152,7 +152,7 @@ TEST_CASE("conntrack: entries for the local addresses are deleted, others kept",
   REQUIRE(test::count_lines_with(before, "dport=54 ") >= 1);
 
   node::RuleTargets t;
-  t.locals = {{make_address("169.254.20.10"), 53}};
+  t.locals = {{make_address("169.254.20.10"), 53, std::nullopt}};
   auto r = node::delete_conntrack_entries(t);
   REQUIRE(r);
   CHECK(r->matched == static_cast<unsigned>(dns));

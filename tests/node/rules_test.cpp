@@ -22,11 +22,12 @@ namespace {
 
 node::RuleTargets targets() {
   node::RuleTargets t;
-  t.locals = {{make_address("169.254.20.10"), 53},
-              {make_address("10.96.0.10"), 53},
-              {make_address("fd00::10"), 53}};
+  // Both IPv4 addresses with a fallback (as `fallback_for` can list them).
+  config::Endpoint fb{make_address("10.244.0.53"), 53};
+  t.locals = {{make_address("169.254.20.10"), 53, fb},
+              {make_address("10.96.0.10"), 53, fb},
+              {make_address("fd00::10"), 53, std::nullopt}};
   t.health_port = 8080;
-  t.fallback = {{make_address("10.244.0.53"), 53}};
   return t;
 }
 

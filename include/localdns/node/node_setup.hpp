@@ -26,9 +26,9 @@ struct NodeCounters {
 };
 
 // The rules' inputs from a config: listen entries on local addresses, the
-// health port, and the fallback servers (explicit, or the first servers of
-// the group that routes ".").
-RuleTargets rule_targets(const config::Config& c);
+// health port, and each address's fallback (assign_fallbacks()); `notes`
+// receives the fallback policy's warnings.
+RuleTargets rule_targets(const config::Config& c, std::vector<std::string>* notes = nullptr);
 
 class NodeSetup {
  public:

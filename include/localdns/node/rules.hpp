@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <expected>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,13 +25,25 @@ struct RuleTargets {
   struct Local {
     boost::asio::ip::address address;
     std::uint16_t port = 53;
+    // Where this address's DNS traffic goes while localdns is down (a DNAT);
+    // none for an address that something else serves then (a Service IP,
+    // which kube-proxy translates) or when no usable server is known.
+    std::optional<config::Endpoint> fallback;
   };
   std::vector<Local> locals;  // one per listening address and port
   std::uint16_t health_port = 0;
-  // Where traffic for the local addresses goes while localdns is down; the
-  // first of each family is used.
-  std::vector<config::Endpoint> fallback;
 };
+
+// The default fallback_for: link-local addresses (169.254.0.0/16, fe80::/10).
+bool is_link_local(const boost::asio::ip::address& a);
+
+// The fallback policy. For each local address that is in `fallback_for`
+// (default: the link-local ones), the first server of its family among the
+// candidates (node.rules.fallback, or with `auto` the servers of the "."
+// group) that can work: not a local address, not loopback, not inside
+// node.service_cidr. Returns one line per address that wanted a fallback and
+// got none, saying why (empty when every such address has one).
+std::vector<std::string> assign_fallbacks(const config::Config& c, RuleTargets& t);
 
 // Every rule comment starts with this; `localdns cleanup` removes what has it.
 inline constexpr std::string_view kCommentPrefix = "localdns:";
