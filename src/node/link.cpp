@@ -89,6 +89,8 @@ std::expected<LinkState, std::string> Netlink::inspect(const std::string& name) 
   state.exists = true;
   const char* kind = rtnl_link_get_type(link.get());
   state.kind = kind ? kind : "";
+  const char* alias = rtnl_link_get_ifalias(link.get());
+  state.alias = alias ? alias : "";
   state.up = (rtnl_link_get_flags(link.get()) & IFF_UP) != 0;
   state.ifindex = rtnl_link_get_ifindex(link.get());
 
@@ -115,6 +117,25 @@ std::expected<LinkRepair, std::string> Netlink::ensure(const LinkSpec& spec) {
                            (state->kind.empty() ? "unknown" : state->kind) + "', not '" +
                            spec.kind + "': it is not ours; choose another --interface-name");
   }
+  if (state->exists && !state->ours()) {
+    // Adopt only a link that serves nothing but our addresses.
+    std::string foreign;
+    for (const auto& a : state->addresses) {
+      bool wanted =
+          std::find(spec.addresses.begin(), spec.addresses.end(), a) != spec.addresses.end();
+      bool kernel_made = a.is_v6() && a.to_v6().is_link_local();
+      if (!wanted && !kernel_made) foreign += (foreign.empty() ? "" : ", ") + a.to_string();
+    }
+    if (!foreign.empty()) {
+      return std::unexpected("interface " + spec.name + " (" + spec.kind + ") exists, is not " +
+                             "marked as localdns's (alias '" + state->alias +
+                             "') and holds other addresses (" + foreign +
+                             "): it is not ours to take over or delete; choose another "
+                             "--interface-name, or remove it yourself");
+    }
+    if (auto m = mark(*state, spec.name); !m) return std::unexpected(m.error());
+    repair.adopted = true;
+  }
   if (!state->exists) {
     LinkPtr link(rtnl_link_alloc());
     rtnl_link_set_name(link.get(), spec.name.c_str());
@@ -130,6 +151,9 @@ std::expected<LinkRepair, std::string> Netlink::ensure(const LinkSpec& spec) {
     if (!state) return std::unexpected(state.error());
     if (!state->exists)
       return std::unexpected("interface " + spec.name + " vanished after creation");
+    // Marked before any address is added: a crash in between leaves an empty
+    // unmarked link of our kind, which the next start adopts.
+    if (auto m = mark(*state, spec.name); !m) return std::unexpected(m.error());
   }
   if (!state->up) {
     rtnl_link* raw = nullptr;
@@ -170,17 +194,32 @@ std::expected<LinkRepair, std::string> Netlink::ensure(const LinkSpec& spec) {
   return repair;
 }
 
-std::expected<bool, std::string> Netlink::remove(const std::string& name) {
+std::expected<void, std::string> Netlink::mark(const LinkState& state, const std::string& name) {
+  rtnl_link* raw = nullptr;
+  if (int err = rtnl_link_get_kernel(sock_, state.ifindex, nullptr, &raw); err < 0) {
+    return std::unexpected(explain(err, "interface " + name));
+  }
+  LinkPtr current(raw);
+  LinkPtr change(rtnl_link_alloc());
+  rtnl_link_set_ifalias(change.get(), std::string(kLinkAlias).c_str());
+  if (int err = rtnl_link_change(sock_, current.get(), change.get(), 0); err < 0) {
+    return std::unexpected(explain(err, "marking interface " + name + " as localdns's"));
+  }
+  return {};
+}
+
+std::expected<LinkRemoval, std::string> Netlink::remove(const std::string& name) {
   auto state = inspect(name);
   if (!state) return std::unexpected(state.error());
-  if (!state->exists) return false;
+  if (!state->exists) return LinkRemoval::absent;
+  if (!state->ours()) return LinkRemoval::not_ours;
   LinkPtr link(rtnl_link_alloc());
-  rtnl_link_set_name(link.get(), name.c_str());
+  rtnl_link_set_ifindex(link.get(), state->ifindex);
   if (int err = rtnl_link_delete(sock_, link.get()); err < 0) {
-    if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return false;
+    if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV) return LinkRemoval::absent;
     return std::unexpected(explain(err, "deleting interface " + name));
   }
-  return true;
+  return LinkRemoval::removed;
 }
 
 }  // namespace localdns::node

@@ -125,6 +125,10 @@ std::expected<unsigned, std::string> NodeSetup::ensure_interface() {
     spdlog::log(level, "node setup: created interface {} ({})", cfg_.interface_name,
                 cfg_.interface_kind);
   }
+  if (r->adopted) {
+    spdlog::info("node setup: adopted interface {} ({}): it held none but our addresses",
+                 cfg_.interface_name, cfg_.interface_kind);
+  }
   if (r->brought_up) spdlog::log(level, "node setup: set interface {} up", cfg_.interface_name);
   for (const auto& a : r->added)
     spdlog::log(level, "node setup: added {} to {}", a.to_string(), cfg_.interface_name);
@@ -277,11 +281,14 @@ void NodeSetup::teardown() {
   if (cfg_.setup_interface) {
     auto nl = Netlink::open();
     auto r = nl ? nl->remove(cfg_.interface_name)
-                : std::expected<bool, std::string>(std::unexpected(nl.error()));
+                : std::expected<LinkRemoval, std::string>(std::unexpected(nl.error()));
     if (!r) {
       spdlog::error("node setup: {}", r.error());
-    } else if (*r) {
+    } else if (*r == LinkRemoval::removed) {
       spdlog::info("node setup: removed interface {}", cfg_.interface_name);
+    } else if (*r == LinkRemoval::not_ours) {
+      spdlog::warn("node setup: interface {} is not marked as localdns's: left in place",
+                   cfg_.interface_name);
     }
   }
 }
@@ -312,12 +319,16 @@ CleanupReport cleanup_node(const config::NodeConfig& n) {
   } else if (state->exists && state->kind != n.interface_kind) {
     report.lines.push_back("interface " + n.interface_name + " has kind '" + state->kind +
                            "', not '" + n.interface_kind + "': left alone");
+  } else if (state->exists && !state->ours()) {
+    report.lines.push_back("interface " + n.interface_name +
+                           " is not marked as localdns's (alias '" + state->alias +
+                           "'): left alone");
   } else if (state->exists) {
     auto r = nl->remove(n.interface_name);
     if (!r) {
       report.ok = false;
       report.lines.push_back(r.error());
-    } else {
+    } else if (*r == LinkRemoval::removed) {
       report.lines.push_back("removed interface " + n.interface_name);
     }
   }

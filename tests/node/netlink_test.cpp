@@ -8,8 +8,10 @@
 #include <boost/asio/ip/udp.hpp>
 #include <catch2/catch.hpp>
 
+#include <localdns/config/cli.hpp>
 #include <localdns/node/conntrack.hpp>
 #include <localdns/node/link.hpp>
+#include <localdns/node/node_setup.hpp>
 
 #include "netns.hpp"
 
@@ -83,11 +85,144 @@ TEST_CASE("netlink: create, find, adopt, address and remove the interface", "[no
 
   auto removed = nl->remove("nodelocaldns");
   REQUIRE(removed);
-  CHECK(*removed);
+  CHECK(*removed == node::LinkRemoval::removed);
   CHECK_FALSE(nl->inspect("nodelocaldns")->exists);
   auto removed_again = nl->remove("nodelocaldns");
   REQUIRE(removed_again);
-  CHECK_FALSE(*removed_again);
+  CHECK(*removed_again == node::LinkRemoval::absent);
+}
+
+namespace {
+
+// A config as `localdns --local-ip 169.254.20.10 --local-ip 10.96.0.10
+// --interface-kind bridge --no-setup-rules` builds it.
+config::Config link_config() {
+  std::vector<std::string_view> args = {
+      "--local-ip", "169.254.20.10",    "--local-ip", "10.96.0.10",         "--interface-kind",
+      "bridge",     "--no-setup-rules", "--forward",  ".=udp://10.244.0.53"};
+  auto opts = config::parse_cli(args);
+  REQUIRE(opts);
+  auto cfg = config::build_config(*opts);
+  REQUIRE(cfg);
+  return *cfg;
+}
+
+bool link_exists(const std::string& name) {
+  return test::sh("ip link show " + name + " >/dev/null 2>&1 && echo yes", false) == "yes\n";
+}
+
+}  // namespace
+
+TEST_CASE("netlink: an interface localdns creates is marked with its alias", "[node][netlink]") {
+  test::require_root_or_skip("netlink interface test");
+  test::ScopedNetns ns;
+  auto nl = node::Netlink::open();
+  REQUIRE(nl);
+  auto created = nl->ensure({"nodelocaldns", "bridge", {make_address("169.254.20.10")}});
+  REQUIRE(created);
+  CHECK(created->created);
+  CHECK_FALSE(created->adopted);
+  auto state = nl->inspect("nodelocaldns");
+  REQUIRE(state);
+  CHECK(state->alias == "localdns");
+  CHECK(state->ours());
+  CHECK(test::sh("ip link show dev nodelocaldns").find("alias localdns") != std::string::npos);
+  // Marked: the next start uses it as is, teardown deletes it.
+  auto again = nl->ensure({"nodelocaldns", "bridge", {make_address("169.254.20.10")}});
+  REQUIRE(again);
+  CHECK(again->count() == 0);
+  CHECK(*nl->remove("nodelocaldns") == node::LinkRemoval::removed);
+  CHECK_FALSE(link_exists("nodelocaldns"));
+}
+
+TEST_CASE("netlink: an unmarked interface holding another address is refused and never deleted",
+          "[node][netlink]") {
+  test::require_root_or_skip("netlink interface test");
+  test::ScopedNetns ns;
+  // Someone's bridge, named and kinded as configured (think `name: cni0, kind: bridge`).
+  test::sh(
+      "ip link add nodelocaldns type bridge && ip addr add 10.1.2.3/24 dev nodelocaldns && "
+      "ip addr add 169.254.20.10/32 dev nodelocaldns");
+  auto cfg = link_config();
+  {
+    node::NodeSetup setup(cfg);
+    auto applied = setup.apply();
+    REQUIRE_FALSE(applied);
+    INFO(applied.error());
+    CHECK_THAT(applied.error(), Catch::Contains("is not marked as localdns's") &&
+                                    Catch::Contains("holds other addresses (10.1.2.3)") &&
+                                    Catch::Contains("choose another --interface-name"));
+    setup.teardown();
+  }
+  // Nothing was added, marked or deleted.
+  REQUIRE(link_exists("nodelocaldns"));
+  std::string shown = test::sh("ip addr show dev nodelocaldns");
+  CHECK(shown.find("10.1.2.3/24") != std::string::npos);
+  CHECK(shown.find("10.96.0.10") == std::string::npos);
+  CHECK(test::sh("ip link show dev nodelocaldns").find("alias") == std::string::npos);
+
+  auto report = node::cleanup_node(cfg.node);
+  CHECK(report.ok);
+  CHECK(std::find(report.lines.begin(), report.lines.end(),
+                  "interface nodelocaldns is not marked as localdns's (alias ''): left alone") !=
+        report.lines.end());
+  CHECK(link_exists("nodelocaldns"));
+  auto nl = node::Netlink::open();
+  REQUIRE(nl);
+  CHECK(*nl->remove("nodelocaldns") == node::LinkRemoval::not_ours);
+  CHECK(link_exists("nodelocaldns"));
+
+  // Through the binary: a clear error, exit 1, the interface intact.
+  std::string out = test::sh(LOCALDNS_BINARY
+                             " --local-ip 169.254.20.10 --interface-kind bridge --no-setup-rules"
+                             " --forward .=udp://192.0.2.1 --control off 2>&1; echo exit=$?",
+                             false);
+  INFO(out);
+  CHECK(out.find("holds other addresses (10.1.2.3)") != std::string::npos);
+  CHECK(out.find("exit=1") != std::string::npos);
+  CHECK(test::sh("ip addr show dev nodelocaldns").find("10.1.2.3/24") != std::string::npos);
+  out = test::sh(LOCALDNS_BINARY " cleanup --interface-kind bridge 2>&1", false);
+  CHECK(out.find("left alone") != std::string::npos);
+  CHECK(link_exists("nodelocaldns"));
+}
+
+TEST_CASE("netlink: an unmarked interface of the kind with only our addresses is adopted",
+          "[node][netlink]") {
+  test::require_root_or_skip("netlink interface test");
+  for (bool with_address : {false, true}) {
+    DYNAMIC_SECTION((with_address ? "holding one of ours" : "empty")) {
+      test::ScopedNetns ns;
+      // node-local-dns's leftover: its link, never set up, maybe with its address.
+      test::sh("ip link add nodelocaldns type bridge");
+      if (with_address) test::sh("ip addr add 169.254.20.10/32 dev nodelocaldns");
+      auto cfg = link_config();
+      node::NodeSetup setup(cfg);
+      REQUIRE(setup.apply());
+      std::string shown = test::sh("ip addr show dev nodelocaldns");
+      INFO(shown);
+      CHECK(test::sh("ip link show dev nodelocaldns").find("alias localdns") != std::string::npos);
+      CHECK(shown.find("169.254.20.10/32") != std::string::npos);
+      CHECK(shown.find("10.96.0.10/32") != std::string::npos);
+      CHECK(shown.find(",UP") != std::string::npos);
+      setup.teardown();
+      CHECK_FALSE(link_exists("nodelocaldns"));
+    }
+  }
+  SECTION("and removed by cleanup once marked") {
+    test::ScopedNetns ns;
+    test::sh("ip link add nodelocaldns type bridge");
+    auto nl = node::Netlink::open();
+    REQUIRE(nl);
+    auto adopted = nl->ensure({"nodelocaldns", "bridge", {make_address("169.254.20.10")}});
+    REQUIRE(adopted);
+    CHECK(adopted->adopted);
+    CHECK_FALSE(adopted->created);
+    auto report = node::cleanup_node(link_config().node);
+    CHECK(report.ok);
+    CHECK(std::find(report.lines.begin(), report.lines.end(), "removed interface nodelocaldns") !=
+          report.lines.end());
+    CHECK_FALSE(link_exists("nodelocaldns"));
+  }
 }
 
 TEST_CASE("netlink: a kernel without the link kind gets an error that says so", "[node][netlink]") {
@@ -116,8 +251,11 @@ TEST_CASE("netlink: an existing interface of another kind is not taken over", "[
   auto r = nl->ensure({"nodelocaldns", "bridge", {make_address("169.254.20.10")}});
   REQUIRE_FALSE(r);
   CHECK(r.error().find("exists with kind 'veth'") != std::string::npos);
-  // Nothing was added to it.
+  // Nothing was added to it, and nothing deletes it.
   CHECK(test::sh("ip addr show dev nodelocaldns").find("169.254.20.10") == std::string::npos);
+  CHECK(*nl->remove("nodelocaldns") == node::LinkRemoval::not_ours);
+  node::cleanup_node(link_config().node);
+  CHECK(link_exists("nodelocaldns"));
 }
 
 TEST_CASE("netlink: without CAP_NET_ADMIN the error names the capability", "[node][netlink]") {

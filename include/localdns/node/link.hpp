@@ -6,6 +6,7 @@
 #include <expected>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/ip/address.hpp>
@@ -20,23 +21,38 @@ struct LinkSpec {
   std::vector<boost::asio::ip::address> addresses;
 };
 
+// The interface alias (IFLA_IFALIAS) that marks a link as localdns's: set
+// when localdns creates or adopts it. Teardown and cleanup delete only
+// marked links.
+inline constexpr std::string_view kLinkAlias = "localdns";
+
 struct LinkState {
   bool exists = false;
   std::string kind;
+  std::string alias;
   bool up = false;
   int ifindex = 0;
   std::vector<boost::asio::ip::address> addresses;
+
+  bool ours() const { return exists && alias == kLinkAlias; }
 };
 
 // What ensure() had to do; all false/empty when everything was in place.
 struct LinkRepair {
   bool created = false;
+  bool adopted = false;  // an unmarked link was taken over and marked
   bool brought_up = false;
   std::vector<boost::asio::ip::address> added;
 
   unsigned count() const {
-    return unsigned(created) + unsigned(brought_up) + unsigned(added.size());
+    return unsigned(created) + unsigned(adopted) + unsigned(brought_up) + unsigned(added.size());
   }
+};
+
+enum class LinkRemoval {
+  absent,    // no link by that name
+  removed,   // ours, deleted
+  not_ours,  // exists but is not marked as localdns's: left alone
 };
 
 class Netlink {
@@ -50,16 +66,21 @@ class Netlink {
 
   std::expected<LinkState, std::string> inspect(const std::string& name);
 
-  // Creates the link unless it exists (an existing link of another kind is an
-  // error: it is not ours to take), sets it up and adds every missing address
-  // as a host route (/32, /128; IPv6 without duplicate address detection).
+  // Creates the link (marked with kLinkAlias) unless it exists, sets it up
+  // and adds every missing address as a host route (/32, /128; IPv6 without
+  // duplicate address detection). An existing link is used when it is marked;
+  // an unmarked one is adopted (and marked) only when it is of spec.kind and
+  // holds no address but spec.addresses (kernel-made IPv6 link-local ones
+  // aside), such as node-local-dns's leftover dummy. Any other existing link
+  // is refused with an error and left untouched.
   std::expected<LinkRepair, std::string> ensure(const LinkSpec& spec);
 
-  // Deletes the link with its addresses; false when there was none.
-  std::expected<bool, std::string> remove(const std::string& name);
+  // Deletes the link with its addresses if it is marked as localdns's.
+  std::expected<LinkRemoval, std::string> remove(const std::string& name);
 
  private:
   explicit Netlink(nl_sock* sock) : sock_(sock) {}
+  std::expected<void, std::string> mark(const LinkState& state, const std::string& name);
   nl_sock* sock_ = nullptr;
 };
 
