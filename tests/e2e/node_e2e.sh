@@ -5,7 +5,9 @@
 # the node namespace with node setup on (bridge instead of dummy: this kernel
 # may lack dummy). Asserts answers, latency, conntrack entries and the
 # kernel's clash counters with and without the rules, repair, SIGTERM
-# teardown, and kill -9 crash safety with adoption on restart.
+# teardown (exit status 0, no sanitizer report), and kill -9 crash safety with
+# the standard Kubernetes upstream (a second Service IP, kube-dns-upstream)
+# and adoption on restart.
 #   node_e2e.sh LOCALDNS LOOKUP_BURST RACE_PAIR
 set -euo pipefail
 
@@ -26,6 +28,10 @@ LOG=$TMP/localdns.log
 PIDS=()
 LPID=""
 CLUSTER_IP=10.96.0.10 LINK_LOCAL=169.254.20.10 COREDNS=10.244.2.53
+UPSTREAM_IP=10.96.0.11 SERVICE_CIDR=10.96.0.0/12  # kube-dns-upstream, the Service range
+# Upstreams: CoreDNS's pod address (default) or, as a real DaemonSet is set up,
+# the kube-dns-upstream Service IP behind kube-proxy's DNAT.
+FORWARD=(--forward cluster.local=tcp://$COREDNS --forward .=tcp://$COREDNS)
 
 cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
@@ -54,14 +60,19 @@ ip -n "$POD" addr add 10.244.1.2/24 dev eth0 && ip -n "$POD" link set eth0 up
 ip -n "$POD" route add default via 10.244.1.1
 ip -n "$DNS" addr add $COREDNS/24 dev eth0 && ip -n "$DNS" link set eth0 up
 ip -n "$DNS" route add default via 10.244.2.1
+# The Service range is routed like any remote network (a real node's default
+# route); kube-proxy's DNAT rewrites the destination before it matters.
+ip -n "$NODE" route add $SERVICE_CIDR via $COREDNS dev vdns
 n sysctl -qw net.ipv4.ip_forward=1
 
 # kube-proxy in miniature (iptables-nft, with kubelet's hint chain).
 n iptables-nft -w -t mangle -N KUBE-IPTABLES-HINT
 for proto in udp tcp; do
   for chain in PREROUTING OUTPUT; do
-    n iptables-nft -w -t nat -A $chain -d $CLUSTER_IP/32 -p $proto --dport 53 \
-      -j DNAT --to-destination $COREDNS:53
+    for service in $CLUSTER_IP $UPSTREAM_IP; do  # kube-dns and kube-dns-upstream
+      n iptables-nft -w -t nat -A $chain -d $service/32 -p $proto --dport 53 \
+        -j DNAT --to-destination $COREDNS:53
+    done
   done
   n iptables-nft -w -t nat -A POSTROUTING -d $COREDNS/32 -p $proto --dport 53 -j MASQUERADE
 done
@@ -129,8 +140,7 @@ start_localdns() {
   echo "--- start: $*" >>"$LOG"
   # Not through n(): a function in the background would leave $! a subshell.
   ip netns exec "$NODE" "$LOCALDNS" --local-ip $LINK_LOCAL --local-ip $CLUSTER_IP --interface-kind bridge \
-    --forward cluster.local=tcp://$COREDNS --forward .=tcp://$COREDNS \
-    --sync-interval 1s --control "$TMP/ctl.sock" "$@" >>"$LOG" 2>&1 &
+    "${FORWARD[@]}" --sync-interval 1s --control "$TMP/ctl.sock" "$@" >>"$LOG" 2>&1 &
   LPID=$!
   PIDS+=("$LPID")
   for _ in $(seq 1 100); do
@@ -141,11 +151,22 @@ start_localdns() {
   [ "$(starts)" -gt "$started" ] || fail "localdns did not start within 10 s"
   wait_answer $LINK_LOCAL
 }
+no_sanitizer_report() {  # ASan, TSan and UBSan builds report into the log
+  local report
+  report=$(grep -n -m 5 -E "ERROR: AddressSanitizer|ERROR: LeakSanitizer|WARNING: ThreadSanitizer|runtime error:" "$LOG" || true)
+  [ -z "$report" ] || fail "sanitizer report in localdns's log: $report"
+}
 stop_localdns() {  # SIGNAL
+  local status=0
   kill -"$1" "$LPID"
   for _ in $(seq 1 100); do kill -0 "$LPID" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$LPID" 2>/dev/null && fail "localdns did not exit within 10 s of SIG$1"
-  wait "$LPID" 2>/dev/null || true
+  wait "$LPID" 2>/dev/null || status=$?
+  case $1 in
+    TERM) [ "$status" -eq 0 ] || fail "localdns exited with status $status after SIGTERM, expected 0" ;;
+    KILL) [ "$status" -eq 137 ] || fail "localdns exited with status $status after SIGKILL, expected 137" ;;
+  esac
+  no_sanitizer_report
 }
 dns_entries() {  # conntrack entries for DNS to or from the local addresses
   n cat /proc/net/nf_conntrack | grep -E "(src|dst)=($LINK_LOCAL|$CLUSTER_IP) " | grep -c -E "(dport|sport)=53 " || true
@@ -268,25 +289,37 @@ read -r answered clash <<<"$(race_clashes $CLUSTER_IP)"
 echo "   forced A/AAAA race x300 through the DNAT: answered=$answered clashres+insert_failed=$clash"
 [ "$clash" -gt 0 ] || fail "without localdns the race through the DNAT should raise clashres"
 
-# --- 4: kill -9: nothing stranded; restart adopts the leftovers ---------------
-note "4. kill -9"
+# --- 4: kill -9 with the standard Kubernetes upstream ---------------------------
+# As the DaemonSet runs it: both addresses captured, upstreams the
+# kube-dns-upstream Service IP. kube-proxy serves the ClusterIP while localdns
+# is down; the link-local address has no usable fallback (a DNAT to a Service
+# IP is not translated again), and localdns says so at start.
+note "4. kill -9, upstreams behind kube-proxy (--forward .=tcp://$UPSTREAM_IP:53)"
+FORWARD=(--forward cluster.local=tcp://$UPSTREAM_IP:53 --forward .=tcp://$UPSTREAM_IP:53 --service-cidr $SERVICE_CIDR)
 start_localdns
+grep -q "no fallback DNAT for $LINK_LOCAL ($UPSTREAM_IP:53 is inside node.service_cidr $SERVICE_CIDR)" "$LOG" ||
+  fail "no start-up warning about the missing fallback target"
+nat=$({ n iptables-nft-save -t nat; } 2>/dev/null | grep -c 'localdns:' || true)
+[ "$nat" -eq 0 ] || fail "$nat fallback DNAT rules installed; none can work here"
 rules=$(rule_count)
 stop_localdns KILL
 n ip link show nodelocaldns >/dev/null 2>&1 || fail "interface should be left behind by kill -9"
 [ "$(rule_count)" -eq "$rules" ] || fail "rules should be left behind by kill -9"
+# Every lookup here starts after the kill: all answered through kube-proxy, none slow.
 pod_nameserver $CLUSTER_IP
 burst "localdns dead: glibc burst to $CLUSTER_IP (kube-proxy path)" 200
 pod_nameserver $LINK_LOCAL
-burst "localdns dead: glibc burst to $LINK_LOCAL (fallback DNAT)" 200
 start_localdns
 [ "$(rule_count)" -eq "$rules" ] || fail "restart changed the rule count: $(rule_count), was $rules"
 dups=$({ n iptables-nft-save; } 2>/dev/null | grep -o '"localdns:[^"]*"' | sort | uniq -d | wc -l)
 [ "$dups" -eq 0 ] || fail "$dups rules duplicated after restart"
 burst "restarted: glibc burst to $LINK_LOCAL" 300
+pod_nameserver $CLUSTER_IP
+burst "restarted: glibc burst to $CLUSTER_IP" 300
 entries=$(dns_entries)
 [ "$entries" -eq 0 ] || fail "$entries conntrack entries after restart"
 echo "   restart adopted $rules rules, no duplicates, no conntrack entries"
+FORWARD=(--forward cluster.local=tcp://$COREDNS --forward .=tcp://$COREDNS)
 
 # --- 5: localdns cleanup removes what a crash left --------------------------------
 note "5. localdns cleanup"
@@ -303,6 +336,11 @@ start_localdns --rules-backend nftables
 rules=$(nft_rules)
 echo "   nft rules: $rules"
 [ "$rules" -gt 0 ] || fail "no nft rules installed"
+# The fallback DNAT (to CoreDNS's pod address) is for the link-local address only.
+[ "$(n nft list table inet localdns | grep -c "daddr $LINK_LOCAL .*dnat ip to $COREDNS:53" || true)" -eq 2 ] ||
+  fail "no fallback DNAT for $LINK_LOCAL"
+[ "$(n nft list table inet localdns | grep -c "daddr $CLUSTER_IP .*dnat" || true)" -eq 0 ] ||
+  fail "a fallback DNAT for the ClusterIP would take its packets from kube-proxy"
 [ "$(rule_count)" -eq 0 ] || fail "the nftables backend also wrote iptables rules"
 for target in $LINK_LOCAL $CLUSTER_IP; do
   pod_nameserver $target
@@ -324,4 +362,16 @@ start_localdns --rules-backend nftables
 stop_localdns TERM
 [ "$(n nft list tables | grep -c localdns || true)" -eq 0 ] || fail "nft table left after SIGTERM"
 n ip link show nodelocaldns >/dev/null 2>&1 && fail "interface left after SIGTERM"
+
+# --- 7: an interface localdns does not own is never deleted ---------------------
+note "7. a foreign interface by the configured name"
+n ip link add nodelocaldns type bridge
+n ip addr add 10.244.9.1/24 dev nodelocaldns
+out=$(n "$LOCALDNS" --local-ip $LINK_LOCAL --interface-kind bridge "${FORWARD[@]}" --control off 2>&1) &&
+  fail "localdns started on an interface holding another address"
+echo "$out" | grep -q "holds other addresses (10.244.9.1)" || fail "unclear refusal: $out"
+n "$LOCALDNS" cleanup --interface-kind bridge | grep -q "left alone" || fail "cleanup did not leave the foreign interface alone"
+n ip addr show dev nodelocaldns | grep -q "10.244.9.1/24" || fail "the foreign interface was changed or deleted"
+n ip link del nodelocaldns
+no_sanitizer_report
 echo "PASS"
