@@ -1,4 +1,5 @@
 #include <cstdio>
+#include <functional>
 #include <iostream>
 #include <signal.h>
 #include <sys/resource.h>
@@ -135,6 +136,9 @@ int run_main(int argc, char** argv) {
   }
   setup_logging(cfg->log_level, cfg->log_format);
   ::signal(SIGPIPE, SIG_IGN);
+  // Until the signal set below handles it: SIGHUP's default action would
+  // kill localdns, and operators send it expecting a reload.
+  ::signal(SIGHUP, SIG_IGN);
   raise_fd_limit();
 
   std::unique_ptr<node::NodeSetup> node;
@@ -213,10 +217,21 @@ int run_main(int argc, char** argv) {
   }
 
   boost::asio::io_context signals_ctx;
-  boost::asio::signal_set signals(signals_ctx, SIGINT, SIGTERM);
-  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (!ec) spdlog::info("received signal {}, shutting down", sig);
-  });
+  boost::asio::signal_set signals(signals_ctx, SIGINT, SIGTERM, SIGHUP);
+  std::function<void()> wait_signal = [&] {
+    signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        spdlog::warn(
+            "received SIGHUP: reload is not supported yet; still serving with the configuration "
+            "read at start");
+        wait_signal();
+        return;
+      }
+      spdlog::info("received signal {}, shutting down", sig);
+    });
+  };
+  wait_signal();
   server->start();
   signals_ctx.run();
   if (node) node->stop_sync();

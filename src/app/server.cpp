@@ -1,10 +1,47 @@
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 
 #include <spdlog/spdlog.h>
 
 #include <localdns/app/server.hpp>
 
 namespace localdns::app {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// After the grace: how long failing what is left upstream and writing the
+// resulting SERVFAILs may take before the threads are stopped regardless.
+constexpr std::chrono::milliseconds kFlushBound{1000};
+
+// Counts workers that reported a shutdown step done. Shared with the posted
+// handlers, which may run after a wait gave up.
+class Countdown {
+ public:
+  explicit Countdown(std::size_t n) : left_(n) {}
+  void count_down() {
+    std::lock_guard lock(mu_);
+    if (left_ > 0 && --left_ == 0) cv_.notify_all();
+  }
+  // True when every worker reported before `deadline`.
+  bool wait_until(Clock::time_point deadline) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_until(lock, deadline, [this] { return left_ == 0; });
+  }
+  std::size_t left() {
+    std::lock_guard lock(mu_);
+    return left_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::size_t left_;
+};
+
+}  // namespace
 
 Server::Server(config::Config cfg) {
   unsigned n = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -60,30 +97,55 @@ std::vector<const metrics::QueryMetrics*> Server::query_metrics() const {
   return out;
 }
 
+// Shutdown, with every query in flight answered:
+//  1. stop reading UDP and accepting TCP (open connections may still ask);
+//  2. grace: wait until nothing is in flight upstream, at most shutdown_grace;
+//  3. every worker fails what is still in flight upstream, which sends the
+//     SERVFAILs (UDP at once; TCP queued, or posted to the client's worker
+//     for a coalesced query); all of them report before step 4, so that no
+//     reply is still on its way to a worker that is draining;
+//  4. every worker closes its client connections once their replies are
+//     written;
+//  5. the threads stop. Steps 3 and 4 together take at most kFlushBound: a
+//     client that does not read, or a stuck worker, cannot hold the exit.
 void Server::stop() {
   if (stopped_) return;
   stopped_ = true;
   running_.store(false, std::memory_order_relaxed);
-  for (auto& w : workers_)
-    w->stop_listening();
-  auto in_flight = [this] {
-    unsigned total = 0;
-    for (const auto& g : shared_.groups)
-      total += g->in_flight.load(std::memory_order_relaxed);
-    return total;
-  };
-  auto deadline = std::chrono::steady_clock::now() + shared_.config->shutdown_grace;
-  while (!threads_.empty() && in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (!threads_.empty()) {
+    for (auto& w : workers_)
+      w->stop_listening();
+    auto in_flight = [this] {
+      unsigned total = 0;
+      for (const auto& g : shared_.groups)
+        total += g->in_flight.load(std::memory_order_relaxed);
+      return total;
+    };
+    auto grace_end = Clock::now() + shared_.config->shutdown_grace;
+    while (in_flight() > 0 && Clock::now() < grace_end)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (unsigned left = in_flight(); left > 0) {
+      spdlog::warn("shutdown: {} upstream queries still in flight after {} ms; answering SERVFAIL",
+                   left, shared_.config->shutdown_grace.count());
+    }
+    auto bound = Clock::now() + kFlushBound;
+    auto failed = std::make_shared<Countdown>(workers_.size());
+    for (auto& w : workers_)
+      w->fail_upstreams([failed] { failed->count_down(); });
+    bool in_time = failed->wait_until(bound);
+    auto drained = std::make_shared<Countdown>(workers_.size());
+    if (in_time) {
+      for (auto& w : workers_)
+        w->drain_clients([drained] { drained->count_down(); });
+      in_time = drained->wait_until(bound);
+    }
+    if (!in_time) {
+      spdlog::warn(
+          "shutdown: {} of {} workers had not written every reply after {} ms more; stopping",
+          failed->left() > 0 ? failed->left() : drained->left(), workers_.size(),
+          kFlushBound.count());
+    }
   }
-  if (unsigned left = in_flight(); left > 0) {
-    spdlog::warn("shutdown: {} upstream queries still in flight after {} ms; answering SERVFAIL",
-                 left, shared_.config->shutdown_grace.count());
-  }
-  for (auto& w : workers_)
-    w->shutdown_upstreams();
-  // Let the posted shutdown run so clients in flight get their SERVFAIL.
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));
   for (auto& w : workers_)
     w->stop();
   for (auto& t : threads_)

@@ -65,14 +65,30 @@ void Worker::stop_listening() {
   });
 }
 
-void Worker::shutdown_upstreams() {
-  asio::post(ctx_, [this] {
+void Worker::fail_upstreams(std::function<void()> done) {
+  asio::post(ctx_, [this, done = std::move(done)] {
     for (auto& f : forwarders_)
       f->shutdown();
-    for (auto& l : tcp_)
-      l->stop(true);
-    for (auto& l : udp_)
-      l->close();
+    done();
+  });
+}
+
+void Worker::drain_clients(std::function<void()> done) {
+  asio::post(ctx_, [this, done = std::move(done)] {
+    if (tcp_.empty()) {
+      done();
+      return;
+    }
+    struct Left {
+      std::size_t listeners;
+      std::function<void()> done;
+    };
+    auto left = std::make_shared<Left>(Left{tcp_.size(), done});
+    for (auto& l : tcp_) {
+      l->drain([left] {
+        if (--left->listeners == 0) left->done();
+      });
+    }
   });
 }
 

@@ -141,6 +141,12 @@ void TcpSession::write() {
                     });
 }
 
+void TcpSession::close_after_flush() {
+  if (closed_) return;
+  peer_done_ = true;  // as after a client's half-close: no more reads
+  write();            // closes now when nothing is queued, in flight or pending
+}
+
 void TcpSession::close() {
   if (closed_) return;
   closed_ = true;
@@ -214,9 +220,25 @@ void TcpListener::accept() {
 
 void TcpListener::on_session_closed(TcpSession* s) {
   if (sessions_.erase(s) > 0) open_connections_.fetch_sub(1, std::memory_order_relaxed);
+  if (drained_ && sessions_.empty()) std::exchange(drained_, nullptr)();
+}
+
+void TcpListener::drain(std::function<void()> done) {
+  stop(false);
+  if (sessions_.empty()) {
+    done();
+    return;
+  }
+  drained_ = std::move(done);
+  std::vector<std::shared_ptr<TcpSession>> sessions;
+  for (auto& [ptr, s] : sessions_)
+    sessions.push_back(s);
+  for (auto& s : sessions)
+    s->close_after_flush();  // may close and erase at once
 }
 
 void TcpListener::stop(bool close_sessions) {
+  drained_ = nullptr;
   stopped_ = true;
   error_code ignored;
   acceptor_.close(ignored);

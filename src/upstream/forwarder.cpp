@@ -13,6 +13,8 @@ Forwarder::Forwarder(boost::asio::io_context& ctx, std::shared_ptr<GroupState> g
 }
 
 Forwarder::~Forwarder() {
+  // Destroyed with its worker, whose clients are gone: nothing to answer.
+  waiting_.clear();
   shutdown();
 }
 
@@ -26,7 +28,16 @@ void Forwarder::resolve(const Request& req, Completion done) {
     done(Result{Status::Overloaded, {}, nullptr});
     return;
   }
-  auto ex = std::make_shared<Exchange>(*this, req, std::move(done), std::move(ticket));
+  auto seq = next_waiting_++;
+  waiting_.emplace(seq, std::move(done));
+  auto finished = [this, seq](const Result& r) {
+    auto it = waiting_.find(seq);
+    if (it == waiting_.end()) return;  // already failed by shutdown()
+    auto d = std::move(it->second);
+    waiting_.erase(it);
+    d(r);
+  };
+  auto ex = std::make_shared<Exchange>(*this, req, std::move(finished), std::move(ticket));
   ex->start();
 }
 
@@ -87,6 +98,11 @@ void Forwarder::shutdown() {
   if (stopping_) return;
   stopping_ = true;
   probe_timer_.cancel();
+  // Completions may resolve again (they fail at once now): run them from a copy.
+  auto waiting = std::move(waiting_);
+  waiting_.clear();
+  for (auto& [seq, done] : waiting)
+    done(Result{Status::Failed, {}, nullptr});
   for (auto& p : pools_)
     p->close_all();
 }

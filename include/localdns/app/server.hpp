@@ -37,7 +37,8 @@ class Server {
 
   void start();
   // Stops reading queries, lets answers in flight finish for at most
-  // shutdown_grace, then closes everything and joins the threads.
+  // shutdown_grace, answers SERVFAIL to every query still in flight, writes
+  // those replies (at most one more second), then joins the threads.
   void stop();
 
   Stats stats() const;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -40,9 +41,20 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   void run();  // blocks until stop(); call on the worker's own thread
-  // Thread-safe: posted to the worker's context.
+
+  // Shutdown, in this order; thread-safe, each posted to the worker's context.
+  // Reads no new UDP queries and accepts no new TCP connections.
   void stop_listening();
-  void shutdown_upstreams();
+  // Fails every upstream query in flight: their clients get SERVFAIL (or a
+  // stale answer) now, here or posted to the worker of a coalesced client.
+  // `done` runs on the worker's thread afterwards.
+  void fail_upstreams(std::function<void()> done);
+  // Closes each client TCP connection once its replies are written; `done`
+  // runs on the worker's thread when none is left. Call after every worker's
+  // fail_upstreams() is done, so that replies posted by others are counted.
+  void drain_clients(std::function<void()> done);
+  // Stops the context at once. The UDP sockets stay open until destruction:
+  // another worker may still be sending a coalesced reply through them.
   void stop();
 
   const server::HandlerStats& stats() const { return handler_.stats(); }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -36,6 +37,9 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   // An answer that completed after its query was read; queued in order of completion.
   void send_reply(dns::Bytes reply);
   void close();
+  // Reads no further queries; closes once every query read is answered and
+  // every reply written (or at once when nothing is outstanding).
+  void close_after_flush();
 
  private:
   void read();
@@ -72,6 +76,10 @@ class TcpListener {
   void start();
   // Stops accepting; with `close_sessions`, closes every client connection too.
   void stop(bool close_sessions);
+  // Stops accepting and lets each connection close after its answers are
+  // written (TcpSession::close_after_flush); `done` runs once none is left,
+  // perhaps before this returns. stop() forgets `done`.
+  void drain(std::function<void()> done);
 
   QueryHandler& handler() { return handler_; }
   const config::TcpClientConfig& config() const { return cfg_; }
@@ -88,6 +96,7 @@ class TcpListener {
   std::unordered_map<TcpSession*, std::shared_ptr<TcpSession>> sessions_;
   boost::asio::steady_timer retry_;    // after accept errors such as EMFILE
   std::vector<std::uint8_t> scratch_;  // immediate replies, before framing
+  std::function<void()> drained_;      // set while draining
   bool stopped_ = false;
 };
 

@@ -4,8 +4,10 @@
 // budget are shared with the other workers through GroupState.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <random>
+#include <unordered_map>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -30,7 +32,8 @@ class Forwarder {
   // Sends a probe to every server marked down, every probe_interval. One
   // worker per group runs this.
   void start_probing();
-  // Fails what is in flight and closes connections; later resolves fail at once.
+  // Fails what is in flight (every completion not yet run runs now, with
+  // Failed) and closes connections; later resolves fail at once.
   void shutdown();
 
   // For Exchange.
@@ -46,6 +49,11 @@ class Forwarder {
 
   boost::asio::io_context& ctx_;
   std::shared_ptr<GroupState> group_;
+  // Completions of the exchanges in flight, by sequence number: shutdown()
+  // answers them all, UDP exchanges included, which hold no pooled connection
+  // to close. Declared before pools_ so that it outlives them.
+  std::unordered_map<std::uint64_t, Completion> waiting_;
+  std::uint64_t next_waiting_ = 0;
   std::vector<std::unique_ptr<TcpPool>> pools_;
   boost::asio::steady_timer probe_timer_;
   unsigned rr_next_ = 0;
