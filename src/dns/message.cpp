@@ -284,16 +284,16 @@ std::size_t copy_expanded(Bytes msg, const ResponseView& rv, MutableBytes out) {
     p += 2;
     std::uint8_t* rdata = p;
     if (detail::rdata_layout(rr.type) == nullptr) {
-      ok = put(p, limit, &msg[rr.rdata_offset], rr.rdlength);
+      ok = put(p, limit, msg.data() + rr.rdata_offset, rr.rdlength);
     } else {
       std::size_t copied = rr.rdata_offset;  // record data before `copied` is written
       ok = rdata_names(msg, rr, [&](std::size_t pos) -> std::optional<std::size_t> {
-        if (!put(p, limit, &msg[copied], pos - copied)) return std::nullopt;
+        if (!put(p, limit, msg.data() + copied, pos - copied)) return std::nullopt;
         auto end = expand_name(msg, pos, p, limit);
         if (end) copied = *end;
         return end;
       });
-      ok = ok && put(p, limit, &msg[copied], rr.end() - copied);
+      ok = ok && put(p, limit, msg.data() + copied, rr.end() - copied);
     }
     if (!ok || p - rdata > 0xFFFF) return ok = false;
     write_u16(rdlength, static_cast<std::uint16_t>(p - rdata));
@@ -327,7 +327,7 @@ std::size_t copy_ede(Bytes msg, const RrView& opt, std::uint8_t* out) {
     pos += 4;
     if (pos + len > end) break;  // malformed: keep what was read
     if (code == kOptionEde && len >= 2) {
-      const std::uint8_t* text = &msg[pos + 2];
+      const std::uint8_t* text = msg.data() + pos + 2;
       std::size_t text_len = len - 2;
       if (!valid_utf8(text, text_len)) text_len = 0;
       std::uint8_t* next = put_ede(p, kMaxEdeBytes - static_cast<std::size_t>(p - out),
