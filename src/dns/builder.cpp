@@ -142,20 +142,24 @@ std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const Reply
   h.id = shape.id;
   h.flags = static_cast<std::uint16_t>((h.flags & ~kEchoedQueryFlags) |
                                        (shape.flags & kEchoedQueryFlags));
+  // TC=1 and no records; its OPT keeps the extended RCODE bits.
+  auto truncated = [&] {
+    std::size_t n = build_truncated_reply(shape, h.flags, out);
+    if (n != 0 && shape.edns) out[n - kOptRecordSize + 5] = static_cast<std::uint8_t>(rcode >> 4);
+    return n;
+  };
   std::size_t body = 0;
   if (rv.names_read_ttls) {
     body = copy_expanded(answer, rv, out);
     if (body == 0) return 0;
   } else {
     body = rv.opt ? rv.opt->offset : std::min(rv.end, answer.size());
-    if (body + (shape.edns ? kOptRecordSize : 0) > shape.limit) {
-      return build_truncated_reply(shape, h.flags, out);
-    }
+    if (body + (shape.edns ? kOptRecordSize : 0) > shape.limit) return truncated();
     if (out.size() < body) return 0;
     body = copy_without_opt(answer, rv, out.data());
   }
   std::size_t size = body + (shape.edns ? kOptRecordSize : 0);
-  if (size > shape.limit) return build_truncated_reply(shape, h.flags, out);
+  if (size > shape.limit) return truncated();
   if (out.size() < size) return 0;
   std::array<std::uint8_t, kMaxEdeBytes> ede{};
   std::size_t ede_len = shape.edns && rv.opt ? copy_ede(answer, *rv.opt, ede.data()) : 0;

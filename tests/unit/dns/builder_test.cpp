@@ -333,3 +333,14 @@ TEST_CASE("error replies carry localdns's own EDE to EDNS clients", "[dns][build
     }
   }
 }
+
+TEST_CASE("a truncated reply keeps the extended RCODE", "[dns][builder]") {
+  auto answer = upstream_answer(40, false);  // 669 bytes
+  answer[11] = 1;
+  answer.insert(answer.end(), {0, 0, 41, 0x04, 0xD0, 1, 0, 0, 0, 0, 0});  // BADVERS
+  auto b = reply_for(make_query("foo.example", "A", {.edns = true}), answer, 512);
+  CHECK(b.reply.tc);
+  auto m = test::decode_message(b.bytes);
+  REQUIRE(m);
+  CHECK(m->rcode == 16);
+}
