@@ -16,8 +16,9 @@ namespace {
 constexpr char kFlagDO = 1;
 constexpr char kFlagCD = 2;
 
-// One allocation per entry: this header, then the TTL offsets, the key and the
-// wire answer (without its OPT record, ID 0). The LRU list is intrusive.
+// One allocation per entry: this header, then the TTL offsets, the key, the
+// wire answer (without its OPT record, ID 0) and the upstream's Extended DNS
+// Error options. The LRU list is intrusive.
 struct Entry {
   Entry* prev = nullptr;
   Entry* next = nullptr;
@@ -30,6 +31,7 @@ struct Entry {
   std::uint16_t wire_len = 0;
   std::uint16_t n_ttls = 0;
   bool prefetching = false;  // a refresh was requested; do not request another
+  std::uint8_t ede_len = 0;
 
   const std::uint16_t* ttls() const { return reinterpret_cast<const std::uint16_t*>(this + 1); }
   std::uint16_t* ttls() { return reinterpret_cast<std::uint16_t*>(this + 1); }
@@ -37,22 +39,26 @@ struct Entry {
   const std::uint8_t* wire() const {
     return reinterpret_cast<const std::uint8_t*>(ttls() + n_ttls) + key_len;
   }
+  const std::uint8_t* ede() const { return wire() + wire_len; }
   std::size_t charge() const {
-    return PacketCache::kEntryOverhead + n_ttls * sizeof(std::uint16_t) + key_len + wire_len;
+    return PacketCache::kEntryOverhead + n_ttls * sizeof(std::uint16_t) + key_len + wire_len +
+           ede_len;
   }
 
   static Entry* create(std::string_view key, dns::Bytes wire,
-                       const std::vector<std::uint16_t>& ttls) {
+                       const std::vector<std::uint16_t>& ttls, dns::Bytes ede) {
     std::size_t total =
-        sizeof(Entry) + ttls.size() * sizeof(std::uint16_t) + key.size() + wire.size();
+        sizeof(Entry) + ttls.size() * sizeof(std::uint16_t) + key.size() + wire.size() + ede.size();
     auto* e = new (::operator new(total)) Entry();
     e->key_len = static_cast<std::uint16_t>(key.size());
     e->wire_len = static_cast<std::uint16_t>(wire.size());
     e->n_ttls = static_cast<std::uint16_t>(ttls.size());
+    e->ede_len = static_cast<std::uint8_t>(ede.size());
     if (!ttls.empty()) std::memcpy(e->ttls(), ttls.data(), ttls.size() * sizeof(std::uint16_t));
     auto* k = reinterpret_cast<char*>(e->ttls() + e->n_ttls);
     std::memcpy(k, key.data(), key.size());
     std::memcpy(k + key.size(), wire.data(), wire.size());
+    if (!ede.empty()) std::memcpy(k + key.size() + wire.size(), ede.data(), ede.size());
     return e;
   }
   static void destroy(Entry* e) {
@@ -61,6 +67,7 @@ struct Entry {
   }
 };
 static_assert(sizeof(Entry) <= 48);
+static_assert(dns::kMaxEdeBytes <= UINT8_MAX);
 static_assert(alignof(Entry) >= alignof(std::uint16_t));
 
 // Per-entry charge for the index: a hash-map node, its bucket, allocator slack.
@@ -74,25 +81,8 @@ struct Hash {
   std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
-// Hits rewrite every TTL field. An owner name that reads bytes of a TTL field
-// (only a hostile upstream compresses that way) would change, or break, as the
-// entry ages: such answers are not cached. `ttls` is sorted.
-bool names_avoid_ttls(dns::Bytes wire, const dns::Header& h, std::size_t question_end,
-                      const std::vector<std::uint16_t>& ttls) {
-  bool clear = true;
-  auto overlaps = [&](std::size_t begin, std::size_t end) {
-    auto it = std::upper_bound(ttls.begin(), ttls.end(), begin);  // first TTL after begin
-    if (it != ttls.begin() && std::size_t{*std::prev(it)} + 4 > begin) return true;
-    return it != ttls.end() && *it < end;
-  };
-  dns::for_each_rr(wire, h, question_end, [&](const dns::RrView& rr) {
-    dns::walk_name(wire, rr.offset, [&](std::size_t b, std::size_t e) {
-      if (overlaps(b, e)) clear = false;
-    });
-    return clear;
-  });
-  return clear;
-}
+// A stale reply's own EDE option: INFO-CODE only.
+constexpr std::size_t kStaleEdeSize = 6;
 
 }  // namespace
 
@@ -174,21 +164,27 @@ void PacketCache::insert(const Key& key, dns::Bytes msg, const dns::ResponseView
                          std::uint32_t lifetime, std::uint32_t stale_window) {
   if (lifetime == 0) return;
   msg = msg.first(std::min(rv.end, msg.size()));  // without trailing bytes
-  // The stored form: OPT removed (ours is added per client), ID 0.
+  // The stored form: OPT removed (ours is added per client), ID 0. Hits
+  // rewrite every TTL field, so when a name reads TTL bytes (only a hostile
+  // upstream compresses so) the names are stored expanded instead.
   std::uint8_t* w = tl_wire.data();
-  std::size_t len = dns::copy_without_opt(msg, rv, w);
+  std::size_t len =
+      rv.names_read_ttls ? dns::copy_expanded(msg, rv, tl_wire) : dns::copy_without_opt(msg, rv, w);
+  if (len == 0) return;
   dns::write_u16(w, 0);
-  dns::Bytes wire(w, len);
+  dns::MutableBytes wire(w, len);
+  dns::clamp_ttls(wire, rv.question_end);  // RFC 2181 8
   dns::Header h = dns::Header::read(w);
   std::vector<std::uint16_t> ttls;
-  bool ok = dns::for_each_rr(wire, h, rv.question_end, [&](const dns::RrView& rr) {
+  bool ok = dns::for_each_rr(dns::Bytes(wire), h, rv.question_end, [&](const dns::RrView& rr) {
     ttls.push_back(static_cast<std::uint16_t>(rr.type_offset + 4));
     return true;
   });
   if (!ok || ttls.size() > UINT16_MAX) return;
-  if (!names_avoid_ttls(wire, h, rv.question_end, ttls)) return;
+  std::array<std::uint8_t, dns::kMaxEdeBytes> ede{};
+  std::size_t ede_len = rv.opt ? dns::copy_ede(msg, *rv.opt, ede.data()) : 0;
 
-  Entry* e = Entry::create(key.view(), wire, ttls);
+  Entry* e = Entry::create(key.view(), wire, ttls, dns::Bytes(ede.data(), ede_len));
   e->stored = now_();
   e->lifetime = lifetime;
   e->stale_window = stale_window;
@@ -245,6 +241,14 @@ LookupResult PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
   const std::uint32_t remaining = result.stale ? kStaleAnswerTtl : e.lifetime - age;
   const std::uint32_t aged = result.stale ? 0 : age;
   std::size_t size = e.wire_len + (shape.edns ? dns::kOptRecordSize : 0);
+  // EDNS clients also get the upstream's EDE options and, for a stale answer,
+  // Stale Answer / Stale NXDOMAIN Answer (RFC 8914 4.4, 4.20); dropped first
+  // when they would not fit.
+  std::size_t ede = 0;
+  if (shape.edns) {
+    ede = e.ede_len + (result.stale ? kStaleEdeSize : 0);
+    if (size + ede > shape.limit || size + ede > out.size()) ede = 0;
+  }
   std::size_t n = 0;
   if (size > shape.limit) {
     n = dns::build_truncated_reply(shape, e.flags, out);
@@ -261,12 +265,21 @@ LookupResult PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
     h.id = shape.id;
     h.flags = dns::reply_flags(e.flags, shape);
     if (shape.edns) {
-      dns::write_opt_record(p + e.wire_len, shape.do_bit);
+      std::uint8_t* opt =
+          dns::write_opt_record(p + e.wire_len, shape.do_bit, static_cast<std::uint16_t>(ede));
+      if (ede != 0) {
+        std::memcpy(opt, e.ede(), e.ede_len);
+        if (result.stale) {
+          const bool nx =
+              (e.flags & dns::kRcodeMask) == static_cast<std::uint16_t>(dns::Rcode::NXDomain);
+          dns::write_ede(opt + e.ede_len, nx ? dns::kEdeStaleNxdomain : dns::kEdeStaleAnswer);
+        }
+      }
       h.arcount = static_cast<std::uint16_t>(h.arcount + 1);
     }
     h.write(p);
     std::memcpy(p + dns::kHeaderSize, shape.qname.data(), shape.qname_len);
-    n = size;
+    n = size + ede;
   }
   if (n == 0) return {};
   result.size = n;

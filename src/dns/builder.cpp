@@ -10,15 +10,17 @@ namespace {
 constexpr std::uint16_t kEchoedQueryFlags = kFlagRD | kFlagCD;
 
 // Writes an OPT RR: root owner, our payload size, extended RCODE high bits,
-// version 0, DO echoed (RFC 3225 3), no options.
-std::uint8_t* write_opt(std::uint8_t* p, std::uint8_t ext_rcode_high, bool do_bit) {
+// version 0, DO echoed (RFC 3225 3), `options` as its data.
+std::uint8_t* write_opt(std::uint8_t* p, std::uint8_t ext_rcode_high, bool do_bit,
+                        Bytes options = {}) {
   *p++ = 0;
   write_u16(p, static_cast<std::uint16_t>(Type::OPT));
   write_u16(p + 2, kEdnsUdpSize);
   std::uint32_t ttl = (std::uint32_t{ext_rcode_high} << 24) | (do_bit ? kEdnsFlagDO : 0u);
   write_u32(p + 4, ttl);
-  write_u16(p + 8, 0);
-  return p + 10;
+  write_u16(p + 8, static_cast<std::uint16_t>(options.size()));
+  if (!options.empty()) std::memcpy(p + 10, options.data(), options.size());
+  return p + 10 + options.size();
 }
 
 std::uint8_t* write_question(std::uint8_t* p, Bytes qname, std::uint16_t qtype,
@@ -37,11 +39,12 @@ struct ErrorParts {
   bool edns;
   bool do_bit;
   std::uint16_t ext_rcode;  // full 12-bit RCODE
+  Bytes options = {};       // EDNS options, for EDNS clients only
 };
 
 std::size_t write_error(const ErrorParts& e, MutableBytes out) {
-  std::size_t need =
-      kHeaderSize + (e.question ? e.question->qname.size() + 4 : 0) + (e.edns ? kOptRecordSize : 0);
+  std::size_t need = kHeaderSize + (e.question ? e.question->qname.size() + 4 : 0) +
+                     (e.edns ? kOptRecordSize + e.options.size() : 0);
   if (out.size() < need) return 0;
   Header h;
   h.id = e.id;
@@ -53,7 +56,7 @@ std::size_t write_error(const ErrorParts& e, MutableBytes out) {
   h.write(out.data());
   std::uint8_t* p = out.data() + kHeaderSize;
   if (e.question) p = write_question(p, e.question->qname, e.question->qtype, e.question->qclass);
-  if (e.edns) p = write_opt(p, static_cast<std::uint8_t>(e.ext_rcode >> 4), e.do_bit);
+  if (e.edns) p = write_opt(p, static_cast<std::uint8_t>(e.ext_rcode >> 4), e.do_bit, e.options);
   return static_cast<std::size_t>(p - out.data());
 }
 
@@ -88,6 +91,23 @@ std::size_t build_error_reply(const ReplyShape& shape, Rcode rcode, MutableBytes
   return write_error(e, out);
 }
 
+std::size_t build_error_reply(const ReplyShape& shape, Rcode rcode, const ExtendedError& ede,
+                              MutableBytes out) {
+  std::array<std::uint8_t, kMaxEdeBytes> opt{};
+  std::size_t n = static_cast<std::size_t>(write_ede(opt.data(), ede.code, ede.text) - opt.data());
+  Question question = shape.question();
+  ErrorParts e{shape.id,
+               shape.flags,
+               &question,
+               shape.edns,
+               shape.do_bit,
+               static_cast<std::uint16_t>(rcode),
+               Bytes(opt.data(), n)};
+  std::size_t size = kHeaderSize + question.qname.size() + 4 + kOptRecordSize + n;
+  if (size > shape.limit) e.options = {};  // the error itself matters more
+  return write_error(e, out);
+}
+
 std::size_t build_query(const OutgoingQuery& q, MutableBytes out) {
   std::size_t need = kHeaderSize + q.question.qname.size() + 4 + kOptRecordSize;
   if (out.size() < need) return 0;
@@ -111,21 +131,45 @@ std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const Reply
   // Records are copied verbatim up to the OPT, which is replaced by ours (or
   // dropped); compression pointers stay valid because everything kept keeps
   // its offset. Records after the OPT and bytes after the last record are
-  // dropped (see copy_without_opt).
-  std::size_t body = rv.opt ? rv.opt->offset : std::min(rv.end, answer.size());
-  std::size_t size = body + (shape.edns ? kOptRecordSize : 0);
+  // dropped (see copy_without_opt). When a name reads TTL bytes, which the
+  // RFC 2181 clamp may rewrite, the records are written with names expanded.
   if (shape.qname_len != rv.question.qname.size()) return 0;
+  const std::uint16_t rcode = rv.rcode();
+  // An extended RCODE (BADVERS, BADCOOKIE, ...) needs an OPT to be expressed
+  // (RFC 6891 6.1.3); its low 4 bits alone would read as another RCODE.
+  if (rcode > kRcodeMask && !shape.edns) return build_error_reply(shape, Rcode::ServFail, out);
   Header h = rv.header;
   h.id = shape.id;
   h.flags = static_cast<std::uint16_t>((h.flags & ~kEchoedQueryFlags) |
                                        (shape.flags & kEchoedQueryFlags));
-  if (size > shape.limit) return build_truncated_reply(shape, h.flags, out);
+  // TC=1 and no records; its OPT keeps the extended RCODE bits.
+  auto truncated = [&] {
+    std::size_t n = build_truncated_reply(shape, h.flags, out);
+    if (n != 0 && shape.edns) out[n - kOptRecordSize + 5] = static_cast<std::uint8_t>(rcode >> 4);
+    return n;
+  };
+  std::size_t body = 0;
+  if (rv.names_read_ttls) {
+    body = copy_expanded(answer, rv, out);
+    if (body == 0) return 0;
+  } else {
+    body = rv.opt ? rv.opt->offset : std::min(rv.end, answer.size());
+    if (body + (shape.edns ? kOptRecordSize : 0) > shape.limit) return truncated();
+    if (out.size() < body) return 0;
+    body = copy_without_opt(answer, rv, out.data());
+  }
+  std::size_t size = body + (shape.edns ? kOptRecordSize : 0);
+  if (size > shape.limit) return truncated();
   if (out.size() < size) return 0;
-  std::uint8_t* p = out.data();
-  p += copy_without_opt(answer, rv, p);
+  std::array<std::uint8_t, kMaxEdeBytes> ede{};
+  std::size_t ede_len = shape.edns && rv.opt ? copy_ede(answer, *rv.opt, ede.data()) : 0;
+  if (size + ede_len > shape.limit || size + ede_len > out.size()) ede_len = 0;
+  clamp_ttls(out.first(body), rv.question_end);
+  std::uint8_t* p = out.data() + body;
   h.arcount = read_u16(out.data() + 10);
   if (shape.edns) {
-    p = write_opt(p, 0, shape.do_bit);
+    p = write_opt(p, static_cast<std::uint8_t>(rcode >> 4), shape.do_bit,
+                  Bytes(ede.data(), ede_len));
     h.arcount = static_cast<std::uint16_t>(h.arcount + 1);
   }
   h.write(out.data());
@@ -144,8 +188,10 @@ std::size_t build_truncated_reply(const ReplyShape& shape, std::uint16_t answer_
   return n;
 }
 
-std::uint8_t* write_opt_record(std::uint8_t* p, bool do_bit) {
-  return write_opt(p, 0, do_bit);
+std::uint8_t* write_opt_record(std::uint8_t* p, bool do_bit, std::uint16_t options_len) {
+  std::uint8_t* end = write_opt(p, 0, do_bit);
+  write_u16(end - 2, options_len);
+  return end;
 }
 
 }  // namespace localdns::dns

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include <localdns/dns/message.hpp>
@@ -13,6 +14,7 @@ Edns edns_from_opt(const RrView& rr) {
   e.udp_size = rr.rclass;  // OPT's CLASS field carries the UDP payload size
   e.version = static_cast<std::uint8_t>(rr.ttl >> 16);
   e.do_bit = (rr.ttl & kEdnsFlagDO) != 0;
+  e.ext_rcode = static_cast<std::uint8_t>(rr.ttl >> 24);
   return e;
 }
 
@@ -28,9 +30,141 @@ std::optional<std::size_t> read_question(Bytes msg, Question& q) {
   return pos + 4;
 }
 
+// Marks the TTL fields of the records walked so far, so that names reading
+// them can be found. One bit per message byte, on the stack: no allocation.
+class TtlBytes {
+ public:
+  explicit TtlBytes(std::size_t size) : words_((size + 63) / 64) {
+    std::fill_n(bits_.begin(), words_, 0);
+  }
+  void mark(std::size_t ttl_offset) {
+    for (std::size_t i = ttl_offset; i < ttl_offset + 4; ++i)
+      bits_[i / 64] |= std::uint64_t{1} << (i % 64);
+  }
+  bool any(std::size_t begin, std::size_t end) const {
+    for (std::size_t i = begin; i < end; ++i)
+      if (bits_[i / 64] & (std::uint64_t{1} << (i % 64))) return true;
+    return false;
+  }
+
+ private:
+  std::array<std::uint64_t, (kMaxMessageSize + 64) / 64> bits_;
+  std::size_t words_;
+};
+
+constexpr std::int8_t N = detail::kName;
+constexpr std::int8_t S = detail::kCharString;
+constexpr std::int8_t R = detail::kRest;
+struct Layout {
+  std::uint16_t type;
+  std::array<std::int8_t, 6> fields;  // then kEnd
+};
+// RFC 1035 3.3 (NS, MD, MF, CNAME, SOA, MB, MG, MR, PTR, MINFO, MX), RFC 3597 4
+// (RP, AFSDB, RT, SIG, PX, NXT, NAPTR, SRV), KX, DNAME, RRSIG, NSEC.
+constexpr Layout kLayouts[] = {
+    {2, {N}},
+    {3, {N}},
+    {4, {N}},
+    {5, {N}},
+    {6, {N, N, 20}},
+    {7, {N}},
+    {8, {N}},
+    {9, {N}},
+    {12, {N}},
+    {14, {N, N}},
+    {15, {2, N}},
+    {17, {N, N}},
+    {18, {2, N}},
+    {21, {2, N}},
+    {24, {18, N, R}},
+    {26, {2, N, N}},
+    {30, {N, R}},
+    {33, {6, N}},
+    {35, {4, S, S, S, N}},
+    {36, {2, N}},
+    {39, {N}},
+    {46, {18, N, R}},
+    {47, {N, R}},
+};
+
+// Appends the name at `pos` (already validated) without compression.
+std::optional<std::size_t> expand_name(Bytes msg, std::size_t pos, std::uint8_t*& p,
+                                       const std::uint8_t* limit) {
+  bool fits = true;
+  auto end = walk_name(msg, pos, [&](std::size_t b, std::size_t e) {
+    if ((msg[b] & 0xC0) == 0xC0) return;  // a pointer: its target follows
+    if (static_cast<std::size_t>(limit - p) < e - b) {
+      fits = false;
+      return;
+    }
+    if (fits) {
+      std::memcpy(p, &msg[b], e - b);
+      p += e - b;
+    }
+  });
+  if (!end || !fits) return std::nullopt;
+  return end;
+}
+
+bool put(std::uint8_t*& p, const std::uint8_t* limit, const std::uint8_t* src, std::size_t n) {
+  if (static_cast<std::size_t>(limit - p) < n) return false;
+  std::memcpy(p, src, n);
+  p += n;
+  return true;
+}
+
+bool valid_utf8(const std::uint8_t* s, std::size_t n) {
+  for (std::size_t i = 0; i < n;) {
+    std::uint8_t c = s[i];
+    std::size_t len = c < 0x80                   ? 1
+                      : (c >= 0xC2 && c <= 0xDF) ? 2
+                      : (c >= 0xE0 && c <= 0xEF) ? 3
+                      : (c >= 0xF0 && c <= 0xF4) ? 4
+                                                 : 0;
+    if (len == 0 || i + len > n) return false;
+    for (std::size_t k = 1; k < len; ++k)
+      if ((s[i + k] & 0xC0) != 0x80) return false;
+    if (len == 3 && ((c == 0xE0 && s[i + 1] < 0xA0) || (c == 0xED && s[i + 1] >= 0xA0)))
+      return false;  // overlong, or a surrogate
+    if (len == 4 && ((c == 0xF0 && s[i + 1] < 0x90) || (c == 0xF4 && s[i + 1] >= 0x90)))
+      return false;  // overlong, or past U+10FFFF
+    i += len;
+  }
+  return true;
+}
+
+// Longest prefix of at most `room` bytes of a valid UTF-8 text that ends on a
+// character boundary.
+std::size_t utf8_prefix(const std::uint8_t* s, std::size_t n, std::size_t room) {
+  if (n <= room) return n;
+  std::size_t cut = room;
+  while (cut > 0 && (s[cut] & 0xC0) == 0x80)
+    --cut;
+  return cut;
+}
+
+// Writes an EDE option with at most `room` bytes in all; returns its end, or
+// `p` when not even the INFO-CODE fits.
+std::uint8_t* put_ede(std::uint8_t* p, std::size_t room, std::uint16_t code,
+                      const std::uint8_t* text, std::size_t text_len) {
+  if (room < 6) return p;
+  std::size_t n = utf8_prefix(text, text_len, room - 6);
+  write_u16(p, kOptionEde);
+  write_u16(p + 2, static_cast<std::uint16_t>(2 + n));
+  write_u16(p + 4, code);
+  if (n != 0) std::memcpy(p + 6, text, n);
+  return p + 6 + n;
+}
+
 }  // namespace
 
 namespace detail {
+const std::int8_t* rdata_layout(std::uint16_t type) {
+  for (const auto& l : kLayouts)
+    if (l.type == type) return l.fields.data();
+  return nullptr;
+}
+
 std::optional<RrView> read_rr(Bytes msg, std::size_t pos, Section section) {
   auto name_end = skip_name(msg, pos);
   if (!name_end || *name_end + 10 > msg.size()) return std::nullopt;
@@ -104,6 +238,14 @@ std::optional<ResponseView> parse_response(Bytes msg) {
   rv.question_end = *qend;
   bool ok = true;
   rv.end = *qend;
+  TtlBytes ttls(msg.size());
+  // Every name's walk: for validity and, for records kept for clients (those
+  // before the OPT), whether it reads TTL bytes.
+  auto check_name = [&](std::size_t pos) {
+    return walk_name(msg, pos, [&](std::size_t b, std::size_t e) {
+      if (!rv.opt && !rv.names_read_ttls && ttls.any(b, e)) rv.names_read_ttls = true;
+    });
+  };
   bool walked = for_each_rr(msg, rv.header, *qend, [&](const RrView& rr) {
     if (rr.type == static_cast<std::uint16_t>(Type::OPT)) {
       if (rr.section != Section::Additional || rv.opt) {
@@ -112,12 +254,95 @@ std::optional<ResponseView> parse_response(Bytes msg) {
       }
       rv.opt = rr;
       rv.edns = edns_from_opt(rr);
+    } else {
+      check_name(rr.offset);
+      ttls.mark(rr.type_offset + 4);
+      if (!rdata_names(msg, rr, check_name)) {
+        ok = false;
+        return false;
+      }
     }
     rv.end = rr.end();
     return true;
   });
   if (!walked || !ok) return std::nullopt;
   return rv;
+}
+
+std::size_t copy_expanded(Bytes msg, const ResponseView& rv, MutableBytes out) {
+  std::uint8_t* p = out.data();
+  const std::uint8_t* limit = out.data() + out.size();
+  if (!put(p, limit, msg.data(), rv.question_end)) return 0;
+  unsigned kept = 0;
+  bool ok = true;
+  for_each_rr(msg, rv.header, rv.question_end, [&](const RrView& rr) {
+    if (rv.opt && rr.offset >= rv.opt->offset) return false;
+    ok = expand_name(msg, rr.offset, p, limit) && put(p, limit, &msg[rr.type_offset], 8) &&
+         static_cast<std::size_t>(limit - p) >= 2;
+    if (!ok) return false;
+    std::uint8_t* rdlength = p;
+    p += 2;
+    std::uint8_t* rdata = p;
+    if (detail::rdata_layout(rr.type) == nullptr) {
+      ok = put(p, limit, msg.data() + rr.rdata_offset, rr.rdlength);
+    } else {
+      std::size_t copied = rr.rdata_offset;  // record data before `copied` is written
+      ok = rdata_names(msg, rr, [&](std::size_t pos) -> std::optional<std::size_t> {
+        if (!put(p, limit, msg.data() + copied, pos - copied)) return std::nullopt;
+        auto end = expand_name(msg, pos, p, limit);
+        if (end) copied = *end;
+        return end;
+      });
+      ok = ok && put(p, limit, msg.data() + copied, rr.end() - copied);
+    }
+    if (!ok || p - rdata > 0xFFFF) return ok = false;
+    write_u16(rdlength, static_cast<std::uint16_t>(p - rdata));
+    ++kept;
+    return true;
+  });
+  if (!ok) return 0;
+  Header h = rv.header;
+  h.arcount = static_cast<std::uint16_t>(kept - h.ancount - h.nscount);
+  h.write(out.data());
+  return static_cast<std::size_t>(p - out.data());
+}
+
+void clamp_ttls(MutableBytes msg, std::size_t question_end) {
+  Header h = Header::read(msg.data());
+  for_each_rr(Bytes(msg), h, question_end, [&](const RrView& rr) {
+    if (rr.type != static_cast<std::uint16_t>(Type::OPT) && (rr.ttl & 0x8000'0000u)) {
+      write_u32(&msg[rr.type_offset + 4], 0);
+    }
+    return true;
+  });
+}
+
+std::size_t copy_ede(Bytes msg, const RrView& opt, std::uint8_t* out) {
+  std::uint8_t* p = out;
+  std::size_t pos = opt.rdata_offset;
+  const std::size_t end = opt.end();
+  while (pos + 4 <= end) {
+    std::uint16_t code = read_u16(&msg[pos]);
+    std::size_t len = read_u16(&msg[pos + 2]);
+    pos += 4;
+    if (pos + len > end) break;  // malformed: keep what was read
+    if (code == kOptionEde && len >= 2) {
+      const std::uint8_t* text = msg.data() + pos + 2;
+      std::size_t text_len = len - 2;
+      if (!valid_utf8(text, text_len)) text_len = 0;
+      std::uint8_t* next = put_ede(p, kMaxEdeBytes - static_cast<std::size_t>(p - out),
+                                   read_u16(&msg[pos]), text, text_len);
+      if (next == p) break;
+      p = next;
+    }
+    pos += len;
+  }
+  return static_cast<std::size_t>(p - out);
+}
+
+std::uint8_t* write_ede(std::uint8_t* p, std::uint16_t code, std::string_view text) {
+  const auto* t = reinterpret_cast<const std::uint8_t*>(text.data());
+  return put_ede(p, kMaxEdeBytes, code, t, valid_utf8(t, text.size()) ? text.size() : 0);
 }
 
 bool response_matches(const ResponseView& rv, std::uint16_t id, const Question& asked) {

@@ -220,8 +220,8 @@ void QueryHandler::deliver(const Asker& asker, const upstream::Result& result,
   const auto& client = asker.client;
   dns::MutableBytes buf(tl_reply.data(), tl_reply.size());
   std::size_t n = 0;
-  bool failed =
-      result.status != upstream::Status::Ok || result.view->header.rcode() == dns::Rcode::ServFail;
+  bool failed = result.status != upstream::Status::Ok ||
+                result.view->rcode() == static_cast<std::uint16_t>(dns::Rcode::ServFail);
   if (failed && cache_.cache && cache_.policies[group].stale_window != 0) {
     // RFC 8767: every upstream failed; an expired answer beats SERVFAIL.
     n = cache_.cache->lookup(key, shape, buf, cache::Freshness::AllowStale).size;
@@ -237,7 +237,18 @@ void QueryHandler::deliver(const Asker& asker, const upstream::Result& result,
   if (n == 0) {
     bool overloaded = result.status == upstream::Status::Overloaded;
     (overloaded ? stats_.refused : stats_.servfail).inc();
-    n = dns::build_error_reply(shape, overloaded ? dns::Rcode::Refused : dns::Rcode::ServFail, buf);
+    if (overloaded || result.status == upstream::Status::Ok) {
+      n = dns::build_error_reply(shape, overloaded ? dns::Rcode::Refused : dns::Rcode::ServFail,
+                                 buf);
+    } else {
+      // RFC 8914: say why localdns itself gave up on the upstreams.
+      const dns::ExtendedError ede =
+          result.status == upstream::Status::Timeout
+              ? dns::ExtendedError{dns::kEdeNoReachableAuthority, "upstream timed out"}
+              : dns::ExtendedError{dns::kEdeNetworkError,
+                                   "upstream unreachable or answer unusable"};
+      n = dns::build_error_reply(shape, dns::Rcode::ServFail, ede, buf);
+    }
   }
   std::uint64_t micros = 0;
   if (metrics_) {

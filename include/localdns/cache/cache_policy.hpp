@@ -27,8 +27,9 @@ struct Lifetime {
 
 // Positive: the smallest answer TTL clamped to [min_ttl, max_ttl]. Negative:
 // min(SOA TTL, SOA MINIMUM) from the authority section, clamped to
-// denial_max_ttl; without an SOA, not cached. TC=1, other RCODEs and
-// unparseable answers are never cached.
+// denial_max_ttl; without an SOA, not cached. TC=1, other RCODEs (the full
+// 12-bit RCODE: extended ones included) and unparseable answers are never
+// cached. TTLs with the top bit set count as 0 (RFC 2181 8).
 Lifetime cache_lifetime(dns::Bytes msg, const dns::ResponseView& rv, const TtlPolicy& policy);
 
 }  // namespace localdns::cache

@@ -2,7 +2,10 @@
 // question (name compared case-insensitively), qtype, qclass and the DO and CD
 // bits. A hit copies the stored answer into the caller's buffer, then patches
 // the ID, the RD/CD bits, the client's letter case, every TTL (lowered by the
-// entry's age, never below 0) and the OPT record; it does not allocate.
+// entry's age, never below 0) and the OPT record (with the upstream's Extended
+// DNS Errors, and Stale Answer when serving stale); it does not allocate.
+// Stored answers never hold a name that reads TTL bytes: such answers are
+// stored with their names expanded, so a reply reads the same at every age.
 //
 // Thread-safety: shared by all workers. Entries are split over shards by key
 // hash; each shard has its own mutex, taken once per lookup or insert, and its

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include <localdns/dns/message.hpp>
 
@@ -36,6 +37,16 @@ ReplyShape make_reply_shape(const QueryView& q, std::size_t limit);
 std::size_t build_error_reply(const QueryView& q, Rcode rcode, MutableBytes out);
 std::size_t build_error_reply(const ReplyShape& shape, Rcode rcode, MutableBytes out);
 
+// An Extended DNS Error (RFC 8914) localdns adds to a reply it makes itself.
+struct ExtendedError {
+  std::uint16_t code = 0;
+  std::string_view text;  // UTF-8; cut to fit kMaxEdeBytes
+};
+// The same reply with `ede` in the OPT of an EDNS client (left out when it
+// would not fit the client's limit). Clients without EDNS get no EDE.
+std::size_t build_error_reply(const ReplyShape& shape, Rcode rcode, const ExtendedError& ede,
+                              MutableBytes out);
+
 struct OutgoingQuery {
   Question question;  // qname is copied in lower case
   std::uint16_t id = 0;
@@ -50,7 +61,11 @@ std::size_t build_query(const OutgoingQuery& q, MutableBytes out);
 
 // Turns an upstream answer into this client's reply: its ID, its RD/CD bits,
 // its qname letter case, an OPT exactly when the client sent one, and TC=1
-// with empty sections when the result would exceed `shape.limit`.
+// with empty sections when the result would exceed `shape.limit`. TTLs with
+// the top bit set read 0 (RFC 2181 8). EDNS clients get the upstream's full
+// RCODE and its Extended DNS Errors (bounded, dropped first when space is
+// short); a client without EDNS gets SERVFAIL for an extended RCODE, which it
+// could not read.
 std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const ReplyShape& shape,
                                MutableBytes out);
 
@@ -59,8 +74,9 @@ std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const Reply
 std::size_t build_truncated_reply(const ReplyShape& shape, std::uint16_t answer_flags,
                                   MutableBytes out);
 
-// Writes our OPT record (kOptRecordSize bytes, DO as given) at `p`; returns its end.
-std::uint8_t* write_opt_record(std::uint8_t* p, bool do_bit);
+// Writes our OPT record (kOptRecordSize bytes, DO as given) at `p`; returns its
+// end, where the caller writes `options_len` bytes of options (RDLENGTH).
+std::uint8_t* write_opt_record(std::uint8_t* p, bool do_bit, std::uint16_t options_len = 0);
 
 // Flags of a reply: the answer's, with RD and CD taken from the client's query.
 inline std::uint16_t reply_flags(std::uint16_t answer_flags, const ReplyShape& shape) {

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string_view>
 
 #include <localdns/dns/wire.hpp>
 
@@ -20,6 +21,7 @@ struct Edns {
   std::uint16_t udp_size = 0;
   std::uint8_t version = 0;
   bool do_bit = false;
+  std::uint8_t ext_rcode = 0;  // upper 8 bits of the 12-bit RCODE
 };
 
 struct Question {
@@ -72,11 +74,33 @@ struct ResponseView {
   std::optional<RrView> opt;  // the OPT record, if any
   Edns edns;
   std::size_t end = 0;  // just past the last record; bytes after it are ignored
+  // Some name kept for clients (owner or record data, before the OPT) reads
+  // bytes of a TTL field. Replies that rewrite TTLs (cache hits, the RFC 2181
+  // clamp) must then be built from copy_expanded().
+  bool names_read_ttls = false;
+
+  // The full 12-bit RCODE (RFC 6891 6.1.3): OPT extended bits and header bits.
+  std::uint16_t rcode() const {
+    return static_cast<std::uint16_t>((std::uint16_t{edns.ext_rcode} << 4) |
+                                      (header.flags & kRcodeMask));
+  }
 };
 
 // Validates structure: header, exactly one question, every RR's name and
-// lengths inside the message, at most one OPT and only in the additional section.
+// lengths inside the message, at most one OPT and only in the additional
+// section. Names in the record data of the types that carry them (NS, CNAME,
+// SOA, PTR, MX, SRV, DNAME, NAPTR, RRSIG, ... see rdata_names) follow the
+// owner-name rules of walk_name and must fit their record data exactly, so no
+// name can reach the header, the OPT or anything dropped after it.
 std::optional<ResponseView> parse_response(Bytes msg);
+
+// Calls `fn(offset)` for the start of every domain name in the record data of
+// `rr`; `fn` returns the offset just past that name, or std::nullopt to fail.
+// Covers the types whose record data holds names that may be compressed
+// (RFC 1035 3.3, RFC 3597 4, and DNAME, KX, RRSIG, NSEC). Other types are
+// opaque. False when the record data does not match its type's layout.
+template <class Fn>
+bool rdata_names(Bytes msg, const RrView& rr, Fn&& fn);
 
 // Calls `fn(const RrView&)` for every record after the question; false if the
 // message is malformed. `fn` may return false to stop early.
@@ -90,11 +114,61 @@ bool for_each_rr(Bytes msg, const Header& h, std::size_t question_end, Fn&& fn);
 // returns the length.
 std::size_t copy_without_opt(Bytes msg, const ResponseView& rv, std::uint8_t* out);
 
+// The same records with every name (owners and record data of the types
+// rdata_names knows) written out in full, without compression: nothing then
+// depends on bytes a reply rewrites. Header and question are copied. Returns
+// the length, or 0 when the result does not fit `out`.
+std::size_t copy_expanded(Bytes msg, const ResponseView& rv, MutableBytes out);
+
+// RFC 2181 8: a TTL with the top bit set is read as 0. Rewrites those TTLs of
+// every record (the OPT excepted) of a message already walked successfully.
+void clamp_ttls(MutableBytes msg, std::size_t question_end);
+
+// Copies the Extended DNS Error options of an OPT record into `out` (room for
+// kMaxEdeBytes), bounded by kMaxEdeBytes: text that is not UTF-8 is dropped,
+// text that does not fit is cut at a character boundary. Returns the length.
+std::size_t copy_ede(Bytes msg, const RrView& opt, std::uint8_t* out);
+
+// Writes one EDE option (text cut to fit kMaxEdeBytes); returns its end.
+std::uint8_t* write_ede(std::uint8_t* p, std::uint16_t code, std::string_view text = {});
+
 // True when `rv` answers the question we asked with `id`.
 bool response_matches(const ResponseView& rv, std::uint16_t id, const Question& asked);
 
 namespace detail {
 std::optional<RrView> read_rr(Bytes msg, std::size_t pos, Section section);
+
+// Record data layouts: > 0 a fixed number of bytes, then these markers.
+inline constexpr std::int8_t kName = -1;        // a domain name
+inline constexpr std::int8_t kCharString = -2;  // a length byte and that many bytes
+inline constexpr std::int8_t kRest = -3;        // opaque bytes up to the end
+inline constexpr std::int8_t kEnd = 0;
+// The layout of `type`, or null when its record data holds no names.
+const std::int8_t* rdata_layout(std::uint16_t type);
+}  // namespace detail
+
+template <class Fn>
+bool rdata_names(Bytes msg, const RrView& rr, Fn&& fn) {
+  const std::int8_t* f = detail::rdata_layout(rr.type);
+  if (f == nullptr) return true;
+  std::size_t pos = rr.rdata_offset;
+  const std::size_t end = rr.end();
+  for (; *f != detail::kEnd; ++f) {
+    if (*f == detail::kRest) return true;
+    if (*f > 0) {
+      pos += static_cast<std::size_t>(*f);
+    } else if (*f == detail::kCharString) {
+      if (pos >= end) return false;
+      pos += 1 + std::size_t{msg[pos]};
+    } else {
+      if (pos >= end) return false;
+      auto next = fn(pos);
+      if (!next) return false;
+      pos = *next;
+    }
+    if (pos > end) return false;
+  }
+  return pos == end;
 }
 
 template <class Fn>

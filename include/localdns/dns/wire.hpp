@@ -46,6 +46,17 @@ enum class Rcode : std::uint8_t {
 };
 inline constexpr std::uint16_t kExtRcodeBadVers = 16;  // RFC 6891 6.1.3
 
+// Extended DNS Errors (RFC 8914): EDNS option 15, a 2-byte INFO-CODE and an
+// optional UTF-8 EXTRA-TEXT.
+inline constexpr std::uint16_t kOptionEde = 15;
+inline constexpr std::uint16_t kEdeStaleAnswer = 3;
+inline constexpr std::uint16_t kEdeStaleNxdomain = 19;
+inline constexpr std::uint16_t kEdeNoReachableAuthority = 22;
+inline constexpr std::uint16_t kEdeNetworkError = 23;
+// Bytes of EDE options (option headers included) carried from one upstream
+// answer to a client; what does not fit is dropped, text cut at a character.
+inline constexpr std::size_t kMaxEdeBytes = 128;
+
 // Header flag bits, in the 16-bit flags word (RFC 1035 4.1.1, RFC 4035 3.1).
 inline constexpr std::uint16_t kFlagQR = 0x8000;
 inline constexpr std::uint16_t kFlagAA = 0x0400;

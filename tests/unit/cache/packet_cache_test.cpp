@@ -8,6 +8,7 @@
 #include <localdns/dns/message.hpp>
 
 #include "dns_client.hpp"
+#include "ldns_records.hpp"
 
 using namespace localdns;
 using namespace std::chrono_literals;
@@ -99,6 +100,14 @@ std::optional<test::Reply> hit(cache::PacketCache& c, const Asked& a) {
   std::size_t n = c.lookup(a.key, a.shape, out).size;
   if (n == 0) return std::nullopt;
   return test::decode(test::Packet(out.begin(), out.begin() + static_cast<long>(n)));
+}
+
+std::optional<test::Packet> hit_bytes(cache::PacketCache& c, const Asked& a,
+                                      cache::Freshness f = cache::Freshness::Fresh) {
+  std::array<std::uint8_t, 65535> out{};
+  std::size_t n = c.lookup(a.key, a.shape, out, f).size;
+  if (n == 0) return std::nullopt;
+  return test::Packet(out.begin(), out.begin() + static_cast<long>(n));
 }
 
 void insert(cache::PacketCache& c, const std::string& name, const test::Packet& ans,
@@ -308,7 +317,7 @@ TEST_CASE("expired entries are served stale only when asked, within the window",
   CHECK(c.stats().stale_served == 1);
 }
 
-TEST_CASE("answers whose names read TTL bytes are not cached", "[cache]") {
+TEST_CASE("answers whose owner names read TTL bytes are stored expanded", "[cache]") {
   // Question "a." at 12; answer A at 15 (owner pointer to 12); additional
   // record whose owner points at the answer's TTL field (offset 21), which a
   // hit rewrites as the entry ages. Only a hostile upstream compresses so.
@@ -320,14 +329,137 @@ TEST_CASE("answers whose names read TTL bytes are not cached", "[cache]") {
   p[ttl_at + 3] = 0;  // the TTL's last byte, now 0, doubles as a root label
   auto rv = dns::parse_response(p);
   REQUIRE(rv);
+  CHECK(rv->names_read_ttls);
   FakeClock clock;
   cache::PacketCache c({}, clock.fn());
   c.insert(ask("a").key, p, *rv, 60);
-  CHECK(c.stats().entries == 0);
-  // The same answer with an honest owner name is cached.
+  CHECK(c.stats().entries == 1);
+  clock.now += 10s;  // the TTL byte now reads 50
+  auto got = hit_bytes(c, ask("a"));
+  REQUIRE(got);
+  auto m = test::decode_message(*got);
+  REQUIRE(m);
+  REQUIRE(m->records.size() == 2);
+  CHECK(m->records[1].owner == ".");
+  CHECK(m->records[1].rdata == "10.0.0.2");
+  // The same answer with an honest owner name is stored as it came.
   p[p.size() - 15] = 12;
   auto honest = dns::parse_response(p);
   REQUIRE(honest);
-  c.insert(ask("a").key, p, *honest, 60);
-  CHECK(c.stats().entries == 1);
+  CHECK_FALSE(honest->names_read_ttls);
+}
+
+namespace {
+
+// "a." A: an A record at 19 (TTL field at 25), then an MX whose exchange is
+// "x" + a pointer to the A record's last TTL byte (offset 28, 0: a root
+// label). A hit rewrites that byte as the entry ages; only a hostile upstream
+// compresses so.
+test::Packet mx_reading_ttl(std::uint32_t ttl) {
+  test::Packet p = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0, 1, 'a', 0, 0, 1, 0, 1};
+  p.insert(p.end(), {0xC0, 12, 0, 1, 0, 1});
+  put32(p, ttl);
+  p.insert(p.end(), {0, 4, 10, 0, 0, 1});
+  p.insert(p.end(), {0xC0, 12, 0, 15, 0, 1});
+  put32(p, ttl);
+  p.insert(p.end(), {0, 6, 0, 10, 1, 'x', 0xC0, 28});
+  return p;
+}
+
+// The records as ldns reads them, TTLs left out.
+std::vector<test::Record> records_of(const test::Packet& p) {
+  auto m = test::decode_message(p);
+  REQUIRE(m);
+  for (auto& r : m->records)
+    r.ttl = 0;
+  return m->records;
+}
+
+}  // namespace
+
+TEST_CASE("names in record data that read TTL bytes are stored expanded", "[cache]") {
+  auto p = mx_reading_ttl(256);
+  auto rv = dns::parse_response(p);
+  REQUIRE(rv);
+  auto upstream = records_of(p);
+  REQUIRE(upstream.size() == 2);
+  CHECK(upstream[1].rdata == "10 x.");
+  FakeClock clock;
+  cache::PacketCache c({}, clock.fn());
+  c.insert(ask("a").key, p, *rv, 256, 60);
+  CHECK(c.stats().entries == 1);  // rewritten, not refused
+  for (auto age : {0s, 10s, 200s}) {
+    clock.now = FakeClock{}.now + age;
+    auto got = hit_bytes(c, ask("a"));
+    REQUIRE(got);
+    CHECK(records_of(*got) == upstream);
+    auto m = test::decode_message(*got);
+    REQUIRE(m);
+    CHECK(m->records[0].ttl == 256 - static_cast<std::uint32_t>(age.count()));
+  }
+  clock.now = FakeClock{}.now + 300s;  // stale: every TTL rewritten to 30
+  auto stale = hit_bytes(c, ask("a"), cache::Freshness::AllowStale);
+  REQUIRE(stale);
+  CHECK(records_of(*stale) == upstream);
+}
+
+TEST_CASE("extended RCODEs and top-bit TTLs are classified on their real values", "[cache]") {
+  cache::TtlPolicy p;
+  auto life = [&](const test::Packet& a) { return cache::cache_lifetime(a, view_of(a), p); };
+  auto badvers = answer("x.", 0, {60});
+  badvers[badvers.size() - 6] = 1;  // OPT extended RCODE: 16, BADVERS
+  CHECK(view_of(badvers).rcode() == 16);
+  CHECK(life(badvers).kind == cache::AnswerKind::Uncacheable);
+  auto nx_ext = answer("x.", 3, {}, std::pair{60u, 60u});
+  nx_ext[nx_ext.size() - 6] = 1;  // 16 | 3 = 19: not NXDOMAIN
+  CHECK(life(nx_ext).kind == cache::AnswerKind::Uncacheable);
+  // RFC 2181 8: the top bit set reads as 0.
+  CHECK(life(answer("x.", 0, {0x8000'0E10u})).kind == cache::AnswerKind::Uncacheable);
+  CHECK(life(answer("x.", 3, {}, std::pair{0x8000'0E10u, 60u})).kind ==
+        cache::AnswerKind::Uncacheable);
+  p.min_ttl = 30;  // kept 30 s, but the record still reads 0
+  auto big = answer("t.example", 0, {0x8000'0E10u, 60});
+  REQUIRE(life(big).seconds == 30);
+  FakeClock clock;
+  cache::PacketCache c({}, clock.fn());
+  insert(c, "t.example", big, 30);
+  auto r = hit(c, ask("t.example"));
+  REQUIRE(r);
+  CHECK(r->answer_ttls == std::vector<std::uint32_t>{0, 30});
+}
+
+TEST_CASE("hits carry the upstream's EDE; stale hits say so", "[cache]") {
+  auto nx = answer("nx.example", 3, {}, std::pair{60u, 60u});
+  // OPT options: EDE 17 "filtered".
+  test::Packet o = {0, 15, 0, 10, 0, 17, 'f', 'i', 'l', 't', 'e', 'r', 'e', 'd'};
+  nx[nx.size() - 1] = static_cast<std::uint8_t>(o.size());
+  nx.insert(nx.end(), o.begin(), o.end());
+  FakeClock clock;
+  cache::PacketCache c({}, clock.fn());
+  c.insert(ask("nx.example").key, nx, view_of(nx), 60, 300);
+  auto fresh = hit_bytes(c, ask("nx.example", {.edns = true}));
+  REQUIRE(fresh);
+  auto m = test::decode_message(*fresh);
+  REQUIRE(m);
+  CHECK(m->rcode == 3);
+  CHECK(m->ede == std::vector<test::Ede>{{17, "filtered"}});
+  auto plain = hit_bytes(c, ask("nx.example"));
+  REQUIRE(plain);
+  CHECK_FALSE(test::decode_message(*plain)->has_opt);
+  clock.now += 120s;
+  auto stale = hit_bytes(c, ask("nx.example", {.edns = true}), cache::Freshness::AllowStale);
+  REQUIRE(stale);
+  m = test::decode_message(*stale);
+  REQUIRE(m);
+  CHECK(m->ede == std::vector<test::Ede>{{17, "filtered"}, {dns::kEdeStaleNxdomain, ""}});
+
+  auto pos = answer("pos.example", 0, {60});
+  c.insert(ask("pos.example").key, pos, view_of(pos), 60, 300);
+  INFO("entries " << c.stats().entries << " inserts " << c.stats().inserts);
+  clock.now += 90s;
+  auto s2 = hit_bytes(c, ask("pos.example", {.edns = true}), cache::Freshness::AllowStale);
+  REQUIRE(s2);
+  m = test::decode_message(*s2);
+  REQUIRE(m);
+  CHECK(m->ede == std::vector<test::Ede>{{dns::kEdeStaleAnswer, ""}});
 }

@@ -6,6 +6,7 @@
 #include <localdns/dns/message.hpp>
 
 #include "dns_client.hpp"
+#include "ldns_records.hpp"
 
 using namespace localdns;
 using test::decode;
@@ -167,4 +168,179 @@ TEST_CASE("records after the upstream OPT are dropped, not moved", "[dns][builde
     REQUIRE(dns::parse_response(view(b.bytes)));
     CHECK(dns::parse_response(view(b.bytes))->header.arcount == (edns ? 1 : 0));
   }
+}
+
+namespace {
+
+// "a." MX: one record (TTL field at 25) whose exchange is "x" + a pointer to
+// `target`, then an OPT.
+test::Packet mx_with_pointer(std::uint8_t target, std::array<std::uint8_t, 4> ttl = {0, 0, 1, 0}) {
+  test::Packet p = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1, 1, 'a', 0, 0, 15, 0, 1};
+  p.insert(p.end(), {0xC0, 12, 0, 15, 0, 1});
+  p.insert(p.end(), ttl.begin(), ttl.end());
+  p.insert(p.end(), {0, 6, 0, 10, 1, 'x', 0xC0, target});
+  p.insert(p.end(), {0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0});
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("names in record data must point backwards, past the header", "[dns][builder]") {
+  // The OPT starts at 37; its bytes are replaced per client, so a pointer
+  // into them would dangle in every reply.
+  CHECK(dns::parse_response(view(mx_with_pointer(12))));        // the question name: fine
+  CHECK_FALSE(dns::parse_response(view(mx_with_pointer(37))));  // into the OPT
+  CHECK_FALSE(dns::parse_response(view(mx_with_pointer(2))));   // into the header
+  CHECK_FALSE(dns::parse_response(view(mx_with_pointer(35))));  // itself
+  auto extra = mx_with_pointer(12);
+  extra.insert(extra.begin() + 37, 0);  // a byte after the exchange name
+  extra[30] = 7;                        // inside RDLENGTH
+  CHECK_FALSE(dns::parse_response(view(extra)));
+}
+
+TEST_CASE("a miss keeps names that read TTL bytes when it clamps the TTL", "[dns][builder]") {
+  // TTL 0x8001'7800 (top bit set: read as 0, RFC 2181 8) whose bytes from 26
+  // on spell the name "x."; the exchange "x" + pointer to 26 reads "x.x.".
+  auto answer = mx_with_pointer(26, {0x80, 1, 'x', 0});
+  auto upstream = test::decode_message(answer);
+  REQUIRE(upstream);
+  REQUIRE(upstream->records.size() == 1);
+  CHECK(upstream->records[0].rdata == "10 x.x.");
+  for (bool edns : {false, true}) {
+    auto b = reply_for(make_query("a", "MX", {.edns = edns}), answer, 1232);
+    auto m = test::decode_message(b.bytes);
+    REQUIRE(m);
+    REQUIRE(m->records.size() == 1);
+    CHECK(m->records[0].rdata == "10 x.x.");
+    CHECK(m->records[0].ttl == 0);
+  }
+}
+
+namespace {
+
+// upstream_answer(1, true) with the OPT's extended RCODE bits and options.
+test::Packet with_opt(std::uint8_t ext_rcode, const test::Packet& options, unsigned rcode = 0) {
+  auto p = upstream_answer(1, false);
+  p[3] = static_cast<std::uint8_t>(0x80 | rcode);
+  p[11] = 1;
+  p.insert(p.end(), {0, 0, 41, 0x04, 0xD0, ext_rcode, 0, 0, 0});
+  p.push_back(static_cast<std::uint8_t>(options.size() >> 8));
+  p.push_back(static_cast<std::uint8_t>(options.size()));
+  p.insert(p.end(), options.begin(), options.end());
+  return p;
+}
+
+test::Packet ede_option(std::uint16_t code, const std::string& text) {
+  test::Packet o;
+  for (unsigned v : {15u, static_cast<unsigned>(text.size() + 2), unsigned{code}}) {
+    o.push_back(static_cast<std::uint8_t>(v >> 8));
+    o.push_back(static_cast<std::uint8_t>(v));
+  }
+  for (char c : text)
+    o.push_back(static_cast<std::uint8_t>(c));
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("TTLs with the top bit set reach clients as 0", "[dns][builder]") {
+  auto answer = upstream_answer(2, true);
+  answer[29 + 6] = 0x80;  // first answer's TTL: 0x8000012C
+  auto b = reply_for(make_query("foo.example", "A"), answer, 512);
+  CHECK(b.reply.answer_ttls == std::vector<std::uint32_t>{0, 300});
+}
+
+TEST_CASE("the upstream's extended RCODE reaches EDNS clients", "[dns][builder]") {
+  auto answer = with_opt(1, {});  // header NOERROR + OPT 1 << 4: BADVERS
+  auto rv = dns::parse_response(view(answer));
+  REQUIRE(rv);
+  CHECK(rv->rcode() == dns::kExtRcodeBadVers);
+  auto e = reply_for(make_query("foo.example", "A", {.edns = true}), answer, 1232);
+  auto m = test::decode_message(e.bytes);
+  REQUIRE(m);
+  CHECK(m->rcode == 16);
+  // Without EDNS it cannot be expressed; NOERROR would be a lie.
+  auto plain = reply_for(make_query("foo.example", "A"), answer, 512);
+  CHECK(plain.reply.rcode == "SERVFAIL");
+  CHECK(plain.reply.answers.empty());
+  CHECK_FALSE(plain.reply.has_opt);
+}
+
+TEST_CASE("Extended DNS Errors from upstream reach EDNS clients, bounded", "[dns][builder]") {
+  test::Packet opts = {0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8};  // a cookie: not carried
+  for (auto b : ede_option(17, "blocked by policy"))
+    opts.push_back(b);
+  auto answer = with_opt(0, opts, 3);
+  auto b = reply_for(make_query("foo.example", "A", {.edns = true}), answer, 1232);
+  auto m = test::decode_message(b.bytes);
+  REQUIRE(m);
+  CHECK(m->rcode == 3);
+  CHECK(m->ede == std::vector<test::Ede>{{17, "blocked by policy"}});
+  auto plain = reply_for(make_query("foo.example", "A"), answer, 512);
+  CHECK_FALSE(plain.reply.has_opt);
+
+  SECTION("long text is cut at a character, invalid UTF-8 dropped, the total bounded") {
+    std::string euro;
+    for (int i = 0; i < 100; ++i)
+      euro += "\xE2\x82\xAC";  // 300 bytes of U+20AC
+    auto many = ede_option(1, euro);
+    auto bad = ede_option(2, "\xFF\xFEoops");
+    for (auto byte : bad)
+      many.push_back(byte);
+    auto r = reply_for(make_query("foo.example", "A", {.edns = true}), with_opt(0, many), 1232);
+    auto mm = test::decode_message(r.bytes);
+    REQUIRE(mm);
+    REQUIRE(mm->ede.size() == 1);  // the first fills the budget
+    CHECK(mm->ede[0].code == 1);
+    CHECK(mm->ede[0].text.size() == (dns::kMaxEdeBytes - 6) / 3 * 3);
+    CHECK(mm->ede[0].text == euro.substr(0, mm->ede[0].text.size()));
+    auto r2 = reply_for(make_query("foo.example", "A", {.edns = true}), with_opt(0, bad), 1232);
+    auto m2 = test::decode_message(r2.bytes);
+    REQUIRE(m2);
+    CHECK(m2->ede == std::vector<test::Ede>{{2, ""}});
+  }
+  SECTION("dropped when they would not fit the client's limit") {
+    auto big = upstream_answer(30, false);  // 509 bytes, + OPT 520
+    big[11] = 1;
+    big[3] = 0x83;
+    auto o = ede_option(17, "blocked");
+    big.insert(big.end(),
+               {0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, static_cast<std::uint8_t>(o.size())});
+    for (auto byte : o)
+      big.push_back(byte);
+    auto r = reply_for(make_query("foo.example", "A", {.edns = true, .udp_size = 512}), big, 525);
+    auto mm = test::decode_message(r.bytes);
+    REQUIRE(mm);
+    CHECK(mm->records.size() == 30);
+    CHECK(mm->ede.empty());
+  }
+}
+
+TEST_CASE("error replies carry localdns's own EDE to EDNS clients", "[dns][builder]") {
+  std::array<std::uint8_t, 512> out{};
+  for (bool edns : {false, true}) {
+    auto q = make_query("foo.example", "A", {.edns = edns});
+    auto shape = dns::make_reply_shape(dns::parse_query(view(q)), 512);
+    std::size_t n = dns::build_error_reply(
+        shape, dns::Rcode::ServFail, {dns::kEdeNoReachableAuthority, "upstream timed out"}, out);
+    auto m = test::decode_message(test::Packet(out.begin(), out.begin() + static_cast<long>(n)));
+    REQUIRE(m);
+    CHECK(m->rcode == 2);
+    if (edns) {
+      CHECK(m->ede == std::vector<test::Ede>{{22, "upstream timed out"}});
+    } else {
+      CHECK_FALSE(m->has_opt);
+    }
+  }
+}
+
+TEST_CASE("a truncated reply keeps the extended RCODE", "[dns][builder]") {
+  auto answer = upstream_answer(40, false);  // 669 bytes
+  answer[11] = 1;
+  answer.insert(answer.end(), {0, 0, 41, 0x04, 0xD0, 1, 0, 0, 0, 0, 0});  // BADVERS
+  auto b = reply_for(make_query("foo.example", "A", {.edns = true}), answer, 512);
+  CHECK(b.reply.tc);
+  auto m = test::decode_message(b.bytes);
+  REQUIRE(m);
+  CHECK(m->rcode == 16);
 }
