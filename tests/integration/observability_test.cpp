@@ -211,6 +211,7 @@ TEST_CASE("a second control server never takes a live socket", "[integration][ct
 // every JSON line localdns writes is valid.
 #include <boost/json/src.hpp>
 
+#include <localdns/config/loader.hpp>
 
 namespace {
 
@@ -393,4 +394,37 @@ TEST_CASE("ctl top and dump print label bytes escaped", "[integration][ctl]") {
     CHECK(nx_evil);
     if (std::string(cmd) != "top nxdomain 10 json") CHECK(evil);
   }
+}
+
+TEST_CASE("the zone label is the zone's name with one trailing dot", "[integration][metrics]") {
+  KnotServer knot("cluster.local", cluster_local_zone());
+  FakeUpstream up;
+  // Through the loader, as the binary reads it.
+  auto c = config::load_config_text(
+      "forward:\n"
+      "  - zones: [cluster.local]\n"
+      "    servers: [\"" +
+          knot.address() +
+          "\"]\n"
+          "    transport: tcp\n"
+          "  - zones: [.]\n"
+          "    servers: [\"" +
+          up.address() +
+          "\"]\n"
+          "    transport: udp\n",
+      "zones.yaml");
+  REQUIRE(c.has_value());
+  Instance ld(*c);
+  auto port = free_port();
+  app::MetricsEndpoint metrics(ld.server(), nullptr, loopback(port));
+  ask(ld.endpoint(), "api.default.svc.cluster.local");
+  ask(ld.endpoint(), "www.example");
+  ask(ld.endpoint(), "www.example");
+  auto [status, text] = http_get(port, "/metrics");
+  REQUIRE(status == 200);
+  INFO(text.substr(0, 3000));
+  CHECK(metric_sum(text, "coredns_dns_requests_total", {"zone=\"cluster.local.\""}) == 1);
+  CHECK(metric_sum(text, "coredns_dns_requests_total", {"zone=\".\""}) == 2);
+  CHECK(metric_sum(text, "coredns_dns_responses_total", {"zone=\".\""}) == 2);
+  CHECK(text.find("..\"") == std::string::npos);  // no label ends in two dots
 }

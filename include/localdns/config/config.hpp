@@ -49,7 +49,7 @@ struct GroupCacheConfig {
 };
 
 struct UpstreamGroup {
-  std::vector<std::string> zones;  // presentation form, lower case, no trailing dot; "." for root
+  std::vector<std::string> zones;  // presentation form, lower case, trailing dot; "." for root
   std::vector<Endpoint> servers;
   bool servers_from_resolv_conf = false;
   Transport transport = Transport::PreferUdp;
