@@ -179,9 +179,9 @@ void read_group_cache(Reader& r, const YAML::Node& n, const std::string& path,
 }
 
 void read_cache(Reader& r, const YAML::Node& n, CacheConfig& c) {
-  if (!r.expect_map(
-          n, "cache",
-          {"enabled", "max_entries", "max_bytes", "min_ttl", "max_ttl", "denial_max_ttl"})) {
+  if (!r.expect_map(n, "cache",
+                    {"enabled", "max_entries", "max_bytes", "min_ttl", "max_ttl", "denial_max_ttl",
+                     "prefetch_hits", "prefetch_percent"})) {
     return;
   }
   using std::chrono::hours;

@@ -221,3 +221,17 @@ TEST_CASE("without local addresses node setup stays off", "[config][node]") {
   CHECK(c->node.rules_backend == RulesBackend::Auto);
   CHECK(c->node.sync_interval == 60s);
 }
+
+TEST_CASE("the cache prefetch keys load", "[config]") {
+  auto c = load_config_text("cache:\n  prefetch_hits: 5\n  prefetch_percent: 20\n", "t.yaml");
+  REQUIRE(c.has_value());
+  CHECK(c->cache.prefetch_hits == 5);
+  CHECK(c->cache.prefetch_percent == 20);
+  auto off = load_config_text("cache: {prefetch_hits: 0}\n", "t.yaml");
+  REQUIRE(off.has_value());
+  CHECK(off->cache.prefetch_hits == 0);
+  auto bad = load_config_text("cache:\n  prefetch_percent: 100\n", "t.yaml");
+  REQUIRE_FALSE(bad.has_value());
+  CHECK_THAT(all(bad.error()),
+             Catch::Contains("t.yaml:2: cache.prefetch_percent: must be between"));
+}
