@@ -359,9 +359,10 @@ int run_ctl(const std::vector<std::string>& args) {
   boost::system::error_code ec;
   sock.connect(local::endpoint(path), ec);
   if (ec) {
-    std::cerr << "localdns ctl: cannot connect to " << path << ": " << ec.message()
-              << " (is localdns running? its control socket is set with --control; root only by "
-                 "default)\n";
+    std::cerr
+        << "localdns ctl: cannot connect to " << path << ": " << ec.message()
+        << " (is localdns running? its control socket is set with --control-socket; root only by "
+           "default)\n";
     return 1;
   }
   asio::write(sock, asio::buffer(line), ec);

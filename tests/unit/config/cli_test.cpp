@@ -127,3 +127,19 @@ TEST_CASE("node setup flags", "[config][cli][node]") {
   CHECK_THAT(bad({"--local-ip", "127.0.0.1"}),
              Catch::Contains("node.local_addresses[0]: 127.0.0.1 cannot be"));
 }
+
+TEST_CASE("--control-socket names the control socket; --control is an alias", "[config][cli]") {
+  for (auto flag : {"--control-socket", "--control"}) {
+    INFO(flag);
+    Config c = default_config();
+    auto o = parse({flag, "/tmp/ctl.sock"});
+    REQUIRE(o.has_value());
+    REQUIRE(apply_cli(*o, c).empty());
+    CHECK(c.control_socket == "/tmp/ctl.sock");
+    auto off = parse({std::string(flag) + "=off"});
+    REQUIRE(off.has_value());
+    REQUIRE(apply_cli(*off, c).empty());
+    CHECK(c.control_socket.empty());
+  }
+  CHECK_THAT(usage(), Catch::Contains("--control-socket PATH|off"));
+}
