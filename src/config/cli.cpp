@@ -210,6 +210,11 @@ std::expected<UpstreamGroup, std::string> parse_forward(std::string_view spec) {
     if (comma == std::string_view::npos) break;
     list.remove_prefix(comma + 1);
   }
+  if (g.servers.size() > kMaxServersPerGroup) {
+    return std::unexpected("--forward " + std::string(spec) + ": " +
+                           std::to_string(g.servers.size()) + " servers; a group takes at most " +
+                           std::to_string(kMaxServersPerGroup));
+  }
   return g;
 }
 

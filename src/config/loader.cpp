@@ -133,6 +133,11 @@ class Reader {
   Errors& errors_;
 };
 
+std::string too_many_servers(std::size_t n) {
+  return std::to_string(n) + " servers; a group takes at most " +
+         std::to_string(kMaxServersPerGroup);
+}
+
 void read_endpoint(Reader& r, const YAML::Node& n, const std::string& path, std::uint16_t port,
                    std::vector<Endpoint>& out) {
   auto s = r.scalar(n, path);
@@ -242,6 +247,9 @@ void read_group(Reader& r, const YAML::Node& n, const std::string& path, Upstrea
     if (items.empty()) r.error(n["servers"], path + ".servers", "must not be empty");
     for (std::size_t i = 0; i < items.size(); ++i) {
       read_endpoint(r, items[i], Reader::index(path + ".servers", i), 53, g.servers);
+    }
+    if (items.size() > kMaxServersPerGroup) {
+      r.error(n["servers"], path + ".servers", too_many_servers(items.size()));
     }
   }
   static constexpr std::pair<std::string_view, Transport> kTransports[] = {
@@ -508,6 +516,9 @@ Errors validate(const Config& c) {
       if (!seen.insert(z).second) {
         errors.push_back(path + ".zones: zone '" + z + "' is routed by more than one group");
       }
+    }
+    if (g.servers.size() > kMaxServersPerGroup) {
+      errors.push_back(path + ".servers: " + too_many_servers(g.servers.size()));
     }
     if (!g.servers_from_resolv_conf) {
       for (std::size_t s = 0; s < g.servers.size(); ++s) {

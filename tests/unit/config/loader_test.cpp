@@ -235,3 +235,29 @@ TEST_CASE("the cache prefetch keys load", "[config]") {
   CHECK_THAT(all(bad.error()),
              Catch::Contains("t.yaml:2: cache.prefetch_percent: must be between"));
 }
+
+TEST_CASE("a group takes at most 64 servers, and more is an error", "[config]") {
+  auto servers = [](int n) {
+    std::string s;
+    for (int i = 0; i < n; ++i)
+      s += "      - \"192.0.2." + std::to_string(i + 1) + "\"\n";
+    return s;
+  };
+  auto ok = load_config_text("forward:\n  - zones: [.]\n    servers:\n" + servers(64), "t.yaml");
+  REQUIRE(ok.has_value());
+  CHECK(ok->forward[0].servers.size() == 64);
+  auto r = load_config_text("forward:\n  - zones: [.]\n    servers:\n" + servers(65), "t.yaml");
+  REQUIRE_FALSE(r.has_value());
+  CHECK_THAT(all(r.error()),
+             Catch::Contains("t.yaml:4: forward[0].servers: 65 servers; a group takes at most 64"));
+  // The same limit for groups made from flags or resolv.conf.
+  Config c = default_config();
+  c.forward.front().servers_from_resolv_conf = false;
+  c.forward.front().servers = ok->forward[0].servers;
+  CHECK(validate(c).empty());
+  c.forward.front().servers.push_back(*parse_endpoint("192.0.2.200", 53));
+  auto errors = validate(c);
+  REQUIRE(errors.size() == 1);
+  CHECK_THAT(errors[0],
+             Catch::Contains("forward[0].servers: 65 servers; a group takes at most 64"));
+}
