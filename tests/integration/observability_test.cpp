@@ -394,6 +394,9 @@ TEST_CASE("ctl top and dump print label bytes escaped", "[integration][ctl]") {
     CHECK(nx_evil);
     if (std::string(cmd) != "top nxdomain 10 json") CHECK(evil);
   }
+  // A name as dump shows it is a name flush takes.
+  CHECK(ctl.execute("flush " + kEvilText).starts_with("flushed 1 entries"));
+  CHECK(ctl.execute("dump").find(kEvilText + " A NOERROR") == std::string::npos);
 }
 
 TEST_CASE("the zone label is the zone's name with one trailing dot", "[integration][metrics]") {
