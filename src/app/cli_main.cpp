@@ -211,8 +211,9 @@ int run_main(int argc, char** argv) {
       control = std::make_unique<ControlServer>(*server, node.get(), c.control_socket);
       spdlog::info("control socket {} (localdns ctl)", c.control_socket);
     } catch (const std::exception& e) {
-      spdlog::warn("control socket: {}; `localdns ctl` is unavailable (--control PATH or off)",
-                   e.what());
+      spdlog::warn(
+          "control socket: {}; `localdns ctl` is unavailable (--control-socket PATH or off)",
+          e.what());
     }
   }
 

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include <localdns/app/control.hpp>
+#include <localdns/app/logging.hpp>
 #include <localdns/dns/name.hpp>
 
 namespace localdns::app {
@@ -22,20 +23,7 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
+  return "\"" + json_escape(s) + "\"";
 }
 
 std::string fixed(double v, int digits = 1) {
@@ -294,16 +282,18 @@ std::string ControlServer::flush(const std::string& name, bool json) {
   auto* cache = server_.cache();
   if (!cache) return json ? "{\"flushed\":0}\n" : "the cache is off\n";
   std::size_t n = 0;
+  std::string shown;  // the name as the log shows it, escaped
   if (name.empty()) {
     n = cache->stats().entries;
     cache->clear();
   } else {
     auto wire = dns::name_from_text(name);
     if (!wire) return "error: '" + name + "' is not a domain name\n";
+    shown = " for " + dns::name_to_text(*wire);
     n = cache->erase_name(
         dns::Bytes(reinterpret_cast<const std::uint8_t*>(wire->data()), wire->size()));
   }
-  spdlog::info("control: flushed {} cache entries{}", n, name.empty() ? "" : " for " + name);
+  spdlog::info("control: flushed {} cache entries{}", n, shown);
   if (json) return "{\"flushed\":" + std::to_string(n) + "}\n";
   return "flushed " + std::to_string(n) + " entries" + (name.empty() ? "" : " for " + name) + "\n";
 }
@@ -369,9 +359,10 @@ int run_ctl(const std::vector<std::string>& args) {
   boost::system::error_code ec;
   sock.connect(local::endpoint(path), ec);
   if (ec) {
-    std::cerr << "localdns ctl: cannot connect to " << path << ": " << ec.message()
-              << " (is localdns running? its control socket is set with --control; root only by "
-                 "default)\n";
+    std::cerr
+        << "localdns ctl: cannot connect to " << path << ": " << ec.message()
+        << " (is localdns running? its control socket is set with --control-socket; root only by "
+           "default)\n";
     return 1;
   }
   asio::write(sock, asio::buffer(line), ec);

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <ctime>
 
 #include <spdlog/pattern_formatter.h>
@@ -10,36 +11,58 @@ namespace localdns::app {
 
 namespace {
 
-void escape_into(std::string& out, std::string_view s) {
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += ch;
-        }
-    }
+// Length of the well-formed UTF-8 sequence starting at s[i] (RFC 3629: no
+// overlong forms, no surrogates, nothing above U+10FFFF), or 0.
+std::size_t utf8_length(std::string_view s, std::size_t i) {
+  auto at = [&](std::size_t k) -> unsigned {
+    return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u;
+  };
+  auto cont = [&](std::size_t k) { return (at(k) & 0xC0u) == 0x80u; };
+  unsigned b0 = at(0), b1 = at(1);
+  if (b0 < 0x80) return 1;
+  if (b0 >= 0xC2 && b0 <= 0xDF) return cont(1) ? 2 : 0;
+  if (b0 >= 0xE0 && b0 <= 0xEF) {
+    unsigned lo = b0 == 0xE0 ? 0xA0 : 0x80, hi = b0 == 0xED ? 0x9F : 0xBF;
+    return b1 >= lo && b1 <= hi && cont(2) ? 3 : 0;
   }
+  if (b0 >= 0xF0 && b0 <= 0xF4) {
+    unsigned lo = b0 == 0xF0 ? 0x90 : 0x80, hi = b0 == 0xF4 ? 0x8F : 0xBF;
+    return b1 >= lo && b1 <= hi && cont(2) && cont(3) ? 4 : 0;
+  }
+  return 0;
 }
+
+void append_decimal_escape(std::string& out, unsigned char c) {
+  out += '\\';
+  out += static_cast<char>('0' + c / 100);
+  out += static_cast<char>('0' + c / 10 % 10);
+  out += static_cast<char>('0' + c % 10);
+}
+
+bool needs_text_escape(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char ch) {
+    auto c = static_cast<unsigned char>(ch);
+    return c < 0x20 || c >= 0x7f;
+  });
+}
+
+// The message part of a text line, escaped (the rest of the pattern is ours).
+class EscapedPayload final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string_view payload(msg.payload.data(), msg.payload.size());
+    if (!needs_text_escape(payload)) {
+      dest.append(payload.data(), payload.data() + payload.size());
+      return;
+    }
+    auto text = escape_log_text(payload);
+    dest.append(text.data(), text.data() + text.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<EscapedPayload>();
+  }
+};
 
 class JsonFormatter final : public spdlog::formatter {
  public:
@@ -66,21 +89,89 @@ class JsonFormatter final : public spdlog::formatter {
 
 }  // namespace
 
+std::string json_escape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      if (auto n = utf8_length(s, i)) {
+        out.append(s.substr(i, n));
+        i += n;
+      } else {
+        out += "\\ufffd";  // not UTF-8: JSON text must be
+        ++i;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+    ++i;
+  }
+  return out;
+}
+
+std::string escape_log_text(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80) {
+      if (auto n = utf8_length(s, i)) {
+        out.append(s.substr(i, n));
+        i += n;
+        continue;
+      }
+      append_decimal_escape(out, c);
+    } else if (c < 0x20 || c == 0x7f) {
+      append_decimal_escape(out, c);
+    } else {
+      out += static_cast<char>(c);
+    }
+    ++i;
+  }
+  return out;
+}
+
 std::string json_log_line(const std::string& time, const std::string& level,
                           const std::string& message) {
-  std::string out = "{\"time\":\"";
-  escape_into(out, time);
-  out += "\",\"level\":\"";
-  escape_into(out, level);
-  out += "\",\"msg\":\"";
-  escape_into(out, message);
-  out += "\"}\n";
-  return out;
+  return "{\"time\":\"" + json_escape(time) + "\",\"level\":\"" + json_escape(level) +
+         "\",\"msg\":\"" + json_escape(message) + "\"}\n";
 }
 
 void setup_logging(const std::string& level, const std::string& format) {
   spdlog::set_level(spdlog::level::from_str(level));
-  if (format == "json") spdlog::set_formatter(std::make_unique<JsonFormatter>());
+  if (format == "json") {
+    spdlog::set_formatter(std::make_unique<JsonFormatter>());
+  } else {
+    // spdlog's default layout, with the message escaped.
+    auto f = std::make_unique<spdlog::pattern_formatter>();
+    f->add_flag<EscapedPayload>('*').set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%^%l%$] %*");
+    spdlog::set_formatter(std::move(f));
+  }
   // Lines reach a pipe or file (kubelet's log capture) as they happen.
   spdlog::flush_on(spdlog::level::info);
 }

@@ -46,7 +46,9 @@ Observability:
   --metrics ADDR:PORT|off  Prometheus metrics (default: first local address or
                            127.0.0.1, port 9253)
   --health ADDR:PORT|off   /health and /ready (default port 8080, same address)
-  --control PATH|off       Unix socket for `localdns ctl` (default /run/localdns.sock)
+  --control-socket PATH|off
+                           Unix socket for `localdns ctl` (default /run/localdns.sock;
+                           --control is the same)
   --log-format text|json   json: one object per line
   --query-log N            log 1 in N answered queries (0: off)
 
@@ -110,8 +112,8 @@ std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_vie
       ok = take_into(o.metrics);
     } else if (arg == "--health") {
       ok = take_into(o.health);
-    } else if (arg == "--control") {
-      ok = take_into(o.control);
+    } else if (arg == "--control-socket" || arg == "--control") {  // --control: older name
+      ok = take_into(o.control_socket);
     } else if (arg == "--log-format") {
       ok = take_into(o.log_format);
     } else if (arg == "--query-log") {
@@ -211,6 +213,11 @@ std::expected<UpstreamGroup, std::string> parse_forward(std::string_view spec) {
     g.servers.push_back(*ep);
     if (comma == std::string_view::npos) break;
     list.remove_prefix(comma + 1);
+  }
+  if (g.servers.size() > kMaxServersPerGroup) {
+    return std::unexpected("--forward " + std::string(spec) + ": " +
+                           std::to_string(g.servers.size()) + " servers; a group takes at most " +
+                           std::to_string(kMaxServersPerGroup));
   }
   return g;
 }
@@ -323,7 +330,9 @@ Errors apply_cli(const CliOptions& o, Config& c) {
       errors.push_back(std::string(flag) + " " + **value + ": expected ADDRESS:PORT or off");
     }
   }
-  if (o.control) c.control_socket = *o.control == "off" ? "" : *o.control;
+  if (o.control_socket) {
+    c.control_socket = *o.control_socket == "off" ? "" : *o.control_socket;
+  }
   if (o.log_format) {
     if (*o.log_format != "text" && *o.log_format != "json") {
       errors.push_back("--log-format " + *o.log_format + ": expected text or json");

@@ -134,6 +134,11 @@ class Reader {
   Errors& errors_;
 };
 
+std::string too_many_servers(std::size_t n) {
+  return std::to_string(n) + " servers; a group takes at most " +
+         std::to_string(kMaxServersPerGroup);
+}
+
 void read_endpoint(Reader& r, const YAML::Node& n, const std::string& path, std::uint16_t port,
                    std::vector<Endpoint>& out) {
   auto s = r.scalar(n, path);
@@ -180,9 +185,9 @@ void read_group_cache(Reader& r, const YAML::Node& n, const std::string& path,
 }
 
 void read_cache(Reader& r, const YAML::Node& n, CacheConfig& c) {
-  if (!r.expect_map(
-          n, "cache",
-          {"enabled", "max_entries", "max_bytes", "min_ttl", "max_ttl", "denial_max_ttl"})) {
+  if (!r.expect_map(n, "cache",
+                    {"enabled", "max_entries", "max_bytes", "min_ttl", "max_ttl", "denial_max_ttl",
+                     "prefetch_hits", "prefetch_percent"})) {
     return;
   }
   using std::chrono::hours;
@@ -243,6 +248,9 @@ void read_group(Reader& r, const YAML::Node& n, const std::string& path, Upstrea
     if (items.empty()) r.error(n["servers"], path + ".servers", "must not be empty");
     for (std::size_t i = 0; i < items.size(); ++i) {
       read_endpoint(r, items[i], Reader::index(path + ".servers", i), 53, g.servers);
+    }
+    if (items.size() > kMaxServersPerGroup) {
+      r.error(n["servers"], path + ".servers", too_many_servers(items.size()));
     }
   }
   static constexpr std::pair<std::string_view, Transport> kTransports[] = {
@@ -623,6 +631,9 @@ Errors validate(const Config& c) {
       if (!seen.insert(z).second) {
         errors.push_back(path + ".zones: zone '" + z + "' is routed by more than one group");
       }
+    }
+    if (g.servers.size() > kMaxServersPerGroup) {
+      errors.push_back(path + ".servers: " + too_many_servers(g.servers.size()));
     }
     if (!g.servers_from_resolv_conf) {
       for (std::size_t s = 0; s < g.servers.size(); ++s) {

@@ -33,20 +33,44 @@ void lowercase_name(Bytes name, std::uint8_t* out) {
 }
 
 std::optional<std::string> name_from_text(std::string_view text) {
-  std::string wire;
   if (text == "." || text.empty()) return std::string(1, '\0');
-  if (text.back() == '.') text.remove_suffix(1);
-  while (!text.empty()) {
-    std::size_t dot = text.find('.');
-    std::string_view label = text.substr(0, dot);
-    if (label.empty() || label.size() > kMaxLabelSize) return std::nullopt;
-    wire.push_back(static_cast<char>(label.size()));
-    for (char c : label)
-      wire.push_back(static_cast<char>(lower(static_cast<std::uint8_t>(c))));
-    if (dot == std::string_view::npos) break;
-    text.remove_prefix(dot + 1);
-    if (text.empty()) return std::nullopt;  // "a..": empty label
+  std::string wire(1, '\0');  // the first label's length, set when it ends
+  std::size_t label_at = 0;
+  bool in_label = true;
+  auto end_label = [&] {
+    std::size_t len = wire.size() - label_at - 1;
+    wire[label_at] = static_cast<char>(len);
+    return len != 0;  // "a..b", ".a": an empty label
+  };
+  auto digit = [&](std::size_t k) { return k < text.size() && text[k] >= '0' && text[k] <= '9'; };
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    auto c = static_cast<std::uint8_t>(text[i]);
+    if (c == '.') {
+      if (!end_label()) return std::nullopt;
+      if (i + 1 == text.size()) {  // the trailing dot of an absolute name
+        in_label = false;
+        break;
+      }
+      label_at = wire.size();
+      wire.push_back('\0');
+      continue;
+    }
+    if (c == '\\') {  // RFC 1035 5.1: \DDD (decimal), or \X for X itself
+      if (i + 1 == text.size()) return std::nullopt;
+      if (digit(i + 1)) {
+        if (!digit(i + 2) || !digit(i + 3)) return std::nullopt;
+        int v = (text[i + 1] - '0') * 100 + (text[i + 2] - '0') * 10 + (text[i + 3] - '0');
+        if (v > 255) return std::nullopt;
+        c = static_cast<std::uint8_t>(v);
+        i += 3;
+      } else {
+        c = static_cast<std::uint8_t>(text[++i]);
+      }
+    }
+    wire.push_back(static_cast<char>(lower(c)));
+    if (wire.size() - label_at - 1 > kMaxLabelSize) return std::nullopt;
   }
+  if (in_label && !end_label()) return std::nullopt;
   wire.push_back('\0');
   if (wire.size() > kMaxNameSize) return std::nullopt;
   return wire;
@@ -58,9 +82,33 @@ std::string name_to_text(Bytes wire) {
   while (pos < wire.size() && wire[pos] != 0) {
     std::size_t len = wire[pos];
     for (std::size_t i = 1; i <= len && pos + i < wire.size(); ++i) {
-      auto c = static_cast<char>(wire[pos + i]);
-      if (c == '.' || c == '\\') out.push_back('\\');
-      out.push_back(c);
+      const std::uint8_t c = wire[pos + i];
+      // As master files and dig show names (RFC 1035 5.1): characters that
+      // delimit or quote there get a backslash; space, control characters,
+      // DEL and every byte above 127 are written \DDD in decimal. The text
+      // is printable ASCII whatever the label holds.
+      switch (c) {
+        case '.':
+        case '\\':
+        case '"':
+        case '(':
+        case ')':
+        case ';':
+        case '@':
+        case '$':
+          out.push_back('\\');
+          out.push_back(static_cast<char>(c));
+          break;
+        default:
+          if (c <= 0x20 || c >= 0x7f) {
+            out.push_back('\\');
+            out.push_back(static_cast<char>('0' + c / 100));
+            out.push_back(static_cast<char>('0' + c / 10 % 10));
+            out.push_back(static_cast<char>('0' + c % 10));
+          } else {
+            out.push_back(static_cast<char>(c));
+          }
+      }
     }
     out.push_back('.');
     pos += 1 + len;

@@ -9,7 +9,9 @@ ZoneRouter::ZoneRouter(const std::vector<config::UpstreamGroup>& groups) {
       auto wire = dns::name_from_text(z);
       if (!wire) continue;
       Route r{static_cast<int>(i), static_cast<int>(labels_.size())};
-      if (zones_.emplace(*wire, r).second) labels_.push_back(z == "." ? z : z + ".");
+      // The label is the zone's canonical text ("cluster.local.", "."),
+      // however the configuration spelled it.
+      if (zones_.emplace(*wire, r).second) labels_.push_back(dns::name_to_text(*wire));
     }
   }
 }

@@ -51,6 +51,7 @@ TEST_CASE("NXDOMAIN and NODATA are cached for the SOA-derived time", "[integrati
   KnotServer knot("cluster.local", cluster_local_zone());  // SOA TTL 30, MINIMUM 5
   Instance ld({group({"cluster.local"}, {knot.address()}, Transport::Udp)});
   auto nx = ask(ld.endpoint(), "nope.default.svc.cluster.local");
+  const auto stored = std::chrono::steady_clock::now();
   CHECK(nx.rcode == "NXDOMAIN");
   auto nodata = ask(ld.endpoint(), "api.default.svc.cluster.local", "AAAA");
   CHECK(nodata.rcode == "NOERROR");
@@ -60,9 +61,14 @@ TEST_CASE("NXDOMAIN and NODATA are cached for the SOA-derived time", "[integrati
   CHECK(ld.server().stats().cache_hits == 2);
   auto st = ld.server().cache_stats();
   CHECK(st.entries == 2);
-  std::this_thread::sleep_for(std::chrono::milliseconds(5100));  // MINIMUM 5 s
+  // Bounded from below: still an answer from the cache 3.5 s in (of 5 s).
+  std::this_thread::sleep_until(stored + std::chrono::milliseconds(3500));
+  CHECK(ask(ld.endpoint(), "nope.default.svc.cluster.local").rcode == "NXDOMAIN");
+  CHECK(ld.server().stats().cache_hits == 3);
+  // And from above: gone once MINIMUM (5 s) has passed.
+  std::this_thread::sleep_until(stored + std::chrono::milliseconds(5200));
   ask(ld.endpoint(), "nope.default.svc.cluster.local");
-  CHECK(ld.server().stats().cache_hits == 2);
+  CHECK(ld.server().stats().cache_hits == 3);
 }
 
 TEST_CASE("failures and truncated answers are not cached", "[integration][cache]") {
@@ -203,4 +209,70 @@ TEST_CASE("answers cached for a client without RD serve clients with RD", "[inte
   CHECK(rec.rd);
   CHECK(rec.answers == std::vector<std::string>{FakeUpstream::answer_address()});
   CHECK(up.queries_for("rd.example.") == 1);
+}
+
+// Last: ldns defines true and false as macros.
+#include <ldns/ldns.h>
+
+namespace {
+// Record TTLs of each section of a reply, read with ldns (OPT excluded).
+struct SectionTtls {
+  std::vector<std::uint32_t> answer, authority, additional;
+};
+SectionTtls section_ttls(const Packet& p) {
+  SectionTtls out;
+  ldns_pkt* pkt = nullptr;
+  if (ldns_wire2pkt(&pkt, p.data(), p.size()) != LDNS_STATUS_OK) return out;
+  auto read = [](ldns_rr_list* list, std::vector<std::uint32_t>& ttls) {
+    for (std::size_t i = 0; list && i < ldns_rr_list_rr_count(list); ++i)
+      ttls.push_back(ldns_rr_ttl(ldns_rr_list_rr(list, i)));
+  };
+  read(ldns_pkt_answer(pkt), out.answer);
+  read(ldns_pkt_authority(pkt), out.authority);
+  read(ldns_pkt_additional(pkt), out.additional);
+  ldns_pkt_free(pkt);
+  return out;
+}
+
+SectionTtls ask_ttls(const Endpoint& ep, const std::string& name, const std::string& type) {
+  auto r = udp_query(ep, make_query(name, type));
+  REQUIRE(r.has_value());
+  return section_ttls(*r);
+}
+}  // namespace
+
+TEST_CASE("authority and additional TTLs age on a hit like answer TTLs", "[integration][cache]") {
+  // The MX answer outlives its glue: ageing must lower each TTL on its own.
+  KnotServer knot("ttl.test", R"($ORIGIN ttl.test.
+$TTL 300
+@ IN SOA ns.ttl.test. hostmaster.ttl.test. 1 7200 1800 86400 60
+@ IN NS ns
+ns IN A 10.0.0.53
+mx 100 IN MX 10 mail
+mail 40 IN A 10.0.0.25
+)");
+  Instance ld({group({"ttl.test"}, {knot.address()}, Transport::Udp)});
+  auto mx = ask_ttls(ld.endpoint(), "mx.ttl.test", "MX");
+  auto nx = ask_ttls(ld.endpoint(), "nope.ttl.test", "A");
+  const auto stored = std::chrono::steady_clock::now();
+  REQUIRE(mx.answer == std::vector<std::uint32_t>{100});
+  REQUIRE(mx.additional == std::vector<std::uint32_t>{40});  // mail A, from Knot
+  REQUIRE(nx.authority == std::vector<std::uint32_t>{60});   // SOA: min(TTL, MINIMUM)
+
+  std::this_thread::sleep_until(stored + std::chrono::milliseconds(2300));
+  auto hits = ld.server().stats().cache_hits;
+  auto aged_mx = ask_ttls(ld.endpoint(), "mx.ttl.test", "MX");
+  auto aged_nx = ask_ttls(ld.endpoint(), "nope.ttl.test", "A");
+  CHECK(ld.server().stats().cache_hits == hits + 2);
+  REQUIRE(aged_mx.answer.size() == 1);
+  REQUIRE(aged_mx.additional.size() == 1);
+  REQUIRE(aged_nx.authority.size() == 1);
+  // 2 to 4 s old: every section lowered by the same age.
+  CHECK(aged_mx.answer[0] <= 98);
+  CHECK(aged_mx.answer[0] >= 96);
+  CHECK(aged_mx.additional[0] <= 38);
+  CHECK(aged_mx.additional[0] >= 36);
+  CHECK(aged_mx.answer[0] - aged_mx.additional[0] == 60);
+  CHECK(aged_nx.authority[0] <= 58);
+  CHECK(aged_nx.authority[0] >= 56);
 }

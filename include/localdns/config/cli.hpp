@@ -35,7 +35,7 @@ struct CliOptions {
   // Observability.
   std::optional<std::string> metrics;
   std::optional<std::string> health;
-  std::optional<std::string> control;
+  std::optional<std::string> control_socket;  // --control-socket (or --control)
   std::optional<std::string> log_format;
   std::optional<std::string> query_log;
   // `localdns ctl ...`: everything after "ctl".

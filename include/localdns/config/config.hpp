@@ -48,8 +48,12 @@ struct GroupCacheConfig {
   Duration serve_stale{0};
 };
 
+// Servers one group may list; the forwarder's failover order is built on
+// the stack with this bound, so more is a configuration error.
+inline constexpr std::size_t kMaxServersPerGroup = 64;
+
 struct UpstreamGroup {
-  std::vector<std::string> zones;  // presentation form, lower case, no trailing dot; "." for root
+  std::vector<std::string> zones;  // presentation form, lower case, trailing dot; "." for root
   std::vector<Endpoint> servers;
   bool servers_from_resolv_conf = false;
   Transport transport = Transport::PreferUdp;

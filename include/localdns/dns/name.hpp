@@ -38,11 +38,16 @@ bool names_equal(Bytes a, Bytes b);
 // Copies the name in lower case; `out` must hold `name.size()` bytes.
 void lowercase_name(Bytes name, std::uint8_t* out);
 
-// Wire form of a presentation name ("cluster.local", "cluster.local.", ".").
-// Lowercased. std::nullopt on empty labels, labels over 63 or names over 255.
+// Wire form of a presentation name ("cluster.local", "cluster.local.", "."),
+// reading the escapes name_to_text writes (\DDD, \. and \X). Lowercased.
+// std::nullopt on empty labels, labels over 63, names over 255 or bad escapes.
 std::optional<std::string> name_from_text(std::string_view text);
 
-// Presentation form of an uncompressed wire name, with a trailing dot.
+// Presentation form of an uncompressed wire name, with a trailing dot, escaped
+// as in master files: \. for a dot inside a label, \\, \" and the other
+// specials with a backslash, \DDD for space, control bytes, DEL and bytes
+// over 127. Always printable ASCII, so it is safe in logs and `ctl` output;
+// letters, digits, '-', '_', '*' and '/' are shown as they are.
 std::string name_to_text(Bytes wire);
 inline std::string name_to_text(std::string_view wire) {
   return name_to_text(Bytes(reinterpret_cast<const std::uint8_t*>(wire.data()), wire.size()));

@@ -132,3 +132,32 @@ TEST_CASE("node setup flags", "[config][cli][node]") {
   CHECK_THAT(bad({"--local-ip", "127.0.0.1"}),
              Catch::Contains("node.local_addresses[0]: 127.0.0.1 cannot be"));
 }
+
+TEST_CASE("--control-socket names the control socket; --control is an alias", "[config][cli]") {
+  for (auto flag : {"--control-socket", "--control"}) {
+    INFO(flag);
+    Config c = default_config();
+    auto o = parse({flag, "/tmp/ctl.sock"});
+    REQUIRE(o.has_value());
+    REQUIRE(apply_cli(*o, c).empty());
+    CHECK(c.control_socket == "/tmp/ctl.sock");
+    auto off = parse({std::string(flag) + "=off"});
+    REQUIRE(off.has_value());
+    REQUIRE(apply_cli(*off, c).empty());
+    CHECK(c.control_socket.empty());
+  }
+  CHECK_THAT(usage(), Catch::Contains("--control-socket PATH|off"));
+}
+
+TEST_CASE("a forward flag with more than 64 servers is an error", "[config][cli]") {
+  std::string spec = ".=udp://192.0.2.1";
+  for (int i = 2; i <= 65; ++i)
+    spec += ",192.0.2." + std::to_string(i);
+  auto o = parse({"--forward", spec});
+  REQUIRE(o.has_value());
+  auto c = build_config(*o);
+  REQUIRE_FALSE(c.has_value());
+  REQUIRE(c.error().size() == 1);
+  CHECK_THAT(c.error()[0], Catch::StartsWith("--forward .=udp://192.0.2.1,"));
+  CHECK_THAT(c.error()[0], Catch::Contains("65 servers; a group takes at most 64"));
+}

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -32,6 +33,73 @@ TEST_CASE("name_to_text round-trips and escapes", "[dns][name]") {
   auto wire = *name_from_text("kube-dns.kube-system.svc.cluster.local");
   CHECK(name_to_text(wire) == "kube-dns.kube-system.svc.cluster.local.");
   CHECK(name_to_text(std::string(1, '\0')) == ".");
+}
+
+namespace {
+// A wire name from raw labels, so tests can put any byte into a label.
+std::string wire_of(std::initializer_list<std::string> labels) {
+  std::string w;
+  for (const auto& l : labels) {
+    w.push_back(static_cast<char>(l.size()));
+    w += l;
+  }
+  w.push_back('\0');
+  return w;
+}
+}  // namespace
+
+TEST_CASE("name_to_text escapes label bytes as master files do", "[dns][name]") {
+  // Ordinary names are shown as they are, letter case kept.
+  CHECK(name_to_text(wire_of({"Kube-DNS_1", "svc", "cluster", "local"})) ==
+        "Kube-DNS_1.svc.cluster.local.");
+  CHECK(name_to_text(wire_of({"*", "wild", "0/26", "example"})) == "*.wild.0/26.example.");
+  // A dot or a backslash inside a label, and the other master-file specials.
+  CHECK(name_to_text(wire_of({"a.b", "example"})) == "a\\.b.example.");
+  CHECK(name_to_text(wire_of({"a\\b"})) == "a\\\\b.");
+  CHECK(name_to_text(wire_of({"\"q\"(x);@$"})) == "\\\"q\\\"\\(x\\)\\;\\@\\$.");
+  // Non-printable bytes, space and DEL as \DDD (decimal): no newline, no ESC,
+  // no invalid UTF-8 leaves in the text.
+  CHECK(name_to_text(wire_of({std::string("a\nb\x1b") + "[31m", "example"})) ==
+        "a\\010b\\027[31m.example.");
+  CHECK(name_to_text(wire_of({std::string("x y\t\r"), std::string(1, '\0') + "\x7f"})) ==
+        "x\\032y\\009\\013.\\000\\127.");
+  CHECK(name_to_text(wire_of({"\xc3\xa9\xff\x80"})) == "\\195\\169\\255\\128.");
+  // The text never holds a byte outside printable ASCII.
+  std::string all;
+  for (int b = 0; b < 256; ++b)
+    all.push_back(static_cast<char>(b));
+  for (std::size_t at = 0; at < all.size(); at += 63) {
+    auto text = name_to_text(wire_of({all.substr(at, 63)}));
+    INFO(text);
+    CHECK(std::all_of(text.begin(), text.end(), [](char c) {
+      auto u = static_cast<unsigned char>(c);
+      return u > 0x20 && u < 0x7f;
+    }));
+  }
+}
+
+TEST_CASE("name_from_text reads the escapes name_to_text writes", "[dns][name]") {
+  CHECK(*name_from_text("a\\.b.example") == wire_of({"a.b", "example"}));
+  CHECK(*name_from_text("a\\.") == wire_of({"a."}));  // an escaped dot is not the root's
+  CHECK(*name_from_text("\\065\\066c.\\000") == wire_of({"abc", std::string(1, '\0')}));
+  CHECK(*name_from_text("a\\\\b") == wire_of({"a\\b"}));
+  CHECK_FALSE(name_from_text("a\\"));                            // nothing to escape
+  CHECK_FALSE(name_from_text("\\256.x"));                        // over 255
+  CHECK_FALSE(name_from_text("\\12"));                           // \DDD takes three digits
+  CHECK_FALSE(name_from_text(std::string(62, 'x') + "\\0651"));  // 64 bytes once unescaped
+  CHECK(name_from_text(std::string(60, 'x') + "\\065\\066\\067")->size() == 65);
+  // Every byte survives the round trip (lower-cased, as name_from_text does).
+  for (int b = 0; b < 256; ++b) {
+    std::string label = std::string("p") + static_cast<char>(b) + "q";
+    auto wire = wire_of({label, "example"});
+    auto back = name_from_text(name_to_text(wire));
+    INFO("byte " << b << ": " << name_to_text(wire));
+    REQUIRE(back.has_value());
+    std::string lowered = wire;
+    for (auto& c : lowered)
+      c = static_cast<char>(lower(static_cast<std::uint8_t>(c)));
+    CHECK(*back == lowered);
+  }
 }
 
 TEST_CASE("uncompressed_name_length rejects pointers and overruns", "[dns][name]") {
