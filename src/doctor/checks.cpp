@@ -624,6 +624,35 @@ std::vector<std::string> verify_nft_listing(const std::string& want_ruleset,
   return problems;
 }
 
+MetricsSummary parse_metrics(std::string_view text) {
+  MetricsSummary m;
+  for (auto line : split_lines(text)) {
+    if (line.empty() || line.front() == '#') continue;
+    auto sp = line.rfind(' ');
+    if (sp == std::string_view::npos) continue;
+    std::string_view series = line.substr(0, sp);
+    double v = 0;
+    auto num = line.substr(sp + 1);
+    auto [p, ec] = std::from_chars(num.data(), num.data() + num.size(), v);
+    if (ec != std::errc{}) continue;
+    auto family = series.substr(0, series.find('{'));
+    if (family == "coredns_dns_responses_total") {
+      m.responses += v;
+      if (series.find("rcode=\"SERVFAIL\"") != std::string_view::npos) m.servfail += v;
+    } else if (family == "localdns_upstream_failures_total") {
+      m.upstream_failures += v;
+    } else if (family == "coredns_nodecache_setup_errors_total") {
+      m.setup_errors += v;
+    } else if (family == "localdns_node_repairs_total") {
+      m.repairs += v;
+    } else {
+      continue;
+    }
+    m.any = true;
+  }
+  return m;
+}
+
 Check check_localdns(const LocaldnsObservation& o) {
   Check c = make_check(5, "localdns", "localdns on this node");
   c.facts["deployed"] = o.expected;
@@ -698,6 +727,32 @@ Check check_localdns(const LocaldnsObservation& o) {
   if (unanswered) {
     c.raise(Status::fail);
     c.remedies.push_back("localdns does not answer on every local address: check its log");
+  }
+  if (o.metrics) {
+    const auto& m = *o.metrics;
+    double share = m.responses > 0 ? m.servfail / m.responses : 0;
+    c.facts["servfail_share"] = share;
+    c.facts["upstream_failures"] = std::int64_t(m.upstream_failures);
+    c.facts["setup_errors"] = std::int64_t(m.setup_errors);
+    c.facts["repairs"] = std::int64_t(m.repairs);
+    c.evidence.push_back("metrics " + o.metrics_url + ": " +
+                         std::to_string(std::int64_t(m.responses)) + " responses, " +
+                         fmt_rate(share * 100) + " % SERVFAIL, " +
+                         std::to_string(std::int64_t(m.upstream_failures)) +
+                         " upstream failures, " + std::to_string(std::int64_t(m.setup_errors)) +
+                         " setup errors, " + std::to_string(std::int64_t(m.repairs)) + " repairs");
+    if (m.responses >= 100 && share > 0.05) {
+      c.raise(Status::warn);
+      c.remedies.push_back("more than 5 % SERVFAIL: the upstreams (CoreDNS) fail or time out");
+    }
+    if (m.setup_errors > 0) {
+      c.raise(Status::warn);
+      c.remedies.push_back("node setup errors: see localdns's log (CAP_NET_ADMIN, rules backend)");
+    }
+  } else if (!o.metrics_url.empty()) {
+    c.evidence.push_back("metrics " + o.metrics_url + " not reachable" +
+                         (o.metrics_error.empty() ? "" : ": " + o.metrics_error) +
+                         " (its counters are not checked)");
   }
   bool upstream_down = false;
   for (const auto& u : o.upstreams) {

@@ -234,6 +234,71 @@ ProbeResult tcp_connect(const config::Endpoint& ep, std::chrono::milliseconds ti
   return r;
 }
 
+// GET /metrics over HTTP/1.0; the body, or why not.
+std::expected<std::string, std::string> http_get(const config::Endpoint& ep, const char* path,
+                                                 std::chrono::milliseconds timeout) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (ep.address.is_v4()) {
+    auto* s = reinterpret_cast<sockaddr_in*>(&ss);
+    s->sin_family = AF_INET;
+    s->sin_port = htons(ep.port);
+    auto b = ep.address.to_v4().to_bytes();
+    std::memcpy(&s->sin_addr, b.data(), 4);
+    len = sizeof(sockaddr_in);
+  } else {
+    auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
+    s->sin6_family = AF_INET6;
+    s->sin6_port = htons(ep.port);
+    auto b = ep.address.to_v6().to_bytes();
+    std::memcpy(&s->sin6_addr, b.data(), 16);
+    len = sizeof(sockaddr_in6);
+  }
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::unexpected(std::string(std::strerror(errno)));
+  const auto deadline = Clock::now() + timeout;
+  auto wait = [&](short events) {
+    while (true) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{fd, events, 0};
+      int n = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (n > 0) return true;
+      if (n < 0 && errno != EINTR) return false;
+    }
+  };
+  auto fail = [&](std::string why) -> std::expected<std::string, std::string> {
+    ::close(fd);
+    return std::unexpected(std::move(why));
+  };
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 && errno != EINPROGRESS)
+    return fail(std::strerror(errno));
+  if (!wait(POLLOUT)) return fail("connect timed out");
+  int err = 0;
+  socklen_t el = sizeof err;
+  ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+  if (err != 0) return fail(std::strerror(err));
+  std::string req = std::string("GET ") + path + " HTTP/1.0\r\n\r\n";
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size()))
+    return fail(std::strerror(errno));
+  std::string out;
+  char buf[16384];
+  while (out.size() < (8u << 20)) {
+    if (!wait(POLLIN)) return fail("no reply within " + std::to_string(timeout.count()) + " ms");
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      return fail(std::strerror(errno));
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  if (!out.starts_with("HTTP/1.") || out.find(" 200 ") != 8) return fail("not HTTP 200");
+  auto body = out.find("\r\n\r\n");
+  return body == std::string::npos ? std::string() : out.substr(body + 4);
+}
+
 std::string errno_text(int e) {
   if (e == EACCES || e == EPERM) return "permission denied (needs root)";
   return std::strerror(e);
@@ -385,6 +450,15 @@ int run_doctor(const std::vector<std::string>& raw) {
             continue;
           obs.upstreams.push_back(tcp_connect(s, std::chrono::milliseconds(2000)));
         }
+    }
+  }
+  if (obs.expected && cfg.metrics.enabled) {
+    auto ep = config::resolve(cfg.metrics, cfg, config::kDefaultMetricsPort);
+    obs.metrics_url = "http://" + ep.to_string() + "/metrics";
+    if (auto body = http_get(ep, "/metrics", std::chrono::milliseconds(2000)); body) {
+      obs.metrics = parse_metrics(*body);
+    } else {
+      obs.metrics_error = body.error();
     }
   }
   Check c5 = check_localdns(obs);

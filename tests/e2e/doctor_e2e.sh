@@ -224,6 +224,8 @@ sed 's/^/   | /' "$TMP/ok.txt"
 [ "$(check "$TMP/ok.json" 5 '[.evidence[] | select(test("^query .* (NOERROR|REFUSED|SERVFAIL|NXDOMAIN) in"))] | length')" -eq 4 ] ||
   fail "check 5 did not see 4 answered queries (UDP and TCP to both addresses)"
 check "$TMP/ok.json" 5 '.evidence[]' | grep -q "upstream $COREDNS:53 tcp: reachable" || fail "upstream not reported reachable"
+check "$TMP/ok.json" 5 '.evidence[]' | grep -qE "^metrics http://$LINK_LOCAL:9253/metrics: [1-9][0-9]* responses, .* 0 setup errors" ||
+  fail "check 5 did not read localdns's own counters"
 [ "$(check "$TMP/ok.json" 4 '.status')" = ok ] || { check "$TMP/ok.json" 4 '.evidence[]'; fail "check 4 warns although localdns captures the ClusterIP"; }
 check "$TMP/ok.json" 4 '.remedies[]' | grep -q "node-local address" && fail "check 4 still recommends the link-local address"
 [ "$(check "$TMP/ok.json" 6 '.facts.to_local')" -eq 0 ] || fail "conntrack entries towards the local addresses"

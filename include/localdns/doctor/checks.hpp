@@ -141,6 +141,16 @@ struct ProbeResult {
   std::string detail;  // rcode or error
 };
 
+// localdns's own counters, from its /metrics text.
+struct MetricsSummary {
+  double responses = 0, servfail = 0;  // coredns_dns_responses_total, all and rcode SERVFAIL
+  double upstream_failures = 0;        // localdns_upstream_failures_total
+  double setup_errors = 0;             // coredns_nodecache_setup_errors_total
+  double repairs = 0;                  // localdns_node_repairs_total
+  bool any = false;                    // at least one of these families was present
+};
+MetricsSummary parse_metrics(std::string_view text);
+
 struct LocaldnsObservation {
   bool expected = false;     // config given, or its interface / rules found
   bool from_config = false;  // what it should look like came from flags or --config
@@ -156,6 +166,9 @@ struct LocaldnsObservation {
   std::vector<ProbeResult> queries;    // UDP and TCP to each local address
   std::vector<ProbeResult> upstreams;  // TCP connect to each upstream
   std::optional<std::string> interface_error;
+  std::string metrics_url;
+  std::optional<MetricsSummary> metrics;  // nullopt: endpoint not reachable
+  std::string metrics_error;
 };
 Check check_localdns(const LocaldnsObservation& o);
 

@@ -300,6 +300,33 @@ TEST_CASE("check 5: rules verified against iptables-save, missing ones named", "
   CHECK(has_line(down.evidence, "localdns is not running"));
   o.rules_error = "iptables-nft-save: exit 1 (needs root: CAP_NET_ADMIN)";
   CHECK(has_line(check_localdns(o).evidence, "rules not checked"));
+  // Its own counters: SERVFAIL share and setup errors.
+  auto m = parse_metrics(
+      "# TYPE coredns_dns_responses_total counter\n"
+      "coredns_dns_responses_total{server=\"dns://:53\",zone=\".\",view=\"\",rcode=\"NOERROR\","
+      "plugin=\"\"} 900\n"
+      "coredns_dns_responses_total{server=\"dns://:53\",zone=\".\",view=\"\",rcode=\"SERVFAIL\","
+      "plugin=\"\"} 100\n"
+      "localdns_upstream_failures_total{to=\"10.244.2.53:53\"} 7\n"
+      "coredns_nodecache_setup_errors_total{errortype=\"setup\"} 0\n"
+      "localdns_node_repairs_total 2\n");
+  CHECK(m.any);
+  CHECK(m.responses == 1000);
+  CHECK(m.servfail == 100);
+  CHECK(m.upstream_failures == 7);
+  CHECK(m.repairs == 2);
+  LocaldnsObservation healthy = o;
+  healthy.rules_error.reset();
+  healthy.pids = {42};
+  healthy.queries[0].answered = true;
+  healthy.metrics_url = "http://169.254.20.10:9253/metrics";
+  healthy.metrics = m;
+  auto servfail = check_localdns(healthy);
+  CHECK(servfail.status == Status::warn);  // 10 % SERVFAIL
+  CHECK(
+      has_line(servfail.evidence, "10 % SERVFAIL, 7 upstream failures, 0 setup errors, 2 repairs"));
+  healthy.metrics->servfail = 0;
+  CHECK(check_localdns(healthy).status == Status::ok);
   LocaldnsObservation absent;
   absent.interface_name = "nodelocaldns";
   CHECK(check_localdns(absent).status == Status::warn);
