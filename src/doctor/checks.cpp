@@ -806,10 +806,11 @@ Check check_dns_entries(const std::optional<DnsEntries>& e, const LocalView& v,
   c.evidence.push_back(std::to_string(e->to_local) + " entries towards the local addresses (" +
                        (v.captured.empty() ? std::string("none") : join(v.captured, " ")) +
                        ") port 53");
-  c.evidence.push_back(
-      std::to_string(e->to_cluster) + " entries towards an uncaptured kube-dns ClusterIP (" +
-      (v.cluster_dns.empty() ? std::string("none given") : join(v.cluster_dns, " ")) +
-      ") port 53: the race window");
+  c.evidence.push_back(std::to_string(e->to_cluster) +
+                       " entries towards an uncaptured kube-dns ClusterIP (" +
+                       (v.cluster_dns.empty() ? std::string("none: localdns captures it")
+                                              : join(v.cluster_dns, " ")) +
+                       ") port 53: the race window");
   c.evidence.push_back(std::to_string(e->total_dns) + " DNS entries in all");
   if (e->to_local > 0) {
     c.raise(Status::warn);
@@ -850,6 +851,12 @@ Check verdict(const std::vector<Check>& checks) {
   } else if (deployed && local && local->status == Status::fail) {
     what = "localdns is deployed but not working as it should (check 5)";
     fix = local->remedies.empty() ? "fix what check 5 names" : local->remedies.front();
+  } else if (since_boot && !rising && deployed && local && local->status == Status::ok &&
+             !uncaptured) {
+    what =
+        "race counters are non-zero since boot, but localdns and its rules are in place and "
+        "the pods checked use it";
+    fix = "`localdns doctor --watch 30` while DNS is slow: only climbing counters matter";
   } else if (rising || since_boot) {
     what = dropping ? "insert_failed is climbing: the conntrack DNS race is dropping queries"
                     : "the conntrack A/AAAA race happens on this node (clash counters)";

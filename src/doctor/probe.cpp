@@ -21,6 +21,7 @@
 
 #include <localdns/config/cli.hpp>
 #include <localdns/dns/message.hpp>
+#include <localdns/dns/name.hpp>
 #include <localdns/doctor/doctor.hpp>
 #include <localdns/node/link.hpp>
 #include <localdns/node/node_setup.hpp>
@@ -119,28 +120,18 @@ std::string describe_rcode(std::uint16_t flags) {
   return r < 6 ? names[r] : "RCODE " + std::to_string(r);
 }
 
-// One ". IN NS" query over UDP or TCP, answered or not, and how fast.
-ProbeResult query(const config::Endpoint& ep, bool tcp, std::chrono::milliseconds timeout) {
+// One query (`qname` in wire form, SOA; NS for the root) over UDP or TCP,
+// answered or not, and how fast.
+ProbeResult query(const config::Endpoint& ep, bool tcp, std::chrono::milliseconds timeout,
+                  const std::string& qname = std::string(1, '\0')) {
   ProbeResult r;
   r.target = ep.to_string() + (tcp ? " tcp" : " udp");
   const std::uint16_t id = static_cast<std::uint16_t>(::getpid() ^ (tcp ? 0x5a5a : 0xa5a5));
-  std::uint8_t q[17] = {std::uint8_t(id >> 8),
-                        std::uint8_t(id),
-                        0x01,
-                        0x00,
-                        0,
-                        1,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0,
-                        0x00,
-                        0x00,
-                        0x02,
-                        0x00,
-                        0x01};
+  std::vector<std::uint8_t> q = {
+      std::uint8_t(id >> 8), std::uint8_t(id), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+  q.insert(q.end(), qname.begin(), qname.end());
+  const std::uint8_t qtype = qname.size() == 1 ? 2 : 6;  // NS for ".", else SOA
+  q.insert(q.end(), {0x00, qtype, 0x00, 0x01});
   sockaddr_storage ss{};
   socklen_t len = 0;
   if (ep.address.is_v4()) {
@@ -189,11 +180,12 @@ ProbeResult query(const config::Endpoint& ep, bool tcp, std::chrono::millisecond
     socklen_t el = sizeof err;
     ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
     if (err != 0) return fail(std::strerror(err));
-    std::uint8_t framed[19] = {0, 17};
-    std::memcpy(framed + 2, q, sizeof q);
-    if (::send(fd, framed, sizeof framed, MSG_NOSIGNAL) != sizeof framed)
+    std::vector<std::uint8_t> framed = {std::uint8_t(q.size() >> 8), std::uint8_t(q.size())};
+    framed.insert(framed.end(), q.begin(), q.end());
+    if (::send(fd, framed.data(), framed.size(), MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(framed.size()))
       return fail(std::strerror(errno));
-  } else if (::send(fd, q, sizeof q, 0) != sizeof q) {
+  } else if (::send(fd, q.data(), q.size(), 0) != static_cast<ssize_t>(q.size())) {
     return fail(std::strerror(errno));
   }
   std::vector<std::uint8_t> buf(65537);
@@ -437,10 +429,18 @@ int run_doctor(const std::vector<std::string>& raw) {
   }
   obs.expected = obs.from_config || (link && link->exists) || rules_found || !obs.pids.empty();
   if (obs.expected) {
+    // The first forwarded zone other than the root (cluster.local), else ".".
+    std::string zone = ".";
+    for (const auto& g : cfg.forward)
+      for (const auto& z : g.zones)
+        if (zone == "." && z != ".") zone = z;
+    std::string wire = dns::name_from_text(zone).value_or(std::string(1, '\0'));
     for (const auto& l : targets.locals) {
       config::Endpoint ep{l.address, l.port};
-      obs.queries.push_back(query(ep, false, std::chrono::milliseconds(2000)));
-      obs.queries.push_back(query(ep, true, std::chrono::milliseconds(2000)));
+      obs.queries.push_back(query(ep, false, std::chrono::milliseconds(2000), wire));
+      obs.queries.push_back(query(ep, true, std::chrono::milliseconds(2000), wire));
+      for (std::size_t i = obs.queries.size() - 2; i < obs.queries.size(); ++i)
+        obs.queries[i].target += " (" + zone + (zone == "." ? " NS)" : " SOA)");
     }
     if (obs.from_config) {
       for (const auto& g : cfg.forward)
