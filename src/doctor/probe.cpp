@@ -492,10 +492,15 @@ int run_doctor(const std::vector<std::string>& raw) {
   };
   for (const auto& f : opts->resolv_conf)
     add_file(f, f);
-  for (int pid : opts->pods)
-    add_file(
-        "pid " + std::to_string(pid) + " (/proc/" + std::to_string(pid) + "/root/etc/resolv.conf)",
-        "/proc/" + std::to_string(pid) + "/root/etc/resolv.conf");
+  for (int pid : opts->pods) {
+    const std::string proc = "/proc/" + std::to_string(pid);
+    if (::access(proc.c_str(), F_OK) != 0) {
+      unreadable.push_back("pid " + std::to_string(pid) + ": no such process");
+      continue;
+    }
+    add_file("pid " + std::to_string(pid) + " (" + proc + "/root/etc/resolv.conf)",
+             proc + "/root/etc/resolv.conf");
+  }
   if (opts->all_pods) {
     std::map<std::string, std::vector<int>> groups;
     unsigned denied = 0;
