@@ -16,6 +16,7 @@
 #include <localdns/app/server.hpp>
 #include <localdns/config/cli.hpp>
 #include <localdns/config/duration.hpp>
+#include <localdns/doctor/doctor.hpp>
 #include <localdns/node/node_setup.hpp>
 
 namespace localdns::app {
@@ -122,6 +123,7 @@ int run_main(int argc, char** argv) {
   }
   if (opts->command == config::Command::Cleanup) return run_cleanup(*opts);
   if (opts->command == config::Command::Ctl) return run_ctl(opts->ctl_args);
+  if (opts->command == config::Command::Doctor) return doctor::run_doctor(opts->doctor_args);
   auto cfg = config::build_config(*opts);
   if (!cfg) {
     for (const auto& e : cfg.error())

@@ -13,6 +13,7 @@ std::string usage() {
        localdns --check-config FILE
        localdns cleanup [--config FILE] [--interface-name NAME]
        localdns ctl [--socket PATH] [--json] COMMAND
+       localdns doctor [--watch SECONDS] [--json] [--all-pods] [FLAGS]
 
 A node-local caching DNS forwarder.
 
@@ -58,6 +59,10 @@ Commands:
   ctl [--socket PATH] [--json] stats | top [--names|--nxdomain|--clients] [-n N]
       | flush [NAME] | dump
                            talk to a running localdns over its control socket
+  doctor [--watch S] [--resolv-conf FILE] [--pod PID] [--all-pods]
+         [--resolver glibc|musl] [--cluster-dns IP] [--json] [localdns flags]
+                           diagnose DNS timeouts on this node: the conntrack
+                           race, its causes, and localdns itself (doctor --help)
 
   --version                print the version and exit
   --help                   print this help and exit
@@ -103,6 +108,11 @@ std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_vie
     };
     if (i == 0 && arg == "cleanup") {
       o.command = Command::Cleanup;
+    } else if (i == 0 && arg == "doctor") {
+      o.command = Command::Doctor;
+      for (std::size_t j = 1; j < args.size(); ++j)
+        o.doctor_args.emplace_back(args[j]);
+      return o;
     } else if (i == 0 && arg == "ctl") {
       o.command = Command::Ctl;
       for (std::size_t j = 1; j < args.size(); ++j)
@@ -172,6 +182,101 @@ std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_vie
     if (!ok) return std::unexpected(ok.error());
   }
   return o;
+}
+
+std::string doctor_usage() {
+  return R"(Usage: localdns doctor [OPTIONS] [LOCALDNS FLAGS]
+
+Diagnoses DNS timeouts on this node: conntrack race counters, table pressure,
+the kernel log, resolv.conf files and their query amplification, localdns
+itself (interface, rules, answers, upstreams), conntrack entries for DNS, and
+a verdict with the one fix to try first.
+
+Options:
+  --watch SECONDS          sample the conntrack counters twice, SECONDS apart (1-3600)
+  --resolv-conf FILE       check FILE instead of /etc/resolv.conf (repeatable)
+  --pod PID                check what process PID sees (/proc/PID/root/etc/resolv.conf)
+  --all-pods               every process's resolv.conf, grouped by content (root; from a
+                           pod: hostPID and CAP_SYS_PTRACE)
+  --resolver glibc|musl    whose search arithmetic to use (default glibc)
+  --cluster-dns IP         the kube-dns ClusterIP (repeatable; default 10.96.0.10)
+  --json                   one JSON document (schema in README "Diagnosing DNS timeouts")
+  --help                   this help
+
+LOCALDNS FLAGS (--config FILE, --local-ip, --interface-name, --rules-backend,
+--forward, --health, ...) say what localdns should look like; without them it
+is found on the node (its interface and rules).
+
+Exit status: 0 all ok, 1 warnings, 2 failures, 64 usage error.
+)";
+}
+
+std::expected<DoctorOptions, std::string> parse_doctor_cli(std::span<const std::string_view> args) {
+  DoctorOptions d;
+  std::vector<std::string_view> rest;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    std::string_view inline_value;
+    bool has_inline = false;
+    if (arg.starts_with("--") && arg.find('=') != std::string_view::npos) {
+      inline_value = arg.substr(arg.find('=') + 1);
+      arg = arg.substr(0, arg.find('='));
+      has_inline = true;
+    }
+    auto take = [&]() -> std::expected<std::string, std::string> {
+      if (has_inline) return std::string(inline_value);
+      if (i + 1 >= args.size()) return std::unexpected(std::string(arg) + ": needs a value");
+      return std::string(args[++i]);
+    };
+    auto number = [](const std::string& t, unsigned lo, unsigned hi) -> std::optional<unsigned> {
+      unsigned n = 0;
+      auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+      if (ec != std::errc{} || p != t.data() + t.size() || n < lo || n > hi) return std::nullopt;
+      return n;
+    };
+    if (arg == "--watch" || arg == "--pod" || arg == "--resolv-conf" || arg == "--resolver" ||
+        arg == "--cluster-dns") {
+      auto v = take();
+      if (!v) return std::unexpected(v.error());
+      if (arg == "--watch") {
+        d.watch_seconds = number(*v, 1, 3600);
+        if (!d.watch_seconds)
+          return std::unexpected("--watch " + *v + ": expected 1 to 3600 seconds");
+      } else if (arg == "--pod") {
+        auto pid = number(*v, 1, 0x3fffffff);
+        if (!pid) return std::unexpected("--pod " + *v + ": expected a process id");
+        d.pods.push_back(static_cast<int>(*pid));
+      } else if (arg == "--resolv-conf") {
+        d.resolv_conf.push_back(*v);
+      } else if (arg == "--resolver") {
+        if (*v != "glibc" && *v != "musl")
+          return std::unexpected("--resolver " + *v + ": expected glibc or musl");
+        d.musl = *v == "musl";
+      } else {
+        boost::system::error_code ec;
+        boost::asio::ip::make_address(*v, ec);
+        if (ec) return std::unexpected("--cluster-dns " + *v + ": expected an IP address");
+        d.cluster_dns.push_back(*v);
+      }
+    } else if (arg == "--all-pods" || arg == "--json") {
+      if (has_inline) return std::unexpected(std::string(arg) + ": takes no value");
+      (arg == "--json" ? d.json : d.all_pods) = true;
+    } else if (arg == "--help" || arg == "-h") {
+      d.node.command = Command::Help;
+      return d;
+    } else {
+      rest.push_back(args[i]);
+    }
+  }
+  if (!rest.empty() && !rest.front().starts_with("-"))
+    return std::unexpected("doctor: unexpected argument '" + std::string(rest.front()) + "'");
+  auto node = parse_cli(rest);
+  if (!node) return std::unexpected(node.error());
+  if (node->command != Command::Run) return std::unexpected("doctor: unexpected command flag");
+  d.node = std::move(*node);
+  d.has_node_flags = d.node.config_path || !d.node.local_ips.empty();
+  if (d.cluster_dns.empty()) d.cluster_dns.push_back("10.96.0.10");
+  return d;
 }
 
 namespace {

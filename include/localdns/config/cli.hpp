@@ -13,7 +13,7 @@
 
 namespace localdns::config {
 
-enum class Command { Run, CheckConfig, Version, Help, Cleanup, Ctl };
+enum class Command { Run, CheckConfig, Version, Help, Cleanup, Ctl, Doctor };
 
 struct CliOptions {
   Command command = Command::Run;
@@ -40,7 +40,25 @@ struct CliOptions {
   std::optional<std::string> query_log;
   // `localdns ctl ...`: everything after "ctl".
   std::vector<std::string> ctl_args;
+  // `localdns doctor ...`: everything after "doctor" (parse_doctor_cli).
+  std::vector<std::string> doctor_args;
 };
+
+// `localdns doctor` flags; the rest (--config, --local-ip, --forward, ...)
+// say what localdns should look like on this node, as for a run.
+struct DoctorOptions {
+  std::optional<unsigned> watch_seconds;  // --watch SECONDS: sample counters twice
+  std::vector<std::string> resolv_conf;   // --resolv-conf FILE (repeatable)
+  std::vector<int> pods;                  // --pod PID (repeatable)
+  bool all_pods = false;                  // --all-pods
+  bool musl = false;                      // --resolver musl
+  bool json = false;                      // --json
+  std::vector<std::string> cluster_dns;   // --cluster-dns IP (default 10.96.0.10)
+  bool has_node_flags = false;            // any of the localdns flags below was given
+  CliOptions node;
+};
+std::expected<DoctorOptions, std::string> parse_doctor_cli(std::span<const std::string_view> args);
+std::string doctor_usage();
 
 std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_view> args);
 
