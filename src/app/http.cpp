@@ -14,6 +14,7 @@
 #include <localdns/dns/builder.hpp>
 #include <localdns/dns/name.hpp>
 #include <localdns/server/query_handler.hpp>
+#include <localdns/server/tcp_listener.hpp>
 
 namespace localdns::app {
 
@@ -101,6 +102,18 @@ std::string probe_tcp(const config::Endpoint& ep) {
   auto addr = to_sockaddr(ep, len);
   Fd fd(::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (fd.get() < 0) return "tcp socket: " + std::string(std::strerror(errno));
+  // From the listen address itself, on a port this socket holds: the listener
+  // recognises the probe by it and exempts it from the client caps.
+  socklen_t from_len = 0;
+  auto from = to_sockaddr({ep.address, 0}, from_len);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&from), from_len) != 0 ||
+      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&from), &from_len) != 0) {
+    return "tcp " + ep.to_string() + ": bind: " + std::strerror(errno);
+  }
+  std::uint16_t from_port =
+      ntohs(from.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&from)->sin_port
+                                      : reinterpret_cast<sockaddr_in6*>(&from)->sin6_port);
+  server::ProbeExemption exempt({ep.address, from_port});
   int rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), len);
   if (rc != 0 && errno != EINPROGRESS) return "tcp " + ep.to_string() + ": " + std::strerror(errno);
   if (rc != 0) {
