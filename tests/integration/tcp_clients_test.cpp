@@ -356,46 +356,68 @@ long rss_kib(pid_t pid) {
   return -1;
 }
 
-}  // namespace
-
-TEST_CASE("a client that writes queries and never reads keeps memory bounded",
-          "[integration][tcp][memory]") {
-  FakeUpstream up;
-  auto port = free_port();
-  std::string listen = "127.0.0.1:" + std::to_string(port);
-  std::string fwd = ".=udp://" + up.address();
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::execl(LOCALDNS_BINARY, LOCALDNS_BINARY, "--listen", listen.c_str(), "--forward", fwd.c_str(),
-            "--threads", "1", "--log-level", "warn", "--metrics", "off", "--health", "off",
-            "--control", "off", static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  struct Reap {
-    pid_t pid;
-    ~Reap() {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
+// localdns as a process of its own (RSS is per process), on one worker.
+struct Spawned {
+  std::uint16_t port = free_port();
+  pid_t pid = -1;
+  Spawned(const std::string& upstream, const std::string& config_yaml = "") {
+    std::string listen = "127.0.0.1:" + std::to_string(port);
+    std::string fwd = ".=udp://" + upstream;
+    std::string config = "/tmp/localdns-tcp-test-" + std::to_string(::getpid()) + "-" +
+                         std::to_string(port) + ".yaml";
+    std::ofstream(config) << (config_yaml.empty() ? "{}\n" : config_yaml);
+    pid = ::fork();
+    if (pid == 0) {
+      ::execl(LOCALDNS_BINARY, LOCALDNS_BINARY, "--config", config.c_str(), "--listen",
+              listen.c_str(), "--forward", fwd.c_str(), "--threads", "1", "--log-level", "warn",
+              "--metrics", "off", "--health", "off", "--control", "off",
+              static_cast<char*>(nullptr));
+      ::_exit(127);
     }
-  } reap{pid};
-  std::optional<Packet> warm;
-  for (int i = 0; i < 50 && !warm; ++i) {
-    warm = udp_query({"127.0.0.1", port}, make_query("cached.example", "A"), 100ms);
-    if (!warm) std::this_thread::sleep_for(100ms);
+    std::optional<Packet> warm;
+    for (int i = 0; i < 50 && !warm; ++i) {
+      warm = udp_query({"127.0.0.1", port}, make_query("cached.example", "A"), 100ms);
+      if (!warm) std::this_thread::sleep_for(100ms);
+    }
+    std::remove(config.c_str());
+    ready = warm.has_value();  // the name is cached now
   }
-  REQUIRE(warm);  // the name is cached now
-  long before = rss_kib(pid);
-  REQUIRE(before > 0);
+  ~Spawned() {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+  bool ready = false;
+};
 
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int small = 4096;
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  sockaddr_in dst{};
-  dst.sin_family = AF_INET;
-  dst.sin_port = htons(port);
-  ::inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
-  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) == 0);
-  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+struct Flood {
+  long before_kib = 0, peak_kib = 0;
+  unsigned closed = 0;  // connections the server closed
+  std::size_t sent = 0;
+  std::chrono::milliseconds took{0};
+};
+
+// `conns` connections that write pipelined queries for a cached name as fast
+// as the server reads them and never read; until the server has closed them
+// all, `limit` passed, or RSS grew by 256 MiB.
+Flood flood(const Spawned& ld, unsigned conns, std::chrono::seconds limit) {
+  Flood f;
+  f.before_kib = f.peak_kib = rss_kib(ld.pid);
+  std::vector<int> fds;
+  for (unsigned i = 0; i < conns; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int small = 4096;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    sockaddr_in dst{};
+    dst.sin_family = AF_INET;
+    dst.sin_port = htons(ld.port);
+    ::inet_pton(AF_INET, "127.0.0.1", &dst.sin_addr);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof dst) != 0) {
+      ::close(fd);
+      continue;
+    }
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    fds.push_back(fd);
+  }
   Packet batch;
   auto q = make_query("cached.example", "A");
   for (int i = 0; i < 256; ++i) {
@@ -403,42 +425,75 @@ TEST_CASE("a client that writes queries and never reads keeps memory bounded",
     batch.push_back(static_cast<std::uint8_t>(q.size()));
     batch.insert(batch.end(), q.begin(), q.end());
   }
-  // Write as fast as the server reads, never read; stop when the server
-  // closes, after 15 s, or once RSS passes 256 MiB.
-  long peak = before;
-  bool closed = false;
-  std::size_t sent = 0, off = 0;
+  std::vector<std::size_t> off(fds.size(), 0);
+  std::vector<bool> gone(fds.size(), false);
   auto t0 = std::chrono::steady_clock::now();
   auto last_sample = t0;
-  while (!closed && std::chrono::steady_clock::now() - t0 < 15s && peak - before < 256 * 1024) {
-    pollfd p{fd, POLLOUT, 0};
-    if (::poll(&p, 1, 20) == 1) {
-      if (p.revents & (POLLERR | POLLHUP)) {
-        closed = true;
-        break;
+  while (f.closed < fds.size() && std::chrono::steady_clock::now() - t0 < limit &&
+         f.peak_kib - f.before_kib < 256 * 1024) {
+    std::vector<pollfd> ps;
+    for (auto fd : fds)
+      ps.push_back({fd, POLLOUT, 0});
+    ::poll(ps.data(), ps.size(), 20);
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      if (gone[i] || ps[i].revents == 0) continue;
+      ssize_t n = (ps[i].revents & (POLLERR | POLLHUP))
+                      ? -1
+                      : ::send(fds[i], batch.data() + off[i], batch.size() - off[i], MSG_NOSIGNAL);
+      if (n < 0 && errno == EAGAIN) continue;
+      if (n <= 0) {
+        gone[i] = true;
+        ++f.closed;
+        continue;
       }
-      auto n = ::send(fd, batch.data() + off, batch.size() - off, MSG_NOSIGNAL);
-      if (n < 0 && errno != EAGAIN) closed = true;
-      if (n > 0) {
-        sent += static_cast<std::size_t>(n);
-        off = (off + static_cast<std::size_t>(n)) % batch.size();
-      }
+      f.sent += static_cast<std::size_t>(n);
+      off[i] = (off[i] + static_cast<std::size_t>(n)) % batch.size();
     }
     if (std::chrono::steady_clock::now() - last_sample > 100ms) {
       last_sample = std::chrono::steady_clock::now();
-      peak = std::max(peak, rss_kib(pid));
+      f.peak_kib = std::max(f.peak_kib, rss_kib(ld.pid));
     }
   }
-  auto took = std::chrono::steady_clock::now() - t0;
-  peak = std::max(peak, rss_kib(pid));
-  ::close(fd);
-  WARN("RSS " << before / 1024 << " MiB -> peak " << peak / 1024 << " MiB; " << sent / 1024
-              << " KiB of queries sent in "
-              << std::chrono::duration_cast<std::chrono::milliseconds>(took).count() << " ms");
+  f.took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
+  f.peak_kib = std::max(f.peak_kib, rss_kib(ld.pid));
+  for (auto fd : fds)
+    ::close(fd);
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("a client that writes queries and never reads keeps memory bounded",
+          "[integration][tcp][memory]") {
+  FakeUpstream up;
+  Spawned ld(up.address());  // default limits
+  REQUIRE(ld.ready);
+  auto f = flood(ld, 1, 15s);
+  WARN("RSS " << f.before_kib / 1024 << " MiB -> peak " << f.peak_kib / 1024 << " MiB; "
+              << f.sent / 1024 << " KiB of queries sent in " << f.took.count() << " ms");
   // Bound: 64 KiB queued per connection, 4 MiB for all; allow allocator slack.
-  CHECK(peak - before < 24 * 1024);
+  CHECK(f.peak_kib - f.before_kib < 24 * 1024);
   // Its writes make no progress, so the server closes it after write_timeout (5 s).
-  CHECK(closed);
+  CHECK(f.closed == 1);
   // The server still answers others.
-  CHECK(udp_query({"127.0.0.1", port}, make_query("cached.example", "A")).has_value());
+  CHECK(udp_query({"127.0.0.1", ld.port}, make_query("cached.example", "A")).has_value());
+}
+
+TEST_CASE("non-reading clients together stay within the process-wide queue budget",
+          "[integration][tcp][memory]") {
+  FakeUpstream up;
+  // 8 MiB allowed per connection, but 1 MiB for all of them.
+  Spawned ld(up.address(),
+             "tcp_clients: {max_queued_bytes: 8388608, "
+             "max_queued_bytes_total: 1048576, write_timeout: 2s}\n");
+  REQUIRE(ld.ready);
+  auto f = flood(ld, 8, 15s);
+  WARN("8 connections: RSS " << f.before_kib / 1024 << " MiB -> peak " << f.peak_kib / 1024
+                             << " MiB; " << f.sent / 1024 << " KiB of queries sent in "
+                             << f.took.count() << " ms");
+  // Without the total, 8 x 8 MiB could be queued.
+  CHECK(f.peak_kib - f.before_kib < 16 * 1024);
+  CHECK(f.closed == 8);
+  CHECK(udp_query({"127.0.0.1", ld.port}, make_query("cached.example", "A")).has_value());
 }
