@@ -79,7 +79,8 @@ ControlServer::ControlServer(Server& server, node::NodeSetup* node, std::string 
       path_(std::move(path)),
       started_(Clock::now()),
       acceptor_(ctx_),
-      timer_(ctx_) {
+      timer_(ctx_),
+      retry_(ctx_) {
   boost::system::error_code ec;
   {
     // A live localdns answers here: never take its socket away.
@@ -104,6 +105,7 @@ ControlServer::~ControlServer() {
   if (thread_.joinable()) thread_.join();
   boost::system::error_code ec;
   acceptor_.close(ec);
+  conns_.clear();
   ::unlink(path_.c_str());
 }
 
@@ -123,23 +125,71 @@ void ControlServer::tick() {
   });
 }
 
+struct ControlServer::Conn {
+  explicit Conn(local::socket s) : sock(std::move(s)), deadline(sock.get_executor()) {}
+  local::socket sock;
+  asio::streambuf buf{kMaxCommandBytes};
+  asio::steady_timer deadline;
+  std::string answer;
+};
+
+void ControlServer::finish(std::uint64_t id) {
+  auto it = conns_.find(id);
+  if (it == conns_.end()) return;
+  auto conn = it->second;
+  conns_.erase(it);
+  boost::system::error_code ignored;
+  conn->deadline.cancel();
+  conn->sock.close(ignored);
+}
+
 void ControlServer::accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, local::socket s) {
-    if (!ec) {
-      // Commands are short; one at a time on this thread keeps it simple.
-      auto sock = std::make_shared<local::socket>(std::move(s));
-      auto buf = std::make_shared<asio::streambuf>(4096);
-      asio::async_read_until(
-          *sock, *buf, '\n', [this, sock, buf](boost::system::error_code e, std::size_t n) {
-            if (e) return;
-            std::string line(asio::buffers_begin(buf->data()),
-                             asio::buffers_begin(buf->data()) + static_cast<long>(n));
-            auto answer = std::make_shared<std::string>(execute(line));
-            asio::async_write(*sock, asio::buffer(*answer),
-                              [sock, answer](boost::system::error_code, std::size_t) {});
-          });
+    if (!acceptor_.is_open() || ec == asio::error::operation_aborted) return;
+    if (ec) {
+      // EMFILE and the like: free a descriptor or wait, never retry at once.
+      if (!accept_failing_) spdlog::warn("control: accept failed: {}; backing off", ec.message());
+      accept_failing_ = true;
+      if ((ec == asio::error::no_descriptors || ec.value() == ENFILE) && !conns_.empty()) {
+        finish(conns_.begin()->first);
+        accept();
+        return;
+      }
+      retry_.expires_after(std::chrono::milliseconds(100));
+      retry_.async_wait([this](boost::system::error_code e) {
+        if (!e && acceptor_.is_open()) accept();
+      });
+      return;
     }
-    if (acceptor_.is_open()) accept();
+    accept_failing_ = false;
+    while (conns_.size() >= kMaxConnections)
+      finish(conns_.begin()->first);  // the oldest makes room
+    auto id = next_conn_++;
+    auto conn = std::make_shared<Conn>(std::move(s));
+    conns_.emplace(id, conn);
+    conn->deadline.expires_after(kCommandTime);
+    conn->deadline.async_wait([this, id](boost::system::error_code e) {
+      if (!e) finish(id);
+    });
+    // Commands are short; one at a time on this thread keeps it simple.
+    asio::async_read_until(
+        conn->sock, conn->buf, '\n', [this, conn, id](boost::system::error_code e, std::size_t n) {
+          if (e == asio::error::not_found) {
+            conn->answer =
+                "error: command longer than " + std::to_string(kMaxCommandBytes) + " bytes\n";
+          } else if (e) {
+            finish(id);
+            return;
+          } else {
+            std::string line(asio::buffers_begin(conn->buf.data()),
+                             asio::buffers_begin(conn->buf.data()) + static_cast<long>(n));
+            conn->answer = execute(line);
+          }
+          asio::async_write(
+              conn->sock, asio::buffer(conn->answer),
+              [this, conn, id](boost::system::error_code, std::size_t) { finish(id); });
+        });
+    accept();
   });
 }
 

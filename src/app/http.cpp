@@ -14,6 +14,7 @@
 #include <localdns/dns/builder.hpp>
 #include <localdns/dns/name.hpp>
 #include <localdns/server/query_handler.hpp>
+#include <localdns/server/tcp_listener.hpp>
 
 namespace localdns::app {
 
@@ -101,6 +102,18 @@ std::string probe_tcp(const config::Endpoint& ep) {
   auto addr = to_sockaddr(ep, len);
   Fd fd(::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (fd.get() < 0) return "tcp socket: " + std::string(std::strerror(errno));
+  // From the listen address itself, on a port this socket holds: the listener
+  // recognises the probe by it and exempts it from the client caps.
+  socklen_t from_len = 0;
+  auto from = to_sockaddr({ep.address, 0}, from_len);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&from), from_len) != 0 ||
+      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&from), &from_len) != 0) {
+    return "tcp " + ep.to_string() + ": bind: " + std::strerror(errno);
+  }
+  std::uint16_t from_port =
+      ntohs(from.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&from)->sin_port
+                                      : reinterpret_cast<sockaddr_in6*>(&from)->sin6_port);
+  server::ProbeExemption exempt({ep.address, from_port});
   int rc = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), len);
   if (rc != 0 && errno != EINPROGRESS) return "tcp " + ep.to_string() + ": " + std::strerror(errno);
   if (rc != 0) {
@@ -130,31 +143,56 @@ std::string probe_tcp(const config::Endpoint& ep) {
   return {};
 }
 
-struct Session : std::enable_shared_from_this<Session> {
-  Session(asio::ip::tcp::socket s, const HttpServer& h) : stream(std::move(s)), owner(h) {}
+}  // namespace
+
+struct HttpServer::Session : std::enable_shared_from_this<Session> {
+  Session(asio::ip::tcp::socket s, HttpServer& h, std::uint64_t i)
+      : stream(std::move(s)), owner(h), id(i) {}
+  ~Session() { owner.forget(id); }
   beast::tcp_stream stream;
-  beast::flat_buffer buffer;
-  http::request<http::string_body> req;
+  beast::flat_buffer buffer{HttpServer::kMaxRequestBytes};
+  http::request_parser<http::string_body> parser;
   http::response<http::string_body> res;
-  const HttpServer& owner;
+  HttpServer& owner;
+  std::uint64_t id;
 
   void start() {
-    stream.expires_after(std::chrono::seconds(5));
-    http::async_read(stream, buffer, req,
-                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
-                       if (!ec) self->answer();
-                     });
+    parser.header_limit(static_cast<std::uint32_t>(HttpServer::kMaxRequestBytes));
+    parser.body_limit(HttpServer::kMaxRequestBytes);
+    stream.expires_after(HttpServer::kRequestTime);  // the whole exchange, write included
+    http::async_read(
+        stream, buffer, parser,
+        [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
-  void answer() {
-    std::string target(req.target());
-    if (auto q = target.find('?'); q != std::string::npos) target.resize(q);
-    auto r = req.method() == http::verb::get ? owner.handler()(target)
-                                             : HttpServer::Response{405, "GET only\n"};
-    res.version(req.version());
-    res.result(static_cast<http::status>(r.status));
-    res.set(http::field::content_type, r.content_type);
+  void close() {
+    beast::error_code ignored;
+    stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    stream.socket().close(ignored);
+  }
+  void on_read(beast::error_code ec) {
+    if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
+      send(431, "request header too large\n", 11);
+    } else if (ec == http::error::body_limit) {
+      send(413, "request too large\n", 11);
+    } else if (ec && ec.category() == beast::error_code(http::error::bad_target).category() &&
+               ec != http::error::end_of_stream && ec != http::error::partial_message) {
+      send(400, "bad request\n", 11);
+    } else if (!ec) {
+      auto& req = parser.get();
+      std::string target(req.target());
+      if (auto q = target.find('?'); q != std::string::npos) target.resize(q);
+      auto r = req.method() == http::verb::get ? owner.handler()(target)
+                                               : HttpServer::Response{405, "GET only\n"};
+      send(r.status, std::move(r.body), req.version(), r.content_type);
+    }
+  }
+  void send(unsigned status, std::string body, unsigned version,
+            const std::string& type = "text/plain; charset=utf-8") {
+    res.version(version);
+    res.result(static_cast<http::status>(status));
+    res.set(http::field::content_type, type);
     res.keep_alive(false);
-    res.body() = std::move(r.body);
+    res.body() = std::move(body);
     res.prepare_payload();
     http::async_write(stream, res, [self = shared_from_this()](beast::error_code, std::size_t) {
       beast::error_code ignored;
@@ -163,10 +201,8 @@ struct Session : std::enable_shared_from_this<Session> {
   }
 };
 
-}  // namespace
-
 HttpServer::HttpServer(const config::Endpoint& ep, Handler handler)
-    : handler_(std::move(handler)), acceptor_(ctx_) {
+    : handler_(std::move(handler)), acceptor_(ctx_), retry_(ctx_) {
   asio::ip::tcp::endpoint where(ep.address, ep.port);
   acceptor_.open(where.protocol());
   acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -184,55 +220,143 @@ HttpServer::~HttpServer() {
   if (thread_.joinable()) thread_.join();
 }
 
+void HttpServer::close_oldest() {
+  if (sessions_.empty()) return;
+  auto oldest = sessions_.begin()->second.lock();
+  sessions_.erase(sessions_.begin());
+  if (oldest) oldest->close();
+}
+
 void HttpServer::accept() {
   acceptor_.async_accept([this](beast::error_code ec, asio::ip::tcp::socket s) {
-    if (!ec) std::make_shared<Session>(std::move(s), *this)->start();
-    if (acceptor_.is_open()) accept();
+    if (!acceptor_.is_open() || ec == asio::error::operation_aborted) return;
+    if (ec) {
+      if (!accept_failing_) spdlog::warn("http accept failed: {}; backing off", ec.message());
+      accept_failing_ = true;
+      if ((ec == asio::error::no_descriptors || ec.value() == ENFILE) && !sessions_.empty()) {
+        close_oldest();  // frees a descriptor for the connection waiting
+        accept();
+        return;
+      }
+      retry_.expires_after(std::chrono::milliseconds(100));
+      retry_.async_wait([this](beast::error_code e) {
+        if (!e && acceptor_.is_open()) accept();
+      });
+      return;
+    }
+    accept_failing_ = false;
+    while (sessions_.size() >= kMaxConnections)
+      close_oldest();  // a newcomer is not locked out by idle connections
+    auto session = std::make_shared<Session>(std::move(s), *this, next_id_++);
+    sessions_.emplace(session->id, session);
+    session->start();
+    accept();
   });
 }
 
 HealthEndpoint::HealthEndpoint(const Server& server, node::NodeSetup* node,
                                const config::Endpoint& ep)
-    : server_(server),
-      node_(node),
-      http_(std::make_unique<HttpServer>(ep, [this](const std::string& p) { return respond(p); })) {
+    : server_(server), node_(node), refreshed_(std::chrono::steady_clock::now()) {
+  refresh();  // the first state before the first request
+  refresher_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      wake_.wait_for(lock, kRefreshEvery, [this] { return stopping_; });
+      if (stopping_) break;
+      lock.unlock();
+      refresh();
+      lock.lock();
+    }
+  });
+  try {
+    http_ = std::make_unique<HttpServer>(ep, [this](const std::string& p) { return serve(p); });
+  } catch (...) {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    refresher_.join();
+    throw;
+  }
+}
+
+HealthEndpoint::~HealthEndpoint() {
+  http_.reset();
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (refresher_.joinable()) refresher_.join();
+}
+
+void HealthEndpoint::refresh() {
+  auto started = std::chrono::steady_clock::now();
+  auto health = check_health();
+  auto node = check_node();
+  std::lock_guard lock(mu_);
+  health_ = std::move(health);
+  node_problem_ = std::move(node);
+  refreshed_ = started;
+}
+
+HttpServer::Response HealthEndpoint::check_health() {
+  if (!server_.running()) return {503, "not serving\n"};
+  for (const auto& ep : server_.config().listen) {
+    for (auto* probe : {&probe_udp, &probe_tcp}) {
+      if (auto err = probe(ep); !err.empty()) return {503, err + "\n"};
+    }
+  }
+  return {200, "OK\n"};
+}
+
+std::string HealthEndpoint::check_node() {
+  return node_ ? node_->verify() : std::string();
+}
+
+HttpServer::Response HealthEndpoint::ready(const std::string& node_problem) {
+  if (!server_.running()) return {503, "listeners are not serving yet\n"};
+  if (!node_problem.empty()) return {503, "node setup: " + node_problem + "\n"};
+  const auto& groups = server_.groups();
+  const upstream::GroupState* def = groups.empty() ? nullptr : groups.front().get();
+  for (const auto& g : groups) {
+    if (std::find(g->config.zones.begin(), g->config.zones.end(), ".") != g->config.zones.end()) {
+      def = g.get();
+    }
+  }
+  if (def != nullptr) {
+    bool answered = false;
+    for (const auto& h : def->health)
+      answered = answered || h->counters().answered.load(std::memory_order_relaxed);
+    if (!answered) {
+      return {503, "no upstream of zone " + def->config.zones.front() + " has answered yet\n"};
+    }
+  }
+  return {200, "OK\n"};
 }
 
 HttpServer::Response HealthEndpoint::respond(const std::string& path) {
-  if (path == "/health") {
-    if (!server_.running()) return {503, "not serving\n"};
-    for (const auto& ep : server_.config().listen) {
-      for (auto* probe : {&probe_udp, &probe_tcp}) {
-        if (auto err = probe(ep); !err.empty()) return {503, err + "\n"};
-      }
-    }
-    return {200, "OK\n"};
-  }
-  if (path == "/ready") {
-    if (!server_.running()) return {503, "listeners are not serving yet\n"};
-    if (node_) {
-      if (auto problem = node_->verify(); !problem.empty()) {
-        return {503, "node setup: " + problem + "\n"};
-      }
-    }
-    const auto& groups = server_.groups();
-    const upstream::GroupState* def = groups.empty() ? nullptr : groups.front().get();
-    for (const auto& g : groups) {
-      if (std::find(g->config.zones.begin(), g->config.zones.end(), ".") != g->config.zones.end()) {
-        def = g.get();
-      }
-    }
-    if (def != nullptr) {
-      bool answered = false;
-      for (const auto& h : def->health)
-        answered = answered || h->counters().answered.load(std::memory_order_relaxed);
-      if (!answered) {
-        return {503, "no upstream of zone " + def->config.zones.front() + " has answered yet\n"};
-      }
-    }
-    return {200, "OK\n"};
-  }
+  if (path == "/health") return check_health();
+  if (path == "/ready") return ready(check_node());
   return {404, "not found: try /health or /ready\n"};
+}
+
+HttpServer::Response HealthEndpoint::serve(const std::string& path) {
+  if (path != "/health" && path != "/ready") return {404, "not found: try /health or /ready\n"};
+  // Stopping shows at once; the rest comes from the refresher.
+  if (!server_.running()) {
+    return path == "/health" ? HttpServer::Response{503, "not serving\n"}
+                             : HttpServer::Response{503, "listeners are not serving yet\n"};
+  }
+  std::lock_guard lock(mu_);
+  auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - refreshed_);
+  if (age > kMaxAge) {
+    return {503, "health state not refreshed for " + std::to_string(age.count()) + " ms\n"};
+  }
+  if (path == "/health") return health_;
+  return ready(node_problem_);
 }
 
 }  // namespace localdns::app

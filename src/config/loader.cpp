@@ -407,7 +407,10 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
     if (auto s = r.scalar(root["resolv_conf"], "resolv_conf")) c.resolv_conf = *s;
   }
   if (auto t = root["tcp_clients"]) {
-    if (r.expect_map(t, "tcp_clients", {"idle_timeout", "max_connections", "max_pipelined"})) {
+    if (r.expect_map(
+            t, "tcp_clients",
+            {"idle_timeout", "max_connections", "max_connections_per_source", "max_pipelined",
+             "max_queued_bytes", "max_queued_bytes_total", "write_timeout"})) {
       auto& tc = c.tcp_clients;
       if (t["idle_timeout"]) {
         r.duration(t["idle_timeout"], "tcp_clients.idle_timeout", tc.idle_timeout, 100ms, 1h);
@@ -416,8 +419,23 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
         r.integer(t["max_connections"], "tcp_clients.max_connections", tc.max_connections, 1u,
                   1'000'000u);
       }
+      if (t["max_connections_per_source"]) {
+        r.integer(t["max_connections_per_source"], "tcp_clients.max_connections_per_source",
+                  tc.max_connections_per_source, 1u, 1'000'000u);
+      }
       if (t["max_pipelined"]) {
         r.integer(t["max_pipelined"], "tcp_clients.max_pipelined", tc.max_pipelined, 1u, 65535u);
+      }
+      if (t["max_queued_bytes"]) {
+        r.integer(t["max_queued_bytes"], "tcp_clients.max_queued_bytes", tc.max_queued_bytes,
+                  std::size_t{1024}, std::size_t{64} << 20);
+      }
+      if (t["max_queued_bytes_total"]) {
+        r.integer(t["max_queued_bytes_total"], "tcp_clients.max_queued_bytes_total",
+                  tc.max_queued_bytes_total, std::size_t{64} << 10, std::size_t{16} << 30);
+      }
+      if (t["write_timeout"]) {
+        r.duration(t["write_timeout"], "tcp_clients.write_timeout", tc.write_timeout, 100ms, 1h);
       }
     }
   }

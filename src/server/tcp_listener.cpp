@@ -1,8 +1,9 @@
+#include <algorithm>
 #include <cstring>
 #include <sys/socket.h>
 #include <system_error>
 
-#include <boost/asio/write.hpp>
+#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
 #include <localdns/server/tcp_listener.hpp>
@@ -13,12 +14,95 @@ namespace asio = boost::asio;
 using boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
+namespace {
+
+// Connections accepted past max_connections while another worker makes room;
+// past this many more, newcomers are refused.
+constexpr unsigned kEvictionSlack = 64;
+
+struct Exemptions {
+  std::mutex mu;
+  std::vector<asio::ip::tcp::endpoint> from;
+  std::atomic<unsigned> count{0};
+};
+
+Exemptions& exemptions() {
+  static Exemptions e;
+  return e;
+}
+
+}  // namespace
+
+bool TcpClientBudget::add_source(const std::string& source, unsigned limit) {
+  std::lock_guard lock(mu_);
+  auto it = per_source_.try_emplace(source, 0).first;
+  if (it->second >= limit) return false;
+  ++it->second;
+  return true;
+}
+
+void TcpClientBudget::remove_source(const std::string& source) {
+  std::lock_guard lock(mu_);
+  if (auto it = per_source_.find(source); it != per_source_.end() && --it->second == 0) {
+    per_source_.erase(it);
+  }
+}
+
+void TcpClientBudget::enlist(TcpListener* l) {
+  std::lock_guard lock(mu_);
+  listeners_.push_back(l);
+}
+
+void TcpClientBudget::delist(TcpListener* l) {
+  std::lock_guard lock(mu_);
+  std::erase(listeners_, l);
+}
+
+bool TcpClientBudget::evict_elsewhere(const TcpListener* except) {
+  std::lock_guard lock(mu_);
+  TcpListener* best = nullptr;
+  unsigned most = 0;
+  for (auto* l : listeners_) {
+    if (l != except && l->session_count() > most) {
+      best = l;
+      most = l->session_count();
+    }
+  }
+  if (best == nullptr) return false;
+  best->post_evict();
+  return true;
+}
+
+ProbeExemption::ProbeExemption(const asio::ip::tcp::endpoint& from) : from_(from) {
+  auto& e = exemptions();
+  std::lock_guard lock(e.mu);
+  e.from.push_back(from);
+  e.count.fetch_add(1, std::memory_order_release);
+}
+
+ProbeExemption::~ProbeExemption() {
+  auto& e = exemptions();
+  std::lock_guard lock(e.mu);
+  if (auto it = std::find(e.from.begin(), e.from.end(), from_); it != e.from.end()) {
+    e.from.erase(it);
+    e.count.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+bool ProbeExemption::covers(const asio::ip::tcp::endpoint& peer) {
+  auto& e = exemptions();
+  if (e.count.load(std::memory_order_acquire) == 0) return false;
+  std::lock_guard lock(e.mu);
+  return std::find(e.from.begin(), e.from.end(), peer) != e.from.end();
+}
+
 TcpSession::TcpSession(asio::ip::tcp::socket sock, TcpListener& owner)
     : sock_(std::move(sock)),
-      idle_(sock_.get_executor()),
+      timer_(sock_.get_executor()),
       owner_(&owner),
       rbuf_(2 + kMaxQuerySize),
-      last_active_(Clock::now()) {
+      last_active_(Clock::now()),
+      last_progress_(last_active_) {
   boost::system::error_code ec;
   auto local = sock_.local_endpoint(ec);
   v6_ = !ec && local.address().is_v6();
@@ -31,25 +115,67 @@ TcpSession::~TcpSession() = default;
 void TcpSession::start() {
   error_code ignored;
   sock_.set_option(asio::ip::tcp::no_delay(true), ignored);
-  arm_idle();
+  arm_timer();
   read();
 }
 
-void TcpSession::arm_idle() {
-  auto idle = owner_->config().idle_timeout;
-  idle_.expires_after(idle);
-  idle_.async_wait([self = shared_from_this(), idle](error_code ec) {
-    if (ec || self->closed_) return;
-    if (self->pending_ == 0 && Clock::now() - self->last_active_ >= idle) {
-      self->close();  // RFC 7766 6.2.3: servers close idle connections
-    } else {
-      self->arm_idle();
-    }
+void TcpSession::arm_timer() {
+  const auto& cfg = owner_->config();
+  auto now = Clock::now();
+  // The exact idle deadline when it is near; otherwise a check every half
+  // write_timeout, so stalled writes are noticed within 1.5 x write_timeout.
+  auto check = now + cfg.write_timeout / 2;
+  auto next = last_active_ + cfg.idle_timeout;
+  if (next <= now || next > check) next = check;
+  timer_.expires_at(next);
+  timer_.async_wait([self = shared_from_this()](error_code ec) {
+    if (!ec && !self->closed_) self->on_timer();
   });
 }
 
+void TcpSession::on_timer() {
+  const auto& cfg = owner_->config();
+  auto now = Clock::now();
+  if (queued_ > 0 && now - last_progress_ >= cfg.write_timeout) {
+    spdlog::debug("tcp client {}: {} bytes of answers not taken for {} ms: closing", peer_, queued_,
+                  cfg.write_timeout.count());
+    close();
+    return;
+  }
+  if (pending_ == 0 && queued_ == 0 && now - last_active_ >= cfg.idle_timeout) {
+    close();  // RFC 7766 6.2.3: servers close idle connections
+    return;
+  }
+  arm_timer();
+}
+
+bool TcpSession::room() const {
+  const auto& cfg = owner_->config();
+  if (queued_ >= cfg.max_queued_bytes) return false;
+  return queued_ <= kUncharged ||
+         owner_->budget().queued_bytes.load(std::memory_order_relaxed) < cfg.max_queued_bytes_total;
+}
+
+void TcpSession::set_queued(std::size_t q) {
+  if (queued_ == 0 && q > 0) last_progress_ = Clock::now();
+  queued_ = q;
+  std::size_t want = q > kUncharged ? q - kUncharged : 0;
+  if (want != charged_) {
+    auto& total = owner_->budget().queued_bytes;
+    if (want > charged_) {
+      total.fetch_add(want - charged_, std::memory_order_relaxed);
+    } else {
+      total.fetch_sub(charged_ - want, std::memory_order_relaxed);
+    }
+    charged_ = want;
+  }
+}
+
 void TcpSession::read() {
-  if (reading_ || closed_ || peer_done_ || pending_ >= owner_->config().max_pipelined) return;
+  if (reading_ || closed_ || peer_done_ || pending_ >= owner_->config().max_pipelined ||
+      rlen_ == rbuf_.size() || !room()) {
+    return;  // resumed when an answer is sent or written
+  }
   reading_ = true;
   sock_.async_read_some(
       asio::buffer(rbuf_.data() + rlen_, rbuf_.size() - rlen_),
@@ -58,9 +184,9 @@ void TcpSession::read() {
 
 void TcpSession::on_read(error_code ec, std::size_t n) {
   reading_ = false;
-  if (closed_) return;
+  if (closed_ || peer_done_) return;
   if (ec) {
-    if (ec == asio::error::eof && (pending_ > 0 || writing_now_ || !outbox_.empty())) {
+    if (ec == asio::error::eof && (pending_ > 0 || queued_ > 0)) {
       peer_done_ = true;  // answer what was asked, then close
       return;
     }
@@ -68,7 +194,6 @@ void TcpSession::on_read(error_code ec, std::size_t n) {
     return;
   }
   rlen_ += n;
-  last_active_ = Clock::now();
   process_frames();
   read();
 }
@@ -79,7 +204,7 @@ void TcpSession::process_frames() {
   auto self = shared_from_this();
   std::size_t off = 0;
   auto& handler = owner_->handler();
-  while (!closed_ && rlen_ - off >= 2 && pending_ < owner_->config().max_pipelined) {
+  while (!closed_ && rlen_ - off >= 2 && pending_ < owner_->config().max_pipelined && room()) {
     std::size_t len = dns::read_u16(&rbuf_[off]);
     if (len == 0 || len > kMaxQuerySize) {
       spdlog::debug("tcp client sent a length prefix of {}: closing", len);
@@ -96,6 +221,7 @@ void TcpSession::process_frames() {
     if (outcome.action == Action::Reply) queue(dns::Bytes(owner_->scratch().data(), outcome.len));
   }
   if (!closed_ && off > 0) {
+    last_active_ = Clock::now();  // complete queries: the idle time starts again
     std::memmove(rbuf_.data(), rbuf_.data() + off, rlen_ - off);
     rlen_ -= off;
   }
@@ -117,6 +243,7 @@ void TcpSession::queue(dns::Bytes reply) {
   dns::write_u16(len, static_cast<std::uint16_t>(reply.size()));
   outbox_.insert(outbox_.end(), len, len + 2);
   outbox_.insert(outbox_.end(), reply.begin(), reply.end());
+  set_queued(queued_ + 2 + reply.size());
   write();
 }
 
@@ -128,23 +255,41 @@ void TcpSession::write() {
   }
   writing_now_ = true;
   writing_.swap(outbox_);
-  asio::async_write(sock_, asio::buffer(writing_),
-                    [self = shared_from_this()](error_code ec, std::size_t) {
-                      self->writing_now_ = false;
-                      self->writing_.clear();
-                      if (ec) {
-                        self->close();
-                        return;
-                      }
-                      self->last_active_ = Clock::now();
-                      self->write();
-                    });
+  written_ = 0;
+  sock_.async_write_some(
+      asio::buffer(writing_),
+      [self = shared_from_this()](error_code ec, std::size_t n) { self->on_written(ec, n); });
 }
 
-void TcpSession::close_after_flush() {
+void TcpSession::on_written(error_code ec, std::size_t n) {
   if (closed_) return;
-  peer_done_ = true;  // as after a client's half-close: no more reads
-  write();            // closes now when nothing is queued, in flight or pending
+  if (ec) {
+    close();
+    return;
+  }
+  written_ += n;
+  last_progress_ = Clock::now();
+  set_queued(queued_ - n);
+  if (written_ < writing_.size()) {
+    sock_.async_write_some(
+        asio::buffer(writing_.data() + written_, writing_.size() - written_),
+        [self = shared_from_this()](error_code e, std::size_t m) { self->on_written(e, m); });
+  } else {
+    writing_now_ = false;
+    writing_.clear();
+    if (queued_ == 0) last_active_ = last_progress_;  // every answer delivered
+    write();
+  }
+  if (!in_process_ && !closed_) {
+    process_frames();  // frames held back while the queue was full
+    read();
+  }
+}
+
+void TcpSession::close_when_flushed() {
+  if (closed_) return;
+  peer_done_ = true;
+  if (!writing_now_ && outbox_.empty() && pending_ == 0) close();
 }
 
 void TcpSession::close() {
@@ -152,7 +297,8 @@ void TcpSession::close() {
   closed_ = true;
   auto self = shared_from_this();
   error_code ignored;
-  idle_.cancel();
+  timer_.cancel();
+  set_queued(0);  // gives its share of the process-wide total back
   sock_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   sock_.close(ignored);
   owner_->on_session_closed(this);
@@ -160,11 +306,11 @@ void TcpSession::close() {
 
 TcpListener::TcpListener(asio::io_context& ctx, const config::Endpoint& ep,
                          const config::TcpClientConfig& cfg, QueryHandler& handler,
-                         std::atomic<unsigned>& open_connections)
+                         TcpClientBudget& budget)
     : acceptor_(ctx),
       cfg_(cfg),
       handler_(handler),
-      open_connections_(open_connections),
+      budget_(budget),
       retry_(ctx),
       scratch_(dns::kMaxMessageSize) {
   asio::ip::tcp::endpoint local(ep.address, ep.port);
@@ -183,9 +329,11 @@ TcpListener::TcpListener(asio::io_context& ctx, const config::Endpoint& ep,
     throw std::system_error(ec.value(), std::generic_category(),
                             "cannot listen on tcp " + ep.to_string());
   }
+  budget_.enlist(this);
 }
 
 TcpListener::~TcpListener() {
+  budget_.delist(this);
   stop(true);
 }
 
@@ -205,21 +353,75 @@ void TcpListener::accept() {
       });
       return;
     }
-    if (open_connections_.fetch_add(1, std::memory_order_relaxed) >= cfg_.max_connections) {
-      open_connections_.fetch_sub(1, std::memory_order_relaxed);
-      error_code ignored;
-      sock.close(ignored);  // over the cap: refuse the connection, keep serving the others
-    } else {
-      auto session = std::make_shared<TcpSession>(std::move(sock), *this);
-      sessions_.emplace(session.get(), session);
-      session->start();
-    }
+    admit(std::move(sock));
     accept();
   });
 }
 
+void TcpListener::admit(asio::ip::tcp::socket sock) {
+  error_code ec;
+  auto peer = sock.remote_endpoint(ec);
+  if (ec) return;  // already gone
+  auto session = std::make_shared<TcpSession>(std::move(sock), *this);
+  if (ProbeExemption::covers(peer)) {
+    session->set_exempt();  // this process's health probe: never capped, never evicted
+  } else {
+    const auto& source = session->peer_address();
+    if (!budget_.add_source(source, cfg_.max_connections_per_source)) {
+      spdlog::debug("tcp client {} holds {} connections already: refused", source,
+                    cfg_.max_connections_per_source);
+      return;  // the socket closes with the session
+    }
+    session->set_counted();
+    unsigned open = budget_.connections.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (open > cfg_.max_connections) {
+      // Make room rather than refuse: the idlest connection goes.
+      bool room = open <= cfg_.max_connections + kEvictionSlack &&
+                  (evict_idlest() || budget_.evict_elsewhere(this));
+      if (!room) {
+        budget_.connections.fetch_sub(1, std::memory_order_relaxed);
+        budget_.remove_source(source);
+        return;
+      }
+    }
+  }
+  sessions_.emplace(session.get(), session);
+  session_count_.fetch_add(1, std::memory_order_relaxed);
+  session->start();
+}
+
+bool TcpListener::evict_idlest() {
+  TcpSession* victim = nullptr;
+  for (const auto& [ptr, s] : sessions_) {
+    if (!s->counted()) continue;
+    // Idle ones (nothing asked or owed) first, then the longest since its last query.
+    if (victim == nullptr || (!s->busy() && victim->busy()) ||
+        (s->busy() == victim->busy() && s->last_active() < victim->last_active())) {
+      victim = ptr;
+    }
+  }
+  if (victim == nullptr) return false;
+  spdlog::debug("tcp clients at the cap of {}: closing the idlest connection, from {}",
+                cfg_.max_connections, victim->peer_address());
+  victim->close();
+  return true;
+}
+
+void TcpListener::post_evict() {
+  asio::post(acceptor_.get_executor(), [this] {
+    if (!stopped_) evict_idlest();
+  });
+}
+
 void TcpListener::on_session_closed(TcpSession* s) {
-  if (sessions_.erase(s) > 0) open_connections_.fetch_sub(1, std::memory_order_relaxed);
+  auto it = sessions_.find(s);
+  if (it == sessions_.end()) return;
+  if (s->counted()) {
+    budget_.connections.fetch_sub(1, std::memory_order_relaxed);
+    budget_.remove_source(s->peer_address());
+  }
+  session_count_.fetch_sub(1, std::memory_order_relaxed);
+  sessions_.erase(it);
   if (drained_ && sessions_.empty()) std::exchange(drained_, nullptr)();
 }
 
@@ -234,7 +436,7 @@ void TcpListener::drain(std::function<void()> done) {
   for (auto& [ptr, s] : sessions_)
     sessions.push_back(s);
   for (auto& s : sessions)
-    s->close_after_flush();  // may close and erase at once
+    s->close_when_flushed();  // may close and erase at once
 }
 
 void TcpListener::stop(bool close_sessions) {
@@ -244,12 +446,12 @@ void TcpListener::stop(bool close_sessions) {
   acceptor_.close(ignored);
   retry_.cancel();
   if (close_sessions) {
-    auto sessions = std::move(sessions_);
-    sessions_.clear();
-    for (auto& [ptr, s] : sessions) {
+    std::vector<std::shared_ptr<TcpSession>> all;
+    all.reserve(sessions_.size());
+    for (const auto& [ptr, s] : sessions_)
+      all.push_back(s);
+    for (auto& s : all)
       s->close();
-      open_connections_.fetch_sub(1, std::memory_order_relaxed);
-    }
   }
 }
 

@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <deque>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -21,6 +23,12 @@ namespace localdns::app {
 
 class ControlServer {
  public:
+  // What a client of the socket may cost: connections at once (a newcomer
+  // closes the oldest), bytes of one command line, and time per connection.
+  static constexpr std::size_t kMaxConnections = 16;
+  static constexpr std::size_t kMaxCommandBytes = 4096;
+  static constexpr std::chrono::seconds kCommandTime{5};
+
   // Throws std::runtime_error when the socket cannot be created, or when a
   // live localdns already answers on `path`.
   ControlServer(Server& server, node::NodeSetup* node, std::string path);
@@ -32,7 +40,9 @@ class ControlServer {
   std::string execute(const std::string& line);
 
  private:
+  struct Conn;
   void accept();
+  void finish(std::uint64_t id);  // closes one connection
   void tick();
   std::string stats(bool json);
   std::string top(const std::string& kind, std::size_t n, bool json);
@@ -46,6 +56,10 @@ class ControlServer {
   boost::asio::io_context ctx_{1};
   boost::asio::local::stream_protocol::acceptor acceptor_;
   boost::asio::steady_timer timer_;
+  boost::asio::steady_timer retry_;  // after accept errors such as EMFILE
+  bool accept_failing_ = false;
+  std::map<std::uint64_t, std::shared_ptr<Conn>> conns_;  // oldest first
+  std::uint64_t next_conn_ = 0;
   std::mutex mu_;
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> samples_;  // QPS
   std::thread thread_;

@@ -29,7 +29,7 @@ struct Shared {
   std::unique_ptr<cache::PacketCache> cache;
   std::unique_ptr<upstream::Coalescer> coalescer;
   server::CacheWiring cache_wiring;
-  std::atomic<unsigned> tcp_clients{0};
+  server::TcpClientBudget tcp_clients;
 };
 
 class Worker {

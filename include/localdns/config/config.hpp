@@ -83,9 +83,14 @@ struct CacheConfig {
 
 // Limits for clients that use TCP (RFC 7766).
 struct TcpClientConfig {
-  Duration idle_timeout{std::chrono::seconds(10)};  // RFC 7766 6.2.3
-  unsigned max_connections = 1024;                  // per process
+  // RFC 7766 6.2.3; measured from the last complete query or delivered answer.
+  Duration idle_timeout{std::chrono::seconds(10)};
+  unsigned max_connections = 1024;                  // per process; past it, the idlest is closed
+  unsigned max_connections_per_source = 64;         // per client address; past it, refused
   unsigned max_pipelined = 128;                     // unanswered queries per connection
+  std::size_t max_queued_bytes = 64 * 1024;         // answers not yet written, per connection
+  std::size_t max_queued_bytes_total = 4 << 20;     // the same, all connections of the process
+  Duration write_timeout{std::chrono::seconds(5)};  // close when writes make no progress
 };
 
 enum class RulesBackend { Auto, IptablesLegacy, IptablesNft, Nftables };

@@ -26,7 +26,9 @@ listen: ["127.0.0.1:53", "[::1]:5300", "10.0.0.1"]
 threads: 3
 log_level: debug
 shutdown_grace: 500ms
-tcp_clients: {idle_timeout: 5s, max_connections: 10, max_pipelined: 7}
+tcp_clients: {idle_timeout: 5s, max_connections: 10, max_pipelined: 7,
+              max_connections_per_source: 4, max_queued_bytes: 8192,
+              max_queued_bytes_total: 1048576, write_timeout: 2s}
 forward:
   - zones: [cluster.local, in-addr.arpa, ip6.arpa]
     servers: ["10.96.0.10:53", "[fd00::10]:5353"]
@@ -49,6 +51,10 @@ forward:
   CHECK(c->log_level == "debug");
   CHECK(c->shutdown_grace == 500ms);
   CHECK(c->tcp_clients.max_pipelined == 7);
+  CHECK(c->tcp_clients.max_connections_per_source == 4);
+  CHECK(c->tcp_clients.max_queued_bytes == 8192);
+  CHECK(c->tcp_clients.max_queued_bytes_total == 1048576);
+  CHECK(c->tcp_clients.write_timeout == 2s);
   REQUIRE(c->forward.size() == 2);
   const auto& g = c->forward[0];
   CHECK(g.zones == std::vector<std::string>{"cluster.local.", "in-addr.arpa.", "ip6.arpa."});
@@ -106,6 +112,11 @@ TEST_CASE("config errors name the key and the line", "[config]") {
        "forward[0].servers[0]: 127.0.0.1:5353 is one of our own listen addresses"},
       {"listen: [\n", "t.yaml:2: invalid YAML"},
       {"tcp_clients:\n  max_pipelined: -1\n", "t.yaml:2: tcp_clients.max_pipelined: must be"},
+      {"tcp_clients:\n  max_queued_bytes: 10\n",
+       "t.yaml:2: tcp_clients.max_queued_bytes: must be between 1024"},
+      {"tcp_clients:\n  max_connections_per_source: 0\n",
+       "t.yaml:2: tcp_clients.max_connections_per_source: must be"},
+      {"tcp_clients:\n  write_timeout: soon\n", "t.yaml:2: tcp_clients.write_timeout: expected"},
       {"node:\n  local_addresses: [169.254.20.300]\n",
        "t.yaml:2: node.local_addresses[0]: expected an IPv4 or IPv6 address"},
       {"node:\n  local_addresses: [0.0.0.0]\n", "node.local_addresses[0]: 0.0.0.0 cannot be"},
