@@ -87,6 +87,13 @@ void Forwarder::shutdown() {
   if (stopping_) return;
   stopping_ = true;
   probe_timer_.cancel();
+  // Completions may start or end other exchanges: take references first.
+  std::vector<std::shared_ptr<Exchange>> live;
+  live.reserve(live_.size());
+  for (auto* ex : live_)
+    live.push_back(ex->shared_from_this());
+  for (auto& ex : live)
+    ex->abort();
   for (auto& p : pools_)
     p->close_all();
 }

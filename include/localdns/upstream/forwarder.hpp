@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <random>
+#include <unordered_set>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -30,7 +31,9 @@ class Forwarder {
   // Sends a probe to every server marked down, every probe_interval. One
   // worker per group runs this.
   void start_probing();
-  // Fails what is in flight and closes connections; later resolves fail at once.
+  // Fails what is in flight (each exchange completes with Failed, so its
+  // clients get SERVFAIL) and closes connections; later resolves fail at once
+  // and no exchange opens or uses a connection again.
   void shutdown();
 
   // For Exchange.
@@ -40,6 +43,8 @@ class Forwarder {
   TcpPool& pool(int server) { return *pools_[server]; }
   int pick_server(std::uint64_t tried_mask);
   bool stopping() const { return stopping_; }
+  void track(Exchange* ex) { live_.insert(ex); }
+  void untrack(Exchange* ex) { live_.erase(ex); }
 
  private:
   void probe_tick();
@@ -50,6 +55,7 @@ class Forwarder {
   boost::asio::steady_timer probe_timer_;
   unsigned rr_next_ = 0;
   bool stopping_ = false;
+  std::unordered_set<Exchange*> live_;  // exchanges started and not finished
 };
 
 }  // namespace localdns::upstream
