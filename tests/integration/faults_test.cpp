@@ -1,5 +1,6 @@
 // Upstream faults, injected by FakeUpstream: timeouts, failover, broken and
 // reordered TCP, truncation, spoofed answers, overload, health and shutdown.
+#include <cstdlib>
 #include <fcntl.h>
 #include <future>
 #include <netinet/in.h>
@@ -16,6 +17,7 @@
 
 #include "fake_upstream.hpp"
 #include "instance.hpp"
+#include "netns.hpp"
 
 using namespace localdns;
 using namespace localdns::test;
@@ -461,6 +463,39 @@ TEST_CASE("running out of descriptors is a local error, not a server failure",
   CHECK(ask(ld.endpoint(), "after.example").rcode == "NOERROR");
   CHECK(a.queries_for("after.example.") == 1);
   CHECK(b.queries_for("after.example.") == 0);
+}
+
+TEST_CASE("a local firewall refusing UDP to the upstream is a local error, not a server failure",
+          "[integration][faults][root]") {
+  if (::geteuid() != 0) {
+    const char* ci = std::getenv("CI");
+    if (ci && std::string(ci) == "true") FAIL("needs root (a network namespace and iptables)");
+    WARN("needs root (a network namespace and iptables): not run");
+    return;
+  }
+  // The upstreams, localdns and this client live in a fresh namespace; a DROP
+  // rule in its OUTPUT chain makes UDP sends to the first server fail with
+  // EPERM, as a node firewall would. (A dropped TCP SYN is retried by the
+  // kernel and looks like a dead server: no local error to see there.)
+  ScopedNetns ns;
+  FakeUpstream a, b;
+  sh("iptables -A OUTPUT -p udp -d 127.0.0.1 --dport " + std::to_string(a.port()) + " -j DROP");
+  auto g = fast(group({"."}, {a.address(), b.address()}, Transport::Udp), 500, 2);
+  g.fail_threshold = 1;  // a single counted failure would mark a server down
+  g.policy = config::Policy::Sequential;
+  Instance ld({g}, 1);
+  for (int i = 0; i < 3; ++i) {
+    auto t0 = Clock::now();
+    auto r = ask(ld.endpoint(), "eperm" + std::to_string(i) + ".example");
+    CHECK(r.rcode == "NOERROR");         // from the second server
+    CHECK(elapsed_ms(t0) < 400);         // no wait for a timeout
+    std::this_thread::sleep_for(150ms);  // past the short pause after a local connect error
+  }
+  auto& group_state = *ld.server().groups()[0];
+  CHECK_FALSE(group_state.health[0]->is_down());
+  CHECK(counters(ld, 0).failures.load() == 0);
+  CHECK(counters(ld, 0).local_errors.load() >= 3);
+  CHECK(b.queries() == 3);
 }
 
 TEST_CASE("an upstream that stops reading: the connection is given up, not buffered without bound",
