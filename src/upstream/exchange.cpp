@@ -47,6 +47,12 @@ void Exchange::abort() {
   conclude();
 }
 
+void Exchange::detach() {
+  if (finished_) return;
+  done_ = nullptr;
+  finish(Status::Failed);
+}
+
 void Exchange::start() {
   deadline_ = Clock::now() + cfg_.timeout * budget();
   fwd_.track(this);

@@ -13,7 +13,18 @@ Forwarder::Forwarder(boost::asio::io_context& ctx, std::shared_ptr<GroupState> g
 }
 
 Forwarder::~Forwarder() {
-  shutdown();
+  // Normally shutdown() ran on the worker while its listeners were alive.
+  // If not, the clients' sockets may be gone already: end the exchanges
+  // without running their completions.
+  stopping_ = true;
+  probe_timer_.cancel();
+  std::vector<std::shared_ptr<Exchange>> live;
+  for (auto* ex : live_)
+    live.push_back(ex->shared_from_this());
+  for (auto& ex : live)
+    ex->detach();
+  for (auto& p : pools_)
+    p->close_all();
 }
 
 void Forwarder::resolve(const Request& req, Completion done) {

@@ -60,6 +60,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // Ends the exchange now with Failed (or a SERVFAIL/REFUSED kept from an
   // earlier server): the forwarder is stopping.
   void abort();
+  // Ends the exchange without running its completion: the forwarder is being
+  // destroyed without a shutdown().
+  void detach();
 
   // From a TCP connection carrying one of our attempts, identified by the ID
   // it gave the query. `rv` is null when the frame did not parse or did not
