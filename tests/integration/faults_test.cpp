@@ -293,7 +293,10 @@ TEST_CASE("shutdown is bounded while queries hang upstream", "[integration][faul
   CHECK(took < 1000ms);
   auto r = pending.get();
   // The query in flight gets SERVFAIL or nothing, but never hangs the shutdown.
-  if (r) CHECK(decode(*r).rcode == "SERVFAIL");
+  if (r) {
+    const std::string rcode = decode(*r).rcode;
+    CHECK(rcode == "SERVFAIL");
+  }
 }
 
 TEST_CASE("sequential queries reuse one upstream TCP connection", "[integration][faults]") {
@@ -435,6 +438,13 @@ class FdExhaustion {
 
 TEST_CASE("running out of descriptors is a local error, not a server failure",
           "[integration][faults]") {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // Sanitizer runtimes open descriptors (pipes to probe memory) while the
+  // process is out of them, and then report false errors. The plain build
+  // runs this test; the firewall test covers local errors everywhere.
+  WARN("not run in a sanitizer build");
+  return;
+#endif
   FakeUpstream a, b;
   auto transport = GENERATE(Transport::Tcp, Transport::Udp);
   INFO("transport " << config::to_string(transport));
@@ -443,13 +453,16 @@ TEST_CASE("running out of descriptors is a local error, not a server failure",
   g.policy = config::Policy::Sequential;
   Instance ld({g}, 1);
   std::optional<Reply> during;
+  std::size_t taken = 0;
   {
-    FdExhaustion exhausted;
-    REQUIRE(exhausted.taken() > 0);
+    // No assertion in here: sanitizer runtimes need descriptors themselves.
     auto q = make_query("emfile.example", "A", {.id = 77});
+    FdExhaustion exhausted;
+    taken = exhausted.taken();
     auto r = udp_query(ld.endpoint(), q, 3000ms);
     if (r) during = decode(*r);
   }
+  REQUIRE(taken > 0);
   REQUIRE(during.has_value());
   CHECK(during->rcode == "SERVFAIL");
   auto& group_state = *ld.server().groups()[0];
