@@ -383,6 +383,37 @@ TEST_CASE("an answer slower than one attempt is still used", "[integration][faul
   CHECK(up.queries() == 2);  // the second attempt was sent while the first was awaited
 }
 
+TEST_CASE("a pipelined TCP query without an answer times out while others keep the connection busy",
+          "[integration][faults]") {
+  FakeUpstream up;
+  up.set({.drop_prefix = "hole"});
+  auto g = fast(group({"."}, {up.address()}, Transport::Tcp), 300, 2);
+  g.tcp.connections = 1;
+  g.tcp.max_queries = 0;  // never retired: one connection carries everything
+  Instance ld({g}, 1);
+  std::atomic<bool> stop{false};
+  std::atomic<int> busy_ok{0};
+  auto busy = std::async(std::launch::async, [&] {
+    for (int i = 0; i < 20000 && !stop; ++i) {  // bounded: stops when the hole is answered
+      auto q = make_query("busy" + std::to_string(i) + ".example", "A");
+      auto r = udp_query(ld.endpoint(), q, 2000ms);
+      if (r && decode(*r).rcode == "NOERROR") ++busy_ok;
+    }
+  });
+  std::this_thread::sleep_for(100ms);
+  auto t0 = Clock::now();
+  auto r = ask(ld.endpoint(), "hole.example", false, 4000ms);
+  long ms = elapsed_ms(t0);
+  stop = true;
+  busy.get();
+  INFO("answered in " << ms << " ms; busy answers " << busy_ok.load());
+  CHECK(r.rcode == "SERVFAIL");
+  CHECK(ms >= 550);
+  CHECK(ms < 1500);
+  CHECK(busy_ok.load() > 0);
+  CHECK(up.tcp_connections() == 1);  // all on the one busy connection
+}
+
 TEST_CASE("a TCP upstream connection whose queries all timed out closes when idle",
           "[integration][faults]") {
   FakeUpstream up;

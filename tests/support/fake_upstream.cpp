@@ -183,6 +183,7 @@ struct FakeUpstream::Impl {
           return;
         }
         if (b.mode == Behaviour::Mode::Drop || b.drop_tcp) continue;
+        if (!b.drop_prefix.empty() && question_name(q, qend).rfind(b.drop_prefix, 0) == 0) continue;
         Bytes r = make_answer(q, b, false);
         if (r.empty()) continue;
         if (b.reverse_tcp_batch) {
@@ -245,7 +246,8 @@ struct FakeUpstream::Impl {
       std::size_t qend = 0;
       owner.count(question_name(q, qend), false, q.size() > 2 && (q[2] & 0x01));
       owner.record(false, from.port(), q);
-      if (b.mode != Behaviour::Mode::Drop) {
+      bool dropped = !b.drop_prefix.empty() && question_name(q, qend).rfind(b.drop_prefix, 0) == 0;
+      if (b.mode != Behaviour::Mode::Drop && !dropped) {
         Bytes r = make_answer(q, b, true);
         Bytes wrong_id, wrong_question;
         if (b.spoof_first && r.size() > 2) {

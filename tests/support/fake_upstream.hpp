@@ -28,6 +28,7 @@ struct Behaviour {
                                 // name (A 198.51.100.77)
   bool drop_tcp = false;        // TCP queries are read and counted, never answered
   bool tcp_no_read = false;     // TCP connections are accepted and never read from
+  std::string drop_prefix{};    // queries for names starting with it are never answered
 };
 
 // A query as it reached the upstream.
