@@ -211,6 +211,10 @@ class Collector final : public prometheus::Collectable {
     auto failures =
         family("localdns_upstream_failures_total",
                "Timeouts, refused and broken connections per upstream.", MetricType::Counter);
+    auto local_errors = family("localdns_upstream_local_errors_total",
+                               "Errors of this host (out of descriptors or buffers, a local "
+                               "firewall) on the way to each upstream; not counted as failures.",
+                               MetricType::Counter);
     auto open = family("localdns_upstream_tcp_connections",
                        "Open TCP connections per upstream (all workers).", MetricType::Gauge);
     auto connects =
@@ -245,14 +249,16 @@ class Collector final : public prometheus::Collectable {
         add_value(health, to,
                   static_cast<double>(c.healthcheck_failures.load(std::memory_order_relaxed)));
         add_value(failures, to, static_cast<double>(c.failures.load(std::memory_order_relaxed)));
+        add_value(local_errors, to,
+                  static_cast<double>(c.local_errors.load(std::memory_order_relaxed)));
         add_value(open, to, static_cast<double>(c.tcp_open.load(std::memory_order_relaxed)));
         add_value(connects, to,
                   static_cast<double>(c.tcp_connects.load(std::memory_order_relaxed)));
       }
     }
     add_value(rejects, {}, static_cast<double>(rejected));
-    for (auto* f : {&requests, &responses, &duration, &health, &rejects, &failures, &open,
-                    &connects, &in_flight})
+    for (auto* f : {&requests, &responses, &duration, &health, &rejects, &failures, &local_errors,
+                    &open, &connects, &in_flight})
       out.push_back(std::move(*f));
   }
 

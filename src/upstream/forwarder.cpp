@@ -13,9 +13,18 @@ Forwarder::Forwarder(boost::asio::io_context& ctx, std::shared_ptr<GroupState> g
 }
 
 Forwarder::~Forwarder() {
-  // Destroyed with its worker, whose clients are gone: nothing to answer.
-  waiting_.clear();
-  shutdown();
+  // Normally shutdown() ran on the worker while its listeners were alive.
+  // If not, the clients' sockets may be gone already: end the exchanges
+  // without running their completions.
+  stopping_ = true;
+  probe_timer_.cancel();
+  std::vector<std::shared_ptr<Exchange>> live;
+  for (auto* ex : live_)
+    live.push_back(ex->shared_from_this());
+  for (auto& ex : live)
+    ex->detach();
+  for (auto& p : pools_)
+    p->close_all();
 }
 
 void Forwarder::resolve(const Request& req, Completion done) {
@@ -28,16 +37,7 @@ void Forwarder::resolve(const Request& req, Completion done) {
     done(Result{Status::Overloaded, {}, nullptr});
     return;
   }
-  auto seq = next_waiting_++;
-  waiting_.emplace(seq, std::move(done));
-  auto finished = [this, seq](const Result& r) {
-    auto it = waiting_.find(seq);
-    if (it == waiting_.end()) return;  // already failed by shutdown()
-    auto d = std::move(it->second);
-    waiting_.erase(it);
-    d(r);
-  };
-  auto ex = std::make_shared<Exchange>(*this, req, std::move(finished), std::move(ticket));
+  auto ex = std::make_shared<Exchange>(*this, req, std::move(done), std::move(ticket));
   ex->start();
 }
 
@@ -98,11 +98,13 @@ void Forwarder::shutdown() {
   if (stopping_) return;
   stopping_ = true;
   probe_timer_.cancel();
-  // Completions may resolve again (they fail at once now): run them from a copy.
-  auto waiting = std::move(waiting_);
-  waiting_.clear();
-  for (auto& [seq, done] : waiting)
-    done(Result{Status::Failed, {}, nullptr});
+  // Completions may start or end other exchanges: take references first.
+  std::vector<std::shared_ptr<Exchange>> live;
+  live.reserve(live_.size());
+  for (auto* ex : live_)
+    live.push_back(ex->shared_from_this());
+  for (auto& ex : live)
+    ex->abort();
   for (auto& p : pools_)
     p->close_all();
 }

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <stdlib.h>  // arc4random (glibc 2.36)
 
@@ -21,15 +22,38 @@ constexpr auto kMinBackoff = std::chrono::milliseconds(100);
 constexpr auto kMaxBackoff = std::chrono::seconds(5);
 }  // namespace
 
+bool is_local_error(const error_code& ec) {
+  if (ec.category() != boost::system::system_category()) return false;
+  switch (ec.value()) {
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM:
+    case EPERM:  // a local netfilter rule dropped the packet
+    case EACCES:
+    case EAGAIN:  // our socket buffer is full (EWOULDBLOCK is the same value)
+    case EADDRNOTAVAIL:
+    case EADDRINUSE:
+      return true;
+    default:
+      return false;
+  }
+}
+
 TcpConnection::TcpConnection(asio::io_context& ctx, TcpPool& pool)
-    : sock_(ctx), timer_(ctx), pool_(&pool), born_(Clock::now()), last_active_(born_) {}
+    : sock_(ctx),
+      timer_(ctx),
+      write_timer_(ctx),
+      pool_(&pool),
+      born_(Clock::now()),
+      last_active_(born_) {}
 
 TcpConnection::~TcpConnection() = default;
 
 void TcpConnection::connect(const asio::ip::tcp::endpoint& ep, config::Duration timeout) {
   timer_.expires_after(timeout);
   timer_.async_wait([self = shared_from_this()](error_code ec) {
-    if (!ec && self->state_ == State::Connecting) self->fail(true);
+    if (!ec && self->state_ == State::Connecting) self->fail(Cause::ConnectFailed);
   });
   sock_.async_connect(ep, [self = shared_from_this()](error_code ec) { self->on_connect(ec); });
 }
@@ -37,7 +61,7 @@ void TcpConnection::connect(const asio::ip::tcp::endpoint& ep, config::Duration 
 void TcpConnection::on_connect(error_code ec) {
   if (state_ != State::Connecting) return;
   if (ec) {
-    fail(true);
+    fail(is_local_error(ec) ? Cause::LocalError : Cause::ConnectFailed);
     return;
   }
   state_ = State::Open;
@@ -58,7 +82,7 @@ bool TcpConnection::past_limits() const {
 
 bool TcpConnection::usable() const {
   return state_ != State::Closed && pool_ && pending_.size() < kMaxPendingPerConnection &&
-         !past_limits();
+         outbox_.size() < kMaxQueuedBytes && !past_limits();
 }
 
 std::optional<std::uint16_t> TcpConnection::send(std::shared_ptr<Exchange> ex,
@@ -80,25 +104,60 @@ std::optional<std::uint16_t> TcpConnection::send(std::shared_ptr<Exchange> ex,
 }
 
 void TcpConnection::cancel(std::uint16_t id) {
-  pending_.erase(id);
+  if (pending_.erase(id) == 0) return;
   maybe_retire();
+  // Every query timed out: the connection is idle from now on.
+  if (pending_.empty()) arm_idle_timer();
 }
 
 void TcpConnection::start_write() {
-  if (write_in_flight_ || outbox_.empty() || state_ != State::Open) return;
+  if (write_in_flight_ || state_ != State::Open) return;
+  if (written_ == writing_.size()) {
+    if (outbox_.empty()) return;
+    writing_.clear();
+    written_ = 0;
+    writing_.swap(outbox_);
+  }
   write_in_flight_ = true;
-  writing_.swap(outbox_);
-  asio::async_write(sock_, asio::buffer(writing_),
-                    [self = shared_from_this()](error_code ec, std::size_t) {
-                      self->write_in_flight_ = false;
-                      self->writing_.clear();
-                      if (self->state_ != State::Open) return;
-                      if (ec) {
-                        self->fail(false);
-                        return;
-                      }
-                      self->start_write();
-                    });
+  if (!write_timer_armed_) {
+    write_progress_ = Clock::now();
+    arm_write_timer();
+  }
+  sock_.async_write_some(
+      asio::buffer(writing_.data() + written_, writing_.size() - written_),
+      [self = shared_from_this()](error_code ec, std::size_t n) { self->on_write(ec, n); });
+}
+
+void TcpConnection::on_write(error_code ec, std::size_t n) {
+  write_in_flight_ = false;
+  if (state_ != State::Open) return;
+  if (ec) {
+    fail(is_local_error(ec) ? Cause::LocalError : Cause::Closed);
+    return;
+  }
+  written_ += n;
+  write_progress_ = Clock::now();
+  start_write();
+}
+
+void TcpConnection::arm_write_timer() {
+  if (!pool_) return;
+  auto stall = pool_->timeout();
+  write_timer_armed_ = true;
+  write_timer_.expires_at(write_progress_ + stall);
+  write_timer_.async_wait([self = shared_from_this(), stall](error_code ec) {
+    self->write_timer_armed_ = false;
+    if (ec || self->state_ != State::Open || !self->write_in_flight_) return;
+    if (Clock::now() - self->write_progress_ >= stall) {
+      // The server stopped reading: give the connection up; its queries are
+      // resent on a fresh one.
+      spdlog::debug("upstream TCP connection: no write progress for {} ms, closing",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(stall).count());
+      self->fail(Cause::Closed);
+      return;
+    }
+    self->arm_write_timer();
+  });
 }
 
 void TcpConnection::start_read() {
@@ -110,14 +169,14 @@ void TcpConnection::start_read() {
 void TcpConnection::on_read(error_code ec, std::size_t n) {
   if (state_ != State::Open) return;
   if (ec) {
-    fail(false);  // EOF or reset; pending exchanges retry elsewhere
+    fail(Cause::Closed);  // EOF or reset; pending exchanges retry elsewhere
     return;
   }
   rlen_ += n;
   last_active_ = Clock::now();
   auto self = shared_from_this();  // exchanges may drop the pool's reference
   if (!process_frames()) {
-    fail(false);
+    fail(Cause::Closed);
     return;
   }
   if (state_ != State::Open) return;
@@ -134,13 +193,14 @@ bool TcpConnection::process_frames() {
     if (rlen_ - off < 2 + len) break;
     dns::Bytes msg(&rbuf_[off + 2], len);
     off += 2 + len;
-    auto it = pending_.find(dns::read_u16(msg.data()));
-    if (it == pending_.end()) continue;  // answer to a cancelled (timed out) query
+    const std::uint16_t id = dns::read_u16(msg.data());
+    auto it = pending_.find(id);
+    if (it == pending_.end()) continue;  // answer to a cancelled (finished) query
     auto ex = std::move(it->second);
     pending_.erase(it);
     auto rv = dns::parse_response(msg);
-    bool ok = rv && dns::response_matches(*rv, dns::read_u16(msg.data()), ex->question());
-    ex->on_tcp_answer(this, msg, ok ? &*rv : nullptr);
+    bool ok = rv && dns::response_matches(*rv, id, ex->question());
+    ex->on_tcp_answer(this, id, msg, ok ? &*rv : nullptr);
     if (state_ != State::Open) return true;
   }
   if (off > 0) {
@@ -171,16 +231,17 @@ void TcpConnection::maybe_retire() {
 
 void TcpConnection::close() {
   if (state_ == State::Closed) return;
-  fail(false);
+  fail(Cause::Closed);
 }
 
-void TcpConnection::fail(bool connect_failed) {
+void TcpConnection::fail(Cause cause) {
   if (state_ == State::Closed) return;
   auto self = shared_from_this();
   const bool was_open = state_ == State::Open;
   state_ = State::Closed;
   error_code ignored;
   timer_.cancel();
+  write_timer_.cancel();
   sock_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   sock_.close(ignored);
   auto lost = std::move(pending_);
@@ -188,10 +249,10 @@ void TcpConnection::fail(bool connect_failed) {
   if (pool_) {
     TcpPool* pool = pool_;
     pool_ = nullptr;
-    pool->on_closed(this, connect_failed, was_open);
+    pool->on_closed(this, cause == Cause::ConnectFailed, cause == Cause::LocalError, was_open);
   }
   for (auto& [id, ex] : lost)
-    ex->on_tcp_lost(this);
+    ex->on_tcp_lost(this, id);
 }
 
 TcpPool::TcpPool(asio::io_context& ctx, const config::UpstreamGroup& group, ServerHealth& health)
@@ -216,7 +277,7 @@ std::optional<TcpPool::Sent> TcpPool::send(std::shared_ptr<Exchange> ex, dns::Mu
   std::size_t live =
       std::count_if(conns_.begin(), conns_.end(), [](const auto& c) { return c->usable(); });
   bool want_new = !best || (best->pending() > 0 && live < group_.tcp.connections);
-  if (want_new && Clock::now() >= next_connect_) {
+  if (want_new && !closed_ && Clock::now() >= next_connect_) {
     auto conn = std::make_shared<TcpConnection>(ctx_, *this);
     conns_.push_back(conn);
     conn->connect(endpoint_, group_.timeout);
@@ -234,9 +295,15 @@ void TcpPool::on_connected() {
   health_.counters().tcp_open.fetch_add(1, std::memory_order_relaxed);
 }
 
-void TcpPool::on_closed(TcpConnection* conn, bool connect_failed, bool was_open) {
+void TcpPool::on_closed(TcpConnection* conn, bool connect_failed, bool local_error, bool was_open) {
   if (was_open) health_.counters().tcp_open.fetch_sub(1, std::memory_order_relaxed);
-  if (connect_failed) {
+  if (local_error) {
+    // Not the server's fault: counted apart, and only a short pause before
+    // the next connect so that a lack of descriptors does not spin.
+    health_.counters().local_errors.fetch_add(1, std::memory_order_relaxed);
+    backoff_ = {};
+    next_connect_ = Clock::now() + kMinBackoff;
+  } else if (connect_failed) {
     health_.record_failure();
     backoff_ = std::clamp<Clock::duration>(backoff_ * 2, kMinBackoff, kMaxBackoff);
     next_connect_ = Clock::now() + backoff_;
@@ -248,6 +315,7 @@ void TcpPool::on_closed(TcpConnection* conn, bool connect_failed, bool was_open)
 }
 
 void TcpPool::close_all() {
+  closed_ = true;
   auto conns = std::move(conns_);
   conns_.clear();
   for (auto& c : conns)

@@ -1,13 +1,23 @@
 // Upstream faults, injected by FakeUpstream: timeouts, failover, broken and
 // reordered TCP, truncation, spoofed answers, overload, health and shutdown.
+#include <cstdlib>
+#include <fcntl.h>
 #include <future>
+#include <netinet/in.h>
 #include <set>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <thread>
+#include <unistd.h>
 
+#include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
+
+#include <localdns/upstream/forwarder.hpp>
 
 #include "fake_upstream.hpp"
 #include "instance.hpp"
+#include "netns.hpp"
 
 using namespace localdns;
 using namespace localdns::test;
@@ -121,7 +131,9 @@ TEST_CASE("SERVFAIL from the only server is passed on, not retried forever",
 TEST_CASE("a TCP upstream connection closed mid-stream loses no query", "[integration][faults]") {
   FakeUpstream up;
   up.set({.close_tcp_after = 5});  // the first connection dies at its 5th query
-  auto g = fast(group({"."}, {up.address()}, Transport::Tcp), 1000, 2);
+  // One attempt: only the resend on a fresh connection can save the queries
+  // that were in flight on the closed one.
+  auto g = fast(group({"."}, {up.address()}, Transport::Tcp), 3000, 1);
   Instance ld({g}, 1);
   auto replies = burst(ld.endpoint(), 40, "closed");
   int ok = 0;
@@ -201,15 +213,27 @@ TEST_CASE("truncated UDP answers are retried over TCP", "[integration][faults]")
   }
 }
 
-TEST_CASE("UDP answers with the wrong ID are ignored", "[integration][faults]") {
+TEST_CASE("UDP answers with the wrong ID or the wrong question are ignored",
+          "[integration][faults]") {
   FakeUpstream up;
-  up.set({.spoof_first = true});
+  // Each spoof arrives first and carries other data (198.51.100.x): accepting
+  // it would show in the answer.
+  SECTION("wrong ID") {
+    up.set({.spoof_first = true});
+  }
+  SECTION("right ID, wrong question") {
+    up.set({.spoof_question = true});
+  }
+  SECTION("both") {
+    up.set({.spoof_first = true, .spoof_question = true});
+  }
   Instance ld({group({"."}, {up.address()}, Transport::Udp)});
   for (int i = 0; i < 20; ++i) {
     auto r = ask(ld.endpoint(), "spoof" + std::to_string(i) + ".example");
     CHECK(r.rcode == "NOERROR");
-    CHECK(r.answers.size() == 1);
+    CHECK(r.answers == std::vector<std::string>{FakeUpstream::answer_address()});
   }
+  CHECK(up.udp_queries() == 20);
 }
 
 TEST_CASE("over the in-flight cap, REFUSED at once", "[integration][faults]") {
@@ -301,4 +325,369 @@ TEST_CASE("idle upstream TCP connections are closed and reopened on demand",
   CHECK(up.open_tcp_connections() == 0);  // localdns closed it
   CHECK(ask(ld.endpoint(), "idle2.example").rcode == "NOERROR");
   CHECK(up.tcp_connections() == 2);  // the first was closed while idle
+}
+
+namespace {
+
+// Polls `pred` until it holds or `limit` passes; returns its last value.
+template <typename Pred>
+bool eventually(Pred pred, std::chrono::milliseconds limit) {
+  auto end = Clock::now() + limit;
+  while (!pred()) {
+    if (Clock::now() >= end) return pred();
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+upstream::ForwardCounters& counters(Instance& ld, std::size_t server = 0) {
+  return ld.server().groups()[0]->health[server]->counters();
+}
+
+}  // namespace
+
+TEST_CASE("truncation followed by a silent TCP upstream ends in SERVFAIL within the deadline",
+          "[integration][faults]") {
+  FakeUpstream up;
+  up.set({.truncate_udp = true, .drop_tcp = true});
+  auto g = fast(group({"."}, {up.address()}, Transport::PreferUdp), 300, 2);
+  g.max_in_flight = 3;
+  Instance ld({g}, 1);
+  // More names than max_in_flight: a stuck exchange would keep its slot and
+  // turn the later ones into REFUSED.
+  for (int i = 0; i < 5; ++i) {
+    auto t0 = Clock::now();
+    auto r = ask(ld.endpoint(), "tcsilent" + std::to_string(i) + ".example", false, 4000ms);
+    long ms = elapsed_ms(t0);
+    INFO("query " << i << " answered in " << ms << " ms");
+    CHECK(r.rcode == "SERVFAIL");
+    CHECK(ms < 1500);  // deadline 2 x 300 ms, plus scheduling margin
+  }
+  // The coalescer entry completed: a later asker of the same name is answered.
+  CHECK(ask(ld.endpoint(), "tcsilent0.example", false, 4000ms).rcode == "SERVFAIL");
+  CHECK(up.tcp_queries() >= 5);
+  CHECK(eventually([&] { return ld.server().groups()[0]->in_flight.load() == 0; }, 2000ms));
+}
+
+TEST_CASE("an answer slower than one attempt is still used", "[integration][faults]") {
+  FakeUpstream up;
+  up.set({.delay = 700ms});
+  auto transport = GENERATE(Transport::Udp, Transport::Tcp);
+  INFO("transport " << config::to_string(transport));
+  // Attempts of 500 ms, overall deadline 1 s: the first attempt's answer comes
+  // at 700 ms; the second attempt's would come at 1.2 s, too late.
+  Instance ld({fast(group({"."}, {up.address()}, transport), 500, 2)}, 1);
+  auto t0 = Clock::now();
+  auto r = ask(ld.endpoint(), "late.example", false, 4000ms);
+  long ms = elapsed_ms(t0);
+  INFO("answered in " << ms << " ms");
+  CHECK(r.rcode == "NOERROR");
+  CHECK(r.answers == std::vector<std::string>{FakeUpstream::answer_address()});
+  CHECK(ms >= 650);
+  CHECK(ms < 1000);
+  CHECK(up.queries() == 2);  // the second attempt was sent while the first was awaited
+}
+
+TEST_CASE("a pipelined TCP query without an answer times out while others keep the connection busy",
+          "[integration][faults]") {
+  FakeUpstream up;
+  up.set({.drop_prefix = "hole"});
+  auto g = fast(group({"."}, {up.address()}, Transport::Tcp), 300, 2);
+  g.tcp.connections = 1;
+  g.tcp.max_queries = 0;  // never retired: one connection carries everything
+  Instance ld({g}, 1);
+  std::atomic<bool> stop{false};
+  std::atomic<int> busy_ok{0};
+  auto busy = std::async(std::launch::async, [&] {
+    for (int i = 0; i < 20000 && !stop; ++i) {  // bounded: stops when the hole is answered
+      auto q = make_query("busy" + std::to_string(i) + ".example", "A");
+      auto r = udp_query(ld.endpoint(), q, 2000ms);
+      if (r && decode(*r).rcode == "NOERROR") ++busy_ok;
+    }
+  });
+  std::this_thread::sleep_for(100ms);
+  auto t0 = Clock::now();
+  auto r = ask(ld.endpoint(), "hole.example", false, 4000ms);
+  long ms = elapsed_ms(t0);
+  stop = true;
+  busy.get();
+  INFO("answered in " << ms << " ms; busy answers " << busy_ok.load());
+  CHECK(r.rcode == "SERVFAIL");
+  CHECK(ms >= 550);
+  CHECK(ms < 1500);
+  CHECK(busy_ok.load() > 0);
+  CHECK(up.tcp_connections() == 1);  // all on the one busy connection
+}
+
+TEST_CASE("a TCP upstream connection whose queries all timed out closes when idle",
+          "[integration][faults]") {
+  FakeUpstream up;
+  up.set({.drop_tcp = true});
+  auto g = fast(group({"."}, {up.address()}, Transport::Tcp), 200, 1);
+  g.tcp.idle_timeout = 300ms;
+  Instance ld({g}, 1);
+  CHECK(ask(ld.endpoint(), "noanswer.example").rcode == "SERVFAIL");
+  REQUIRE(up.tcp_connections() == 1);
+  // 200 ms until the query timed out, then 300 ms idle.
+  auto t0 = Clock::now();
+  bool closed = eventually([&] { return up.open_tcp_connections() == 0; }, 3000ms);
+  INFO("open after " << elapsed_ms(t0) << " ms: " << up.open_tcp_connections());
+  CHECK(closed);
+}
+
+namespace {
+
+// Takes every free descriptor of this process (localdns runs in it) but one,
+// for the test's own client socket; gives them back on destruction.
+class FdExhaustion {
+ public:
+  FdExhaustion() {
+    ::getrlimit(RLIMIT_NOFILE, &saved_);
+    int probe = ::dup(0);
+    rlimit low = saved_;
+    low.rlim_cur = static_cast<rlim_t>(probe) + 256;
+    ::close(probe);
+    if (low.rlim_cur < saved_.rlim_cur) ::setrlimit(RLIMIT_NOFILE, &low);
+    for (int i = 0; i < 100000; ++i) {
+      int fd = ::fcntl(0, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) break;
+      fds_.push_back(fd);
+    }
+    if (!fds_.empty()) {
+      ::close(fds_.back());  // for the client's socket
+      fds_.pop_back();
+    }
+  }
+  ~FdExhaustion() {
+    for (int fd : fds_)
+      ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+  std::size_t taken() const { return fds_.size(); }
+
+ private:
+  rlimit saved_{};
+  std::vector<int> fds_;
+};
+
+}  // namespace
+
+TEST_CASE("running out of descriptors is a local error, not a server failure",
+          "[integration][faults]") {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // Sanitizer runtimes open descriptors (pipes to probe memory) while the
+  // process is out of them, and then report false errors. The plain build
+  // runs this test; the firewall test covers local errors everywhere.
+  WARN("not run in a sanitizer build");
+  return;
+#endif
+  FakeUpstream a, b;
+  auto transport = GENERATE(Transport::Tcp, Transport::Udp);
+  INFO("transport " << config::to_string(transport));
+  auto g = fast(group({"."}, {a.address(), b.address()}, transport), 500, 2);
+  g.fail_threshold = 1;  // a single counted failure would mark a server down
+  g.policy = config::Policy::Sequential;
+  Instance ld({g}, 1);
+  std::optional<Reply> during;
+  std::size_t taken = 0;
+  {
+    // No assertion in here: sanitizer runtimes need descriptors themselves.
+    auto q = make_query("emfile.example", "A", {.id = 77});
+    FdExhaustion exhausted;
+    taken = exhausted.taken();
+    auto r = udp_query(ld.endpoint(), q, 3000ms);
+    if (r) during = decode(*r);
+  }
+  REQUIRE(taken > 0);
+  REQUIRE(during.has_value());
+  CHECK(during->rcode == "SERVFAIL");
+  auto& group_state = *ld.server().groups()[0];
+  CHECK_FALSE(group_state.health[0]->is_down());
+  CHECK_FALSE(group_state.health[1]->is_down());
+  CHECK(counters(ld, 0).failures.load() == 0);
+  CHECK(counters(ld, 0).local_errors.load() >= 1);
+  // Descriptors are back: the first server answers again, after at most the
+  // short connect backoff of a local error.
+  std::this_thread::sleep_for(300ms);
+  CHECK(ask(ld.endpoint(), "after.example").rcode == "NOERROR");
+  CHECK(a.queries_for("after.example.") == 1);
+  CHECK(b.queries_for("after.example.") == 0);
+}
+
+TEST_CASE("a local firewall refusing UDP to the upstream is a local error, not a server failure",
+          "[integration][faults][root]") {
+  if (::geteuid() != 0) {
+    const char* ci = std::getenv("CI");
+    if (ci && std::string(ci) == "true") FAIL("needs root (a network namespace and iptables)");
+    WARN("needs root (a network namespace and iptables): not run");
+    return;
+  }
+  // The upstreams, localdns and this client live in a fresh namespace; a DROP
+  // rule in its OUTPUT chain makes UDP sends to the first server fail with
+  // EPERM, as a node firewall would. (A dropped TCP SYN is retried by the
+  // kernel and looks like a dead server: no local error to see there.)
+  ScopedNetns ns;
+  FakeUpstream a, b;
+  sh("iptables -A OUTPUT -p udp -d 127.0.0.1 --dport " + std::to_string(a.port()) + " -j DROP");
+  auto g = fast(group({"."}, {a.address(), b.address()}, Transport::Udp), 500, 2);
+  g.fail_threshold = 1;  // a single counted failure would mark a server down
+  g.policy = config::Policy::Sequential;
+  Instance ld({g}, 1);
+  for (int i = 0; i < 3; ++i) {
+    auto t0 = Clock::now();
+    auto r = ask(ld.endpoint(), "eperm" + std::to_string(i) + ".example");
+    CHECK(r.rcode == "NOERROR");         // from the second server
+    CHECK(elapsed_ms(t0) < 400);         // no wait for a timeout
+    std::this_thread::sleep_for(150ms);  // past the short pause after a local connect error
+  }
+  auto& group_state = *ld.server().groups()[0];
+  CHECK_FALSE(group_state.health[0]->is_down());
+  CHECK(counters(ld, 0).failures.load() == 0);
+  CHECK(counters(ld, 0).local_errors.load() >= 3);
+  CHECK(b.queries() == 3);
+}
+
+TEST_CASE("an upstream that stops reading: the connection is given up, not buffered without bound",
+          "[integration][faults]") {
+  FakeUpstream up;
+  up.set({.tcp_no_read = true});
+  auto g = fast(group({"."}, {up.address()}, Transport::Tcp), 1000, 1);
+  g.tcp.connections = 1;
+  g.tcp.max_age = {};
+  g.tcp.max_queries = 0;
+  g.tcp.idle_timeout = {};
+  // Below the per-connection cap of pending queries: only the bound on the
+  // bytes queued can make localdns give up on the connection.
+  g.max_in_flight = 2000;
+  static_assert(upstream::kMaxPendingPerConnection > 2000);
+  Instance ld({g}, 1);
+
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(ld.endpoint().port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const std::string long_labels = "." + std::string(60, 'a') + "." + std::string(60, 'b') + "." +
+                                  std::string(60, 'c') + ".example";
+  // Distinct names of about 200 bytes, 2000 a second (the in-flight cap
+  // REFUSEs the excess); stops once localdns has given up on the first
+  // connection and opened another.
+  int sent = 0;
+  auto t0 = Clock::now();
+  std::uint8_t sink[4096];
+  while (sent < 40000 && elapsed_ms(t0) < 30000 && counters(ld).tcp_connects.load() < 2) {
+    for (int k = 0; k < 100; ++k, ++sent) {
+      auto q = make_query("n" + std::to_string(sent) + long_labels, "A",
+                          {.id = static_cast<std::uint16_t>(sent)});
+      ::sendto(fd, q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    }
+    while (::recv(fd, sink, sizeof sink, 0) > 0) {
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  INFO("queries sent: " << sent << " in " << elapsed_ms(t0) << " ms");
+  CHECK(counters(ld).tcp_connects.load() >= 2);
+  // The stalled connection is closed (its writes made no progress).
+  bool closed = eventually(
+      [&] {
+        while (::recv(fd, sink, sizeof sink, 0) > 0) {
+        }
+        return counters(ld).tcp_connects.load() - static_cast<std::uint64_t>(std::max<std::int64_t>(
+                                                      0, counters(ld).tcp_open.load())) >=
+               1;
+      },
+      5000ms);
+  CHECK(closed);
+  ::close(fd);
+}
+
+TEST_CASE("a truncated answer in the shutdown window opens no upstream connection",
+          "[integration][faults]") {
+  FakeUpstream up;
+  up.set({.delay = 300ms, .truncate_udp = true});
+  boost::asio::io_context ctx;
+  auto state = std::make_shared<upstream::GroupState>(
+      fast(group({"."}, {up.address()}, Transport::PreferUdp), 2000, 1));
+  static const std::uint8_t kName[] = {4,   's', 'h', 'u', 't', 7,   'e',
+                                       'x', 'a', 'm', 'p', 'l', 'e', 0};
+  std::optional<upstream::Status> got;
+  {
+    upstream::Forwarder fwd(ctx, state);
+    upstream::Request req;
+    req.question = {dns::Bytes(kName, sizeof kName), 1, 1};
+    fwd.resolve(req, [&](const upstream::Result& r) { got = r.status; });
+    ctx.run_for(100ms);  // the UDP query is out; its TC answer comes at 300 ms
+    REQUIRE(up.udp_queries() == 1);
+    REQUIRE_FALSE(got.has_value());
+    fwd.shutdown();
+    auto t0 = Clock::now();
+    while (!got && elapsed_ms(t0) < 3000)
+      ctx.run_for(20ms);
+    ctx.run_for(300ms);  // anything the exchange would still start
+  }
+  REQUIRE(got.has_value());
+  CHECK(*got == upstream::Status::Failed);
+  CHECK(up.tcp_connections() == 0);
+  CHECK(up.tcp_queries() == 0);
+}
+
+TEST_CASE("the wire form of upstream queries", "[integration][faults]") {
+  FakeUpstream up;
+  auto transport = GENERATE(Transport::Udp, Transport::Tcp);
+  INFO("transport " << config::to_string(transport));
+  Instance ld({group({"."}, {up.address()}, transport)}, 1);
+  const int n = 24;
+  for (int i = 0; i < n; ++i) {
+    // The client's ID is the same every time; the upstream's must not be.
+    auto r = ask(ld.endpoint(), "WiRe" + std::to_string(i) + ".ExAmPle", false, 3000ms);
+    CHECK(r.rcode == "NOERROR");
+  }
+  auto seen = up.seen_queries();
+  REQUIRE(seen.size() == static_cast<std::size_t>(n));
+  std::set<std::uint16_t> ids, ports;
+  int sequential = 0;
+  for (std::size_t i = 0; i < seen.size(); ++i) {
+    const auto& q = seen[i].packet;
+    REQUIRE(q.size() > 12);
+    CHECK(seen[i].tcp == (transport == Transport::Tcp));
+    std::uint16_t id = static_cast<std::uint16_t>((q[0] << 8) | q[1]);
+    ids.insert(id);
+    if (i > 0) {
+      const auto& p = seen[i - 1].packet;
+      std::uint16_t prev = static_cast<std::uint16_t>((p[0] << 8) | p[1]);
+      sequential += static_cast<std::uint16_t>(id - prev) < 4;
+    }
+    ports.insert(seen[i].source_port);
+    // The name in lower case, byte for byte.
+    std::size_t pos = 12;
+    bool lower = true;
+    while (pos < q.size() && q[pos] != 0) {
+      std::size_t len = q[pos];
+      REQUIRE(pos + 1 + len < q.size());
+      for (std::size_t k = 1; k <= len; ++k)
+        lower = lower && !(q[pos + k] >= 'A' && q[pos + k] <= 'Z');
+      pos += 1 + len;
+    }
+    CHECK(lower);
+    REQUIRE(pos + 5 <= q.size());
+    pos += 5;  // root label, type, class
+    // Exactly one additional record: an OPT (type 41) advertising 1232 bytes.
+    CHECK(((q[10] << 8) | q[11]) == 1);
+    REQUIRE(pos + 11 <= q.size());
+    CHECK(q[pos] == 0);
+    CHECK(((q[pos + 1] << 8) | q[pos + 2]) == 41);
+    CHECK(((q[pos + 3] << 8) | q[pos + 4]) == 1232);
+    CHECK(pos + 11 == q.size());
+  }
+  // Random IDs: nearly all distinct (a 16-bit collision among 24 is rare but
+  // possible) and not a counter.
+  CHECK(ids.size() >= static_cast<std::size_t>(n - 2));
+  CHECK(sequential <= 2);
+  if (transport == Transport::Udp) {
+    // A fresh socket, so a fresh random source port, for every query.
+    CHECK(ports.size() >= static_cast<std::size_t>(n - 2));
+  } else {
+    CHECK(ports.size() == 1);  // one pipelined connection, reused
+  }
 }

@@ -1,6 +1,7 @@
 #include "fake_upstream.hpp"
 
 #include <algorithm>
+#include <array>
 #include <fcntl.h>
 #include <vector>
 
@@ -45,7 +46,8 @@ std::string question_name(const Bytes& q, std::size_t& end) {
   return name.empty() ? "." : name;
 }
 
-Bytes make_answer(const Bytes& q, const Behaviour& b, bool udp) {
+Bytes make_answer(const Bytes& q, const Behaviour& b, bool udp,
+                  std::array<std::uint8_t, 4> address = {192, 0, 2, 1}) {
   std::size_t qend = 0;
   std::string name = question_name(q, qend);
   if (name.empty()) return {};
@@ -69,7 +71,7 @@ Bytes make_answer(const Bytes& q, const Behaviour& b, bool udp) {
     put16(r, 1);
     put32(r, 300);
     put16(r, 4);
-    r.insert(r.end(), {192, 0, 2, 1});
+    r.insert(r.end(), address.begin(), address.end());
     an = 1;
   } else if (rcode == 0 && qtype == 16) {
     for (int i = 0; i < 12; ++i) {  // 12 x ~250 bytes: needs TCP without EDNS
@@ -146,6 +148,7 @@ struct FakeUpstream::Impl {
     std::size_t len = 0;
     unsigned seen = 0;
     unsigned number = 0;
+    std::uint16_t remote_port = 0;
     std::vector<Bytes> held;
     bool closed = false;
 
@@ -171,6 +174,7 @@ struct FakeUpstream::Impl {
         auto b = impl.owner.behaviour();
         std::size_t qend = 0;
         impl.owner.count(question_name(q, qend), true, q.size() > 2 && (q[2] & 0x01));
+        impl.owner.record(true, remote_port, q);
         ++seen;
         if (b.close_tcp_after && number == 1 && seen >= b.close_tcp_after) {
           closed = true;
@@ -178,7 +182,8 @@ struct FakeUpstream::Impl {
           sock.close(ignored);
           return;
         }
-        if (b.mode == Behaviour::Mode::Drop) continue;
+        if (b.mode == Behaviour::Mode::Drop || b.drop_tcp) continue;
+        if (!b.drop_prefix.empty() && question_name(q, qend).rfind(b.drop_prefix, 0) == 0) continue;
         Bytes r = make_answer(q, b, false);
         if (r.empty()) continue;
         if (b.reverse_tcp_batch) {
@@ -219,7 +224,16 @@ struct FakeUpstream::Impl {
       if (ec) return;
       auto session = std::make_shared<Session>(*this, std::move(s));
       session->number = owner.tcp_opened();
-      session->read();
+      error_code ignored;
+      session->remote_port = session->sock.remote_endpoint(ignored).port();
+      if (owner.behaviour().tcp_no_read) {
+        // Never read: once the small receive buffer is full the sender's
+        // writes stop making progress. Kept until the upstream stops.
+        session->sock.set_option(asio::socket_base::receive_buffer_size(4096), ignored);
+        stalled.push_back(session);
+      } else {
+        session->read();
+      }
       accept();
     });
   }
@@ -231,16 +245,27 @@ struct FakeUpstream::Impl {
       auto b = owner.behaviour();
       std::size_t qend = 0;
       owner.count(question_name(q, qend), false, q.size() > 2 && (q[2] & 0x01));
-      if (b.mode != Behaviour::Mode::Drop) {
+      owner.record(false, from.port(), q);
+      bool dropped = !b.drop_prefix.empty() && question_name(q, qend).rfind(b.drop_prefix, 0) == 0;
+      if (b.mode != Behaviour::Mode::Drop && !dropped) {
         Bytes r = make_answer(q, b, true);
+        Bytes wrong_id, wrong_question;
+        if (b.spoof_first && r.size() > 2) {
+          // Other data, so that accepting it would show in the answer.
+          wrong_id = make_answer(q, b, true, {198, 51, 100, 66});
+          wrong_id[0] ^= 0x5a;
+        }
+        if (b.spoof_question && qend > 13) {
+          // The right ID, but a question for another name (one letter changed).
+          Bytes other = q;
+          other[13] = other[13] == 'z' ? 'y' : 'z';
+          wrong_question = make_answer(other, b, true, {198, 51, 100, 77});
+        }
         auto to = from;
-        auto reply = [this, r, to, spoof = b.spoof_first] {
+        auto reply = [this, r, to, wrong_id, wrong_question] {
           error_code ignored;
-          if (spoof && r.size() > 2) {
-            Bytes fake = r;
-            fake[0] ^= 0x5a;
-            udp.send_to(asio::buffer(fake), to, 0, ignored);
-          }
+          if (!wrong_id.empty()) udp.send_to(asio::buffer(wrong_id), to, 0, ignored);
+          if (!wrong_question.empty()) udp.send_to(asio::buffer(wrong_question), to, 0, ignored);
           udp.send_to(asio::buffer(r), to, 0, ignored);
         };
         if (!r.empty()) {
@@ -261,6 +286,7 @@ struct FakeUpstream::Impl {
   asio::ip::udp::socket udp;
   asio::ip::tcp::acceptor acceptor;
   std::array<std::uint8_t, 65535> ubuf{};
+  std::vector<std::shared_ptr<Session>> stalled;
   asio::ip::udp::endpoint from;
 };
 
@@ -301,6 +327,16 @@ unsigned FakeUpstream::tcp_opened() {
   while (now > prev && !max_open_tcp_.compare_exchange_weak(prev, now)) {
   }
   return number;
+}
+
+void FakeUpstream::record(bool tcp, std::uint16_t source_port, const std::vector<std::uint8_t>& q) {
+  std::lock_guard lock(mu_);
+  if (seen_.size() < 1000) seen_.push_back({tcp, source_port, q});
+}
+
+std::vector<SeenQuery> FakeUpstream::seen_queries() const {
+  std::lock_guard lock(mu_);
+  return seen_;
 }
 
 unsigned FakeUpstream::queries_for(const std::string& lower_name) const {

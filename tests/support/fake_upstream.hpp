@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
@@ -22,7 +23,19 @@ struct Behaviour {
   bool truncate_udp = false;       // UDP answers carry TC=1 and no records
   unsigned close_tcp_after = 0;    // close the first connection when its Nth query arrives
   unsigned reverse_tcp_batch = 0;  // hold TCP answers until N are due, send them reversed
-  bool spoof_first = false;        // over UDP, first send an answer with a wrong ID
+  bool spoof_first = false;     // over UDP, first send an answer with a wrong ID (A 198.51.100.66)
+  bool spoof_question = false;  // over UDP, first send an answer with the right ID for another
+                                // name (A 198.51.100.77)
+  bool drop_tcp = false;        // TCP queries are read and counted, never answered
+  bool tcp_no_read = false;     // TCP connections are accepted and never read from
+  std::string drop_prefix{};    // queries for names starting with it are never answered
+};
+
+// A query as it reached the upstream.
+struct SeenQuery {
+  bool tcp = false;
+  std::uint16_t source_port = 0;
+  std::vector<std::uint8_t> packet;
 };
 
 class FakeUpstream {
@@ -42,6 +55,8 @@ class FakeUpstream {
   unsigned open_tcp_connections() const { return open_tcp_; }
   unsigned queries_for(const std::string& lower_name) const;
   unsigned queries_without_rd() const { return no_rd_; }
+  // The first 1000 queries received, in order.
+  std::vector<SeenQuery> seen_queries() const;
 
   // The synthetic answer: A 192.0.2.1 (TTL 300) for any name; TXT answers of
   // about 3000 bytes; NXDOMAIN with an SOA for names starting with "nx".
@@ -62,10 +77,12 @@ class FakeUpstream {
   mutable std::mutex mu_;
   std::map<std::string, unsigned> per_name_;
   Behaviour behaviour_;
+  std::vector<SeenQuery> seen_;
 
   friend struct Impl;
   Behaviour behaviour() const;
   void count(const std::string& name, bool tcp, bool rd = true);
+  void record(bool tcp, std::uint16_t source_port, const std::vector<std::uint8_t>& q);
   unsigned tcp_opened();  // returns the connection's number, from 1
   void tcp_closed() { --open_tcp_; }
 };

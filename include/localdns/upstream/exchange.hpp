@@ -1,7 +1,8 @@
 // One upstream resolution: a question sent to the servers of a group, one
 // attempt at a time, until a usable answer, the attempt budget or the deadline.
 // Owned by shared_ptr: the TCP connection or UDP receive handler of the current
-// attempt and its timer hold it. Lives on one worker's io_context; not thread-safe.
+// attempts and its timer hold it; the forwarder tracks it until it finishes. Lives on one worker's
+// io_context; not thread-safe.
 #pragma once
 
 #include <array>
@@ -51,34 +52,62 @@ struct Request {
 class Exchange : public std::enable_shared_from_this<Exchange> {
  public:
   Exchange(Forwarder& fwd, const Request& req, Completion done, InFlightTicket ticket);
+  ~Exchange();
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
 
   void start();
+  // Ends the exchange now with Failed (or a SERVFAIL/REFUSED kept from an
+  // earlier server): the forwarder is stopping.
+  void abort();
+  // Ends the exchange without running its completion: the forwarder is being
+  // destroyed without a shutdown().
+  void detach();
 
-  // From the TCP connection carrying the current attempt. `rv` is null when
-  // the frame with our ID did not parse or did not match the question.
-  void on_tcp_answer(const TcpConnection* conn, dns::Bytes msg, const dns::ResponseView* rv);
-  void on_tcp_lost(const TcpConnection* conn);
+  // From a TCP connection carrying one of our attempts, identified by the ID
+  // it gave the query. `rv` is null when the frame did not parse or did not
+  // match the question.
+  void on_tcp_answer(const TcpConnection* conn, std::uint16_t id, dns::Bytes msg,
+                     const dns::ResponseView* rv);
+  void on_tcp_lost(const TcpConnection* conn, std::uint16_t id);
 
   const dns::Question& question() const { return asked_; }
 
  private:
   enum class Wire : std::uint8_t { Udp, Tcp };
 
-  void next_attempt();
-  void send_udp();
-  void send_tcp();
-  void arm_timer();
-  void on_timeout(std::uint32_t gen);
-  void on_udp_receive(std::uint32_t gen, boost::system::error_code ec, std::size_t n);
-  void handle_answer(dns::Bytes msg, const dns::ResponseView& rv);
-  void fail_attempt(bool count_against_server);
-  void cancel_attempt();
-  void finish(Status status, dns::Bytes answer = {}, const dns::ResponseView* rv = nullptr);
-  ServerHealth& health() const;
+  // One query sent to one server. An attempt whose time is up stays open
+  // (its socket or its pending TCP query) so that a late answer still counts,
+  // until the exchange finishes: at most `attempts` open per exchange.
+  struct Attempt {
+    int server = -1;
+    Wire wire = Wire::Udp;
+    std::uint16_t id = 0;
+    std::optional<boost::asio::ip::udp::socket> udp;
+    std::vector<std::uint8_t> buf;
+    std::weak_ptr<TcpConnection> conn;
+    std::chrono::steady_clock::time_point sent;
+    bool reconnect_used = false;
+    bool late = false;  // timed out; its answer is still taken
+    bool open = true;
+  };
 
-  std::chrono::steady_clock::time_point attempt_start_{};
+  unsigned budget() const;
+  void advance();
+  void next_attempt();
+  void send_udp(std::size_t i);
+  void send_tcp(std::size_t i);
+  void arm_timer();
+  void on_timer(std::uint32_t gen);
+  void on_udp_receive(std::size_t i, boost::system::error_code ec, std::size_t n);
+  void handle_answer(std::size_t i, dns::Bytes msg, const dns::ResponseView& rv);
+  void attempt_failed(std::size_t i, bool count_against_server, Status status);
+  void local_error(std::size_t i);
+  void close_attempt(Attempt& a);
+  Attempt* find_tcp(const TcpConnection* conn, std::uint16_t id, std::size_t& index);
+  void conclude();
+  void finish(Status status, dns::Bytes answer = {}, const dns::ResponseView* rv = nullptr);
+
   Forwarder& fwd_;
   const config::UpstreamGroup& cfg_;
   InFlightTicket ticket_;
@@ -88,22 +117,18 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   dns::Question asked_;
   int pinned_server_ = -1;
 
+  // One deadline for the whole exchange (timeout x attempts), whatever path
+  // it takes; the timer wakes at the current attempt's end or at the deadline.
   std::chrono::steady_clock::time_point deadline_;
+  std::chrono::steady_clock::time_point attempt_end_;
   boost::asio::steady_timer timer_;
+  std::uint32_t timer_gen_ = 0;
   std::uint64_t tried_mask_ = 0;
-  unsigned attempts_used_ = 0;
-  std::uint32_t gen_ = 0;  // invalidates callbacks of earlier attempts
   Status last_failure_ = Status::Failed;
   bool finished_ = false;
-  bool reconnect_used_ = false;
 
-  // Current attempt.
-  int server_ = -1;
-  Wire wire_ = Wire::Udp;
-  std::uint16_t id_ = 0;
-  std::optional<boost::asio::ip::udp::socket> udp_;
-  std::vector<std::uint8_t> udp_buf_;
-  std::weak_ptr<TcpConnection> conn_;
+  std::vector<std::unique_ptr<Attempt>> attempts_;
+  int current_ = -1;  // the attempt whose time is not up yet, if any
   // Best non-final answer (SERVFAIL/REFUSED) kept while other servers are tried.
   std::vector<std::uint8_t> fallback_;
 };

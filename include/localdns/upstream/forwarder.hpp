@@ -4,10 +4,9 @@
 // budget are shared with the other workers through GroupState.
 #pragma once
 
-#include <cstdint>
 #include <memory>
 #include <random>
-#include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -32,8 +31,9 @@ class Forwarder {
   // Sends a probe to every server marked down, every probe_interval. One
   // worker per group runs this.
   void start_probing();
-  // Fails what is in flight (every completion not yet run runs now, with
-  // Failed) and closes connections; later resolves fail at once.
+  // Fails what is in flight (each exchange completes with Failed, so its
+  // clients get SERVFAIL) and closes connections; later resolves fail at once
+  // and no exchange opens or uses a connection again.
   void shutdown();
 
   // For Exchange.
@@ -43,21 +43,19 @@ class Forwarder {
   TcpPool& pool(int server) { return *pools_[server]; }
   int pick_server(std::uint64_t tried_mask);
   bool stopping() const { return stopping_; }
+  void track(Exchange* ex) { live_.insert(ex); }
+  void untrack(Exchange* ex) { live_.erase(ex); }
 
  private:
   void probe_tick();
 
   boost::asio::io_context& ctx_;
   std::shared_ptr<GroupState> group_;
-  // Completions of the exchanges in flight, by sequence number: shutdown()
-  // answers them all, UDP exchanges included, which hold no pooled connection
-  // to close. Declared before pools_ so that it outlives them.
-  std::unordered_map<std::uint64_t, Completion> waiting_;
-  std::uint64_t next_waiting_ = 0;
   std::vector<std::unique_ptr<TcpPool>> pools_;
   boost::asio::steady_timer probe_timer_;
   unsigned rr_next_ = 0;
   bool stopping_ = false;
+  std::unordered_set<Exchange*> live_;  // exchanges started and not finished
 };
 
 }  // namespace localdns::upstream

@@ -25,6 +25,9 @@ struct ForwardCounters {
   std::atomic<std::uint64_t> duration_sum_us{0};
   std::atomic<std::uint64_t> failures{0};  // timeouts, refused or broken connections
   std::atomic<std::uint64_t> healthcheck_failures{0};
+  // Our own errors (out of descriptors or buffers, a local firewall): never
+  // counted as failures of the server.
+  std::atomic<std::uint64_t> local_errors{0};
   std::atomic<std::uint64_t> tcp_connects{0};
   std::atomic<std::int64_t> tcp_open{0};
   std::atomic<bool> answered{false};  // any valid answer since start (readiness)

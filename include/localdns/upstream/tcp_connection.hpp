@@ -25,6 +25,15 @@ class Exchange;
 class TcpPool;
 
 inline constexpr std::size_t kMaxPendingPerConnection = 4096;
+// Query bytes waiting to be written on one connection. Past it the connection
+// takes no new query; a write that makes no progress for the group's timeout
+// closes it (its queries are resent once, within their deadline).
+inline constexpr std::size_t kMaxQueuedBytes = 64 * 1024;
+
+// Errors of this host rather than of the server: out of descriptors, memory or
+// buffers, a local firewall rule, no free source port. They are counted apart
+// and never mark a server down.
+bool is_local_error(const boost::system::error_code& ec);
 
 class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
  public:
@@ -49,22 +58,29 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
 
   void on_connect(boost::system::error_code ec);
   void start_write();
+  void on_write(boost::system::error_code ec, std::size_t n);
+  void arm_write_timer();
   void start_read();
   void on_read(boost::system::error_code ec, std::size_t n);
   bool process_frames();
-  void fail(bool connect_failed);
+  enum class Cause : std::uint8_t { Closed, ConnectFailed, LocalError };
+  void fail(Cause cause);
   void maybe_retire();
   void arm_idle_timer();
   bool past_limits() const;
 
   boost::asio::ip::tcp::socket sock_;
-  boost::asio::steady_timer timer_;  // connect timeout, then idle timeout
+  boost::asio::steady_timer timer_;        // connect timeout, then idle timeout
+  boost::asio::steady_timer write_timer_;  // writes that make no progress
   TcpPool* pool_;
   State state_ = State::Connecting;
   std::unordered_map<std::uint16_t, std::shared_ptr<Exchange>> pending_;
   std::vector<std::uint8_t> outbox_;
   std::vector<std::uint8_t> writing_;
+  std::size_t written_ = 0;  // of writing_
   bool write_in_flight_ = false;
+  bool write_timer_armed_ = false;
+  std::chrono::steady_clock::time_point write_progress_;
   std::vector<std::uint8_t> rbuf_;
   std::size_t rlen_ = 0;
   std::chrono::steady_clock::time_point born_;
@@ -87,8 +103,9 @@ class TcpPool {
 
   // From TcpConnection.
   void on_connected();
-  void on_closed(TcpConnection* conn, bool connect_failed, bool was_open);
+  void on_closed(TcpConnection* conn, bool connect_failed, bool local_error, bool was_open);
   const config::TcpPoolConfig& config() const { return group_.tcp; }
+  config::Duration timeout() const { return group_.timeout; }
 
  private:
   boost::asio::io_context& ctx_;
@@ -98,6 +115,7 @@ class TcpPool {
   std::vector<std::shared_ptr<TcpConnection>> conns_;
   std::chrono::steady_clock::duration backoff_{};
   std::chrono::steady_clock::time_point next_connect_{};
+  bool closed_ = false;  // close_all() ran: no new connection
 };
 
 }  // namespace localdns::upstream
