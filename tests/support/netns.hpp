@@ -1,13 +1,14 @@
 // Network namespaces for tests that change interfaces and firewall rules.
 // They need root (CAP_NET_ADMIN, CAP_SYS_ADMIN); without it a test prints
-// why and exits with 77, which ctest reports as skipped.
+// why and exits with 77, which ctest reports as skipped (with 1 under CI=true).
 #pragma once
 
 #include <string>
 
 namespace localdns::test {
 
-// Exits the test process with 77 (ctest: skipped) unless running as root.
+// Exits the test process with 77 (ctest: skipped) unless running as root;
+// under CI=true with 1 (a failure), so that CI cannot pass by skipping.
 void require_root_or_skip(const char* why);
 
 // Moves the calling thread into a fresh network namespace (loopback up) and
