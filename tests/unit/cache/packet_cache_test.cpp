@@ -428,7 +428,7 @@ TEST_CASE("extended RCODEs and top-bit TTLs are classified on their real values"
   CHECK(r->answer_ttls == std::vector<std::uint32_t>{0, 30});
 }
 
-TEST_CASE("hits carry the upstream's EDE; stale hits say so", "[cache]") {
+TEST_CASE("hits carry the upstream's EDE, and stale hits say so", "[cache]") {
   auto nx = answer("nx.example", 3, {}, std::pair{60u, 60u});
   // OPT options: EDE 17 "filtered".
   test::Packet o = {0, 15, 0, 10, 0, 17, 'f', 'i', 'l', 't', 'e', 'r', 'e', 'd'};

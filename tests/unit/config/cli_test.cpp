@@ -133,7 +133,8 @@ TEST_CASE("node setup flags", "[config][cli][node]") {
              Catch::Contains("node.local_addresses[0]: 127.0.0.1 cannot be"));
 }
 
-TEST_CASE("--control-socket names the control socket; --control is an alias", "[config][cli]") {
+TEST_CASE("the control socket flag is --control-socket, and --control is an alias",
+          "[config][cli]") {
   for (auto flag : {"--control-socket", "--control"}) {
     INFO(flag);
     Config c = default_config();
