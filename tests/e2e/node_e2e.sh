@@ -266,9 +266,15 @@ n ip addr show dev nodelocaldns | grep -q "$CLUSTER_IP/32" || fail "deleted addr
 grep -q "repaired 2 items" "$LOG" || grep -q "repaired 1 items" "$LOG" || fail "repair not logged"
 echo "   repairs: $(grep -c 'repaired' "$LOG") logged"
 # Observability on the link-local address, as node-local-dns serves it.
-ready=$(http_get 8080 /ready)
+# /health and /ready answer from state refreshed in the background (at most
+# about 1 s old): poll until both reflect the repair, within 5 s.
+for _ in $(seq 1 50); do
+  ready=$(http_get 8080 /ready)
+  health=$(http_get 8080 /health)
+  [ "$ready" = "200 OK" ] && [ "$health" = "200 OK" ] && break
+  sleep 0.1
+done
 [ "$ready" = "200 OK" ] || fail "/ready: $ready"
-health=$(http_get 8080 /health)
 [ "$health" = "200 OK" ] || fail "/health: $health"
 repairs=$(n bash -c "exec 3<>/dev/tcp/$LINK_LOCAL/9253 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3" |
   awk '/^localdns_node_repairs_total /{print $2}')
