@@ -37,6 +37,8 @@ struct TcpPoolConfig {
   Duration max_age{std::chrono::seconds(60)};
   std::uint32_t max_queries = 10000;
   Duration idle_timeout{std::chrono::seconds(30)};
+
+  friend bool operator==(const TcpPoolConfig&, const TcpPoolConfig&) = default;
 };
 
 // Per-group cache limits; unset fields take the global `cache` values.
@@ -46,6 +48,8 @@ struct GroupCacheConfig {
   // RFC 8767: how long past expiry an answer may still be served when every
   // upstream fails; zero (the default) turns serve-stale off.
   Duration serve_stale{0};
+
+  friend bool operator==(const GroupCacheConfig&, const GroupCacheConfig&) = default;
 };
 
 // Servers one group may list; the forwarder's failover order is built on
@@ -67,6 +71,8 @@ struct UpstreamGroup {
   Duration probe_interval{std::chrono::seconds(1)};
   TcpPoolConfig tcp;
   GroupCacheConfig cache;
+
+  friend bool operator==(const UpstreamGroup&, const UpstreamGroup&) = default;
 };
 
 struct CacheConfig {
@@ -79,6 +85,8 @@ struct CacheConfig {
   Duration denial_max_ttl{std::chrono::minutes(30)};
   unsigned prefetch_hits = 2;      // refresh entries asked this often...
   unsigned prefetch_percent = 10;  // ...once in this last part of their lifetime; 0 hits: off
+
+  friend bool operator==(const CacheConfig&, const CacheConfig&) = default;
 };
 
 // Limits for clients that use TCP (RFC 7766).
@@ -91,6 +99,8 @@ struct TcpClientConfig {
   std::size_t max_queued_bytes = 64 * 1024;         // answers not yet written, per connection
   std::size_t max_queued_bytes_total = 4 << 20;     // the same, all connections of the process
   Duration write_timeout{std::chrono::seconds(5)};  // close when writes make no progress
+
+  friend bool operator==(const TcpClientConfig&, const TcpClientConfig&) = default;
 };
 
 enum class RulesBackend { Auto, IptablesLegacy, IptablesNft, Nftables };
@@ -138,6 +148,8 @@ struct NodeConfig {
   bool skip_teardown = false;  // leave interface and rules in place on exit
 
   bool enabled() const { return !local_addresses.empty(); }
+
+  friend bool operator==(const NodeConfig&, const NodeConfig&) = default;
 };
 
 // An HTTP endpoint that is on by default. Unset `listen`: the first node
@@ -146,6 +158,8 @@ struct HttpEndpoint {
   bool enabled = true;
   std::optional<Endpoint> listen;
   bool explicit_listen() const { return listen.has_value(); }
+
+  friend bool operator==(const HttpEndpoint&, const HttpEndpoint&) = default;
 };
 
 struct Config {
@@ -165,6 +179,8 @@ struct Config {
   std::string log_format = "text";  // or "json" (one object per line)
   unsigned query_log_sample = 0;    // log 1 in N answered queries; 0: off
   unsigned top_sample = 128;        // `ctl top` sketches see 1 in N queries; 0: off
+
+  friend bool operator==(const Config&, const Config&) = default;
 };
 
 inline constexpr std::uint16_t kDefaultMetricsPort = 9253;
