@@ -691,3 +691,35 @@ TEST_CASE("the wire form of upstream queries", "[integration][faults]") {
     CHECK(ports.size() == 1);  // one pipelined connection, reused
   }
 }
+
+TEST_CASE("with one attempt a server that times out is marked down and its probes count",
+          "[integration][faults]") {
+  FakeUpstream blackhole, backup;
+  blackhole.set({.mode = Behaviour::Mode::Drop});
+  // One attempt per query, as health probes always have: the only attempt's
+  // timeout is also the exchange's deadline, and must still count.
+  auto g = fast(group({"."}, {blackhole.address(), backup.address()}, Transport::Udp), 300, 1);
+  g.fail_threshold = 2;
+  g.policy = config::Policy::Sequential;
+  g.probe_interval = 200ms;
+  Instance ld({g}, 1);
+  for (int i = 0; i < 2; ++i)
+    ask(ld.endpoint(), "timeout" + std::to_string(i) + ".example");
+  auto& group_state = *ld.server().groups()[0];
+  CHECK(eventually([&] { return group_state.health[0]->is_down(); }, 2000ms));
+  CHECK(counters(ld, 0).failures.load() >= 2);
+  // Later queries go straight to the healthy server.
+  for (int i = 0; i < 3; ++i) {
+    auto t0 = Clock::now();
+    auto name = "healthy" + std::to_string(i) + ".example";
+    auto r = ask(ld.endpoint(), name);
+    long ms = elapsed_ms(t0);
+    INFO(name << " answered in " << ms << " ms");
+    CHECK(r.rcode == "NOERROR");
+    CHECK(ms < 250);  // no wait for the 300 ms timeout
+    CHECK(blackhole.queries_for(name + ".") == 0);
+  }
+  // Probes of the silent server time out: each is a health-check failure.
+  CHECK(eventually([&] { return counters(ld, 0).healthcheck_failures.load() >= 2; }, 3000ms));
+  CHECK(blackhole.queries_for(".") >= 2);
+}
