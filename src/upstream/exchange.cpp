@@ -214,7 +214,8 @@ void Exchange::send_tcp(std::size_t i) {
   auto sent =
       fwd_.pool(a.server).send(shared_from_this(), dns::MutableBytes(query_.data(), query_len_));
   if (!sent) {
-    // In connect backoff: the failure is already counted where it happened.
+    // In connect backoff (the failure is already counted where it happened),
+    // or every connection to the server is full: not the server's failure.
     attempt_failed(i, false, Status::Failed);
     return;
   }

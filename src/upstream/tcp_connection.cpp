@@ -274,9 +274,13 @@ std::optional<TcpPool::Sent> TcpPool::send(std::shared_ptr<Exchange> ex, dns::Mu
       best_ptr = c;
     }
   }
-  std::size_t live =
-      std::count_if(conns_.begin(), conns_.end(), [](const auto& c) { return c->usable(); });
-  bool want_new = !best || (best->pending() > 0 && live < group_.tcp.connections);
+  // Every open connection counts against the cap, full ones too: an upstream
+  // that stops reading must not get a new connection per query. Only those
+  // retiring by age or query count (they close once drained) are replaced.
+  // With all full and the cap reached, the query is not sent.
+  std::size_t counted = static_cast<std::size_t>(
+      std::count_if(conns_.begin(), conns_.end(), [](const auto& c) { return !c->retiring(); }));
+  bool want_new = (!best || best->pending() > 0) && counted < group_.tcp.connections;
   if (want_new && !closed_ && Clock::now() >= next_connect_) {
     auto conn = std::make_shared<TcpConnection>(ctx_, *this);
     conns_.push_back(conn);

@@ -723,3 +723,53 @@ TEST_CASE("with one attempt a server that times out is marked down and its probe
   CHECK(eventually([&] { return counters(ld, 0).healthcheck_failures.load() >= 2; }, 3000ms));
   CHECK(blackhole.queries_for(".") >= 2);
 }
+
+TEST_CASE("an upstream that stops reading gets no more TCP connections than tcp.connections",
+          "[integration][faults]") {
+  FakeUpstream up;
+  up.set({.tcp_no_read = true});
+  // A timeout longer than the test: no write-stall close, so no replacement
+  // connection; no retirement by age or count either. The bound is exact.
+  auto g = fast(group({"."}, {up.address()}, Transport::Tcp), 20000, 1);
+  g.tcp.connections = 2;
+  g.tcp.max_age = {};
+  g.tcp.max_queries = 0;
+  g.tcp.idle_timeout = {};
+  g.max_in_flight = 20000;
+  Instance ld({g}, 1);
+
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(ld.endpoint().port);
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const std::string long_labels = "." + std::string(60, 'a') + "." + std::string(60, 'b') + "." +
+                                  std::string(60, 'c') + ".example";
+  // Distinct names of about 200 bytes: a few hundred fill a connection's
+  // queue. Once both are full, further queries fail at once (SERVFAIL).
+  int sent = 0, servfail = 0;
+  auto t0 = Clock::now();
+  std::uint8_t sink[4096];
+  auto drain = [&] {
+    ssize_t n;
+    while ((n = ::recv(fd, sink, sizeof sink, 0)) > 0) {
+      if (n >= 4 && (sink[3] & 0x0f) == 2) ++servfail;
+    }
+  };
+  while (sent < 20000 && elapsed_ms(t0) < 10000 && up.tcp_connections() <= 2 && servfail < 500) {
+    for (int k = 0; k < 100; ++k, ++sent) {
+      auto q = make_query("n" + std::to_string(sent) + long_labels, "A",
+                          {.id = static_cast<std::uint16_t>(sent)});
+      ::sendto(fd, q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    }
+    drain();
+    std::this_thread::sleep_for(20ms);
+  }
+  drain();
+  INFO("queries sent: " << sent << " in " << elapsed_ms(t0) << " ms; SERVFAIL " << servfail);
+  CHECK(up.tcp_connections() <= 2);
+  CHECK(counters(ld).tcp_connects.load() <= 2);
+  CHECK(servfail >= 500);  // the pool was full: queries failed rather than opened connections
+  ::close(fd);
+}
