@@ -196,11 +196,16 @@ bool TcpConnection::process_frames() {
     const std::uint16_t id = dns::read_u16(msg.data());
     auto it = pending_.find(id);
     if (it == pending_.end()) continue;  // answer to a cancelled (finished) query
+    auto rv = dns::parse_response(msg);
+    if (rv && !dns::response_matches(*rv, id, it->second->question())) {
+      // Most likely a late answer to a cancelled query whose ID was given
+      // again: not this query's answer, and no fault of the server. The query
+      // keeps waiting for its own, as over UDP.
+      continue;
+    }
     auto ex = std::move(it->second);
     pending_.erase(it);
-    auto rv = dns::parse_response(msg);
-    bool ok = rv && dns::response_matches(*rv, id, ex->question());
-    ex->on_tcp_answer(this, id, msg, ok ? &*rv : nullptr);
+    ex->on_tcp_answer(this, id, msg, rv ? &*rv : nullptr);
     if (state_ != State::Open) return true;
   }
   if (off > 0) {

@@ -724,6 +724,32 @@ TEST_CASE("with one attempt a server that times out is marked down and its probe
   CHECK(blackhole.queries_for(".") >= 2);
 }
 
+TEST_CASE("a late TCP answer carrying a reused ID is not taken for the new query's answer",
+          "[integration][faults]") {
+  FakeUpstream up;
+  // Before each answer comes one for the connection's previous question, with
+  // the new query's ID (198.51.100.88): a late answer to a query whose ID was
+  // given again. It must be skipped, not count as a failure, and the real
+  // answer that follows must be used.
+  up.set({.tcp_stale_answer = true});
+  auto g = fast(group({"."}, {up.address()}, Transport::Tcp), 1000, 1);
+  g.tcp.connections = 1;
+  g.tcp.max_queries = 0;
+  g.tcp.max_age = {};
+  Instance ld({g}, 1);
+  for (int i = 0; i < 10; ++i) {
+    auto name = "reused" + std::to_string(i) + ".example";
+    auto r = ask(ld.endpoint(), name, false, 4000ms);
+    INFO(name);
+    CHECK(r.rcode == "NOERROR");
+    CHECK(r.answers == std::vector<std::string>{FakeUpstream::answer_address()});
+  }
+  CHECK(up.tcp_queries() == 10);
+  CHECK(up.tcp_connections() == 1);
+  CHECK(counters(ld, 0).failures.load() == 0);
+  CHECK_FALSE(ld.server().groups()[0]->health[0]->is_down());
+}
+
 TEST_CASE("an upstream that stops reading gets no more TCP connections than tcp.connections",
           "[integration][faults]") {
   FakeUpstream up;
