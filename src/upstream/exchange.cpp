@@ -130,9 +130,11 @@ void Exchange::arm_timer() {
 void Exchange::on_timer(std::uint32_t gen) {
   if (finished_ || gen != timer_gen_) return;
   const auto now = Clock::now();
-  if (now < deadline_ && current_ >= 0 && now >= attempt_end_) {
+  if (current_ >= 0 && now >= attempt_end_) {
     // This attempt's time is up: count it against its server, keep listening
-    // for its answer, and move on.
+    // for its answer, and move on. The last attempt ends at the deadline and
+    // its timeout counts too: with one attempt (health probes) it is the only
+    // one. advance() then ends the exchange.
     auto& a = *attempts_[static_cast<std::size_t>(current_)];
     current_ = -1;
     last_failure_ = Status::Timeout;
@@ -212,7 +214,8 @@ void Exchange::send_tcp(std::size_t i) {
   auto sent =
       fwd_.pool(a.server).send(shared_from_this(), dns::MutableBytes(query_.data(), query_len_));
   if (!sent) {
-    // In connect backoff: the failure is already counted where it happened.
+    // In connect backoff (the failure is already counted where it happened),
+    // or every connection to the server is full: not the server's failure.
     attempt_failed(i, false, Status::Failed);
     return;
   }

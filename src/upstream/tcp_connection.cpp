@@ -196,11 +196,16 @@ bool TcpConnection::process_frames() {
     const std::uint16_t id = dns::read_u16(msg.data());
     auto it = pending_.find(id);
     if (it == pending_.end()) continue;  // answer to a cancelled (finished) query
+    auto rv = dns::parse_response(msg);
+    if (rv && !dns::response_matches(*rv, id, it->second->question())) {
+      // Most likely a late answer to a cancelled query whose ID was given
+      // again: not this query's answer, and no fault of the server. The query
+      // keeps waiting for its own, as over UDP.
+      continue;
+    }
     auto ex = std::move(it->second);
     pending_.erase(it);
-    auto rv = dns::parse_response(msg);
-    bool ok = rv && dns::response_matches(*rv, id, ex->question());
-    ex->on_tcp_answer(this, id, msg, ok ? &*rv : nullptr);
+    ex->on_tcp_answer(this, id, msg, rv ? &*rv : nullptr);
     if (state_ != State::Open) return true;
   }
   if (off > 0) {
@@ -274,9 +279,13 @@ std::optional<TcpPool::Sent> TcpPool::send(std::shared_ptr<Exchange> ex, dns::Mu
       best_ptr = c;
     }
   }
-  std::size_t live =
-      std::count_if(conns_.begin(), conns_.end(), [](const auto& c) { return c->usable(); });
-  bool want_new = !best || (best->pending() > 0 && live < group_.tcp.connections);
+  // Every open connection counts against the cap, full ones too: an upstream
+  // that stops reading must not get a new connection per query. Only those
+  // retiring by age or query count (they close once drained) are replaced.
+  // With all full and the cap reached, the query is not sent.
+  std::size_t counted = static_cast<std::size_t>(
+      std::count_if(conns_.begin(), conns_.end(), [](const auto& c) { return !c->retiring(); }));
+  bool want_new = (!best || best->pending() > 0) && counted < group_.tcp.connections;
   if (want_new && !closed_ && Clock::now() >= next_connect_) {
     auto conn = std::make_shared<TcpConnection>(ctx_, *this);
     conns_.push_back(conn);

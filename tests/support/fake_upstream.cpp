@@ -150,6 +150,7 @@ struct FakeUpstream::Impl {
     unsigned number = 0;
     std::uint16_t remote_port = 0;
     std::vector<Bytes> held;
+    Bytes previous;  // the last question read on this connection
     bool closed = false;
 
     ~Session() { impl.owner.tcp_closed(); }
@@ -186,6 +187,16 @@ struct FakeUpstream::Impl {
         if (!b.drop_prefix.empty() && question_name(q, qend).rfind(b.drop_prefix, 0) == 0) continue;
         Bytes r = make_answer(q, b, false);
         if (r.empty()) continue;
+        if (b.tcp_stale_answer) {
+          Bytes stale =
+              previous.empty() ? Bytes{} : make_answer(previous, b, false, {198, 51, 100, 88});
+          previous = q;
+          if (!stale.empty()) {
+            stale[0] = q[0];
+            stale[1] = q[1];
+            send(stale, {});
+          }
+        }
         if (b.reverse_tcp_batch) {
           held.push_back(std::move(r));
           if (held.size() >= b.reverse_tcp_batch) {

@@ -28,7 +28,10 @@ struct Behaviour {
                                 // name (A 198.51.100.77)
   bool drop_tcp = false;        // TCP queries are read and counted, never answered
   bool tcp_no_read = false;     // TCP connections are accepted and never read from
-  std::string drop_prefix{};    // queries for names starting with it are never answered
+  bool tcp_stale_answer = false;  // over TCP, first answer the connection's previous question
+                                  // (A 198.51.100.88) with this query's ID: a late answer whose
+                                  // ID was reused
+  std::string drop_prefix{};      // queries for names starting with it are never answered
 };
 
 // A query as it reached the upstream.

@@ -65,8 +65,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void detach();
 
   // From a TCP connection carrying one of our attempts, identified by the ID
-  // it gave the query. `rv` is null when the frame did not parse or did not
-  // match the question.
+  // it gave the query. `rv` is null when the frame did not parse; a frame for
+  // another question is not passed on.
   void on_tcp_answer(const TcpConnection* conn, std::uint16_t id, dns::Bytes msg,
                      const dns::ResponseView* rv);
   void on_tcp_lost(const TcpConnection* conn, std::uint16_t id);

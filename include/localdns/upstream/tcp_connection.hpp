@@ -26,8 +26,9 @@ class TcpPool;
 
 inline constexpr std::size_t kMaxPendingPerConnection = 4096;
 // Query bytes waiting to be written on one connection. Past it the connection
-// takes no new query; a write that makes no progress for the group's timeout
-// closes it (its queries are resent once, within their deadline).
+// takes no new query (and still counts against tcp.connections); a write that
+// makes no progress for the group's timeout closes it (its queries are resent
+// once, within their deadline).
 inline constexpr std::size_t kMaxQueuedBytes = 64 * 1024;
 
 // Errors of this host rather than of the server: out of descriptors, memory or
@@ -51,6 +52,8 @@ class TcpConnection : public std::enable_shared_from_this<TcpConnection> {
   void close();
 
   bool usable() const;
+  // Past its age or query limit: takes no new query, closes once drained.
+  bool retiring() const { return past_limits(); }
   std::size_t pending() const { return pending_.size(); }
 
  private:
@@ -97,7 +100,8 @@ class TcpPool {
     std::shared_ptr<TcpConnection> conn;
     std::uint16_t id;
   };
-  // nullopt when no connection can take the query now (connect backoff).
+  // nullopt when no connection can take the query now: connect backoff, or
+  // every connection full (queued bytes, pending queries) at tcp.connections.
   std::optional<Sent> send(std::shared_ptr<Exchange> ex, dns::MutableBytes query);
   void close_all();
 
