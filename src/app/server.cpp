@@ -44,6 +44,11 @@ class Countdown {
 }  // namespace
 
 Server::Server(config::Config cfg) {
+  // spdlog creates its registry and default logger on first use. Create them
+  // here, before any worker thread exists, so that workers only ever find
+  // them made (the construction is otherwise ordered only by a guard inside
+  // libspdlog, which ThreadSanitizer cannot see).
+  spdlog::default_logger_raw();
   unsigned n = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   shared_.config = std::make_shared<const config::Config>(std::move(cfg));
   shared_.router = std::make_shared<const server::ZoneRouter>(shared_.config->forward);
