@@ -524,7 +524,7 @@ TEST_CASE("answers that complete later stay within the queue caps of a non-readi
   // big.test over TCP to the upstream, so the TXT answers arrive whole (about
   // 3000 bytes); a small cache, so that what grows is what the connections hold.
   Spawned ld(up.address(),
-             "tcp_clients: {max_queued_bytes_total: 1048576, write_timeout: 4s}\n"
+             "tcp_clients: {max_queued_bytes_total: 1048576, write_timeout: 10s}\n"
              "cache: {max_bytes: 1048576}\n"
              "forward:\n"
              "  - zones: [big.test]\n"
@@ -542,11 +542,10 @@ TEST_CASE("answers that complete later stay within the queue caps of a non-readi
   // About 20 MiB of it is the 4096 queries in flight upstream and the cache.
   // On top, the queues: 1 MiB for all plus one largest message, where without
   // a bound on answers that come later 128 answers of 3000 bytes pile up on
-  // every connection (12 MiB in all), held until write_timeout x 1.5.
+  // every connection (12 MiB in all), held until write_timeout (10 s) notices.
   CHECK(f.peak_kib - f.before_kib < 26 * 1024);
   CHECK(f.closed == 32);  // none is left holding memory
-  // Closed as soon as its queue is past the caps with its socket full, not
-  // only when write_timeout (4 s) notices the stalled writes.
-  CHECK(f.took < 3500ms);
+  // Closed as soon as its queue is past the caps with its socket full.
+  CHECK(f.took < 7000ms);
   CHECK(udp_query({"127.0.0.1", ld.port}, make_query("cached.example", "A")).has_value());
 }
