@@ -520,6 +520,12 @@ TEST_CASE("non-reading clients together stay within the process-wide queue budge
 
 TEST_CASE("answers that complete later stay within the queue caps of a non-reading client",
           "[integration][tcp][memory]") {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // Sanitizer shadow memory swamps the RSS figure, and a server slowed that
+  // much answers too slowly for owed answers to pile up: the plain build runs it.
+  WARN("not run in a sanitizer build");
+  return;
+#endif
   FakeUpstream up;
   // big.test over TCP to the upstream, so the TXT answers arrive whole (about
   // 3000 bytes); a small cache, so that what grows is what the connections hold.
