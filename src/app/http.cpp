@@ -255,50 +255,66 @@ void HttpServer::accept() {
 }
 
 HealthEndpoint::HealthEndpoint(const Server& server, node::NodeSetup* node,
-                               const config::Endpoint& ep)
-    : server_(server), node_(node), refreshed_(std::chrono::steady_clock::now()) {
-  refresh();  // the first state before the first request
-  refresher_ = std::thread([this] {
-    std::unique_lock lock(mu_);
-    while (!stopping_) {
-      wake_.wait_for(lock, kRefreshEvery, [this] { return stopping_; });
-      if (stopping_) break;
-      lock.unlock();
-      refresh();
-      lock.lock();
-    }
-  });
+                               const config::Endpoint& ep, NodeCheck node_check)
+    : server_(server), node_(node), node_check_(std::move(node_check)) {
+  if (!node_check_ && node_ != nullptr) node_check_ = [node] { return node->verify(); };
+  auto now = std::chrono::steady_clock::now();
+  health_at_ = node_at_ = now;
+  // The first state before the first request.
+  refresh_health();
+  if (node_check_) refresh_node();
+  health_thread_ = std::thread([this] { refresh_every(&HealthEndpoint::refresh_health); });
+  if (node_check_) {
+    node_thread_ = std::thread([this] { refresh_every(&HealthEndpoint::refresh_node); });
+  }
   try {
     http_ = std::make_unique<HttpServer>(ep, [this](const std::string& p) { return serve(p); });
   } catch (...) {
-    {
-      std::lock_guard lock(mu_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    refresher_.join();
+    stop_refreshing();
     throw;
   }
 }
 
 HealthEndpoint::~HealthEndpoint() {
   http_.reset();
+  stop_refreshing();
+}
+
+void HealthEndpoint::stop_refreshing() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
   wake_.notify_all();
-  if (refresher_.joinable()) refresher_.join();
+  if (health_thread_.joinable()) health_thread_.join();
+  if (node_thread_.joinable()) node_thread_.join();
 }
 
-void HealthEndpoint::refresh() {
+void HealthEndpoint::refresh_every(void (HealthEndpoint::*pass)()) {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    wake_.wait_for(lock, kRefreshEvery, [this] { return stopping_; });
+    if (stopping_) break;
+    lock.unlock();
+    (this->*pass)();
+    lock.lock();
+  }
+}
+
+void HealthEndpoint::refresh_health() {
   auto started = std::chrono::steady_clock::now();
   auto health = check_health();
-  auto node = check_node();
   std::lock_guard lock(mu_);
   health_ = std::move(health);
-  node_problem_ = std::move(node);
-  refreshed_ = started;
+  health_at_ = started;
+}
+
+void HealthEndpoint::refresh_node() {
+  auto started = std::chrono::steady_clock::now();
+  auto problem = check_node();
+  std::lock_guard lock(mu_);
+  node_problem_ = std::move(problem);
+  node_at_ = started;
 }
 
 HttpServer::Response HealthEndpoint::check_health() {
@@ -312,7 +328,7 @@ HttpServer::Response HealthEndpoint::check_health() {
 }
 
 std::string HealthEndpoint::check_node() {
-  return node_ ? node_->verify() : std::string();
+  return node_check_ ? node_check_() : std::string();
 }
 
 HttpServer::Response HealthEndpoint::ready(const std::string& node_problem) {
@@ -336,6 +352,18 @@ HttpServer::Response HealthEndpoint::ready(const std::string& node_problem) {
   return {200, "OK\n"};
 }
 
+std::chrono::milliseconds HealthEndpoint::health_age() {
+  std::lock_guard lock(mu_);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               health_at_);
+}
+
+std::chrono::milliseconds HealthEndpoint::node_age() {
+  std::lock_guard lock(mu_);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               node_at_);
+}
+
 HttpServer::Response HealthEndpoint::respond(const std::string& path) {
   if (path == "/health") return check_health();
   if (path == "/ready") return ready(check_node());
@@ -349,13 +377,23 @@ HttpServer::Response HealthEndpoint::serve(const std::string& path) {
     return path == "/health" ? HttpServer::Response{503, "not serving\n"}
                              : HttpServer::Response{503, "listeners are not serving yet\n"};
   }
+  // Each answer depends on its own checks only: a slow node check (an
+  // iptables-save waiting on a repair) never makes /health stale.
   std::lock_guard lock(mu_);
-  auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - refreshed_);
-  if (age > kMaxAge) {
-    return {503, "health state not refreshed for " + std::to_string(age.count()) + " ms\n"};
+  auto now = std::chrono::steady_clock::now();
+  if (path == "/health") {
+    auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - health_at_);
+    if (age > kMaxAge) {
+      return {503, "health state not refreshed for " + std::to_string(age.count()) + " ms\n"};
+    }
+    return health_;
   }
-  if (path == "/health") return health_;
+  if (node_check_) {
+    auto age = std::chrono::duration_cast<std::chrono::milliseconds>(now - node_at_);
+    if (age > kMaxAge) {
+      return {503, "node setup not checked for " + std::to_string(age.count()) + " ms\n"};
+    }
+  }
   return ready(node_problem_);
 }
 

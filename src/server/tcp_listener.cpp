@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cstring>
+#include <poll.h>
 #include <sys/socket.h>
 #include <system_error>
 
@@ -238,7 +239,31 @@ void TcpSession::send_reply(dns::Bytes reply) {
   }
 }
 
+bool TcpSession::overfull(std::size_t add) {
+  const auto& cfg = owner_->config();
+  // One largest framed message past either cap.
+  constexpr std::size_t kSlack = 2 + dns::kMaxMessageSize;
+  bool over = queued_ + add > cfg.max_queued_bytes + kSlack ||
+              (queued_ + add > kUncharged &&
+               owner_->budget().queued_bytes.load(std::memory_order_relaxed) + add >
+                   cfg.max_queued_bytes_total + kSlack);
+  if (!over) return false;
+  // A client that reads keeps room in its socket's send buffer, and the queue
+  // goes out soon: only one whose socket takes nothing more is cut off.
+  pollfd p{sock_.native_handle(), POLLOUT, 0};
+  int n = ::poll(&p, 1, 0);
+  return n == 0 || (n == 1 && (p.revents & POLLOUT) == 0);
+}
+
 void TcpSession::queue(dns::Bytes reply) {
+  // Reading pauses at the caps, but answers owed for queries read before
+  // still arrive (up to max_pipelined of them, each up to 64 KiB).
+  if (!exempt_ && overfull(2 + reply.size())) {
+    spdlog::debug("tcp client {}: {} bytes of answers queued and its socket takes no more: closing",
+                  peer_, queued_);
+    close();
+    return;
+  }
   std::uint8_t len[2];
   dns::write_u16(len, static_cast<std::uint16_t>(reply.size()));
   outbox_.insert(outbox_.end(), len, len + 2);

@@ -1,11 +1,13 @@
 // Metrics, health, readiness and the control socket against a running
 // localdns, with Knot DNS and the fault-injecting upstream.
 #include <arpa/inet.h>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sstream>
@@ -664,8 +666,62 @@ TEST_CASE("/health answers from refreshed state, at most about a second old",
   WARN("100 requests in " << burst.count() << " ms ran " << probes << " TCP probes");
   // One pass per refresh period (and one at start), not one per request.
   CHECK(probes <= burst / app::HealthEndpoint::kRefreshEvery + 2);
+  // The state keeps being refreshed: a dead refresher would leave it as old as the wait.
+  std::this_thread::sleep_for(1500ms);
+  CHECK(health.health_age() < 1100ms);
   ld.stop();
   CHECK(http_get(port, "/health").first == 503);  // stopping shows at once
+}
+
+TEST_CASE("/health stays 200 while the node check is slow; /ready says it is stale",
+          "[integration][health]") {
+  FakeUpstream up;
+  Instance ld({group({"."}, {up.address()}, Transport::Udp)});
+  // A node check that turns slow (an iptables-save behind a repair holding its
+  // lock), until released.
+  std::mutex m;
+  std::condition_variable cv;
+  bool slow = false, released = false;
+  auto node_check = [&]() -> std::string {
+    std::unique_lock lock(m);
+    if (slow) cv.wait_for(lock, 6000ms, [&] { return released; });
+    return "";
+  };
+  auto port = free_port();
+  app::HealthEndpoint health(ld.server(), nullptr, loopback(port), node_check);
+  {
+    std::lock_guard lock(m);
+    slow = true;
+  }
+  unsigned asked = 0, healthy = 0;
+  bool ready_stale = false;
+  std::string last_health, last_ready;
+  auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - t0 < 4000ms) {
+    auto [hs, hb] = http_get(port, "/health");
+    ++asked;
+    if (hs == 200) ++healthy;
+    last_health = hb;
+    auto [rs, rb] = http_get(port, "/ready");
+    if (rs == 503 && rb.find("node setup") != std::string::npos) ready_stale = true;
+    last_ready = rb;
+    std::this_thread::sleep_for(100ms);
+  }
+  auto health_age = health.health_age();
+  auto node_age = health.node_age();
+  {
+    std::lock_guard lock(m);
+    released = true;
+  }
+  cv.notify_all();
+  INFO("/health: " << last_health << "/ready: " << last_ready);
+  WARN("node check blocked for 4 s: /health 200 "
+       << healthy << " of " << asked << " times; health state " << health_age.count()
+       << " ms old, node state " << node_age.count() << " ms old");
+  CHECK(healthy == asked);
+  CHECK(health_age < 1100ms);
+  CHECK(ready_stale);
+  CHECK(node_age > app::HealthEndpoint::kMaxAge);
 }
 
 TEST_CASE("the control socket caps command size and connection time", "[integration][ctl]") {

@@ -84,15 +84,21 @@ class MetricsEndpoint {
 // and TCP. /ready: 200 once listeners are bound, node setup (if any) is in
 // place right now, and a server of the default zone has answered; else 503
 // with a one-line reason. Neither waits on an upstream, and neither runs a
-// probe on the HTTP thread: a refresher thread runs the probes and the node
-// check every kRefreshEvery and requests are answered from its last result
-// (at most kRefreshEvery plus one pass old; 503 once older than kMaxAge).
+// probe on the HTTP thread: one refresher thread runs the listener probes
+// and another the node check, each every kRefreshEvery, and requests are
+// answered from their last results (at most kRefreshEvery plus one pass old;
+// 503 once older than kMaxAge). /health depends on the probes' state only,
+// /ready on the node check's too, so a slow node check never fails /health.
 class HealthEndpoint {
  public:
   static constexpr std::chrono::milliseconds kRefreshEvery{500};
   static constexpr std::chrono::milliseconds kMaxAge{2000};
 
-  HealthEndpoint(const Server& server, node::NodeSetup* node, const config::Endpoint& ep);
+  // What /ready checks of the node: node->verify() unless given (tests give a
+  // check of their own, e.g. a slow one).
+  using NodeCheck = std::function<std::string()>;
+  HealthEndpoint(const Server& server, node::NodeSetup* node, const config::Endpoint& ep,
+                 NodeCheck node_check = {});
   ~HealthEndpoint();
   HealthEndpoint(const HealthEndpoint&) = delete;
   HealthEndpoint& operator=(const HealthEndpoint&) = delete;
@@ -101,22 +107,31 @@ class HealthEndpoint {
   HttpServer::Response respond(const std::string& path);
   // From the refresher's last result: what the HTTP endpoint answers.
   HttpServer::Response serve(const std::string& path);
+  // How old the state behind /health and behind /ready's node check is.
+  std::chrono::milliseconds health_age();
+  std::chrono::milliseconds node_age();
 
  private:
   HttpServer::Response check_health();
   std::string check_node();
   HttpServer::Response ready(const std::string& node_problem);
-  void refresh();
+  void refresh_health();
+  void refresh_node();
+  void refresh_every(void (HealthEndpoint::*pass)());
+  void stop_refreshing();
 
   const Server& server_;
   node::NodeSetup* node_;
+  NodeCheck node_check_;
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
   HttpServer::Response health_{503, "starting\n"};
   std::string node_problem_;
-  std::chrono::steady_clock::time_point refreshed_;  // when the last pass started
-  std::thread refresher_;
+  std::chrono::steady_clock::time_point health_at_;  // when the last probe pass started
+  std::chrono::steady_clock::time_point node_at_;    // when the last node check started
+  std::thread health_thread_;
+  std::thread node_thread_;  // only with a node check
   std::unique_ptr<HttpServer> http_;
 };
 

@@ -3,8 +3,9 @@
 // split anywhere, and what one client may cost:
 //  - unanswered queries per connection (max_pipelined) and answer bytes not
 //    yet written, per connection and for the whole process (reading pauses
-//    past either; a connection whose writes make no progress for
-//    write_timeout is closed);
+//    past either; answers still owed then may add one largest message more,
+//    past which a connection whose socket takes nothing more is closed; a
+//    connection whose writes make no progress for write_timeout is closed);
 //  - connections per client address, and for the whole process: past the
 //    latter, the idlest connection is closed to make room for the newcomer;
 //  - an idle timeout measured from the last complete query or delivered
@@ -113,6 +114,10 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   void write();
   void on_written(boost::system::error_code ec, std::size_t n);
   bool room() const;  // may more answers be queued (more queries read)?
+  // Would `add` more bytes take the queue more than one largest message past
+  // max_queued_bytes, or the process past max_queued_bytes_total, while the
+  // client's socket takes nothing more? Such a client is plainly not reading.
+  bool overfull(std::size_t add);
   void set_queued(std::size_t q);
   void arm_timer();
   void on_timer();
