@@ -569,6 +569,13 @@ struct Process {
 
 TEST_CASE("out of descriptors, the HTTP endpoint backs off instead of spinning",
           "[integration][health][limits]") {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // The sanitizer runtimes in the spawned localdns open descriptors of their
+  // own (pipes to probe memory) and report false errors when there are none
+  // left; the plain build runs this test.
+  WARN("not run in a sanitizer build");
+  return;
+#endif
   FakeUpstream up;
   Process ld(up.address());
   REQUIRE(ld.wait_healthy(5000ms));
