@@ -1,38 +1,17 @@
 #include <cstdio>
 
+#include <localdns/app/logging.hpp>
 #include <localdns/doctor/doctor.hpp>
 
 namespace localdns::doctor {
 
 namespace {
 
+// A JSON string: the same escaping as localdns's JSON logs (bytes that are
+// not UTF-8 become U+FFFD, so the report stays valid JSON whatever a
+// resolv.conf holds).
 std::string json_string(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char ch : s) {
-    switch (ch) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (ch < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", ch);
-          out += buf;
-        } else {
-          out += static_cast<char>(ch);
-        }
-    }
-  }
-  return out + "\"";
+  return "\"" + app::json_escape(s) + "\"";
 }
 
 std::string json_fact(const Fact& f) {

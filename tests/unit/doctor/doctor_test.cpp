@@ -454,3 +454,16 @@ TEST_CASE("doctor: flags, usage errors and the JSON document", "[doctor]") {
   CHECK(text.find("\033[") == std::string::npos);
   CHECK(render_text(checks, meta, true).find("\033[33m") != std::string::npos);
 }
+
+TEST_CASE("doctor: --json stays JSON when the evidence holds bytes that are not UTF-8",
+          "[doctor]") {
+  Check c;
+  c.id = 4;
+  c.key = "resolver";
+  c.name = "Resolver configuration";
+  c.evidence = {"search caf\xe9.example \x01\"x\""};  // Latin-1 and a control byte
+  std::string json = render_json({c}, ReportMeta{});
+  CHECK(json.find("caf\\ufffd.example \\u0001\\\"x\\\"") != std::string::npos);
+  CHECK(json.find('\xe9') == std::string::npos);
+  CHECK(json.find('\x01') == std::string::npos);
+}
