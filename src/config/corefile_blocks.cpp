@@ -14,19 +14,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// CoreDNS's cache defaults (plugin/cache/setup.go).
-struct BlockCache {
-  bool present = false;
-  Duration pttl = 3600s, nttl = 1800s;
-  Duration minpttl = 5s, minnttl = 5s;
-  std::size_t pcap = 9984, ncap = 9984;
-  bool disable_success = false, disable_denial = false;
-  std::optional<std::pair<unsigned, unsigned>> prefetch;  // hits, percent
-  std::optional<Duration> serve_stale;
-  bool stale_immediate = true;
-  Duration servfail = 5s;
-};
-
 struct Http {
   std::optional<Endpoint> ep;
   std::string where;
@@ -64,39 +51,6 @@ bool is_file(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-bool in_range(Ctx& ctx, const Directive& d, std::string_view what, Duration v, Duration lo,
-              Duration hi) {
-  if (v >= lo && v <= hi) return true;
-  ctx.error(d, std::string(what) + " " + format_duration(v) + " is outside localdns's range " +
-                   format_duration(lo) + " to " + format_duration(hi));
-  return false;
-}
-
-std::optional<Duration> duration_arg(Ctx& ctx, const Directive& d, std::size_t i) {
-  if (i >= d.args.size()) {
-    ctx.error(d, "needs a duration");
-    return std::nullopt;
-  }
-  auto v = go_duration(d.args[i].text);
-  if (!v) ctx.error(d, "'" + d.args[i].text + "' is not a duration (like 500ms, 5s or 1m)");
-  return v;
-}
-
-std::optional<std::uint64_t> count_arg(Ctx& ctx, const Directive& d, std::size_t i,
-                                       std::uint64_t lo, std::uint64_t hi) {
-  if (i >= d.args.size()) {
-    ctx.error(d, "needs a number");
-    return std::nullopt;
-  }
-  auto v = number(d.args[i].text);
-  if (!v || *v < lo || *v > hi) {
-    ctx.error(d, "'" + d.args[i].text + "' must be a number from " + std::to_string(lo) + " to " +
-                     std::to_string(hi));
-    return std::nullopt;
-  }
-  return v;
-}
-
 void parse_bind(Ctx& ctx, const Directive& d, std::vector<boost::asio::ip::address>& out) {
   if (d.args.empty()) ctx.error(d, "needs at least one address");
   for (const auto& a : d.args) {
@@ -120,12 +74,6 @@ void parse_bind(Ctx& ctx, const Directive& d, std::vector<boost::asio::ip::addre
                        ? "bind's except is not supported: list the addresses to bind"
                        : "unknown bind property");
   }
-}
-
-void drop_sub(Ctx& ctx, const Directive& parent, const Directive& sub, const std::string& reason) {
-  Directive named = sub;
-  named.name = parent.name + " " + sub.name;
-  ctx.drop(named, reason);
 }
 
 void parse_forward(Ctx& ctx, Global& g, const Directive& d, const std::vector<std::string>& zones,
@@ -266,102 +214,6 @@ void parse_forward(Ctx& ctx, Global& g, const Directive& d, const std::vector<st
   }
   grp.transport = force_tcp ? Transport::Tcp : Transport::PreferUdp;
   out.push_back(std::move(grp));
-}
-
-void parse_cache(Ctx& ctx, const Directive& d, const std::vector<std::string>& zones,
-                 BlockCache& bc) {
-  if (bc.present) {
-    ctx.error(d, "given twice in one server block");
-    return;
-  }
-  bc.present = true;
-  std::size_t first_zone = 0;
-  if (!d.args.empty()) {
-    if (auto ttl = number(d.args[0].text)) {
-      if (*ttl == 0 || *ttl > 7 * 24 * 3600) {
-        ctx.error(d, "TTL " + d.args[0].text + " must be from 1 to 604800 seconds");
-      }
-      bc.pttl = bc.nttl = Duration(std::chrono::seconds(*ttl));
-      first_zone = 1;
-    }
-  }
-  for (std::size_t i = first_zone; i < d.args.size(); ++i) {
-    auto z = normalize_zone(d.args[i].text);
-    if (!z) {
-      ctx.error(d, "'" + d.args[i].text + "' is neither a TTL nor a zone");
-    } else if (std::find(zones.begin(), zones.end(), *z) == zones.end()) {
-      Directive named = d;
-      named.name = "cache ZONES";
-      ctx.drop(named, "localdns caches every zone of the block's group");
-      break;
-    }
-  }
-  for (const auto& sub : d.block) {
-    const std::string& p = sub.name;
-    if (p == "success" || p == "denial") {
-      auto cap = count_arg(ctx, sub, 0, 1, 100'000'000);
-      std::optional<std::uint64_t> ttl, min;
-      if (sub.args.size() > 1) ttl = count_arg(ctx, sub, 1, 1, 7 * 24 * 3600);
-      if (sub.args.size() > 2) min = count_arg(ctx, sub, 2, 0, 24 * 3600);
-      if (sub.args.size() > 3) ctx.error(sub, "takes CAPACITY [TTL [MINTTL]]");
-      (p == "success" ? bc.pcap : bc.ncap) = cap.value_or(9984);
-      if (ttl) (p == "success" ? bc.pttl : bc.nttl) = std::chrono::seconds(*ttl);
-      if (min) (p == "success" ? bc.minpttl : bc.minnttl) = std::chrono::seconds(*min);
-    } else if (p == "prefetch") {
-      auto hits = count_arg(ctx, sub, 0, 1, 1'000'000);
-      unsigned pct = 10;
-      for (std::size_t i = 1; i < sub.args.size(); ++i) {
-        const std::string& a = sub.args[i].text;
-        if (!a.empty() && a.back() == '%') {
-          auto v = number(std::string_view(a).substr(0, a.size() - 1));
-          if (!v || *v < 10 || *v > 90) {
-            ctx.error(sub, "percentage '" + a + "' must be from 10% to 90%");
-          } else {
-            pct = static_cast<unsigned>(*v);
-          }
-        } else if (go_duration(a)) {
-          drop_sub(ctx, d, sub,
-                   "localdns's prefetch has no DURATION: it counts hits over the entry's lifetime");
-        } else {
-          ctx.error(sub, "'" + a + "' is neither a duration nor a percentage");
-        }
-      }
-      if (hits) bc.prefetch = std::pair{static_cast<unsigned>(*hits), pct};
-    } else if (p == "serve_stale") {
-      Duration dur = 1h;
-      if (!sub.args.empty()) {
-        if (auto v = duration_arg(ctx, sub, 0)) {
-          if (in_range(ctx, sub, "serve_stale", *v, 0ms, 7 * 24h)) dur = *v;
-        }
-      }
-      if (sub.args.size() > 1) {
-        const std::string& mode = sub.args[1].text;
-        if (mode == "verify") {
-          bc.stale_immediate = false;
-        } else if (mode != "immediate") {
-          ctx.error(sub, "expected immediate or verify, got '" + mode + "'");
-        }
-      }
-      bc.serve_stale = dur;
-    } else if (p == "servfail") {
-      if (auto v = duration_arg(ctx, sub, 0)) {
-        if (in_range(ctx, sub, "servfail", *v, 0ms, 5min)) bc.servfail = *v;
-      }
-    } else if (p == "disable") {
-      std::string what = sub.args.empty() ? "" : sub.args[0].text;
-      if (what == "success") {
-        bc.disable_success = true;
-      } else if (what == "denial") {
-        bc.disable_denial = true;
-      } else {
-        ctx.error(sub, "expected success or denial, got '" + what + "'");
-      }
-    } else if (p == "keepttl") {
-      drop_sub(ctx, d, sub, "localdns answers from its cache with the remaining TTL");
-    } else {
-      ctx.error(sub, "unknown cache property");
-    }
-  }
 }
 
 void parse_http(Ctx& ctx, const Directive& d, Http& h, std::string_view default_addr, bool v6,
@@ -575,91 +427,7 @@ found:
           "server blocks that have log");
     }
   }
-  if (g.caches.empty()) {
-    c.cache.enabled = false;  // CoreDNS caches nothing without the plugin
-    return;
-  }
-  for (const auto& w : g.uncached)
-    ctx.warnings.push_back(w);
-  std::size_t entries = 0;
-  std::string parts;
-  Duration min_ttl = g.caches.front().minpttl;
-  bool min_ttl_differs = false, denial_min = false, servfail = false, disabled = false;
-  bool stale_immediate = false;
-  for (const auto& bc : g.caches) {
-    std::size_t n = (bc.disable_success ? 0 : bc.pcap) + (bc.disable_denial ? 0 : bc.ncap);
-    entries += n;
-    parts += (parts.empty() ? "" : " + ") + std::to_string(n);
-    if (bc.minpttl != min_ttl) min_ttl_differs = true;
-    min_ttl = std::min(min_ttl, bc.minpttl);
-    denial_min = denial_min || bc.minnttl > 0s;
-    servfail = servfail || bc.servfail > 0s;
-    disabled = disabled || bc.disable_success || bc.disable_denial;
-    stale_immediate = stale_immediate || (bc.serve_stale && bc.stale_immediate);
-  }
-  c.cache.max_entries = std::max<std::size_t>(entries, 1);
-  c.cache.min_ttl = min_ttl;
-  if (g.caches.size() > 1) {
-    ctx.warnings.push_back("cache: CoreDNS keeps one cache per server block (" +
-                           std::to_string(g.caches.size()) + " caches: " + parts +
-                           " entries); localdns shares one cache of cache.max_entries " +
-                           std::to_string(entries) + " (and cache.max_bytes " +
-                           std::to_string(c.cache.max_bytes) + ") across all zones");
-  }
-  if (min_ttl_differs) {
-    ctx.warnings.push_back(
-        "cache: the server blocks raise short TTLs to different minimums; "
-        "localdns has one, cache.min_ttl " +
-        format_duration(min_ttl) + " (the smallest)");
-  }
-  if (denial_min) {
-    ctx.warnings.push_back(
-        "cache: CoreDNS raises negative-answer TTLs below the denial MINTTL "
-        "(default 5s); localdns keeps the shorter TTL the SOA gives");
-  }
-  if (servfail) {
-    ctx.warnings.push_back(
-        "cache: CoreDNS caches SERVFAIL answers (servfail, default 5s); "
-        "localdns never caches SERVFAIL");
-  }
-  if (disabled) {
-    ctx.warnings.push_back(
-        "cache: disable success|denial is not carried over: localdns caches "
-        "both kinds of answer in every zone");
-  }
-  if (stale_immediate) {
-    ctx.warnings.push_back(
-        "cache: serve_stale immediate (CoreDNS's default mode) answers from an "
-        "expired entry while refreshing it; localdns serves an expired entry "
-        "only when every upstream attempt fails (as serve_stale verify)");
-  }
-  std::optional<std::pair<unsigned, unsigned>> prefetch;
-  bool prefetch_differs = false;
-  for (const auto& bc : g.caches) {
-    if (!bc.prefetch) {
-      prefetch_differs = prefetch_differs || prefetch.has_value();
-      continue;
-    }
-    if (prefetch && *prefetch != *bc.prefetch) prefetch_differs = true;
-    if (!prefetch) prefetch = bc.prefetch;
-  }
-  if (prefetch) {
-    c.cache.prefetch_hits = prefetch->first;
-    c.cache.prefetch_percent = prefetch->second;
-    if (prefetch_differs || !std::all_of(g.caches.begin(), g.caches.end(),
-                                         [](const BlockCache& bc) { return bc.prefetch; })) {
-      ctx.warnings.push_back("cache: localdns's prefetch is global: cache.prefetch_hits " +
-                             std::to_string(prefetch->first) + ", cache.prefetch_percent " +
-                             std::to_string(prefetch->second) + " apply to every zone");
-    }
-  } else {
-    ctx.warnings.push_back(
-        "cache: CoreDNS prefetches only with prefetch; localdns refreshes entries asked at least "
-        "cache.prefetch_hits " +
-        std::to_string(c.cache.prefetch_hits) + " times in the last cache.prefetch_percent " +
-        std::to_string(c.cache.prefetch_percent) +
-        "% of their lifetime (cache.prefetch_hits: 0 turns it off)");
-  }
+  finish_cache(ctx, g.caches, g.uncached, c);
 }
 
 }  // namespace localdns::config::corefile::detail

@@ -176,6 +176,45 @@ std::optional<Endpoint> listen_address(std::string_view text, std::uint16_t defa
   return ep;
 }
 
+bool in_range(Ctx& ctx, const Directive& d, std::string_view what, Duration v, Duration lo,
+              Duration hi) {
+  if (v >= lo && v <= hi) return true;
+  ctx.error(d, std::string(what) + " " + format_duration(v) + " is outside localdns's range " +
+                   format_duration(lo) + " to " + format_duration(hi));
+  return false;
+}
+
+std::optional<Duration> duration_arg(Ctx& ctx, const Directive& d, std::size_t i) {
+  if (i >= d.args.size()) {
+    ctx.error(d, "needs a duration");
+    return std::nullopt;
+  }
+  auto v = go_duration(d.args[i].text);
+  if (!v) ctx.error(d, "'" + d.args[i].text + "' is not a duration (like 500ms, 5s or 1m)");
+  return v;
+}
+
+std::optional<std::uint64_t> count_arg(Ctx& ctx, const Directive& d, std::size_t i,
+                                       std::uint64_t lo, std::uint64_t hi) {
+  if (i >= d.args.size()) {
+    ctx.error(d, "needs a number");
+    return std::nullopt;
+  }
+  auto v = number(d.args[i].text);
+  if (!v || *v < lo || *v > hi) {
+    ctx.error(d, "'" + d.args[i].text + "' must be a number from " + std::to_string(lo) + " to " +
+                     std::to_string(hi));
+    return std::nullopt;
+  }
+  return v;
+}
+
+void drop_sub(Ctx& ctx, const Directive& parent, const Directive& sub, const std::string& reason) {
+  Directive named = sub;
+  named.name = parent.name + " " + sub.name;
+  ctx.drop(named, reason);
+}
+
 }  // namespace detail
 
 using namespace detail;
