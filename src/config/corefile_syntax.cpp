@@ -310,10 +310,11 @@ class Parser {
       return;
     }
     if (is(peek(), "{")) {
-      take();
-      directives(b.directives, 1, true, last_);
+      Token open = take();
+      directives(b.directives, 1, true, open);
     } else if (peek() != nullptr) {
-      directives(b.directives, 1, false, last_);  // one block without braces, to the end
+      Token start = last_;
+      directives(b.directives, 1, false, start);  // one block without braces, to the end
     }
     if (!b.keys.empty()) result.blocks.push_back(std::move(b));
   }
