@@ -579,6 +579,9 @@ TEST_CASE("what localdns cannot do is an error naming the file, line and directi
   CHECK(error_of(". {\n  forward . __PILLAR__CLUSTER__DNS__\n}\n") ==
         "Corefile:2: forward: __PILLAR__CLUSTER__DNS__ is a placeholder node-cache fills in: "
         "render the template first\n");
+  CHECK(error_of(". {\n  forward . 1.1.1.1 {\n    max_fails __PILLAR__X__\n  }\n}\n") ==
+        "Corefile:3: max_fails: __PILLAR__X__ is a placeholder node-cache fills in: render the "
+        "template first\n");
   CHECK(error_of("") == "Corefile:1: the Corefile has no server block\n");
 }
 
