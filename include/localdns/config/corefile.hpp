@@ -28,7 +28,7 @@ std::expected<KubeDns, Errors> read_kube_dns_dir(const std::string& dir);
 // What node-cache substitutes at run time.
 struct Substitutions {
   std::vector<std::string> local_ips;  // __PILLAR__LOCAL__DNS__ (space separated)
-  std::string cluster_dns;             // __PILLAR__CLUSTER__DNS__ (the upstream Service's ClusterIP)
+  std::string cluster_dns;  // __PILLAR__CLUSTER__DNS__ (the upstream Service's ClusterIP)
   std::string prometheus_endpoint = ":9253";  // __PROMETHEUS__ENDPOINT__
   std::uint16_t dns_port = 53;                // stub-domain blocks' port
 };
@@ -42,6 +42,8 @@ std::string render(std::string_view base, const Substitutions& subs, const KubeD
 struct TranslateOptions {
   std::string source = "Corefile";  // file name used in errors and warnings
   std::string base_dir;             // relative `import` paths resolve here
+  std::uint16_t default_port = 53;  // for keys without a port (CoreDNS's -dns.port)
+  bool allow_file_imports = true;
 };
 
 struct Translation {
@@ -50,7 +52,15 @@ struct Translation {
 };
 
 // Parses and translates a (rendered) Corefile. Errors name the file, the line
-// and the directive.
+// and the directive. The result is not validated (flags may still add to it):
+// run config::validate() on the final Config.
 std::expected<Translation, Errors> translate(std::string_view text, const TranslateOptions& opts);
+
+// Reads FILE and translates it; relative imports resolve next to it.
+std::expected<Translation, Errors> translate_file(const std::string& path);
+
+// Installer placeholders node-cache never fills (__PILLAR__DNS__DOMAIN__, ...)
+// still present in `text`, in order of appearance.
+std::vector<std::string> leftover_placeholders(std::string_view text);
 
 }  // namespace localdns::config::corefile
