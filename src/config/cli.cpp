@@ -468,7 +468,11 @@ Errors apply_cli(const CliOptions& o, Config& c) {
     }
   }
   apply_node_flags(o, c.node, errors);
-  if (o.node_cache.health_port) c.node.health_port = *o.node_cache.health_port;
+  if (o.node_cache.health_port) {
+    c.node.health_port = *o.node_cache.health_port;
+  } else if (o.node_cache.used && c.node.health_port == 0) {
+    c.node.health_port = kNodeCacheHealthPort;  // node-cache's default -health-port
+  }
   if (o.node_cache.dns_port) c.node.port = *o.node_cache.dns_port;
   for (auto [flag, value, endpoint] :
        {std::tuple{"--metrics", &o.metrics, &c.metrics}, {"--health", &o.health, &c.health}}) {

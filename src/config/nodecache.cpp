@@ -133,6 +133,7 @@ std::expected<Startup, Errors> from_corefile(const CliOptions& o) {
   corefile::TranslateOptions topts;
   topts.source = source;
   topts.base_dir = dir_of(source);
+  if (nc.dns_port) topts.default_port = *nc.dns_port;
   auto tr = corefile::translate(text, topts);
   if (!tr) return std::unexpected(tr.error());
   s.config = std::move(tr->config);
@@ -291,6 +292,7 @@ std::expected<Migration, Errors> migrate(const CliOptions& o) {
   corefile::TranslateOptions topts;
   topts.source = path;
   topts.base_dir = dir_of(path);
+  if (nc.dns_port) topts.default_port = *nc.dns_port;
   auto tr = corefile::translate(rendered, topts);
   if (!tr) {
     auto errors = tr.error();
@@ -299,8 +301,20 @@ std::expected<Migration, Errors> migrate(const CliOptions& o) {
         replace_all(e, k.value, k.placeholder);
     return std::unexpected(std::move(errors));
   }
-  m.yaml = emit_yaml(tr->config);
+  // The flags given with the Corefile (the DaemonSet's args) go on top, as for a run.
+  Config c = std::move(tr->config);
+  Errors errors = apply_cli(o, c);
+  if (errors.empty()) errors = validate(c);
+  if (!errors.empty()) {
+    for (auto& e : errors)
+      for (const auto& k : kept)
+        replace_all(e, k.value, k.placeholder);
+    return std::unexpected(std::move(errors));
+  }
+  m.yaml = emit_yaml(c);
   m.warnings = std::move(tr->warnings);
+  for (const auto& w : nc.warnings)
+    m.warnings.push_back(w);
   for (const auto& k : kept) {
     replace_all(m.yaml, k.value, k.placeholder);
     for (auto& w : m.warnings)

@@ -53,6 +53,8 @@ struct NodeCacheOptions {
 inline constexpr std::string_view kDefaultBaseCorefile = "/etc/coredns/Corefile.base";
 inline constexpr std::string_view kDefaultCorefile = "/etc/Corefile";
 inline constexpr std::string_view kDefaultKubeDnsDir = "/etc/kube-dns";
+// node-cache keeps this port out of conntrack unless -health-port says another.
+inline constexpr std::uint16_t kNodeCacheHealthPort = 8080;
 
 struct CliOptions {
   Command command = Command::Run;
@@ -131,7 +133,9 @@ std::expected<Startup, Errors> build_startup(const CliOptions& o);
 // __PILLAR__DNS__SERVER__) stay verbatim in the YAML, as does
 // __PILLAR__CLUSTER__DNS__ unless -upstreamsvc's variable gives it; each kept
 // one is named in a warning. __PILLAR__UPSTREAM__SERVERS__ is filled as
-// node-cache does (the kube-dns ConfigMap, else resolv.conf).
+// node-cache does (the kube-dns ConfigMap, else resolv.conf). The flags given
+// (the DaemonSet's args: -localip, -setupiptables, ...) then go on top, as for
+// a run, so the YAML alone is what those args and that Corefile run.
 struct Migration {
   std::string yaml;
   Errors warnings;
