@@ -23,53 +23,7 @@ namespace {
 
 // node-local-dns's Corefile template, as kubernetes/kubernetes ships it in
 // cluster/addons/dns/nodelocaldns/nodelocaldns.yaml (ConfigMap node-local-dns).
-constexpr const char* kTemplate = R"(__PILLAR__DNS__DOMAIN__:53 {
-    errors
-    cache {
-            success 9984 30
-            denial 9984 5
-    }
-    reload
-    loop
-    bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__
-    forward . __PILLAR__CLUSTER__DNS__ {
-            force_tcp
-    }
-    prometheus :9253
-    health __PILLAR__LOCAL__DNS__:8080
-    }
-in-addr.arpa:53 {
-    errors
-    cache 30
-    reload
-    loop
-    bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__
-    forward . __PILLAR__CLUSTER__DNS__ {
-            force_tcp
-    }
-    prometheus :9253
-    }
-ip6.arpa:53 {
-    errors
-    cache 30
-    reload
-    loop
-    bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__
-    forward . __PILLAR__CLUSTER__DNS__ {
-            force_tcp
-    }
-    prometheus :9253
-    }
-.:53 {
-    errors
-    cache 30
-    reload
-    loop
-    bind __PILLAR__LOCAL__DNS__ __PILLAR__DNS__SERVER__
-    forward . __PILLAR__UPSTREAM__SERVERS__
-    prometheus :9253
-    }
-)";
+std::string official_template();
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (auto p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size()))
@@ -78,7 +32,7 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 }
 
 // What node-local-dns's install instructions run on the manifest (iptables mode).
-[[maybe_unused]] std::string installer_sed(const std::string& s) {
+std::string installer_sed(const std::string& s) {
   return replace_all(replace_all(replace_all(s, "__PILLAR__LOCAL__DNS__", "169.254.20.10"),
                                  "__PILLAR__DNS__DOMAIN__", "cluster.local"),
                      "__PILLAR__DNS__SERVER__", "10.96.0.10");
@@ -129,6 +83,11 @@ Run run(const std::string& env, const std::string& args) {
                     LOCALDNS_BINARY + " " + args + " > " + (d / "out") + " 2> " + (d / "err");
   int status = std::system(cmd.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(d / "out"), slurp(d / "err")};
+}
+
+std::string official_template() {
+  return slurp(std::string(LOCALDNS_SOURCE_DIR) +
+               "/tests/data/corefile/nodelocaldns.yaml.Corefile");
 }
 
 std::size_t lines(const std::string& s) {
@@ -201,6 +160,198 @@ TEST_CASE("-pidfile is written once localdns listens and removed on exit",
       udp_query({"127.0.0.1", port}, make_query("kube-dns.kube-system.svc.cluster.local", "A"), 2s);
   CHECK(r);
   if (r) CHECK(decode(*r).answers == std::vector<std::string>{"10.96.0.10"});
+  ::kill(pid, SIGTERM);
+  int status = -1;
+  for (int i = 0; i < 500; ++i) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  if (!WIFEXITED(status)) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL("localdns did not exit within 5 s of SIGTERM");
+  }
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK_FALSE(std::filesystem::exists(pidfile));
+}
+
+namespace {
+
+// node-local-dns's DaemonSet args (cluster/addons/dns/nodelocaldns), after the
+// installer's sed.
+const std::string kStockArgs =
+    "-localip 169.254.20.10,10.96.0.10 -conf CONF -upstreamsvc kube-dns-upstream "
+    "-pidfile /tmp/node-cache.pid";
+const std::string kUpstreamEnv = "KUBE_DNS_UPSTREAM_SERVICE_HOST=10.96.0.11";
+
+std::string stock_args(const TempDir& d) {
+  return replace_all(kStockArgs, "CONF", d / "Corefile");
+}
+
+}  // namespace
+
+TEST_CASE("node-local-dns's stock args and template: --print-config equals the migrated YAML's",
+          "[integration][dropin]") {
+  const auto tmpl = official_template();
+  REQUIRE(tmpl.find("__PILLAR__LOCAL__DNS__") != std::string::npos);
+  TempDir d;
+  const auto base = d.file("Corefile.base", installer_sed(tmpl));
+  const auto args = stock_args(d) + " -basecorefile " + base + " -kubednscm " + (d / "kube-dns");
+  auto stock = run(kUpstreamEnv, args + " --print-config");
+  INFO(stock.err);
+  REQUIRE(stock.status == 0);
+  // What the render and the flags put there.
+  CHECK_THAT(stock.out, Catch::Contains("local_addresses: [\"169.254.20.10\", \"10.96.0.10\"]"));
+  CHECK_THAT(stock.out, Catch::Contains("listen: [\"169.254.20.10:53\", \"10.96.0.10:53\"]"));
+  CHECK_THAT(stock.out, Catch::Contains("\"10.96.0.11:53\""));  // kube-dns-upstream's ClusterIP
+  CHECK_THAT(stock.out, Catch::Contains("zones: [\"cluster.local.\"]"));
+  CHECK_THAT(stock.out, Catch::Contains("health_port: 8080"));
+  CHECK_THAT(stock.out, Catch::Contains("health: \"169.254.20.10:8080\""));
+  // --print-config writes nothing: the rendered Corefile is written by a run only.
+  CHECK_FALSE(std::filesystem::exists(d / "Corefile"));
+  // The migrated YAML, fed back with --config, gives the same configuration.
+  auto migrated = run(kUpstreamEnv, "migrate --corefile " + base + " " + stock_args(d));
+  INFO(migrated.err);
+  REQUIRE(migrated.status == 0);
+  const auto yaml = d.file("migrated.yaml", migrated.out);
+  auto again = run("", "--print-config --config " + yaml);
+  INFO(again.err);
+  REQUIRE(again.status == 0);
+  CHECK(again.out == stock.out);
+  // --print-config's output is a configuration --check-config accepts.
+  const auto printed = d.file("printed.yaml", stock.out);
+  auto check = run("", "--check-config " + printed);
+  CHECK(check.status == 0);
+  CHECK_THAT(check.out, Catch::Contains(printed + ": OK"));
+  auto reprinted = run("", "--print-config --config " + printed);
+  CHECK(reprinted.out == stock.out);
+  // Saved for the record (the README's drop-in section quotes it).
+  std::ofstream(std::filesystem::temp_directory_path() / "localdns-stock-print-config.yaml")
+      << stock.out;
+}
+
+TEST_CASE("-upstreamsvc: the ClusterIP comes from NAME_SERVICE_HOST", "[integration][dropin]") {
+  TempDir d;
+  const auto base = d.file("Corefile.base", installer_sed(official_template()));
+  const std::string args = "-localip 169.254.20.10 -basecorefile " + base + " -conf " +
+                           (d / "Corefile") + " --print-config";
+  auto named = run("MY_DNS_SVC_SERVICE_HOST=10.96.7.7", "-upstreamsvc my-dns-svc " + args);
+  INFO(named.err);
+  REQUIRE(named.status == 0);
+  CHECK_THAT(named.out, Catch::Contains("\"10.96.7.7:53\""));
+  // Without -upstreamsvc: kube-dns, so KUBE_DNS_SERVICE_HOST.
+  auto dflt = run("KUBE_DNS_SERVICE_HOST=10.96.0.12", args);
+  REQUIRE(dflt.status == 0);
+  CHECK_THAT(dflt.out, Catch::Contains("servers: [\"10.96.0.12:53\"]"));
+  // The template needs it and it is not set: exit 2 naming the variable.
+  auto missing = run("", "-upstreamsvc kube-dns-upstream " + args);
+  CHECK(missing.status == 2);
+  CHECK_THAT(missing.err, Catch::Contains("KUBE_DNS_UPSTREAM_SERVICE_HOST is not set"));
+  CHECK(missing.out.empty());
+}
+
+TEST_CASE("migrate keeps the installer's placeholders: sed before or after gives the same YAML",
+          "[integration][dropin]") {
+  TempDir d;
+  const auto tmpl = d.file("Corefile.template", official_template());
+  const auto sedded = d.file("Corefile.base", installer_sed(official_template()));
+  auto raw = run("", "migrate --corefile " + tmpl);
+  INFO(raw.err);
+  REQUIRE(raw.status == 0);
+  for (auto p : {"__PILLAR__DNS__DOMAIN__", "__PILLAR__LOCAL__DNS__", "__PILLAR__DNS__SERVER__",
+                 "__PILLAR__CLUSTER__DNS__"}) {
+    INFO(p);
+    CHECK_THAT(raw.out, Catch::Contains(p));
+    CHECK_THAT(raw.err, Catch::Contains(std::string("warning: ") + p + " is kept"));
+  }
+  CHECK_THAT(raw.out,
+             Catch::Contains("servers: \"resolv.conf\""));  // __PILLAR__UPSTREAM__SERVERS__
+  auto after = run("", "migrate --corefile " + sedded);
+  REQUIRE(after.status == 0);
+  CHECK(after.out == installer_sed(raw.out));
+  // With the Service's variable set, __PILLAR__CLUSTER__DNS__ is filled.
+  auto filled =
+      run(kUpstreamEnv, "migrate --corefile " + sedded + " -upstreamsvc kube-dns-upstream");
+  REQUIRE(filled.status == 0);
+  CHECK(filled.out.find("__PILLAR__") == std::string::npos);
+  CHECK(run("", "--check-config " + d.file("filled.yaml", filled.out)).status == 0);
+  // Every directive not carried over is a warning line (reload and loop here).
+  CHECK_THAT(filled.err, Catch::Contains("directive reload"));
+  CHECK_THAT(filled.err, Catch::Contains("directive loop"));
+  // A Corefile error: exit 2 naming the file and the line.
+  const auto bad = d.file("bad", "example.org {\n  forward . 192.0.2.1 {\n    bogus\n  }\n}\n");
+  auto err = run("", "migrate --corefile " + bad);
+  CHECK(err.status == 2);
+  CHECK_THAT(err.err, Catch::Contains(bad + ":3:"));
+  CHECK(err.out.empty());
+  auto none = run("", "migrate --corefile " + (d / "missing"));
+  CHECK(none.status == 2);
+  CHECK_THAT(none.err, Catch::Contains(d / "missing"));
+}
+
+TEST_CASE("--config and a Corefile: one configuration, not two", "[integration][dropin]") {
+  TempDir d;
+  const auto base = d.file("Corefile.base", installer_sed(official_template()));
+  const auto yaml = d.file("l.yaml", "listen: [127.0.0.1:5300]\n");
+  auto both = run(kUpstreamEnv, "--config " + yaml + " -basecorefile " + base + " --print-config");
+  CHECK(both.status == 2);
+  CHECK_THAT(both.err, Catch::Contains("give one configuration"));
+  // A template placeholder nothing fills is an error naming file and line.
+  const auto raw = d.file("raw.base", official_template());
+  auto left =
+      run(kUpstreamEnv, "-upstreamsvc kube-dns-upstream -localip 169.254.20.10 -basecorefile " +
+                            raw + " --print-config");
+  CHECK(left.status == 2);
+  CHECK_THAT(left.err, Catch::Contains(raw + ":1: __PILLAR__DNS__DOMAIN__"));
+}
+
+TEST_CASE("node-cache's Corefile run: pid file once listening, answers, rendered Corefile",
+          "[integration][dropin]") {
+  KnotServer knot("cluster.local", cluster_local_zone());
+  TempDir d;
+  const auto port = free_port();
+  // A Corefile.base as node-local-dns's, on loopback: keys without a port
+  // take -dns.port; __PILLAR__CLUSTER__DNS__ comes from -upstreamsvc.
+  const auto base = d.file("Corefile.base",
+                           "cluster.local {\n"
+                           "    errors\n"
+                           "    cache 30\n"
+                           "    bind 127.0.0.1\n"
+                           "    forward . " +
+                               knot.address() +
+                               " {\n"
+                               "        force_tcp\n"
+                               "    }\n"
+                               "    prometheus 127.0.0.1:" +
+                               std::to_string(free_port()) +
+                               "\n"
+                               "    health 127.0.0.1:" +
+                               std::to_string(free_port()) +
+                               "\n"
+                               "}\n");
+  const std::string pidfile = d / "node-cache.pid";
+  const std::string conf = d / "Corefile";
+  const std::string dns_port = std::to_string(port);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl(LOCALDNS_BINARY, LOCALDNS_BINARY, "-setupinterface=false", "-setupiptables=false",
+            "-basecorefile", base.c_str(), "-conf", conf.c_str(), "-pidfile", pidfile.c_str(),
+            "-dns.port", dns_port.c_str(), "--threads", "1", "--control-socket", "off",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  std::string content;
+  for (int i = 0; i < 100 && content.empty(); ++i) {
+    content = slurp(pidfile);
+    if (content.empty()) std::this_thread::sleep_for(50ms);
+  }
+  if (content.empty()) ::kill(pid, SIGKILL);
+  REQUIRE(content == std::to_string(pid) + "\n");
+  auto r = udp_query({"127.0.0.1", port}, make_query("api.default.svc.cluster.local", "A"), 2s);
+  CHECK(r);
+  if (r) CHECK(decode(*r).answers == std::vector<std::string>{"10.96.0.1"});
+  // node-cache writes the rendered Corefile to -conf; so does localdns.
+  CHECK(slurp(conf) == slurp(base));
   ::kill(pid, SIGTERM);
   int status = -1;
   for (int i = 0; i < 500; ++i) {
