@@ -1,11 +1,14 @@
 // The YAML emitter: what it writes loads back to the same Config, and it
 // writes every key the loader takes.
 #include <filesystem>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include <catch2/catch.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include <localdns/config/corefile.hpp>
 #include <localdns/config/emit.hpp>
 #include <localdns/config/loader.hpp>
 
@@ -190,6 +193,36 @@ TEST_CASE("emitted YAML loads back to the same configuration", "[config][emit]")
   c.metrics.enabled = false;
   c.health.listen = Endpoint{boost::asio::ip::make_address("::1"), 8081};
   round_trips(c, "fallback off, fallback_for [], IPv6 health");
+}
+
+TEST_CASE("a translated Corefile emits YAML that loads back to it", "[config][emit]") {
+  std::ifstream f(std::string(LOCALDNS_SOURCE_DIR) +
+                  "/tests/data/corefile/nodelocaldns.yaml.Corefile");
+  std::stringstream buf;
+  buf << f.rdbuf();
+  std::string base = buf.str();
+  REQUIRE_FALSE(base.empty());
+  for (auto [from, to] : {std::pair{"__PILLAR__DNS__DOMAIN__", "cluster.local"},
+                          {"__PILLAR__DNS__SERVER__", "10.96.0.10"}}) {
+    for (auto p = base.find(from); p != std::string::npos; p = base.find(from))
+      base.replace(p, std::string_view(from).size(), to);
+  }
+  corefile::Substitutions subs;
+  subs.local_ips = {"169.254.20.10"};
+  subs.cluster_dns = "10.96.0.11";
+  corefile::KubeDns kube;
+  kube.stub_domains = {{"acme.local", {"10.150.0.1", "10.150.0.2:5353"}}};
+  kube.upstream_nameservers = {"192.0.2.53", "192.0.2.54"};
+  auto tr = corefile::translate(corefile::render(base, subs, kube), {});
+  INFO((tr ? std::string() : all(tr.error())));
+  REQUIRE(tr.has_value());
+  REQUIRE(validate(tr->config).empty());
+  CHECK(tr->config.forward.size() == 5);  // four blocks and the stub domain
+  round_trips(tr->config, "the official template, rendered and translated");
+  // Without the ConfigMap: "." goes to resolv.conf, written as such.
+  auto plain = corefile::translate(corefile::render(base, subs, {}), {});
+  REQUIRE(plain.has_value());
+  round_trips(plain->config, "the official template with resolv.conf upstreams");
 }
 
 TEST_CASE("the emitter writes every key the loader takes", "[config][emit]") {
