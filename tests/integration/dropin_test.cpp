@@ -225,6 +225,20 @@ TEST_CASE("node-local-dns's stock args and template: --print-config equals the m
   CHECK_THAT(check.out, Catch::Contains(printed + ": OK"));
   auto reprinted = run("", "--print-config --config " + printed);
   CHECK(reprinted.out == stock.out);
+  // With the kube-dns ConfigMap (stub domains, custom upstreams): the same.
+  std::filesystem::create_directories(d / "kube-dns");
+  d.file("kube-dns/stubDomains", R"({"acme.local": ["10.150.0.1", "10.150.0.2:5353"]})");
+  d.file("kube-dns/upstreamNameservers", R"(["192.0.2.53", "192.0.2.54"])");
+  auto stub = run(kUpstreamEnv, args + " --print-config");
+  INFO(stub.err);
+  REQUIRE(stub.status == 0);
+  CHECK_THAT(stub.out, Catch::Contains("zones: [\"acme.local.\"]"));
+  CHECK_THAT(stub.out, Catch::Contains("\"192.0.2.53:53\", \"192.0.2.54:53\""));
+  auto stub_migrated = run(kUpstreamEnv, "migrate --corefile " + base + " --kube-dns-dir " +
+                                             (d / "kube-dns") + " " + stock_args(d));
+  REQUIRE(stub_migrated.status == 0);
+  auto stub_again = run("", "--print-config --config " + d.file("stub.yaml", stub_migrated.out));
+  CHECK(stub_again.out == stub.out);
   // Saved for the record (the README's drop-in section quotes it).
   std::ofstream(std::filesystem::temp_directory_path() / "localdns-stock-print-config.yaml")
       << stock.out;
@@ -296,6 +310,23 @@ TEST_CASE("--config and a Corefile: one configuration, not two", "[integration][
   auto both = run(kUpstreamEnv, "--config " + yaml + " -basecorefile " + base + " --print-config");
   CHECK(both.status == 2);
   CHECK_THAT(both.err, Catch::Contains("give one configuration"));
+  // -conf alone, without a template: the finished Corefile, as CoreDNS reads it.
+  if (!std::filesystem::exists("/etc/coredns/Corefile.base")) {
+    const auto conf = d.file("Corefile",
+                             "example.org:5300 {\n  bind 127.0.0.1\n"
+                             "  forward . 192.0.2.1\n}\n");
+    auto plain = run("", "-conf " + conf + " --print-config");
+    INFO(plain.err);
+    CHECK(plain.status == 0);
+    CHECK_THAT(plain.out, Catch::Contains("listen: [\"127.0.0.1:5300\"]"));
+    CHECK_THAT(plain.out, Catch::Contains("zones: [\"example.org.\"]"));
+    // Flags go on top of it.
+    auto over = run("", "-conf " + conf + " --listen 127.0.0.2:5301 --print-config");
+    CHECK_THAT(over.out, Catch::Contains("listen: [\"127.0.0.2:5301\"]"));
+  }
+  auto nofile = run("", "-basecorefile " + (d / "nothing") + " --print-config");
+  CHECK(nofile.status == 2);
+  CHECK_THAT(nofile.err, Catch::Contains("-basecorefile " + (d / "nothing") + ": no such file"));
   // A template placeholder nothing fills is an error naming file and line.
   const auto raw = d.file("raw.base", official_template());
   auto left =
