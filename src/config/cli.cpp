@@ -12,7 +12,7 @@ std::string usage() {
   return R"(Usage: localdns [OPTIONS]
        localdns --check-config FILE
        localdns --print-config [--config FILE | node-local-dns flags] [FLAGS]
-       localdns migrate --corefile FILE [--kube-dns-dir DIR] [-upstreamsvc NAME]
+       localdns migrate --corefile FILE [--kube-dns-dir DIR] [node-local-dns args]
        localdns cleanup [--config FILE] [--interface-name NAME]
        localdns ctl [--socket PATH] [--json] COMMAND
        localdns doctor [--watch SECONDS] [--json] [--all-pods] [FLAGS]
@@ -68,9 +68,9 @@ Commands:
                            diagnose DNS timeouts on this node: the conntrack
                            race, its causes, and localdns itself (doctor --help)
 
-  migrate --corefile FILE [--kube-dns-dir DIR] [-upstreamsvc NAME]
-                           print node-local-dns's Corefile (template) as localdns
-                           YAML; one warning line per directive not carried over
+  migrate --corefile FILE [--kube-dns-dir DIR] [node-local-dns args]
+                           print node-local-dns's Corefile (template) and args as
+                           localdns YAML; a warning line per directive not carried over
   --version                print the version and exit
   --help                   print this help and exit
 

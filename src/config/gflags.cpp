@@ -273,7 +273,8 @@ std::string go_flags_usage() {
   -interfacename NAME      node.interface.name
   -setupiptables=BOOL      install the NOTRACK rules (node.rules.setup)
   -syncinterval D          check-and-repair period: seconds (60) or a duration (60s)
-  -health-port PORT        kept out of conntrack with the local addresses (node.health_port)
+  -health-port PORT        kept out of conntrack with the local addresses (node.health_port,
+                           default 8080 with node-cache's flags)
   -skipteardown=BOOL       node.skip_teardown
   -basecorefile FILE       node-local-dns's Corefile template (default
                            /etc/coredns/Corefile.base), read as node-cache does
