@@ -29,6 +29,7 @@ struct Global {
   std::vector<BlockCache> caches;
   std::vector<std::string> uncached;  // warnings, used when some block does cache
   int log_blocks = 0, blocks = 0;
+  std::vector<std::pair<std::string, std::vector<Endpoint>>> block_listens;  // where, endpoints
 };
 
 std::string block_name(const ServerBlock& b) {
@@ -324,12 +325,15 @@ void server_block(Ctx& ctx, Global& g, const ServerBlock& b, Config& c, bool v6)
                            "); localdns never listens on a wildcard address, so this block adds "
                            "no listen address (give bind, -localip or --listen)");
   }
+  std::vector<Endpoint> mine;
   for (auto port : ports) {
     for (const auto& a : binds) {
       Endpoint ep{a, port};
+      mine.push_back(ep);
       if (std::find(g.listen.begin(), g.listen.end(), ep) == g.listen.end()) g.listen.push_back(ep);
     }
   }
+  if (!binds.empty()) g.block_listens.emplace_back(loc(bd), std::move(mine));
   for (const auto& z : zones) {
     bool covered = std::any_of(groups.begin(), groups.end(), [&](const UpstreamGroup& grp) {
       return std::find(grp.zones.begin(), grp.zones.end(), z) != grp.zones.end();
@@ -405,6 +409,19 @@ found:
   if (blocks.empty())
     ctx.errors.push_back(ctx.opts.source + ":1: the Corefile has no server block");
 
+  // One listener set serves every zone: say so when the blocks had their own.
+  bool differ = false;
+  std::string blocks_with_bind;
+  for (const auto& [where, eps] : g.block_listens) {
+    differ = differ || eps.size() != g.listen.size();  // each holds distinct union members
+    blocks_with_bind += (blocks_with_bind.empty() ? "" : ", ") + where;
+  }
+  if (differ) {
+    ctx.warnings.push_back(
+        "localdns serves every zone on every listen address: the server blocks "
+        "listen on different addresses or ports (" +
+        blocks_with_bind + ")");
+  }
   c.listen = g.listen;
   c.forward = g.groups;
   if (!g.resolv_conf.empty()) c.resolv_conf = g.resolv_conf;

@@ -38,7 +38,7 @@ std::vector<Token> lex(std::string_view text, const std::string& file, const Lim
     if (out.size() >= limits.max_tokens) {
       fail(file, token_line, "more than " + std::to_string(limits.max_tokens) + " tokens");
     }
-    out.push_back(Token{std::move(val), file, token_line, quoted});
+    out.push_back(Token{std::move(val), file, token_line, line - token_line, quoted});
     val.clear();
     in_token = false;
     quoted = false;
@@ -70,11 +70,11 @@ std::vector<Token> lex(std::string_view text, const std::string& file, const Lim
       continue;
     }
     if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f') {
+      if (in_token) emit();
       if (c == '\n') {
         ++line;
         comment = false;
       }
-      if (in_token) emit();
       continue;
     }
     if (c == '#') comment = true;
@@ -154,7 +154,8 @@ class Parser {
     const Token* t = peek();
     if (t == nullptr) return true;
     if (last_id_ < 0) return true;
-    return stack_.back().id != last_id_ || t->line != last_.line || t->file != last_.file;
+    return stack_.back().id != last_id_ || t->line != last_.line + last_.line_breaks ||
+           t->file != last_.file;
   }
 
   Token take() {
@@ -309,10 +310,11 @@ class Parser {
       return;
     }
     if (is(peek(), "{")) {
-      take();
-      directives(b.directives, 1, true, last_);
+      Token open = take();
+      directives(b.directives, 1, true, open);
     } else if (peek() != nullptr) {
-      directives(b.directives, 1, false, last_);  // one block without braces, to the end
+      Token start = last_;
+      directives(b.directives, 1, false, start);  // one block without braces, to the end
     }
     if (!b.keys.empty()) result.blocks.push_back(std::move(b));
   }

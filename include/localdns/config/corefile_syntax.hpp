@@ -26,6 +26,7 @@ struct Token {
   std::string text;  // after environment substitution
   std::string file;  // file it was read from (the main source or an imported file)
   int line = 0;
+  int line_breaks = 0;  // inside a quoted token: the next token on its last line is on "its" line
   bool quoted = false;  // a quoted "{" is an argument, not a brace
 };
 
