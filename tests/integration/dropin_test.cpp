@@ -133,7 +133,7 @@ TEST_CASE("node-cache flags in Go's syntax, either dash form", "[integration][dr
   CHECK_THAT(run("", "-plugins").out, Catch::Contains("dns.forward"));
 }
 
-TEST_CASE("-pidfile is written once localdns listens and removed on exit",
+TEST_CASE("the pid file is written once localdns listens and removed on exit",
           "[integration][dropin]") {
   KnotServer knot("cluster.local", cluster_local_zone());
   TempDir d;
@@ -244,7 +244,7 @@ TEST_CASE("node-local-dns's stock args and template: --print-config equals the m
       << stock.out;
 }
 
-TEST_CASE("-upstreamsvc: the ClusterIP comes from NAME_SERVICE_HOST", "[integration][dropin]") {
+TEST_CASE("upstreamsvc: the ClusterIP comes from NAME_SERVICE_HOST", "[integration][dropin]") {
   TempDir d;
   const auto base = d.file("Corefile.base", installer_sed(official_template()));
   const std::string args = "-localip 169.254.20.10 -basecorefile " + base + " -conf " +
@@ -303,7 +303,7 @@ TEST_CASE("migrate keeps the installer's placeholders: sed before or after gives
   CHECK_THAT(none.err, Catch::Contains(d / "missing"));
 }
 
-TEST_CASE("--config and a Corefile: one configuration, not two", "[integration][dropin]") {
+TEST_CASE("a config file and a Corefile: one configuration, not two", "[integration][dropin]") {
   TempDir d;
   const auto base = d.file("Corefile.base", installer_sed(official_template()));
   const auto yaml = d.file("l.yaml", "listen: [127.0.0.1:5300]\n");

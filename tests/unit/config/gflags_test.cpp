@@ -56,7 +56,7 @@ TEST_CASE("Go booleans: -flag or -flag=BOOL, never the next argument", "[config]
              Catch::Contains("invalid boolean value \"yes\" for -setupiptables"));
 }
 
-TEST_CASE("-syncinterval: a bare number is seconds, else a Go duration", "[config][gflags]") {
+TEST_CASE("syncinterval: a bare number is seconds, else a Go duration", "[config][gflags]") {
   CHECK(parse({"-syncinterval", "60"})->sync_interval == "60s");
   CHECK(parse({"-syncinterval=90s"})->sync_interval == "90s");
   CHECK(parse({"-syncinterval", "1m30s"})->sync_interval == "90s");
@@ -68,7 +68,7 @@ TEST_CASE("-syncinterval: a bare number is seconds, else a Go duration", "[confi
   CHECK_THAT(parse({"-syncinterval", "10x"}).error(), Catch::Contains("-syncinterval 10x"));
 }
 
-TEST_CASE("-localip: every element must be an address, as node-cache", "[config][gflags]") {
+TEST_CASE("localip: every element must be an address, as node-cache", "[config][gflags]") {
   CHECK_THAT(parse({"-localip", "169.254.20.10,"}).error(),
              Catch::Contains("invalid localip specified - \"\""));
   CHECK_THAT(parse({"-localip", ",10.96.0.10"}).error(),
@@ -116,7 +116,8 @@ TEST_CASE("known flags localdns does not honour are warnings, unknown ones error
   CHECK_THAT(parse({"--frob=1"}).error(), Catch::Contains("'--frob=1'"));
 }
 
-TEST_CASE("-- ends the flags; localdns's GNU flags keep their syntax", "[config][gflags]") {
+TEST_CASE("a double dash ends the flags; localdns's GNU flags keep their syntax",
+          "[config][gflags]") {
   auto o =
       parse({"-localip", "169.254.20.10", "--local-ip", "10.96.0.10", "--no-setup-rules", "--"});
   REQUIRE(o.has_value());
