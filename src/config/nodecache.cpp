@@ -92,6 +92,13 @@ std::expected<Startup, Errors> from_corefile(const CliOptions& o) {
     auto t = read_file(base);
     if (!t) return std::unexpected(Errors{"-basecorefile " + base + ": cannot read the file"});
     source = base;
+    if (o.local_ips.empty()) {
+      if (auto pos = t->find("__PILLAR__LOCAL__DNS__"); pos != std::string::npos) {
+        return std::unexpected(Errors{base + ":" + line_of(*t, pos) +
+                                      ": __PILLAR__LOCAL__DNS__ needs -localip (the addresses "
+                                      "node-cache binds, e.g. 169.254.20.10,10.96.0.10)"});
+      }
+    }
     corefile::Substitutions subs;
     subs.local_ips = o.local_ips;
     if (nc.prometheus) subs.prometheus_endpoint = *nc.prometheus;

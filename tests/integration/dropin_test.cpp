@@ -327,6 +327,20 @@ TEST_CASE("a config file and a Corefile: one configuration, not two", "[integrat
   auto nofile = run("", "-basecorefile " + (d / "nothing") + " --print-config");
   CHECK(nofile.status == 2);
   CHECK_THAT(nofile.err, Catch::Contains("-basecorefile " + (d / "nothing") + ": no such file"));
+  // The template binds __PILLAR__LOCAL__DNS__: -localip must say what that is.
+  const auto local =
+      d.file("local.base", replace_all(installer_sed(official_template()), "bind 169.254.20.10",
+                                       "bind __PILLAR__LOCAL__DNS__"));
+  auto no_ip = run(kUpstreamEnv,
+                   "-upstreamsvc kube-dns-upstream -basecorefile " + local + " --print-config");
+  CHECK(no_ip.status == 2);
+  CHECK_THAT(no_ip.err, Catch::Contains(local + ":9: __PILLAR__LOCAL__DNS__ needs -localip"));
+  auto filled = run(kUpstreamEnv,
+                    "-upstreamsvc kube-dns-upstream -localip 169.254.20.11 "
+                    "-basecorefile " +
+                        local + " --print-config");
+  CHECK(filled.status == 0);
+  CHECK_THAT(filled.out, Catch::Contains("listen: [\"169.254.20.11:53\", \"10.96.0.10:53\"]"));
   // A template placeholder nothing fills is an error naming file and line.
   const auto raw = d.file("raw.base", official_template());
   auto left =
