@@ -129,6 +129,13 @@ void finish_cache(Ctx& ctx, const std::vector<BlockCache>& caches,
     disabled = disabled || bc.disable_success || bc.disable_denial;
     stale_immediate = stale_immediate || (bc.serve_stale && bc.stale_immediate);
   }
+  constexpr std::size_t kMaxEntries = 100'000'000;  // the loader's bound
+  if (entries > kMaxEntries) {
+    ctx.warnings.push_back("cache: the capacities add up to " + std::to_string(entries) +
+                           " entries; localdns's cache.max_entries is at most " +
+                           std::to_string(kMaxEntries));
+    entries = kMaxEntries;
+  }
   c.cache.max_entries = std::max<std::size_t>(entries, 1);
   c.cache.min_ttl = min_ttl;
   if (caches.size() > 1) {

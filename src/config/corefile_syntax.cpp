@@ -309,6 +309,9 @@ class Parser {
       snippet(b.keys[0].substr(1, b.keys[0].size() - 2), b);
       return;
     }
+    if (b.keys.empty() && is(peek(), "{")) {
+      fail(peek()->file, peek()->line, "a server block needs a zone before its '{'");
+    }
     if (is(peek(), "{")) {
       Token open = take();
       directives(b.directives, 1, true, open);

@@ -263,6 +263,8 @@ TEST_CASE("structural errors name the file and line", "[corefile]") {
   CHECK(error_of(". {\n  forward . 1.1.1.1 {\n    force_tcp\n}\n") ==
         "Corefile:1: '{' is never closed");
   CHECK(error_of("}\n") == "Corefile:1: unexpected '}'");
+  CHECK(error_of("{\n}\n") == "Corefile:1: a server block needs a zone before its '{'");
+  CHECK(error_of("\"\" {\n}\n") == "Corefile:1: a server block needs a zone before its '{'");
   CHECK(error_of(". {\n  {\n}\n") == "Corefile:2: unexpected '{': a block follows a directive");
   auto named = opts();
   named.source = "/etc/coredns/Corefile.base";

@@ -596,3 +596,24 @@ TEST_CASE("translate_file resolves imports next to the Corefile", "[corefile]") 
   REQUIRE_FALSE(bad);
   CHECK(bad.error() == Errors{(dir.path / "bad").string() + ":2: '{' is never closed"});
 }
+
+TEST_CASE("README lists the official template's warnings as they are", "[corefile][docs]") {
+  std::ifstream f(std::string(LOCALDNS_SOURCE_DIR) + "/README.md");
+  std::string line;
+  bool section = false, block = false, found = false;
+  std::vector<std::string> listed;
+  while (std::getline(f, line)) {
+    if (line.starts_with("## ")) section = line == "## Migrating from node-local-dns: the Corefile";
+    if (!section) continue;
+    if (line.starts_with("For the official template")) found = true;
+    if (found && line == "```") {
+      if (block) break;
+      block = true;
+      continue;
+    }
+    if (block) listed.push_back(line);
+  }
+  REQUIRE(found);
+  auto t = must_translate(render(installed_template(), stock_subs(), {}));
+  CHECK(listed == t.warnings);
+}
