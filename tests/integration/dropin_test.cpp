@@ -3,6 +3,7 @@
 // real binary.
 #include <array>
 #include <cstdio>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <signal.h>
@@ -141,8 +142,14 @@ TEST_CASE("the pid file is written once localdns listens and removed on exit",
   const std::string pidfile = d / "node-cache.pid";
   const std::string listen = "127.0.0.1:" + std::to_string(port);
   const std::string fwd = "cluster.local=tcp://" + knot.address();
+  const std::string log = d / "log";
   pid_t pid = ::fork();
   if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
     ::execl(LOCALDNS_BINARY, LOCALDNS_BINARY, "--listen", listen.c_str(), "--forward", fwd.c_str(),
             "-pidfile", pidfile.c_str(), "--threads", "1", "--metrics", "off", "--health", "off",
             "--control-socket", "off", "-quiet", static_cast<char*>(nullptr));
@@ -173,6 +180,10 @@ TEST_CASE("the pid file is written once localdns listens and removed on exit",
   }
   CHECK(WEXITSTATUS(status) == 0);
   CHECK_FALSE(std::filesystem::exists(pidfile));
+  // -quiet: no start-up summary, the rest of the log as usual.
+  const auto text = slurp(log);
+  CHECK_THAT(text, !Catch::Contains("listening on"));
+  CHECK_THAT(text, Catch::Contains("shutting down"));
 }
 
 namespace {
