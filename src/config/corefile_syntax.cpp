@@ -212,7 +212,9 @@ class Parser {
   }
 
   void import_files(const Token& kw, const std::string& pattern, std::vector<std::string> chain) {
-    std::string dir = kw.file == opts_.source ? opts_.base_dir : dir_name(kw.file);
+    std::string dir = kw.file != opts_.source  ? dir_name(kw.file)
+                      : opts_.base_dir.empty() ? dir_name(opts_.source)
+                                               : opts_.base_dir;
     std::string full = pattern.front() == '/' || dir.empty() ? pattern : dir + "/" + pattern;
     auto count = [&](char c) { return std::count(full.begin(), full.end(), c); };
     bool brackets = full.find('[') != std::string::npos && full.find(']') != std::string::npos;

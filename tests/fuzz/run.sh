@@ -26,7 +26,8 @@ clang++-14 "${flags[@]}" tests/fuzz/corefile_fuzz.cpp src/config/corefile_syntax
 # Progress goes to a log; a failure prints its tail, the crash input is kept.
 run() {
   local name=$1 secs=$2 corpus=$3 max_len=$4
-  if ! "$out/$name" -max_total_time="$secs" -max_len="$max_len" -print_final_stats=1 \
+  shift 4
+  if ! "$out/$name" -max_total_time="$secs" -max_len="$max_len" -print_final_stats=1 "$@" \
       -artifact_prefix="$out/$name-" "$out/$corpus" > "$out/$name.log" 2>&1; then
     tail -n 60 "$out/$name.log"
     echo "fuzzing $name found a failure; input saved as $out/$name-crash-*" >&2
@@ -36,4 +37,4 @@ run() {
   echo "fuzzing $name: no failure in ${secs} s"
 }
 run message_fuzz "$message_seconds" corpus 2048
-run corefile_fuzz "$corefile_seconds" corpus_corefile 4096
+run corefile_fuzz "$corefile_seconds" corpus_corefile 4096 -dict=tests/fuzz/corefile.dict

@@ -41,7 +41,7 @@ std::string render(std::string_view base, const Substitutions& subs, const KubeD
 
 struct TranslateOptions {
   std::string source = "Corefile";  // file name used in errors and warnings
-  std::string base_dir;             // relative `import` paths resolve here
+  std::string base_dir;             // relative `import` paths resolve here ("": next to source)
   std::uint16_t default_port = 53;  // for keys without a port (CoreDNS's -dns.port)
   bool allow_file_imports = true;
 };

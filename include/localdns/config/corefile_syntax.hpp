@@ -61,7 +61,7 @@ struct Limits {
 
 struct ParseOptions {
   std::string source = "Corefile";  // name used in errors
-  std::string base_dir;             // relative imports resolve here ("" = current directory)
+  std::string base_dir;             // relative imports resolve here ("": next to `source`)
   bool allow_file_imports = true;   // false: `import FILE` is an error (snippets still work)
   // Looks an environment variable up; unset = std::getenv.
   std::function<std::optional<std::string>(const std::string&)> getenv;

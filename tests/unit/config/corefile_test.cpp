@@ -580,6 +580,22 @@ TEST_CASE("what localdns cannot do is an error naming the file, line and directi
   CHECK(error_of("") == "Corefile:1: the Corefile has no server block\n");
 }
 
+TEST_CASE("the template as installed for kube-proxy's IPVS mode", "[corefile]") {
+  // The addon's instructions: no DNS server address, the cluster DNS filled in at install.
+  std::string t = slurp(data("nodelocaldns.yaml.Corefile"));
+  replace_all(t, "__PILLAR__LOCAL__DNS__", "169.254.20.10");
+  replace_all(t, "__PILLAR__DNS__DOMAIN__", "cluster.local");
+  replace_all(t, "__PILLAR__DNS__SERVER__", "");
+  replace_all(t, "__PILLAR__CLUSTER__DNS__", "10.96.0.10");
+  Substitutions subs;
+  subs.local_ips = {"169.254.20.10"};
+  auto tr = must_translate(render(t, subs, {}));
+  CHECK(validate(tr.config).empty());
+  CHECK(tr.config.listen == std::vector<Endpoint>{ep("169.254.20.10")});
+  CHECK(tr.config.forward[0].servers == std::vector<Endpoint>{ep("10.96.0.10")});
+  CHECK(tr.warnings.size() == 7);
+}
+
 TEST_CASE("translate_file resolves imports next to the Corefile", "[corefile]") {
   TempDir dir;
   dir.write("Corefile", ". {\n  import common\n  forward . 10.0.0.1\n}\n");
@@ -588,6 +604,12 @@ TEST_CASE("translate_file resolves imports next to the Corefile", "[corefile]") 
   REQUIRE(t);
   CHECK(t->config.listen == std::vector<Endpoint>{ep("127.0.0.1")});
   CHECK(t->config.forward[0].cache.max_ttl == std::optional<Duration>(30s));
+  // With only the file's name as the source, imports resolve next to it too.
+  TranslateOptions named;
+  named.source = (dir.path / "Corefile").string();
+  auto by_name = translate(". {\n  import common\n  forward . 10.0.0.1\n}\n", named);
+  REQUIRE(by_name);
+  CHECK(by_name->config.listen == std::vector<Endpoint>{ep("127.0.0.1")});
   auto missing = translate_file((dir.path / "nope").string());
   REQUIRE_FALSE(missing);
   CHECK(missing.error() == Errors{(dir.path / "nope").string() + ": cannot open the Corefile"});
