@@ -130,7 +130,15 @@ std::expected<void, std::string> store(const GoFlag& f, std::string_view value, 
   const std::string v(value);
   const auto& name = f.name;
   if (name == "localip") {
-    // As node-cache: every comma-separated element must be an address.
+    // As node-cache: every comma-separated element must be an address. As Go:
+    // a second -localip replaces the first (--local-ip entries stay).
+    if (nc.localip_count > 0) {
+      auto at = o.local_ips.begin() + static_cast<long>(nc.localip_at);
+      o.local_ips.erase(at, at + static_cast<long>(nc.localip_count));
+    } else {
+      nc.localip_at = o.local_ips.size();
+    }
+    std::vector<std::string> ips;
     std::size_t start = 0;
     while (true) {
       auto comma = v.find(',', start);
@@ -140,10 +148,13 @@ std::expected<void, std::string> store(const GoFlag& f, std::string_view value, 
       if (ec || item.find('%') != std::string::npos) {
         return std::unexpected(dash + " " + v + ": invalid localip specified - \"" + item + "\"");
       }
-      o.local_ips.push_back(item);
+      ips.push_back(item);
       if (comma == std::string::npos) break;
       start = comma + 1;
     }
+    o.local_ips.insert(o.local_ips.begin() + static_cast<long>(nc.localip_at), ips.begin(),
+                       ips.end());
+    nc.localip_count = ips.size();
   } else if (name == "setupinterface") {
     o.setup_interface = flag_value;
   } else if (name == "setupiptables") {

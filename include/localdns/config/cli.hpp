@@ -48,6 +48,8 @@ struct NodeCacheOptions {
   std::optional<std::string> pidfile;        // -pidfile
   bool quiet = false;                        // -quiet
   std::vector<std::string> warnings;         // known flags localdns does not honour
+  std::size_t localip_at = 0;                // -localip's entries in CliOptions::local_ips
+  std::size_t localip_count = 0;
 };
 
 inline constexpr std::string_view kDefaultBaseCorefile = "/etc/coredns/Corefile.base";

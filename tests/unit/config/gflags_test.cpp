@@ -77,6 +77,10 @@ TEST_CASE("localip: every element must be an address, as node-cache", "[config][
   CHECK_THAT(parse({"-localip", "nodelocal"}).error(),
              Catch::Contains("invalid localip specified - \"nodelocal\""));
   CHECK(parse({"-localip", "fd00::10"})->local_ips == std::vector<std::string>{"fd00::10"});
+  // As any Go flag, the last -localip wins; localdns's --local-ip adds to it.
+  CHECK(parse({"--local-ip", "10.0.0.1", "-localip", "169.254.20.10,10.96.0.10", "--local-ip",
+               "10.0.0.2", "-localip", "169.254.20.11"})
+            ->local_ips == std::vector<std::string>{"10.0.0.1", "169.254.20.11", "10.0.0.2"});
 }
 
 TEST_CASE("Go flags map onto localdns's configuration", "[config][gflags]") {
