@@ -222,6 +222,11 @@ std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_vie
       if (!v) return std::unexpected(v.error());
       o.log_level = *v;
     } else {
+      if (!args[i].starts_with("-")) {
+        return std::unexpected("unexpected argument '" + std::string(args[i]) +
+                               "': localdns takes flags only (a boolean node-cache flag takes "
+                               "its value as -flag=false; see --help)");
+      }
       return std::unexpected("unknown option '" + std::string(args[i]) + "' (see --help)");
     }
     if (!ok) return std::unexpected(ok.error());

@@ -51,7 +51,7 @@ TEST_CASE("Go booleans: -flag or -flag=BOOL, never the next argument", "[config]
   // "-skipteardown false": the bool takes no value, and "false" is no flag.
   auto next = parse({"-skipteardown", "false"});
   REQUIRE_FALSE(next.has_value());
-  CHECK_THAT(next.error(), Catch::Contains("'false'"));
+  CHECK_THAT(next.error(), Catch::Contains("unexpected argument 'false'"));
   CHECK_THAT(parse({"-setupiptables=yes"}).error(),
              Catch::Contains("invalid boolean value \"yes\" for -setupiptables"));
 }
