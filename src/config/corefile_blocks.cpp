@@ -368,25 +368,34 @@ void server_block(Ctx& ctx, Global& g, const ServerBlock& b, Config& c, bool v6)
   }
 }
 
+void check_placeholders(Ctx& ctx, const std::vector<Directive>& ds) {
+  for (const auto& d : ds) {
+    for (const auto& a : d.args) {
+      for (const auto& p : leftover_placeholders(a.text)) {
+        ctx.error(d, p + " is a placeholder node-cache fills in: render the template first");
+      }
+    }
+    check_placeholders(ctx, d.block);
+  }
+}
+
 }  // namespace
 
 void translate_blocks(Ctx& ctx, const std::vector<ServerBlock>& blocks, Config& c) {
   Global g;
   // The address family of the first bind decides what ":PORT" means.
-  bool v6 = false;
-  for (const auto& b : blocks) {
-    for (const auto& d : b.directives) {
-      if (d.name == "bind" && !d.args.empty()) {
+  auto first_bind_is_v6 = [&] {
+    for (const auto& b : blocks) {
+      for (const auto& d : b.directives) {
+        if (d.name != "bind" || d.args.empty()) continue;
         boost::system::error_code ec;
         auto a = boost::asio::ip::make_address(d.args[0].text, ec);
-        if (!ec) {
-          v6 = a.is_v6();
-          goto found;
-        }
+        if (!ec) return a.is_v6();
       }
     }
-  }
-found:
+    return false;
+  };
+  const bool v6 = first_bind_is_v6();
   for (const auto& b : blocks) {
     for (const auto& key : b.keys) {
       for (const auto& p : leftover_placeholders(key)) {
@@ -395,13 +404,7 @@ found:
                              "__PILLAR__DNS__DOMAIN__, the cluster domain)");
       }
     }
-    for (const auto& d : b.directives) {
-      for (const auto& a : d.args) {
-        for (const auto& p : leftover_placeholders(a.text)) {
-          ctx.error(d, p + " is a placeholder node-cache fills in: render the template first");
-        }
-      }
-    }
+    check_placeholders(ctx, b.directives);
   }
   if (!ctx.errors.empty()) return;
   for (const auto& b : blocks)

@@ -37,10 +37,6 @@ void Ctx::drop(const Directive& d, const std::string& reason) {
   dropped.push_back({d.name, {loc(d)}, reason});
 }
 
-void Ctx::warn_once(const std::string& key, const std::string& line) {
-  if (warned.insert(key).second) warnings.push_back(line);
-}
-
 // Go's time.ParseDuration: "300ms", "1.5s", "2m30s", "0".
 std::optional<Duration> go_duration(std::string_view s) {
   if (s == "0") return Duration(0);
@@ -226,7 +222,7 @@ std::expected<Translation, Errors> translate(std::string_view text, const Transl
   po.allow_file_imports = opts.allow_file_imports;
   ParseResult parsed = parse(text, po);
   if (!parsed.ok()) return std::unexpected(parsed.errors);
-  Ctx ctx{opts, {}, {}, {}, {}};
+  Ctx ctx{opts, {}, {}, {}};
   for (auto& w : parsed.warnings)
     ctx.warnings.push_back(w);
   Translation out;

@@ -25,11 +25,9 @@ struct Ctx {
   Errors errors;
   std::vector<std::string> warnings;
   std::vector<Dropped> dropped;  // one warning line per directive name
-  std::set<std::string> warned;
 
   void error(const Directive& d, const std::string& what);
   void drop(const Directive& d, const std::string& reason);
-  void warn_once(const std::string& key, const std::string& line);
 };
 
 struct Key {

@@ -3,8 +3,10 @@
 // tests/data/corefile/nodelocaldns.yaml.Corefile is the `Corefile` key of the
 // node-local-dns ConfigMap in kubernetes/kubernetes
 // cluster/addons/dns/nodelocaldns/nodelocaldns.yaml, verbatim.
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <unistd.h>
 
@@ -577,6 +579,9 @@ TEST_CASE("what localdns cannot do is an error naming the file, line and directi
   CHECK(error_of(". {\n  forward . __PILLAR__CLUSTER__DNS__\n}\n") ==
         "Corefile:2: forward: __PILLAR__CLUSTER__DNS__ is a placeholder node-cache fills in: "
         "render the template first\n");
+  CHECK(error_of(". {\n  forward . 1.1.1.1 {\n    max_fails __PILLAR__X__\n  }\n}\n") ==
+        "Corefile:3: max_fails: __PILLAR__X__ is a placeholder node-cache fills in: render the "
+        "template first\n");
   CHECK(error_of("") == "Corefile:1: the Corefile has no server block\n");
 }
 
@@ -638,4 +643,47 @@ TEST_CASE("README lists the official template's warnings as they are", "[corefil
   REQUIRE(found);
   auto t = must_translate(render(installed_template(), stock_subs(), {}));
   CHECK(listed == t.warnings);
+}
+
+TEST_CASE("mutated Corefiles translate or fail with located errors, never crash", "[corefile]") {
+  // The syntax has its own libFuzzer target; this runs the translation (which
+  // needs the rest of localdns) over deterministic mutations of real inputs.
+  std::vector<std::string> seeds = {render(installed_template(), stock_subs(), {})};
+  for (const char* f : {"snippets", "nobraces", "official"}) {
+    seeds.push_back(slurp(std::string(LOCALDNS_SOURCE_DIR) + "/tests/fuzz/corpus_corefile/" + f));
+  }
+  const std::string alphabet = " \n{}\"#:.,/\\$%()0123456789abcxyz_-[]";
+  std::mt19937 rng(12345);
+  TranslateOptions opts;
+  opts.allow_file_imports = false;
+  int translated = 0, failed = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string text = seeds[i % seeds.size()];
+    int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits && !text.empty(); ++e) {
+      std::size_t pos = rng() % text.size();
+      switch (rng() % 3) {
+        case 0:
+          text[pos] = alphabet[rng() % alphabet.size()];
+          break;
+        case 1:
+          text.erase(pos, 1 + rng() % 8);
+          break;
+        default:
+          text.insert(pos, 1, alphabet[rng() % alphabet.size()]);
+      }
+    }
+    auto t = translate(text, opts);
+    if (t) {
+      ++translated;
+      continue;
+    }
+    ++failed;
+    for (const auto& e : t.error()) {
+      INFO(text);
+      CHECK(e.rfind("Corefile:", 0) == 0);
+    }
+  }
+  CHECK(translated > 100);
+  CHECK(failed > 100);
 }
