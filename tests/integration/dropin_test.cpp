@@ -250,9 +250,6 @@ TEST_CASE("node-local-dns's stock args and template: --print-config equals the m
   REQUIRE(stub_migrated.status == 0);
   auto stub_again = run("", "--print-config --config " + d.file("stub.yaml", stub_migrated.out));
   CHECK(stub_again.out == stub.out);
-  // Saved for the record (the README's drop-in section quotes it).
-  std::ofstream(std::filesystem::temp_directory_path() / "localdns-stock-print-config.yaml")
-      << stock.out;
 }
 
 TEST_CASE("upstreamsvc: the ClusterIP comes from NAME_SERVICE_HOST", "[integration][dropin]") {
