@@ -1,9 +1,13 @@
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <signal.h>
 #include <sys/resource.h>
 #include <system_error>
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -16,6 +20,7 @@
 #include <localdns/app/server.hpp>
 #include <localdns/config/cli.hpp>
 #include <localdns/config/duration.hpp>
+#include <localdns/config/emit.hpp>
 #include <localdns/doctor/doctor.hpp>
 #include <localdns/node/node_setup.hpp>
 
@@ -104,6 +109,67 @@ std::unique_ptr<node::NodeSetup> setup_node(const config::Config& c) {
   return node;
 }
 
+void print_warnings(const config::Errors& warnings) {
+  for (const auto& w : warnings)
+    std::cerr << "localdns: warning: " << w << "\n";
+}
+
+int config_errors(const config::Errors& errors) {
+  for (const auto& e : errors)
+    std::cerr << "localdns: " << e << "\n";
+  std::cerr << "localdns: " << errors.size() << " configuration error"
+            << (errors.size() == 1 ? "" : "s") << "\n";
+  return 2;
+}
+
+int run_migrate(const config::CliOptions& opts) {
+  auto m = config::migrate(opts);
+  if (!m) {
+    for (const auto& e : m.error())
+      std::cerr << "localdns: " << e << "\n";
+    return 2;
+  }
+  print_warnings(m->warnings);
+  std::cout << m->yaml;
+  return 0;
+}
+
+// node-cache writes the rendered Corefile where CoreDNS reads it (-conf);
+// operators look there, so localdns writes it too when it can.
+void write_rendered(const config::Startup& s) {
+  if (s.rendered.empty() || s.rendered_path.empty()) return;
+  std::ofstream f(s.rendered_path, std::ios::trunc);
+  if (f) f << s.rendered;
+  if (!f || !f.flush()) {
+    spdlog::warn(
+        "cannot write the rendered Corefile to {} ({}); localdns runs from its "
+        "translation all the same",
+        s.rendered_path, std::strerror(errno));
+  }
+}
+
+// CoreDNS's -pidfile: "PID\n", once every listener is bound.
+class PidFile {
+ public:
+  explicit PidFile(std::string path) : path_(std::move(path)) {
+    if (path_.empty()) return;
+    std::ofstream f(path_, std::ios::trunc);
+    if (f) f << ::getpid() << "\n";
+    if (!f || !f.flush()) {
+      spdlog::error("cannot write the pid file {}: {}", path_, std::strerror(errno));
+      path_.clear();
+    }
+  }
+  ~PidFile() {
+    if (!path_.empty()) ::unlink(path_.c_str());
+  }
+  PidFile(const PidFile&) = delete;
+  PidFile& operator=(const PidFile&) = delete;
+
+ private:
+  std::string path_;
+};
+
 }  // namespace
 
 int run_main(int argc, char** argv) {
@@ -121,22 +187,30 @@ int run_main(int argc, char** argv) {
     std::cout << "localdns " << LOCALDNS_VERSION << "\n";
     return 0;
   }
+  if (opts->command == config::Command::Plugins) {
+    std::cout << config::plugins_text();
+    return 0;
+  }
   if (opts->command == config::Command::Cleanup) return run_cleanup(*opts);
   if (opts->command == config::Command::Ctl) return run_ctl(opts->ctl_args);
   if (opts->command == config::Command::Doctor) return doctor::run_doctor(opts->doctor_args);
-  auto cfg = config::build_config(*opts);
-  if (!cfg) {
-    for (const auto& e : cfg.error())
-      std::cerr << "localdns: " << e << "\n";
-    std::cerr << "localdns: " << cfg.error().size() << " configuration error"
-              << (cfg.error().size() == 1 ? "" : "s") << "\n";
-    return 2;
+  if (opts->command == config::Command::Migrate) return run_migrate(*opts);
+  auto startup = config::build_startup(*opts);
+  if (!startup) return config_errors(startup.error());
+  print_warnings(startup->warnings);
+  if (opts->command == config::Command::PrintConfig) {
+    // Before resolv.conf is read: `servers: resolv.conf` stays as it is.
+    std::cout << config::emit_yaml(startup->config);
+    return 0;
   }
+  auto cfg = config::finish_config(startup->config);
+  if (!cfg) return config_errors(cfg.error());
   if (opts->command == config::Command::CheckConfig) {
     std::cout << *opts->config_path << ": OK\n";
     return 0;
   }
   setup_logging(cfg->log_level, cfg->log_format);
+  write_rendered(*startup);
   ::signal(SIGPIPE, SIG_IGN);
   // Until the signal set below handles it: SIGHUP's default action would
   // kill localdns, and operators send it expecting a reload.
@@ -170,7 +244,7 @@ int run_main(int argc, char** argv) {
     node->flush_conntrack();
     node->start_sync();
   }
-  log_summary(server->config(), server->threads());
+  if (!opts->node_cache.quiet) log_summary(server->config(), server->threads());
 
   // Endpoints the operator asked for must come up; defaulted ones may be
   // taken (another process on 8080): then a warning, not a failure.
@@ -236,6 +310,7 @@ int run_main(int argc, char** argv) {
   };
   wait_signal();
   server->start();
+  PidFile pidfile(opts->node_cache.pidfile.value_or(""));  // every listener is bound by now
   signals_ctx.run();
   if (node) node->stop_sync();
   control.reset();

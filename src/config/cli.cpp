@@ -11,6 +11,8 @@ namespace localdns::config {
 std::string usage() {
   return R"(Usage: localdns [OPTIONS]
        localdns --check-config FILE
+       localdns --print-config [--config FILE | node-local-dns flags] [FLAGS]
+       localdns migrate --corefile FILE [--kube-dns-dir DIR] [node-local-dns args]
        localdns cleanup [--config FILE] [--interface-name NAME]
        localdns ctl [--socket PATH] [--json] COMMAND
        localdns doctor [--watch SECONDS] [--json] [--all-pods] [FLAGS]
@@ -20,6 +22,8 @@ A node-local caching DNS forwarder.
 Options:
   --config FILE            YAML configuration (see config/ for examples)
   --check-config FILE      validate FILE, print every error, exit 0 if valid
+  --print-config           print the effective configuration (config file or
+                           Corefile, then flags) as YAML, exit 0
   --listen ADDR[:PORT]     listen on UDP and TCP (repeatable; replaces `listen`);
                            [V6ADDR]:PORT for IPv6; default port 5353
   --forward ZONE=PROTO://ADDR[:PORT][,ADDR[:PORT]...]
@@ -64,8 +68,16 @@ Commands:
                            diagnose DNS timeouts on this node: the conntrack
                            race, its causes, and localdns itself (doctor --help)
 
+  migrate --corefile FILE [--kube-dns-dir DIR] [node-local-dns args]
+                           print node-local-dns's Corefile (template) and args as
+                           localdns YAML; a warning line per directive not carried over
   --version                print the version and exit
   --help                   print this help and exit
+
+)" + go_flags_usage() +
+         R"(
+Precedence: the YAML file (--config) or node-local-dns's Corefile first, then
+the flags on top; --config with -basecorefile or -conf is an error.
 
 Without --config and flags, localdns listens on 127.0.0.1:5353 and forwards
 to the nameservers in /etc/resolv.conf.
@@ -106,7 +118,43 @@ std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_vie
       }
       return {};
     };
-    if (i == 0 && arg == "cleanup") {
+    if (args[i] == "--") {  // as Go: the end of the flags; localdns takes no arguments
+      if (i + 1 < args.size()) {
+        return std::unexpected("unexpected argument '" + std::string(args[i + 1]) +
+                               "' after -- (see --help)");
+      }
+      break;
+    }
+    if (o.command == Command::Migrate &&
+        (args[i].starts_with("--corefile") || args[i].starts_with("-corefile") ||
+         args[i].starts_with("--kube-dns-dir"))) {
+      // `migrate --corefile FILE`: the Corefile to read, in either dash form.
+      std::string_view a = args[i];
+      auto eq = a.find('=');
+      std::string_view name = a.substr(0, eq);
+      if (name == "--corefile" || name == "-corefile" || name == "--kube-dns-dir") {
+        std::string v;
+        if (eq != std::string_view::npos) {
+          v = std::string(a.substr(eq + 1));
+        } else if (i + 1 < args.size()) {
+          v = std::string(args[++i]);
+        } else {
+          return std::unexpected(std::string(name) + ": needs a value");
+        }
+        (name == "--kube-dns-dir" ? o.migrate_kube_dns_dir : o.migrate_corefile) = v;
+        continue;
+      }
+    }
+    if (auto go = parse_go_flag(args, i, o)) {
+      if (!*go) return std::unexpected(go->error());
+      continue;
+    }
+    if (i == 0 && arg == "migrate") {
+      o.command = Command::Migrate;
+    } else if (arg == "--print-config") {
+      ok = flag_without_value();
+      o.command = Command::PrintConfig;
+    } else if (i == 0 && arg == "cleanup") {
       o.command = Command::Cleanup;
     } else if (i == 0 && arg == "doctor") {
       o.command = Command::Doctor;
@@ -152,9 +200,6 @@ std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_vie
     } else if (arg == "--help" || arg == "-h") {
       ok = flag_without_value();
       o.command = Command::Help;
-    } else if (arg == "--version") {
-      ok = flag_without_value();
-      o.command = Command::Version;
     } else if (arg == "--config" || arg == "-c" || arg == "--check-config") {
       auto v = take();
       if (!v) return std::unexpected(v.error());
@@ -177,6 +222,11 @@ std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_vie
       if (!v) return std::unexpected(v.error());
       o.log_level = *v;
     } else {
+      if (!args[i].starts_with("-")) {
+        return std::unexpected("unexpected argument '" + std::string(args[i]) +
+                               "': localdns takes flags only (a boolean node-cache flag takes "
+                               "its value as -flag=false; see --help)");
+      }
       return std::unexpected("unknown option '" + std::string(args[i]) + "' (see --help)");
     }
     if (!ok) return std::unexpected(ok.error());
@@ -375,7 +425,7 @@ void apply_node_flags(const CliOptions& o, NodeConfig& n, Errors& errors) {
                        ": expected an address range like 10.96.0.0/12 or fd00:10:96::/112");
     }
   }
-  if (o.skip_teardown) n.skip_teardown = true;
+  if (o.skip_teardown) n.skip_teardown = *o.skip_teardown;
 }
 
 }  // namespace
@@ -423,6 +473,12 @@ Errors apply_cli(const CliOptions& o, Config& c) {
     }
   }
   apply_node_flags(o, c.node, errors);
+  if (o.node_cache.health_port) {
+    c.node.health_port = *o.node_cache.health_port;
+  } else if (o.node_cache.used && c.node.health_port == 0) {
+    c.node.health_port = kNodeCacheHealthPort;  // node-cache's default -health-port
+  }
+  if (o.node_cache.dns_port) c.node.port = *o.node_cache.dns_port;
   for (auto [flag, value, endpoint] :
        {std::tuple{"--metrics", &o.metrics, &c.metrics}, {"--health", &o.health, &c.health}}) {
     if (!*value) continue;
@@ -472,32 +528,6 @@ Errors fill_resolv_conf_servers(Config& c) {
     g.servers = std::move(*servers);
   }
   return errors;
-}
-
-std::expected<Config, Errors> build_config(const CliOptions& o) {
-  Config c = default_config();
-  if (o.config_path) {
-    auto loaded = load_config_file(*o.config_path);
-    if (!loaded) return std::unexpected(loaded.error());
-    c = std::move(*loaded);
-  }
-  Errors errors = apply_cli(o, c);
-  if (errors.empty()) errors = fill_resolv_conf_servers(c);
-  if (errors.empty()) errors = validate(c);
-  if (!errors.empty()) return std::unexpected(std::move(errors));
-  // validate() skips resolv.conf groups; check them for loops now that they are filled.
-  for (std::size_t i = 0; i < c.forward.size(); ++i) {
-    for (const auto& s : c.forward[i].servers) {
-      for (const auto& l : c.listen) {
-        if (s == l) {
-          errors.push_back("forward[" + std::to_string(i) + "].servers: " + s.to_string() +
-                           " (from " + c.resolv_conf + ") is one of our own listen addresses");
-        }
-      }
-    }
-  }
-  if (!errors.empty()) return std::unexpected(std::move(errors));
-  return c;
 }
 
 }  // namespace localdns::config
