@@ -55,6 +55,17 @@ boost::asio::ip::address to_address(nl_addr* a) {
 
 }  // namespace
 
+std::vector<boost::asio::ip::address> foreign_addresses(
+    const LinkState& state, const std::vector<boost::asio::ip::address>& allowed) {
+  std::vector<boost::asio::ip::address> out;
+  for (const auto& a : state.addresses) {
+    bool wanted = std::find(allowed.begin(), allowed.end(), a) != allowed.end();
+    bool kernel_made = a.is_v6() && a.to_v6().is_link_local();
+    if (!wanted && !kernel_made) out.push_back(a);
+  }
+  return out;
+}
+
 std::expected<Netlink, std::string> Netlink::open() {
   nl_sock* sock = nl_socket_alloc();
   if (sock == nullptr) return std::unexpected("netlink: out of memory");
@@ -118,14 +129,11 @@ std::expected<LinkRepair, std::string> Netlink::ensure(const LinkSpec& spec) {
                            spec.kind + "': it is not ours; choose another --interface-name");
   }
   if (state->exists && !state->ours()) {
-    // Adopt only a link that serves nothing but our addresses.
+    // Adopt only a link that serves nothing but our addresses; its addresses
+    // stay on it throughout.
     std::string foreign;
-    for (const auto& a : state->addresses) {
-      bool wanted =
-          std::find(spec.addresses.begin(), spec.addresses.end(), a) != spec.addresses.end();
-      bool kernel_made = a.is_v6() && a.to_v6().is_link_local();
-      if (!wanted && !kernel_made) foreign += (foreign.empty() ? "" : ", ") + a.to_string();
-    }
+    for (const auto& a : foreign_addresses(*state, spec.addresses))
+      foreign += (foreign.empty() ? "" : ", ") + a.to_string();
     if (!foreign.empty()) {
       return std::unexpected("interface " + spec.name + " (" + spec.kind + ") exists, is not " +
                              "marked as localdns's (alias '" + state->alias +
@@ -208,11 +216,14 @@ std::expected<void, std::string> Netlink::mark(const LinkState& state, const std
   return {};
 }
 
-std::expected<LinkRemoval, std::string> Netlink::remove(const std::string& name) {
+std::expected<LinkRemoval, std::string> Netlink::remove(const std::string& name,
+                                                        const LinkSpec* adoptable) {
   auto state = inspect(name);
   if (!state) return std::unexpected(state.error());
   if (!state->exists) return LinkRemoval::absent;
-  if (!state->ours()) return LinkRemoval::not_ours;
+  bool leftover = adoptable != nullptr && state->kind == adoptable->kind &&
+                  foreign_addresses(*state, adoptable->addresses).empty();
+  if (!state->ours() && !leftover) return LinkRemoval::not_ours;
   LinkPtr link(rtnl_link_alloc());
   rtnl_link_set_ifindex(link.get(), state->ifindex);
   if (int err = rtnl_link_delete(sock_, link.get()); err < 0) {

@@ -49,6 +49,11 @@ struct LinkRepair {
   }
 };
 
+// The addresses of a link that are neither in `allowed` nor made by the
+// kernel (IPv6 link-local): what makes an unmarked link someone else's.
+std::vector<boost::asio::ip::address> foreign_addresses(
+    const LinkState& state, const std::vector<boost::asio::ip::address>& allowed);
+
 enum class LinkRemoval {
   absent,    // no link by that name
   removed,   // ours, deleted
@@ -75,8 +80,11 @@ class Netlink {
   // is refused with an error and left untouched.
   std::expected<LinkRepair, std::string> ensure(const LinkSpec& spec);
 
-  // Deletes the link with its addresses if it is marked as localdns's.
-  std::expected<LinkRemoval, std::string> remove(const std::string& name);
+  // Deletes the link with its addresses if it is marked as localdns's, or,
+  // given `adoptable`, if it is unmarked but ensure(*adoptable) would adopt it
+  // (node-local-dns's leftover: adoptable->kind, no address but adoptable's).
+  std::expected<LinkRemoval, std::string> remove(const std::string& name,
+                                                 const LinkSpec* adoptable = nullptr);
 
  private:
   explicit Netlink(nl_sock* sock) : sock_(sock) {}
