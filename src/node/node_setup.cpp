@@ -177,9 +177,9 @@ std::expected<unsigned, std::string> NodeSetup::ensure_rules() {
       took = ", " + milliseconds(run);
     }
     takeover_.details.push_back(rules_->name() + ": " + std::to_string(r->taken_over) +
-                                " replaced in the iptables-restore run that installed ours (one "
+                                " replaced in the iptables-restore run that installed ours, one "
                                 "COMMIT per table" +
-                                took + ")");
+                                took);
   }
   return r->repaired + remove_foreign_rules(*r, foreign);
 }
