@@ -242,6 +242,21 @@ unsigned NodeSetup::remove_foreign_rules(
   return total;
 }
 
+void NodeSetup::warn_foreign_rules() {
+  for (const char* variant : {"legacy", "nft"}) {
+    auto found = find_node_local_dns_rules(variant);
+    if (!found || found->count == 0) continue;
+    std::string addresses;
+    for (const auto& a : found->addresses)
+      addresses += (addresses.empty() ? "" : ", ") + a.to_string();
+    spdlog::warn(
+        "node setup: {} node-local-dns rules are in iptables-{} and rule setup is off: they keep "
+        "DNS to {} out of conntrack (away from kube-proxy) even while nothing listens; remove "
+        "them (localdns cleanup) or turn rule setup on",
+        found->count, variant, addresses);
+  }
+}
+
 void NodeSetup::log_takeover(bool at_start) {
   if (!takeover_.any()) return;
   spdlog::log(at_start ? spdlog::level::info : spdlog::level::warn, "node setup: {}",
@@ -267,6 +282,7 @@ std::expected<void, std::string> NodeSetup::apply() {
     return std::unexpected(rules.error());
   }
   log_takeover(true);
+  if (!rules_) warn_foreign_rules();
   in_place_.store(true, std::memory_order_relaxed);
   return {};
 }

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <localdns/config/loader.hpp>
 #include <localdns/node/conntrack.hpp>
@@ -629,4 +631,32 @@ TEST_CASE("cleanup removes node-local-dns's rules, and its interface when it is 
     CHECK(out.find("has kind 'veth', not 'bridge': left alone") != std::string::npos);
     CHECK(test::sh("ip link show nodelocaldns 2>&1").find("does not exist") == std::string::npos);
   }
+}
+
+TEST_CASE("takeover: with rule setup off, node-local-dns's rules stay, with a warning",
+          "[node][takeover]") {
+  test::require_root_or_skip("node-local-dns takeover test");
+  test::ScopedNetns ns;
+  install_node_local_dns_interface({kLinkLocal, kClusterIp});
+  install_node_local_dns_rules("iptables-legacy", {kLinkLocal, kClusterIp});
+  std::string yaml = layout_yaml("auto", {kLinkLocal, kClusterIp});
+  yaml.replace(yaml.find("setup: true, backend: auto"), 26, "setup: false, backend: auto");
+  auto c = config::load_config_text(yaml, "layout.yaml");
+  REQUIRE(c);
+  std::ostringstream logged;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(logged)));
+  node::NodeSetup setup(*c);
+  auto applied = setup.apply();
+  spdlog::set_default_logger(previous);
+  REQUIRE(applied);
+  INFO(logged.str());
+  CHECK(logged.str().find("took over node-local-dns's interface nodelocaldns (") !=
+        std::string::npos);
+  CHECK(logged.str().find("24 node-local-dns rules are in iptables-legacy and rule setup is off: "
+                          "they keep DNS to 10.96.0.10, 169.254.20.10 out of conntrack") !=
+        std::string::npos);
+  CHECK(node_local_dns_rule_count() == 24);
+  setup.teardown();
 }

@@ -82,6 +82,8 @@ class NodeSetup {
   unsigned remove_foreign_rules(
       const RulesRepair& ours, const std::vector<std::pair<std::string, NodeLocalDnsRules>>& found);
   void log_takeover(bool at_start);
+  // With rule setup off: says so if node-local-dns's rules are there.
+  void warn_foreign_rules();
 
   config::NodeConfig cfg_;
   RuleTargets targets_;
