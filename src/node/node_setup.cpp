@@ -140,12 +140,16 @@ std::expected<unsigned, std::string> NodeSetup::ensure_interface() {
   if (r->adopted) {
     // Logged with the rules, in one line, by log_takeover().
     takeover_.interface = true;
-    std::string added;
-    for (const auto& a : r->added)
-      added += (added.empty() ? "" : ", ") + a.to_string();
-    takeover_.details.push_back("interface " + cfg_.interface_kind +
-                                ", marked as localdns's, its addresses kept" +
-                                (added.empty() ? "" : ", added " + added));
+    std::string added, untentative;
+    for (const auto& a : r->added) {
+      bool re = std::find(r->untentative.begin(), r->untentative.end(), a) != r->untentative.end();
+      (re ? untentative : added) +=
+          ((re ? untentative : added).empty() ? "" : ", ") + a.to_string();
+    }
+    takeover_.details.push_back(
+        "interface " + cfg_.interface_kind + ", marked as localdns's, its addresses kept" +
+        (added.empty() ? "" : ", added " + added) +
+        (untentative.empty() ? "" : ", tentative " + untentative + " replaced without DAD"));
   }
   if (r->brought_up) spdlog::log(level, "node setup: set interface {} up", cfg_.interface_name);
   if (!r->adopted) {

@@ -15,6 +15,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include <boost/asio/ip/udp.hpp>
 #include <catch2/catch.hpp>
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
@@ -66,12 +67,24 @@ void install_node_local_dns_rules(const std::string& program, const std::vector<
       test::sh(program + " -w 5 " + rule);
 }
 
-// node-local-dns's interface as it leaves it: never set up, no alias.
+// node-local-dns's interface as it leaves it: never set up, no alias, host
+// routes (IPv6 ones tentative: added without NODAD).
 void install_node_local_dns_interface(const std::vector<std::string>& ips) {
   test::sh("ip link add nodelocaldns type bridge");
   for (const auto& ip : ips)
     test::sh("ip addr add " + ip + (ip.find(':') == std::string::npos ? "/32" : "/128") +
-             " dev nodelocaldns" + (ip.find(':') == std::string::npos ? "" : " nodad"));
+             " dev nodelocaldns");
+}
+
+// Binds a UDP socket to [ip]:5353 in this namespace.
+bool can_bind(const std::string& ip) {
+  auto a = boost::asio::ip::make_address(ip);
+  boost::asio::io_context io;
+  boost::asio::ip::udp::socket s(io);
+  boost::system::error_code ec;
+  s.open(a.is_v4() ? boost::asio::ip::udp::v4() : boost::asio::ip::udp::v6(), ec);
+  if (!ec) s.bind({a, 5353}, ec);
+  return !ec;
 }
 
 std::string saves() {
@@ -298,8 +311,19 @@ TEST_CASE("takeover: node-local-dns's rules are replaced in every pair of backen
       // The interface: adopted, marked, its addresses never removed.
       std::string link = test::sh("ip addr show dev nodelocaldns");
       CHECK(test::sh("ip link show dev nodelocaldns").find("alias localdns") != std::string::npos);
-      for (const auto& ip : ips)
+      for (const auto& ip : ips) {
         CHECK(link.find(ip + "/") != std::string::npos);
+        CHECK(can_bind(ip));  // at once: no tentative address left
+      }
+      {
+        std::istringstream lines(link);
+        for (std::string line; std::getline(lines, line);)
+          if (line.find("scope global") != std::string::npos)
+            CHECK(line.find("tentative") == std::string::npos);
+      }
+      if (c.v6)
+        CHECK(summary.find("tentative fd00::10, fd00::a replaced without DAD") !=
+              std::string::npos);
 
       // node-local-dns still running elsewhere adds one back: the next pass
       // removes it again and says so.

@@ -33,6 +33,9 @@ struct LinkState {
   bool up = false;
   int ifindex = 0;
   std::vector<boost::asio::ip::address> addresses;
+  // IPv6 addresses still in duplicate address detection: neither bindable nor
+  // reachable yet (node-local-dns adds its IPv6 address without NODAD).
+  std::vector<boost::asio::ip::address> tentative;
 
   bool ours() const { return exists && alias == kLinkAlias; }
 };
@@ -43,6 +46,8 @@ struct LinkRepair {
   bool adopted = false;  // an unmarked link was taken over and marked
   bool brought_up = false;
   std::vector<boost::asio::ip::address> added;
+  // Tentative IPv6 addresses of ours, replaced by NODAD ones (included in `added`).
+  std::vector<boost::asio::ip::address> untentative;
 
   unsigned count() const {
     return unsigned(created) + unsigned(adopted) + unsigned(brought_up) + unsigned(added.size());
