@@ -234,8 +234,9 @@ unsigned NodeSetup::remove_foreign_rules(
     if (ours.changed_at) {
       auto overlap = std::chrono::duration_cast<std::chrono::microseconds>(done - *ours.changed_at);
       takeover_.overlap = std::max(takeover_.overlap, overlap);
-      takeover_.details.push_back(where + ", removed " + milliseconds(overlap) +
-                                  " after ours were being installed in " + rules_->name());
+      takeover_.details.push_back(where + ", removed after ours were installed in " +
+                                  rules_->name() + ", both sets for at most " +
+                                  milliseconds(overlap));
     } else {
       // Ours were in place already: someone added theirs meanwhile.
       takeover_.details.push_back(where +

@@ -176,7 +176,8 @@ TEST_CASE("takeover: node-local-dns's rules are replaced in every pair of backen
         CHECK(summary.find("replaced in the iptables-restore run that installed ours") !=
               std::string::npos);
       } else {
-        CHECK(summary.find(" after ours were being installed in " + c.ours) != std::string::npos);
+        CHECK(summary.find(", removed after ours were installed in " + c.ours +
+                           ", both sets for at most ") != std::string::npos);
       }
       std::printf(
           "takeover %s -> %s: overlap %.1f ms (upper bound), apply %.1f ms; %d snapshots, "
