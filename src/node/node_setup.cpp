@@ -194,8 +194,15 @@ std::vector<std::pair<std::string, NodeLocalDnsRules>> NodeSetup::find_foreign_r
     if (rules_->name() == std::string("iptables-") + variant) continue;  // in its transactions
     auto f = find_node_local_dns_rules(variant);
     if (!f) {
-      counters_.setup_errors.fetch_add(1, std::memory_order_relaxed);
-      spdlog::error("node setup: cannot read node-local-dns's rules: {}", f.error());
+      // Not a variant localdns uses (iptables-legacy without NET_RAW, say):
+      // said once, not counted as a failure of localdns's own setup.
+      if (!foreign_unreadable_) {
+        spdlog::warn(
+            "node setup: cannot look for node-local-dns's rules in iptables-{}: {}; any left "
+            "there stay in place",
+            variant, f.error());
+      }
+      foreign_unreadable_ = true;
     } else if (f->count > 0) {
       found.emplace_back(variant, std::move(*f));
     }

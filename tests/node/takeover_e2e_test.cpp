@@ -342,3 +342,36 @@ TEST_CASE("cleanup removes node-local-dns's rules, and its interface when it is 
     CHECK(test::sh("ip link show nodelocaldns 2>&1").find("does not exist") == std::string::npos);
   }
 }
+
+TEST_CASE("takeover: a variant localdns cannot read is said once, and start-up goes on",
+          "[node][takeover]") {
+  test::require_root_or_skip("node-local-dns takeover test");
+  const std::string dir = temp_dir();
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() { std::filesystem::remove_all(dir); }
+  } cleanup{dir};
+  test::ScopedNetns ns;
+  install_node_local_dns_interface({kLinkLocal, kClusterIp});
+  install_node_local_dns_rules("iptables-legacy", {kLinkLocal, kClusterIp});
+  // Without CAP_NET_RAW, iptables-legacy cannot be read (iptables-nft can).
+  const std::string conf = dir + "/localdns.yaml", log = dir + "/localdns.log";
+  std::ofstream(conf) << layout_yaml("iptables-nft", {kLinkLocal, kClusterIp});
+  Child localdns({"/usr/bin/setpriv", "--bounding-set=-net_raw", LOCALDNS_BINARY, "--config", conf},
+                 log);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (read_file(log).find("listening on") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline && localdns.running())
+    std::this_thread::sleep_for(50ms);
+  std::this_thread::sleep_for(2500ms);  // two more sync passes
+  std::string text = read_file(log);
+  INFO(text);
+  CHECK(text.find("listening on") != std::string::npos);
+  CHECK(test::count_lines_with(text,
+                               "cannot look for node-local-dns's rules in iptables-legacy: "
+                               "iptables-legacy-save: exit 1: iptables-save v") == 1);
+  CHECK(text.find("[error]") == std::string::npos);
+  CHECK(text.find("took over node-local-dns's interface nodelocaldns (") != std::string::npos);
+  CHECK(test::count_lines_with(test::sh("iptables-legacy-save"), "NodeLocal DNS Cache:") == 24);
+  CHECK(WIFEXITED(localdns.kill_and_wait(SIGTERM)));
+}

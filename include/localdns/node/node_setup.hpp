@@ -90,8 +90,9 @@ class NodeSetup {
   std::unique_ptr<RulesBackend> rules_;
   NodeCounters counters_;
   std::atomic<bool> in_place_{false};
-  std::mutex mu_;      // one pass at a time
-  Takeover takeover_;  // of the current pass, under mu_
+  std::mutex mu_;                    // one pass at a time
+  Takeover takeover_;                // of the current pass, under mu_
+  bool foreign_unreadable_ = false;  // a variant could not be read (said once)
   std::chrono::steady_clock::time_point verified_at_{};
   std::string verified_;
   std::mutex sync_mu_;
