@@ -6,7 +6,7 @@
 // Taking over from node-local-dns (apply() and every sync()): its unmarked
 // interface is adopted with its addresses in place; its rules are replaced by
 // ours. In the iptables variant of our backend, they are deleted in the same
-// `iptables-restore` transaction (one COMMIT per table) that inserts ours, so
+// `iptables-restore` run (one COMMIT per table) that inserts ours, so
 // no table ever holds both. In any other variant (or with the nftables
 // backend), ours are installed first and theirs deleted right after: while
 // both exist, theirs keep the traffic untracked exactly as before, and the
@@ -77,7 +77,8 @@ class NodeSetup {
   std::expected<unsigned, std::string> ensure_rules();
   // node-local-dns's rules in the iptables variants our backend does not
   // manage: read before ours are installed, deleted right after; returns how
-  // many. Failures are logged and counted, and the next sync() tries again.
+  // many. A variant that cannot be read is a warning, said once; a deletion
+  // that fails is an error, counted, and the next sync() tries again.
   std::vector<std::pair<std::string, NodeLocalDnsRules>> find_foreign_rules();
   unsigned remove_foreign_rules(
       const RulesRepair& ours, const std::vector<std::pair<std::string, NodeLocalDnsRules>>& found);

@@ -91,7 +91,7 @@ struct RulesRepair {
   // node-local-dns's rules deleted in the same transactions (also in `repaired`).
   unsigned taken_over = 0;
   // When the first run that changed something started and the last one ended
-  // (unset when nothing changed): ours were in place between the two.
+  // (unset when nothing changed): ours went in between the two.
   std::optional<std::chrono::steady_clock::time_point> changed_at;
   std::optional<std::chrono::steady_clock::time_point> changed_until;
 };
