@@ -535,50 +535,13 @@ std::vector<ExpectedRule> expected_rules(const node::RuleTargets& t, bool v6) {
   return out;
 }
 
-namespace {
-
-std::string comment_in(std::string_view line) {
-  auto pos = line.find("--comment ");
-  std::size_t skip = 10;
-  if (pos == std::string_view::npos) {
-    pos = line.find("comment \"");
-    skip = 8;
-    if (pos == std::string_view::npos) return {};
-  }
-  pos += skip;
-  std::string out;
-  if (pos < line.size() && line[pos] == '"') {
-    for (std::size_t i = pos + 1; i < line.size(); ++i) {
-      if (line[i] == '\\' && i + 1 < line.size()) {
-        out += line[++i];
-      } else if (line[i] == '"') {
-        break;
-      } else {
-        out += line[i];
-      }
-    }
-    return out;
-  }
-  auto end = line.find(' ', pos);
-  return std::string(line.substr(pos, end == std::string_view::npos ? end : end - pos));
-}
-
-}  // namespace
-
 std::vector<std::string> verify_iptables_save(const std::vector<ExpectedRule>& want,
                                               std::string_view save, std::string_view family) {
   // table -> chain -> comments in order ("" for a rule without one)
   std::map<std::string, std::map<std::string, std::vector<std::string>>> rules;
-  std::string table;
-  for (auto line : split_lines(save)) {
-    if (line.starts_with("*")) {
-      table = std::string(line.substr(1));
-    } else if (line.starts_with("-A ") && !table.empty()) {
-      auto sp = line.find(' ', 3);
-      std::string chain(line.substr(3, sp == std::string_view::npos ? sp : sp - 3));
-      rules[table][chain].push_back(comment_in(line));
-    }
-  }
+  for (const auto& [table, saved] : node::parse_iptables_save(save))
+    for (const auto& r : saved)
+      rules[table][r.chain].push_back(r.comment);
   std::vector<std::string> problems;
   for (const auto& w : want) {
     const auto& chain = rules[w.table][w.chain];
@@ -608,12 +571,12 @@ std::vector<std::string> verify_nft_listing(const std::string& want_ruleset,
                                             std::string_view listing) {
   std::vector<std::string> have;
   for (auto line : split_lines(listing)) {
-    auto c = comment_in(line);
+    auto c = node::rule_comment(line);
     if (!c.empty()) have.push_back(c);
   }
   std::vector<std::string> problems;
   for (auto line : split_lines(want_ruleset)) {
-    auto c = comment_in(line);
+    auto c = node::rule_comment(line);
     if (c.empty()) continue;
     auto n = std::count(have.begin(), have.end(), c);
     if (n == 0) problems.push_back("missing in nft table inet localdns: \"" + c + "\"");

@@ -55,6 +55,17 @@ boost::asio::ip::address to_address(nl_addr* a) {
 
 }  // namespace
 
+std::vector<boost::asio::ip::address> foreign_addresses(
+    const LinkState& state, const std::vector<boost::asio::ip::address>& allowed) {
+  std::vector<boost::asio::ip::address> out;
+  for (const auto& a : state.addresses) {
+    bool wanted = std::find(allowed.begin(), allowed.end(), a) != allowed.end();
+    bool kernel_made = a.is_v6() && a.to_v6().is_link_local();
+    if (!wanted && !kernel_made) out.push_back(a);
+  }
+  return out;
+}
+
 std::expected<Netlink, std::string> Netlink::open() {
   nl_sock* sock = nl_socket_alloc();
   if (sock == nullptr) return std::unexpected("netlink: out of memory");
@@ -103,7 +114,11 @@ std::expected<LinkState, std::string> Netlink::inspect(const std::string& name) 
     auto* addr = reinterpret_cast<rtnl_addr*>(o);
     if (rtnl_addr_get_ifindex(addr) != state.ifindex) continue;
     auto a = to_address(rtnl_addr_get_local(addr));
-    if (!a.is_unspecified()) state.addresses.push_back(a);
+    if (a.is_unspecified()) continue;
+    state.addresses.push_back(a);
+    if (a.is_v6() && (rtnl_addr_get_flags(addr) & IFA_F_TENTATIVE) != 0 &&
+        (rtnl_addr_get_flags(addr) & IFA_F_DADFAILED) == 0)
+      state.tentative.push_back(a);
   }
   return state;
 }
@@ -118,14 +133,11 @@ std::expected<LinkRepair, std::string> Netlink::ensure(const LinkSpec& spec) {
                            spec.kind + "': it is not ours; choose another --interface-name");
   }
   if (state->exists && !state->ours()) {
-    // Adopt only a link that serves nothing but our addresses.
+    // Adopt only a link that serves nothing but our addresses; its addresses
+    // stay on it throughout.
     std::string foreign;
-    for (const auto& a : state->addresses) {
-      bool wanted =
-          std::find(spec.addresses.begin(), spec.addresses.end(), a) != spec.addresses.end();
-      bool kernel_made = a.is_v6() && a.to_v6().is_link_local();
-      if (!wanted && !kernel_made) foreign += (foreign.empty() ? "" : ", ") + a.to_string();
-    }
+    for (const auto& a : foreign_addresses(*state, spec.addresses))
+      foreign += (foreign.empty() ? "" : ", ") + a.to_string();
     if (!foreign.empty()) {
       return std::unexpected("interface " + spec.name + " (" + spec.kind + ") exists, is not " +
                              "marked as localdns's (alias '" + state->alias +
@@ -167,6 +179,31 @@ std::expected<LinkRepair, std::string> Netlink::ensure(const LinkSpec& spec) {
       return std::unexpected(explain(err, "setting " + spec.name + " up"));
     }
     repair.brought_up = !repair.created;
+    state = inspect(spec.name);  // setting it up may have started DAD
+    if (!state) return std::unexpected(state.error());
+  }
+  // A tentative address serves nothing until DAD ends (a second or more on a
+  // link that does it): replaced at once by a NODAD one, like those we add.
+  for (const auto& a : state->tentative) {
+    if (std::find(spec.addresses.begin(), spec.addresses.end(), a) == spec.addresses.end()) {
+      continue;
+    }
+    nl_addr* raw_local = nullptr;
+    std::string text = a.to_string() + "/128";
+    if (int err = nl_addr_parse(text.c_str(), AF_INET6, &raw_local); err < 0) {
+      return std::unexpected(explain(err, "address " + text));
+    }
+    NlAddrPtr local(raw_local);
+    AddrPtr addr(rtnl_addr_alloc());
+    rtnl_addr_set_ifindex(addr.get(), state->ifindex);
+    rtnl_addr_set_local(addr.get(), local.get());
+    rtnl_addr_set_prefixlen(addr.get(), 128);
+    if (int err = rtnl_addr_delete(sock_, addr.get(), 0);
+        err < 0 && err != -NLE_OBJ_NOTFOUND && err != -NLE_NOADDR) {
+      return std::unexpected(explain(err, "replacing tentative " + text + " on " + spec.name));
+    }
+    std::erase(state->addresses, a);
+    repair.untentative.push_back(a);
   }
   for (const auto& a : spec.addresses) {
     if (std::find(state->addresses.begin(), state->addresses.end(), a) != state->addresses.end()) {
@@ -208,11 +245,14 @@ std::expected<void, std::string> Netlink::mark(const LinkState& state, const std
   return {};
 }
 
-std::expected<LinkRemoval, std::string> Netlink::remove(const std::string& name) {
+std::expected<LinkRemoval, std::string> Netlink::remove(const std::string& name,
+                                                        const LinkSpec* adoptable) {
   auto state = inspect(name);
   if (!state) return std::unexpected(state.error());
   if (!state->exists) return LinkRemoval::absent;
-  if (!state->ours()) return LinkRemoval::not_ours;
+  bool leftover = adoptable != nullptr && state->kind == adoptable->kind &&
+                  foreign_addresses(*state, adoptable->addresses).empty();
+  if (!state->ours() && !leftover) return LinkRemoval::not_ours;
   LinkPtr link(rtnl_link_alloc());
   rtnl_link_set_ifindex(link.get(), state->ifindex);
   if (int err = rtnl_link_delete(sock_, link.get()); err < 0) {

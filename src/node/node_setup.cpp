@@ -1,3 +1,5 @@
+#include <cstdio>
+
 #include <spdlog/spdlog.h>
 
 #include <localdns/node/conntrack.hpp>
@@ -5,6 +7,16 @@
 #include <localdns/node/node_setup.hpp>
 
 namespace localdns::node {
+
+namespace {
+
+std::string milliseconds(std::chrono::microseconds d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f ms", static_cast<double>(d.count()) / 1000.0);
+  return buf;
+}
+
+}  // namespace
 
 bool is_link_local(const boost::asio::ip::address& a) {
   if (a.is_v4()) return (a.to_v4().to_uint() & 0xffff0000u) == 0xa9fe0000u;  // 169.254.0.0/16
@@ -126,17 +138,32 @@ std::expected<unsigned, std::string> NodeSetup::ensure_interface() {
                 cfg_.interface_kind);
   }
   if (r->adopted) {
-    spdlog::info("node setup: adopted interface {} ({}): it held none but our addresses",
-                 cfg_.interface_name, cfg_.interface_kind);
+    // Logged with the rules, in one line, by log_takeover().
+    takeover_.interface = true;
+    std::string added, untentative;
+    for (const auto& a : r->added) {
+      bool re = std::find(r->untentative.begin(), r->untentative.end(), a) != r->untentative.end();
+      (re ? untentative : added) +=
+          ((re ? untentative : added).empty() ? "" : ", ") + a.to_string();
+    }
+    takeover_.details.push_back(
+        "interface " + cfg_.interface_kind + ", marked as localdns's, its addresses kept" +
+        (added.empty() ? "" : ", added " + added) +
+        (untentative.empty() ? "" : ", tentative " + untentative + " replaced without DAD"));
   }
   if (r->brought_up) spdlog::log(level, "node setup: set interface {} up", cfg_.interface_name);
-  for (const auto& a : r->added)
-    spdlog::log(level, "node setup: added {} to {}", a.to_string(), cfg_.interface_name);
+  if (!r->adopted) {
+    for (const auto& a : r->added)
+      spdlog::log(level, "node setup: added {} to {}", a.to_string(), cfg_.interface_name);
+  }
   return r->count();
 }
 
 std::expected<unsigned, std::string> NodeSetup::ensure_rules() {
   if (!rules_) return 0u;
+  // node-local-dns's rules where our backend does not manage them: read
+  // first, deleted right after ours are in place.
+  auto foreign = find_foreign_rules();
   auto r = rules_->sync(targets_);
   if (!r) return std::unexpected(r.error());
   // At start-up this is installation (or adoption); later it is repair.
@@ -144,11 +171,118 @@ std::expected<unsigned, std::string> NodeSetup::ensure_rules() {
       in_place_.load(std::memory_order_relaxed) ? spdlog::level::warn : spdlog::level::info;
   for (const auto& note : r->notes)
     spdlog::log(level, "node setup: {}", note);
-  return r->repaired;
+  if (r->taken_over > 0) {
+    takeover_.rules += r->taken_over;
+    std::string took;
+    if (r->changed_at && r->changed_until) {
+      auto run =
+          std::chrono::duration_cast<std::chrono::microseconds>(*r->changed_until - *r->changed_at);
+      takeover_.overlap = std::max(takeover_.overlap, run);
+      took = ", " + milliseconds(run);
+    }
+    takeover_.details.push_back(rules_->name() + ": " + std::to_string(r->taken_over) +
+                                " replaced in the iptables-restore run that installed ours, one "
+                                "COMMIT per table" +
+                                took);
+  }
+  return r->repaired + remove_foreign_rules(*r, foreign);
+}
+
+std::vector<std::pair<std::string, NodeLocalDnsRules>> NodeSetup::find_foreign_rules() {
+  std::vector<std::pair<std::string, NodeLocalDnsRules>> found;
+  for (const char* variant : {"legacy", "nft"}) {
+    if (rules_->name() == std::string("iptables-") + variant) continue;  // in its transactions
+    auto f = find_node_local_dns_rules(variant);
+    if (!f) {
+      // Not a variant localdns uses (iptables-legacy without NET_RAW, say):
+      // said once, not counted as a failure of localdns's own setup.
+      if (!foreign_unreadable_) {
+        spdlog::warn(
+            "node setup: cannot look for node-local-dns's rules in iptables-{}: {}; any left "
+            "there stay in place",
+            variant, f.error());
+      }
+      foreign_unreadable_ = true;
+    } else if (f->count > 0) {
+      found.emplace_back(variant, std::move(*f));
+    }
+  }
+  return found;
+}
+
+unsigned NodeSetup::remove_foreign_rules(
+    const RulesRepair& ours, const std::vector<std::pair<std::string, NodeLocalDnsRules>>& found) {
+  unsigned total = 0;
+  for (const auto& [variant, rules] : found) {
+    auto removed = remove_node_local_dns_rules(rules);
+    NodeLocalDnsRules current = rules;
+    if (!removed) {
+      // Changed since they were read (node-local-dns still at work?): read again, once.
+      auto again = find_node_local_dns_rules(variant);
+      if (again) {
+        current = std::move(*again);
+        removed = remove_node_local_dns_rules(current);
+      } else {
+        removed = std::unexpected(again.error());
+      }
+    }
+    auto done = std::chrono::steady_clock::now();
+    if (!removed) {
+      counters_.setup_errors.fetch_add(1, std::memory_order_relaxed);
+      spdlog::error("node setup: node-local-dns's rules are still in place: {}", removed.error());
+      continue;
+    }
+    if (current.count == 0) continue;
+    takeover_.rules += current.count;
+    total += current.count;
+    std::string where;
+    for (const auto& w : current.where)
+      where += (where.empty() ? "" : ", ") + w.program + ": " + std::to_string(w.count);
+    if (ours.changed_at) {
+      auto overlap = std::chrono::duration_cast<std::chrono::microseconds>(done - *ours.changed_at);
+      takeover_.overlap = std::max(takeover_.overlap, overlap);
+      takeover_.details.push_back(where + ", removed after ours were installed in " +
+                                  rules_->name() + ", both sets for at most " +
+                                  milliseconds(overlap));
+    } else {
+      // Ours were in place already: someone added theirs meanwhile.
+      takeover_.details.push_back(where +
+                                  ", added again while ours were in place (is node-local-dns "
+                                  "still running on this node?), removed");
+    }
+  }
+  return total;
+}
+
+void NodeSetup::warn_foreign_rules() {
+  for (const char* variant : {"legacy", "nft"}) {
+    auto found = find_node_local_dns_rules(variant);
+    if (!found || found->count == 0) continue;
+    std::string addresses;
+    for (const auto& a : found->addresses)
+      addresses += (addresses.empty() ? "" : ", ") + a.to_string();
+    spdlog::warn(
+        "node setup: {} node-local-dns rules are in iptables-{} and rule setup is off: they keep "
+        "DNS to {} out of conntrack (away from kube-proxy) even while nothing listens; remove "
+        "them (localdns cleanup) or turn rule setup on",
+        found->count, variant, addresses);
+  }
+}
+
+void NodeSetup::log_takeover(bool at_start) {
+  if (!takeover_.any()) return;
+  spdlog::log(at_start ? spdlog::level::info : spdlog::level::warn, "node setup: {}",
+              takeover_.summary(cfg_.interface_name));
+}
+
+Takeover NodeSetup::last_takeover() {
+  std::lock_guard lock(mu_);
+  return takeover_;
 }
 
 std::expected<void, std::string> NodeSetup::apply() {
   std::lock_guard lock(mu_);
+  takeover_ = {};
   auto link = ensure_interface();
   if (!link) {
     counters_.setup_errors.fetch_add(1, std::memory_order_relaxed);
@@ -159,6 +293,8 @@ std::expected<void, std::string> NodeSetup::apply() {
     counters_.setup_errors.fetch_add(1, std::memory_order_relaxed);
     return std::unexpected(rules.error());
   }
+  log_takeover(true);
+  if (!rules_) warn_foreign_rules();
   in_place_.store(true, std::memory_order_relaxed);
   return {};
 }
@@ -176,6 +312,7 @@ void NodeSetup::flush_conntrack() {
 unsigned NodeSetup::sync() {
   std::lock_guard lock(mu_);
   counters_.syncs.fetch_add(1, std::memory_order_relaxed);
+  takeover_ = {};
   unsigned repaired = 0;
   bool ok = true;
   if (auto link = ensure_interface()) {
@@ -194,6 +331,7 @@ unsigned NodeSetup::sync() {
     spdlog::error("node setup: {}", rules.error());
   }
   repaired += rule_repairs;
+  log_takeover(false);
   counters_.repairs.fetch_add(repaired, std::memory_order_relaxed);
   in_place_.store(ok, std::memory_order_relaxed);
   if (repaired > 0) spdlog::warn("node setup: repaired {} items", repaired);
@@ -306,6 +444,24 @@ CleanupReport cleanup_node(const config::NodeConfig& n) {
       report.lines.push_back(backend->name() + ": removed " + std::to_string(*r) + " rules");
     }
   }
+  // node-local-dns's: their addresses also say which interface was its.
+  std::vector<boost::asio::ip::address> theirs;
+  for (const char* variant : {"legacy", "nft"}) {
+    auto r = find_node_local_dns_rules(variant);
+    if (r) {
+      if (auto removed = remove_node_local_dns_rules(*r); !removed)
+        r = std::unexpected(removed.error());
+    }
+    if (!r) {
+      report.ok = false;
+      report.lines.push_back(r.error());
+      continue;
+    }
+    for (const auto& w : r->where)
+      report.lines.push_back(w.program + ": removed " + std::to_string(w.count) +
+                             " node-local-dns rules");
+    theirs.insert(theirs.end(), r->addresses.begin(), r->addresses.end());
+  }
   auto nl = Netlink::open();
   if (!nl) {
     report.ok = false;
@@ -313,24 +469,39 @@ CleanupReport cleanup_node(const config::NodeConfig& n) {
     return report;
   }
   auto state = nl->inspect(n.interface_name);
+  LinkSpec leftover{n.interface_name, n.interface_kind, n.local_addresses};
+  leftover.addresses.insert(leftover.addresses.end(), theirs.begin(), theirs.end());
   if (!state) {
     report.ok = false;
     report.lines.push_back(state.error());
-  } else if (state->exists && state->kind != n.interface_kind) {
+    return report;
+  }
+  if (!state->exists) return report;
+  if (state->kind != n.interface_kind) {
     report.lines.push_back("interface " + n.interface_name + " has kind '" + state->kind +
                            "', not '" + n.interface_kind + "': left alone");
-  } else if (state->exists && !state->ours()) {
+    return report;
+  }
+  auto foreign = foreign_addresses(*state, leftover.addresses);
+  if (!state->ours() && !foreign.empty()) {
+    std::string list;
+    for (const auto& a : foreign)
+      list += (list.empty() ? "" : ", ") + a.to_string();
     report.lines.push_back("interface " + n.interface_name +
                            " is not marked as localdns's (alias '" + state->alias +
                            "'): left alone");
-  } else if (state->exists) {
-    auto r = nl->remove(n.interface_name);
-    if (!r) {
-      report.ok = false;
-      report.lines.push_back(r.error());
-    } else if (*r == LinkRemoval::removed) {
-      report.lines.push_back("removed interface " + n.interface_name);
-    }
+    report.lines.push_back("  it holds " + list +
+                           ", neither a local address nor one of node-local-dns's rules");
+    return report;
+  }
+  auto r = nl->remove(n.interface_name, &leftover);
+  if (!r) {
+    report.ok = false;
+    report.lines.push_back(r.error());
+  } else if (*r == LinkRemoval::removed) {
+    report.lines.push_back(
+        std::string(state->ours() ? "removed interface " : "removed node-local-dns's interface ") +
+        n.interface_name);
   }
   return report;
 }

@@ -121,60 +121,12 @@ std::string nftables_ruleset(const RuleTargets& t) {
 
 namespace {
 
-// One rule line of iptables-save output.
-struct SavedRule {
-  std::string chain;
-  std::string line;     // "-A CHAIN ..."
-  std::string comment;  // empty when it has none
-};
-
-// table -> rules, in order
-using SavedTables = std::map<std::string, std::vector<SavedRule>>;
-
-std::string comment_of(const std::string& line) {
-  auto pos = line.find("--comment ");
-  if (pos == std::string::npos) return {};
-  pos += 10;
-  if (pos < line.size() && line[pos] == '"') {
-    std::string out;
-    for (std::size_t i = pos + 1; i < line.size(); ++i) {
-      if (line[i] == '\\' && i + 1 < line.size()) {
-        out += line[++i];
-      } else if (line[i] == '"') {
-        break;
-      } else {
-        out += line[i];
-      }
-    }
-    return out;
-  }
-  auto end = line.find(' ', pos);
-  return line.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
-}
-
-SavedTables parse_save(const std::string& text) {
-  SavedTables tables;
-  std::string table;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    auto end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(start, end - start);
-    start = end + 1;
-    if (line.starts_with("*")) {
-      table = line.substr(1);
-      tables[table];
-    } else if (line.starts_with("-A ") && !table.empty()) {
-      auto sp = line.find(' ', 3);
-      std::string chain = line.substr(3, sp == std::string::npos ? std::string::npos : sp - 3);
-      tables[table].push_back({chain, line, comment_of(line)});
-    }
-  }
-  return tables;
-}
-
 bool ours(const std::string& comment) {
   return comment.starts_with(kCommentPrefix);
+}
+
+bool node_local_dns(const std::string& comment) {
+  return comment.starts_with(kNodeLocalDnsCommentPrefix);
 }
 
 struct Chain {
@@ -197,7 +149,7 @@ class IptablesBackend final : public RulesBackend {
     RulesRepair repair;
     for (bool v6 : {false, true}) {
       auto desired = iptables_rules(t, v6);
-      auto r = sync_family(desired, v6, repair);
+      auto r = sync_family(desired, v6, repair, Mode::apply);
       if (!r) return std::unexpected(r.error());
     }
     return repair;
@@ -206,7 +158,7 @@ class IptablesBackend final : public RulesBackend {
   std::expected<unsigned, std::string> check(const RuleTargets& t) override {
     RulesRepair repair;
     for (bool v6 : {false, true}) {
-      auto r = sync_family(iptables_rules(t, v6), v6, repair, false);
+      auto r = sync_family(iptables_rules(t, v6), v6, repair, Mode::check);
       if (!r) return std::unexpected(r.error());
     }
     return repair.repaired;
@@ -216,7 +168,7 @@ class IptablesBackend final : public RulesBackend {
     RulesRepair ignored;
     unsigned removed = 0;
     for (bool v6 : {false, true}) {
-      auto r = sync_family({}, v6, ignored);
+      auto r = sync_family({}, v6, ignored, Mode::remove);
       if (!r) return std::unexpected(r.error());
       removed += *r;
     }
@@ -224,15 +176,19 @@ class IptablesBackend final : public RulesBackend {
   }
 
  private:
+  // check: count only; apply: install ours and replace node-local-dns's in the
+  // same transactions; remove: delete ours, leave everything else.
+  enum class Mode { check, apply, remove };
+
   std::string program(bool v6, const char* suffix) const {
     return std::string(v6 ? "ip6tables-" : "iptables-") + variant_ + suffix;
   }
 
   // Returns how many of our rules it deleted.
   std::expected<unsigned, std::string> sync_family(const std::vector<IptablesRule>& desired,
-                                                   bool v6, RulesRepair& repair,
-                                                   bool apply = true) {
+                                                   bool v6, RulesRepair& repair, Mode mode) {
     const std::string save = program(v6, "-save");
+    const bool take_over = mode != Mode::remove;
     if (!have_program(save)) {
       if (desired.empty()) return 0u;  // nothing of ours can be there
       return std::unexpected(save +
@@ -247,7 +203,7 @@ class IptablesBackend final : public RulesBackend {
       if (desired.empty() && !denied) return 0u;
       return std::unexpected(save + ": " + saved->describe());
     }
-    SavedTables current = parse_save(saved->out);
+    SavedTables current = parse_iptables_save(saved->out);
     std::map<std::string, std::string> scripts;  // table -> commands
     unsigned deleted = 0;
     for (const auto& [table, chain] : kChains) {
@@ -258,18 +214,25 @@ class IptablesBackend final : public RulesBackend {
       for (const auto& r : current[table])
         if (r.chain == chain) in_chain.push_back(&r);
       // In place: our rules lead the chain in the desired order, and no other
-      // rule of ours is anywhere in it.
+      // rule of ours (nor of node-local-dns, when taking over) is anywhere in it.
       bool in_place = in_chain.size() >= want.size();
       for (std::size_t i = 0; in_place && i < want.size(); ++i)
         in_place = in_chain[i]->comment == want[i]->comment;
       for (std::size_t i = want.size(); in_place && i < in_chain.size(); ++i)
-        in_place = !ours(in_chain[i]->comment);
+        in_place =
+            !ours(in_chain[i]->comment) && !(take_over && node_local_dns(in_chain[i]->comment));
       if (in_place) continue;
 
-      unsigned present = 0, extra = 0;
+      unsigned present = 0, extra = 0, theirs = 0;
       std::string& script = scripts[table];
       std::vector<std::string> seen;
       for (const auto* r : in_chain) {
+        if (take_over && node_local_dns(r->comment)) {
+          // Deleted in the transaction that inserts ours: never both at once.
+          script += "-D" + r->line.substr(2) + "\n";
+          ++theirs;
+          continue;
+        }
         if (!ours(r->comment)) continue;
         bool wanted = std::any_of(want.begin(), want.end(),
                                   [&](const IptablesRule* w) { return w->comment == r->comment; });
@@ -283,29 +246,37 @@ class IptablesBackend final : public RulesBackend {
       for (std::size_t i = 0; i < want.size(); ++i) {
         script += "-I " + want[i]->chain + " " + std::to_string(i + 1) + " " + want[i]->spec + "\n";
       }
+      if (script.empty()) scripts.erase(table);
       unsigned missing = static_cast<unsigned>(want.size()) - present;
-      if (!want.empty()) {
-        unsigned fixed = missing + extra;
+      repair.taken_over += theirs;
+      if (!want.empty() || theirs > 0) {
+        unsigned fixed = missing + extra + theirs;
         if (fixed == 0) fixed = 1;  // only the order was wrong
         repair.repaired += fixed;
         std::string note =
             std::string(v6 ? "ip6tables " : "iptables ") + table + " " + chain + ": ";
+        if (theirs) note += "replaced " + std::to_string(theirs) + " node-local-dns rules; ";
         if (missing) note += "added " + std::to_string(missing) + " missing rules; ";
         if (extra) note += "removed " + std::to_string(extra) + " stale or duplicate rules; ";
-        if (!missing && !extra) note += "moved our rules back to the front; ";
+        if (!missing && !extra && !theirs) note += "moved our rules back to the front; ";
         note.resize(note.size() - 2);
         repair.notes.push_back(std::move(note));
       }
     }
-    if (!apply) return deleted;
+    if (mode == Mode::check || scripts.empty()) return deleted;
+    // Every table in one iptables-restore run: each COMMIT replaces one table
+    // atomically, and the tables follow each other within the same process.
+    std::string input, names;
     for (const auto& [table, script] : scripts) {
-      std::string input = "*" + table + "\n" + script + "COMMIT\n";
-      auto r = run_process({program(v6, "-restore"), "-w", "5", "--noflush"}, input);
-      if (!r) return std::unexpected(r.error());
-      if (!r->ok()) {
-        return std::unexpected(program(v6, "-restore") + " (table " + table +
-                               "): " + r->describe());
-      }
+      input += "*" + table + "\n" + script + "COMMIT\n";
+      names += (names.empty() ? "" : ", ") + table;
+    }
+    if (!repair.changed_at) repair.changed_at = std::chrono::steady_clock::now();
+    auto r = run_process({program(v6, "-restore"), "-w", "5", "--noflush"}, input);
+    repair.changed_until = std::chrono::steady_clock::now();
+    if (!r) return std::unexpected(r.error());
+    if (!r->ok()) {
+      return std::unexpected(program(v6, "-restore") + " (tables " + names + "): " + r->describe());
     }
     return deleted;
   }
@@ -325,8 +296,10 @@ class NftablesBackend final : public RulesBackend {
     if (!reference_.empty() && want == wanted_ && *current == reference_) return repair;
     // Replace the table in one transaction: no moment without rules.
     std::string table = "inet " + std::string(kNftTable);
+    repair.changed_at = std::chrono::steady_clock::now();
     auto r = run_process({"nft", "-f", "/dev/stdin"},
                          "table " + table + "\ndelete table " + table + "\n" + want);
+    repair.changed_until = std::chrono::steady_clock::now();
     if (!r) return std::unexpected(r.error());
     if (!r->ok()) return std::unexpected("nft: " + r->describe());
     auto after = list();

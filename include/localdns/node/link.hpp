@@ -33,6 +33,9 @@ struct LinkState {
   bool up = false;
   int ifindex = 0;
   std::vector<boost::asio::ip::address> addresses;
+  // IPv6 addresses still in duplicate address detection: neither bindable nor
+  // reachable yet (node-local-dns adds its IPv6 address without NODAD).
+  std::vector<boost::asio::ip::address> tentative;
 
   bool ours() const { return exists && alias == kLinkAlias; }
 };
@@ -43,11 +46,18 @@ struct LinkRepair {
   bool adopted = false;  // an unmarked link was taken over and marked
   bool brought_up = false;
   std::vector<boost::asio::ip::address> added;
+  // Tentative IPv6 addresses of ours, replaced by NODAD ones (included in `added`).
+  std::vector<boost::asio::ip::address> untentative;
 
   unsigned count() const {
     return unsigned(created) + unsigned(adopted) + unsigned(brought_up) + unsigned(added.size());
   }
 };
+
+// The addresses of a link that are neither in `allowed` nor made by the
+// kernel (IPv6 link-local): what makes an unmarked link someone else's.
+std::vector<boost::asio::ip::address> foreign_addresses(
+    const LinkState& state, const std::vector<boost::asio::ip::address>& allowed);
 
 enum class LinkRemoval {
   absent,    // no link by that name
@@ -75,8 +85,11 @@ class Netlink {
   // is refused with an error and left untouched.
   std::expected<LinkRepair, std::string> ensure(const LinkSpec& spec);
 
-  // Deletes the link with its addresses if it is marked as localdns's.
-  std::expected<LinkRemoval, std::string> remove(const std::string& name);
+  // Deletes the link with its addresses if it is marked as localdns's, or,
+  // given `adoptable`, if it is unmarked but ensure(*adoptable) would adopt it
+  // (node-local-dns's leftover: adoptable->kind, no address but adoptable's).
+  std::expected<LinkRemoval, std::string> remove(const std::string& name,
+                                                 const LinkSpec* adoptable = nullptr);
 
  private:
   explicit Netlink(nl_sock* sock) : sock_(sock) {}

@@ -2,6 +2,15 @@
 // rules, the leftover conntrack entries, a periodic check that repairs what
 // went missing, and teardown. Used by app/ around the server's lifetime:
 //   apply() -> bind listeners -> flush_conntrack() -> start_sync() ... stop_sync() -> teardown()
+//
+// Taking over from node-local-dns (apply() and every sync()): its unmarked
+// interface is adopted with its addresses in place; its rules are replaced by
+// ours. In the iptables variant of our backend, they are deleted in the same
+// `iptables-restore` run (one COMMIT per table) that inserts ours, so
+// no table ever holds both. In any other variant (or with the nftables
+// backend), ours are installed first and theirs deleted right after: while
+// both exist, theirs keep the traffic untracked exactly as before, and the
+// traffic is never without a NOTRACK rule.
 #pragma once
 
 #include <atomic>
@@ -16,6 +25,7 @@
 
 #include <localdns/config/config.hpp>
 #include <localdns/node/rules.hpp>
+#include <localdns/node/takeover.hpp>
 
 namespace localdns::node {
 
@@ -59,17 +69,31 @@ class NodeSetup {
   std::string verify();
   // The last apply() or sync() left everything in place.
   bool in_place() const { return in_place_.load(std::memory_order_relaxed); }
+  // What the last apply() or sync() took over from node-local-dns.
+  Takeover last_takeover();
 
  private:
   std::expected<unsigned, std::string> ensure_interface();
   std::expected<unsigned, std::string> ensure_rules();
+  // node-local-dns's rules in the iptables variants our backend does not
+  // manage: read before ours are installed, deleted right after; returns how
+  // many. A variant that cannot be read is a warning, said once; a deletion
+  // that fails is an error, counted, and the next sync() tries again.
+  std::vector<std::pair<std::string, NodeLocalDnsRules>> find_foreign_rules();
+  unsigned remove_foreign_rules(
+      const RulesRepair& ours, const std::vector<std::pair<std::string, NodeLocalDnsRules>>& found);
+  void log_takeover(bool at_start);
+  // With rule setup off: says so if node-local-dns's rules are there.
+  void warn_foreign_rules();
 
   config::NodeConfig cfg_;
   RuleTargets targets_;
   std::unique_ptr<RulesBackend> rules_;
   NodeCounters counters_;
   std::atomic<bool> in_place_{false};
-  std::mutex mu_;  // one pass at a time
+  std::mutex mu_;                    // one pass at a time
+  Takeover takeover_;                // of the current pass, under mu_
+  bool foreign_unreadable_ = false;  // a variant could not be read (said once)
   std::chrono::steady_clock::time_point verified_at_{};
   std::string verified_;
   std::mutex sync_mu_;
@@ -79,7 +103,10 @@ class NodeSetup {
 };
 
 // `localdns cleanup`: removes every rule of ours from every backend (both
-// iptables variants, both families, the nft table) and the interface.
+// iptables variants, both families, the nft table) and node-local-dns's
+// rules from both iptables variants, then the interface: when it is marked
+// as ours, or when it is unmarked but of n.interface_kind and holds no address
+// but the local addresses and those node-local-dns's rules named.
 // Returns one line per thing removed or failed; `ok` is false on any failure.
 struct CleanupReport {
   std::vector<std::string> lines;

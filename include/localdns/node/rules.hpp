@@ -8,11 +8,14 @@
 // packets to other local addresses meet the fallback DNAT, if one is set.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <expected>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <boost/asio/ip/address.hpp>
@@ -48,6 +51,26 @@ std::vector<std::string> assign_fallbacks(const config::Config& c, RuleTargets& 
 // Every rule comment starts with this; `localdns cleanup` removes what has it.
 inline constexpr std::string_view kCommentPrefix = "localdns:";
 
+// node-local-dns's rules carry one of two comments, "NodeLocal DNS Cache: skip
+// conntrack" (NOTRACK) and "NodeLocal DNS Cache: allow DNS traffic" (ACCEPT);
+// both start with this. localdns replaces them with its own (see takeover.hpp).
+inline constexpr std::string_view kNodeLocalDnsCommentPrefix = "NodeLocal DNS Cache:";
+
+// One rule line of iptables-save output.
+struct SavedRule {
+  std::string chain;
+  std::string line;     // "-A CHAIN ..."
+  std::string comment;  // empty when it has none
+};
+// table -> its rules, in order
+using SavedTables = std::map<std::string, std::vector<SavedRule>>;
+
+// The comment of one rule line, unescaped: iptables-save's `--comment "..."`
+// (or `--comment word`), else nft's `comment "..."`; empty when it has none.
+std::string rule_comment(std::string_view line);
+// Every table iptables-save lists (empty ones too) with its rules in order.
+SavedTables parse_iptables_save(std::string_view text);
+
 struct IptablesRule {
   std::string table;  // raw, filter, nat
   std::string chain;
@@ -65,6 +88,12 @@ inline constexpr std::string_view kNftTable = "localdns";
 struct RulesRepair {
   unsigned repaired = 0;           // rules added, moved back to the front, or duplicates removed
   std::vector<std::string> notes;  // one line per chain that needed work
+  // node-local-dns's rules deleted in the same transactions (also in `repaired`).
+  unsigned taken_over = 0;
+  // When the first run that changed something started and the last one ended
+  // (unset when nothing changed): ours went in between the two.
+  std::optional<std::chrono::steady_clock::time_point> changed_at;
+  std::optional<std::chrono::steady_clock::time_point> changed_until;
 };
 
 class RulesBackend {
