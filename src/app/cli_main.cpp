@@ -12,6 +12,7 @@
 
 #include <localdns/app/control.hpp>
 #include <localdns/app/logging.hpp>
+#include <localdns/app/notify.hpp>
 #include <localdns/app/observability.hpp>
 #include <localdns/app/server.hpp>
 #include <localdns/config/cli.hpp>
@@ -236,7 +237,9 @@ int run_main(int argc, char** argv) {
   };
   wait_signal();
   server->start();
+  notify_ready(c, node ? node->backend_name() : std::string());
   signals_ctx.run();
+  notify_stopping();
   if (node) node->stop_sync();
   control.reset();
   health.reset();
