@@ -24,6 +24,8 @@ if [ "${1:-}" = inner ]; then
   if [ "$LOCK_MODE" = group ]; then chgrp $RUNAS /run/xtables.lock && chmod 0640 /run/xtables.lock
   else chmod 0600 /run/xtables.lock; fi
   for p in /run/localdns /run/xtables.lock; do mount --bind "$p" "$p"; done
+  # systemd-resolved's list of servers, for the doctor run.
+  mkdir -p /run/systemd/resolve && echo "nameserver 192.0.2.53" >/run/systemd/resolve/resolv.conf
   mount --bind "$TMP" "$TMP"  # the test's own files (the log) stay writable
   exec 3>"$TMP/localdns.log"
   # ProtectSystem=strict: everything read-only but the two paths above.
@@ -51,6 +53,10 @@ if [ "${1:-}" = inner ]; then
   grep CapEff "/proc/$pid/status" | sed 's/^/STATUS /'
   echo "UID $(awk '/^Uid:/ {print $3}' "/proc/$pid/status")"
   "$LOCALDNS" ctl stats >"$TMP/ctl.out" 2>&1 && echo "CTL ok" || echo "CTL fail: $(cat "$TMP/ctl.out")"
+  if [ -n "${DOCTOR:-}" ]; then
+    "$LOCALDNS" doctor --config "$CONFIG" >"$TMP/doctor.out" 2>&1 && rc=0 || rc=$?
+    echo "DOCTOR $rc"
+  fi
   nft list ruleset 2>/dev/null | grep -c 'localdns:' | sed 's/^/NFT /' || true
   iptables-legacy-save 2>/dev/null | grep -c 'localdns:' | sed 's/^/LEGACY /' || true
   iptables-nft-save 2>/dev/null | grep -c 'localdns:' | sed 's/^/XTNFT /' || true
@@ -167,3 +173,39 @@ expect "$out" "NOANSWER exit=1"
 grep -q "can't open lock file /run/xtables.lock: Permission denied" "$TMP/localdns.log" ||
   fail "iptables-legacy without lock access: the log does not name the lock"
 echo "ok: iptables-legacy with a root-only lock fails: $(grep -m1 -o "node setup failed.*" "$TMP/localdns.log" | cut -c1-160)"
+
+# `localdns doctor` on this host next to a systemd-resolved stub: another
+# DNS server on 127.0.0.53:53 (a second localdns), the namespace's
+# /etc/resolv.conf (ip netns exec mounts /etc/netns/NS/resolv.conf) first at
+# the stub, then at localdns.
+ip netns exec "$NS" "$LOCALDNS" --listen 127.0.0.53:53 --forward .=udp://192.0.2.53 --control off \
+  --metrics off --health off >"$TMP/stub.log" 2>&1 &
+STUB=$!
+mkdir -p "/etc/netns/$NS"
+NETNS_ETC=/etc/netns/$NS
+trap 'kill -9 $STUB 2>/dev/null && wait $STUB 2>/dev/null; rm -rf "$NETNS_ETC"; cleanup' EXIT
+for _ in $(seq 50); do
+  [ -n "$(ip netns exec "$NS" dig +short +time=1 +tries=1 @127.0.0.53 www.example.test 2>/dev/null)" ] && break
+  sleep 0.1
+done
+printf 'nameserver 127.0.0.53\noptions edns0 trust-ad\n' >"$NETNS_ETC/resolv.conf"
+out=$(DOCTOR=1 scenario group)
+expect "$out" ANSWER
+grep -q '^DOCTOR [12]$' <<<"$out" || fail "doctor with the host on resolved's stub: $out"
+for line in "[warn] 4. Resolver configuration" \
+  "systemd-resolved's stub listener is on 127.0.0.53:53 (/proc/net/udp)" \
+  "systemd-resolved forwards to 192.0.2.53 (/run/systemd/resolve/resolv.conf)" \
+  "/etc/resolv.conf names 127.0.0.53: host lookups go through systemd-resolved to 192.0.2.53, not through localdns" \
+  "DNSStubListener=no in /etc/systemd/resolved.conf"; do
+  grep -qF -- "$line" "$TMP/doctor.out" || { cat "$TMP/doctor.out"; fail "doctor: missing '$line'"; }
+done
+[ -n "${KEEP_DOCTOR:-}" ] && cp "$TMP/doctor.out" "$KEEP_DOCTOR"
+echo "ok: doctor reports the stub in front of localdns and the two fixes"
+printf 'nameserver 169.254.20.10\n' >"$NETNS_ETC/resolv.conf"
+out=$(DOCTOR=1 scenario group)
+expect "$out" ANSWER
+for line in "[ok  ] 4. Resolver configuration" "nameserver 169.254.20.10: served by localdns" \
+  "directly (and nss-resolve in nsswitch.conf) bypass localdns" "[ok  ] 5. localdns on this node"; do
+  grep -qF -- "$line" "$TMP/doctor.out" || { cat "$TMP/doctor.out"; fail "doctor: missing '$line'"; }
+done
+echo "ok: doctor with /etc/resolv.conf at localdns: check 4 and 5 ok, the stub noted"
