@@ -7,7 +7,8 @@
 # the upstream, config/bare-metal.yaml sets up 169.254.20.10 with each rules
 # backend, answers, `localdns ctl` finds its socket without flags, and SIGTERM
 # removes everything. iptables-legacy needs the lock readable by localdns's
-# group, as the unit's ExecStartPre makes it; with the lock root's and 0600 (as
+# group, which the test makes it by running the unit's own ExecStartPre= line;
+# with the lock root's and 0600 (as
 # iptables creates it) node setup fails, naming the lock.
 #   nonroot_test.sh LOCALDNS SOURCE_DIR
 set -euo pipefail
@@ -20,9 +21,14 @@ if [ "${1:-}" = inner ]; then
   mount --make-rprivate /
   mount -t tmpfs -o mode=0755 tmpfs /run
   mkdir -m 0750 /run/localdns && chown $RUNAS:$RUNAS /run/localdns
-  touch /run/xtables.lock
-  if [ "$LOCK_MODE" = group ]; then chgrp $RUNAS /run/xtables.lock && chmod 0640 /run/xtables.lock
-  else chmod 0600 /run/xtables.lock; fi
+  if [ "$LOCK_MODE" = group ]; then
+    # The unit's own ExecStartPre= line, with uid 65534's group for localdns.
+    pre=$(sed -n 's/^ExecStartPre=+//p' "$UNIT" | sed "s/chgrp localdns /chgrp $RUNAS /")
+    [ -n "$pre" ] || { echo "NO_EXECSTARTPRE"; exit 0; }
+    eval "$pre"
+  else
+    touch /run/xtables.lock && chmod 0600 /run/xtables.lock  # as iptables creates it
+  fi
   for p in /run/localdns /run/xtables.lock; do mount --bind "$p" "$p"; done
   # systemd-resolved's list of servers, for the doctor run.
   mkdir -p /run/systemd/resolve && echo "nameserver 192.0.2.53" >/run/systemd/resolve/resolv.conf
@@ -138,7 +144,7 @@ sed -e "s|^resolv_conf: /etc/localdns/upstream.conf|resolv_conf: $TMP/upstream.c
 chmod 0644 "$TMP"/*.conf "$TMP/bare-metal.yaml"
 
 scenario() {  # LOCK_MODE [localdns flags]
-  ip netns exec "$NS" unshare --mount "$0" inner "$LOCALDNS" "$TMP" "$TMP/bare-metal.yaml" "$@"
+  UNIT=$SRC/deploy/systemd/localdns.service ip netns exec "$NS" unshare --mount "$0" inner "$LOCALDNS" "$TMP" "$TMP/bare-metal.yaml" "$@"
 }
 expect() {  # OUTPUT LINE
   grep -qxF "$2" <<<"$1" || fail "expected '$2' in: $1"
