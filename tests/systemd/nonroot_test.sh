@@ -8,8 +8,8 @@
 # backend, answers, `localdns ctl` finds its socket without flags, and SIGTERM
 # removes everything. iptables-legacy needs the lock readable by localdns's
 # group, which the test makes it by running the unit's own ExecStartPre= line;
-# with the lock root's and 0600 (as
-# iptables creates it) node setup fails, naming the lock.
+# with the lock root's and 0600 (as iptables creates it) node setup fails,
+# naming the lock. Then `localdns doctor` next to a systemd-resolved stub.
 #   nonroot_test.sh LOCALDNS SOURCE_DIR
 set -euo pipefail
 
