@@ -238,8 +238,10 @@ int run_main(int argc, char** argv) {
   wait_signal();
   server->start();
   notify_ready(c, node ? node->backend_name() : std::string());
+  auto watchdog = start_watchdog(c);
   signals_ctx.run();
   notify_stopping();
+  watchdog.reset();
   if (node) node->stop_sync();
   control.reset();
   health.reset();

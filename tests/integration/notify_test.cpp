@@ -15,6 +15,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <localdns/app/notify.hpp>
+#include <localdns/config/duration.hpp>
+
 #include "fake_upstream.hpp"
 #include "instance.hpp"
 
@@ -208,4 +211,46 @@ TEST_CASE("an unusable NOTIFY_SOCKET is a warning, and localdns still serves",
   REQUIRE(r);
   CHECK(c.terminate() == 0);
   CHECK_THAT(c.output(), Catch::Contains("cannot notify the service manager (READY=1)"));
+}
+
+TEST_CASE("WATCHDOG_USEC: WATCHDOG=1 keeps coming while the listeners answer",
+          "[integration][notify]") {
+  FakeUpstream up;
+  NotifySocket ns(false);
+  Ports p;
+  Child c;
+  spawn(c, args_for(p, up), {"NOTIFY_SOCKET=" + ns.env(), "WATCHDOG_USEC=400000"});
+  auto ready = ns.next(10s);
+  REQUIRE(ready);
+  CHECK_THAT(*ready, Catch::StartsWith("READY=1\n"));
+  // Every 100 ms (a quarter of 400 ms): at least 5 in 1.5 s, however slow the machine.
+  int pings = 0;
+  auto until = std::chrono::steady_clock::now() + 1500ms;
+  while (std::chrono::steady_clock::now() < until) {
+    auto m = ns.next(500ms);
+    if (m && *m == "WATCHDOG=1") ++pings;
+  }
+  CHECK(pings >= 5);
+  ::kill(c.pid, SIGTERM);
+  std::optional<std::string> m;
+  for (int i = 0; i < 100 && !(m && m->starts_with("STOPPING=1")); ++i)
+    m = ns.next(5s);
+  REQUIRE(m);
+  CHECK_THAT(*m, Catch::StartsWith("STOPPING=1\n"));
+  CHECK(c.terminate() == 0);
+}
+
+TEST_CASE("the watchdog's check: every listen address answers the health name",
+          "[integration][notify]") {
+  FakeUpstream up;
+  Instance ld({group({"."}, {up.address()}, localdns::config::Transport::Udp)});
+  auto here = *localdns::config::parse_endpoint(
+      ld.endpoint().address + ":" + std::to_string(ld.endpoint().port), 53);
+  CHECK(localdns::app::listeners_answer({here}, 500ms));
+  auto nothing = *localdns::config::parse_endpoint("127.0.0.1:" + std::to_string(free_port()), 53);
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK_FALSE(localdns::app::listeners_answer({here, nothing}, 300ms));
+  CHECK(std::chrono::steady_clock::now() - t0 < 2s);
+  CHECK_FALSE(localdns::app::listeners_answer({}, 300ms));
+  CHECK(up.udp_queries() + up.tcp_queries() == 0);  // answered by localdns itself
 }

@@ -47,7 +47,7 @@ verify "$TMP/broken/localdns.service" >/dev/null && fail "a missing ExecStart bi
 echo "ok: a misspelt key, a bad value and a missing binary fail verify"
 
 # Hardening does not silently erode: every setting the README documents is there.
-for line in Type=notify User=localdns ProtectSystem=strict RuntimeDirectory=localdns \
+for line in Type=notify WatchdogSec=30s User=localdns ProtectSystem=strict RuntimeDirectory=localdns \
   ReadWritePaths=/run/xtables.lock NoNewPrivileges=yes Restart=on-failure \
   'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_NET_RAW' \
   'AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE CAP_NET_RAW' \
