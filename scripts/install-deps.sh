@@ -14,6 +14,7 @@ build=(
   libnl-3-dev libnl-route-3-dev libnl-nf-3-dev prometheus-cpp-dev libsystemd-dev
   catch2 libbenchmark-dev clang-14 libclang-rt-14-dev
   knot dnsutils iproute2 iptables nftables util-linux
+  systemd  # systemd-analyze verify/security for deploy/systemd/localdns.service (tests)
 )
 
 sudo=""
