@@ -189,7 +189,7 @@ ip netns exec "$NS" "$LOCALDNS" --listen 127.0.0.53:53 --forward .=udp://192.0.2
 STUB=$!
 mkdir -p "/etc/netns/$NS"
 NETNS_ETC=/etc/netns/$NS
-trap 'kill -9 $STUB 2>/dev/null && wait $STUB 2>/dev/null; rm -rf "$NETNS_ETC"; cleanup' EXIT
+trap '{ kill -9 $STUB; wait $STUB; } 2>/dev/null || true; rm -rf "$NETNS_ETC"; cleanup' EXIT
 for _ in $(seq 50); do
   [ -n "$(ip netns exec "$NS" dig +short +time=1 +tries=1 @127.0.0.53 www.example.test 2>/dev/null)" ] && break
   sleep 0.1
