@@ -71,7 +71,7 @@ class NotifySocket {
   std::string path_, env_;
 };
 
-// localdns started with exactly `env` as its environment, output to `log`.
+// A localdns started by spawn(), its output in `log`.
 struct Child {
   pid_t pid = -1;
   std::string log;
@@ -103,6 +103,8 @@ struct Child {
   }
 };
 
+// The test's own environment (sanitizer options and all) without any
+// NOTIFY_SOCKET or WATCHDOG_* it may have inherited, plus `env`.
 void spawn(Child& c, const std::vector<std::string>& args, const std::vector<std::string>& env) {
   static int n = 0;
   c.log = "/tmp/localdns-notify-" + std::to_string(::getpid()) + "-" + std::to_string(++n) + ".log";
@@ -110,8 +112,14 @@ void spawn(Child& c, const std::vector<std::string>& args, const std::vector<std
   for (const auto& a : args)
     argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  std::vector<std::string> all;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string_view v(*e);
+    if (!v.starts_with("NOTIFY_SOCKET=") && !v.starts_with("WATCHDOG_")) all.emplace_back(v);
+  }
+  all.insert(all.end(), env.begin(), env.end());
   std::vector<char*> envp;
-  for (const auto& e : env)
+  for (const auto& e : all)
     envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
   posix_spawn_file_actions_t fa;
@@ -183,7 +191,7 @@ TEST_CASE("without NOTIFY_SOCKET localdns serves as before and sends nothing",
   NotifySocket ns(false);  // exists, but is not announced to the child
   Ports p;
   Child c;
-  spawn(c, args_for(p, up), {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"});
+  spawn(c, args_for(p, up), {});
   std::optional<Packet> r;
   for (int i = 0; i < 100 && !r; ++i) {
     r = udp_query({"127.0.0.1", p.dns}, make_query("plain.example", "A"), 100ms);
