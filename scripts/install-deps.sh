@@ -5,14 +5,16 @@
 set -euo pipefail
 
 # iptables and nftables: node setup drives them for the NOTRACK rules.
+# libsystemd: sd_notify readiness under systemd (Type=notify).
 runtime=(libldns3 libyaml-cpp0.7 libspdlog1.10 libfmt9 libnl-3-200 libnl-route-3-200 libnl-nf-3-200
-  libprometheus-cpp-core1.0 iptables nftables)
+  libprometheus-cpp-core1.0 libsystemd0 iptables nftables)
 build=(
   build-essential cmake ninja-build pkg-config clang-format
   libboost1.81-dev libldns-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-  libnl-3-dev libnl-route-3-dev libnl-nf-3-dev prometheus-cpp-dev
+  libnl-3-dev libnl-route-3-dev libnl-nf-3-dev prometheus-cpp-dev libsystemd-dev
   catch2 libbenchmark-dev clang-14 libclang-rt-14-dev
   knot dnsutils iproute2 iptables nftables util-linux
+  systemd  # systemd-analyze verify/security for deploy/systemd/localdns.service (tests)
 )
 
 sudo=""

@@ -16,6 +16,7 @@
 
 #include <localdns/app/control.hpp>
 #include <localdns/app/logging.hpp>
+#include <localdns/app/notify.hpp>
 #include <localdns/app/observability.hpp>
 #include <localdns/app/server.hpp>
 #include <localdns/config/cli.hpp>
@@ -311,7 +312,11 @@ int run_main(int argc, char** argv) {
   wait_signal();
   server->start();
   PidFile pidfile(opts->node_cache.pidfile.value_or(""));  // every listener is bound by now
+  notify_ready(c, node ? node->backend_name() : std::string());
+  auto watchdog = start_watchdog(c);
   signals_ctx.run();
+  notify_stopping();
+  watchdog.reset();
   if (node) node->stop_sync();
   control.reset();
   health.reset();

@@ -12,6 +12,7 @@
 
 #include <localdns/app/control.hpp>
 #include <localdns/app/logging.hpp>
+#include <localdns/config/loader.hpp>
 #include <localdns/dns/name.hpp>
 
 namespace localdns::app {
@@ -370,16 +371,36 @@ std::string ControlServer::dump(bool json) {
   return out;
 }
 
+std::expected<std::vector<std::string>, std::string> ctl_socket_candidates(
+    const std::optional<std::string>& socket_flag, const std::optional<std::string>& config_path) {
+  if (socket_flag) return std::vector<std::string>{*socket_flag};
+  if (config_path) {
+    auto c = config::load_config_file(*config_path);
+    if (!c) return std::unexpected(c.error().front());
+    if (c->control_socket.empty()) {
+      return std::unexpected(*config_path + ": control_socket is off: no localdns ctl");
+    }
+    return std::vector<std::string>{c->control_socket};
+  }
+  std::vector<std::string> out{config::default_config().control_socket};
+  if (out.front() != kRuntimeDirControlSocket) out.emplace_back(kRuntimeDirControlSocket);
+  return out;
+}
+
 int run_ctl(const std::vector<std::string>& args) {
-  std::string path = "/run/localdns.sock";
+  std::optional<std::string> socket_flag, config_path;
   bool json = false;
   std::vector<std::string> cmd;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const auto& a = args[i];
     if (a == "--socket" && i + 1 < args.size()) {
-      path = args[++i];
+      socket_flag = args[++i];
     } else if (a.starts_with("--socket=")) {
-      path = a.substr(9);
+      socket_flag = a.substr(9);
+    } else if (a == "--config" && i + 1 < args.size()) {
+      config_path = args[++i];
+    } else if (a.starts_with("--config=")) {
+      config_path = a.substr(9);
     } else if (a == "--json") {
       json = true;
     } else if (a == "--names" || a == "--nxdomain" || a == "--clients") {
@@ -391,7 +412,8 @@ int run_ctl(const std::vector<std::string>& args) {
     }
   }
   if (cmd.empty()) {
-    std::cerr << "usage: localdns ctl [--socket PATH] [--json] stats | top [--names|--nxdomain|"
+    std::cerr << "usage: localdns ctl [--socket PATH | --config FILE] [--json] stats | top "
+                 "[--names|--nxdomain|"
                  "--clients] [-n N] | flush [NAME] | dump\n";
     return 2;
   }
@@ -404,15 +426,25 @@ int run_ctl(const std::vector<std::string>& args) {
     line += (line.empty() ? "" : " ") + c;
   if (json) line += " json";
   line += "\n";
+  auto paths = ctl_socket_candidates(socket_flag, config_path);
+  if (!paths) {
+    std::cerr << "localdns ctl: " << paths.error() << "\n";
+    return 2;
+  }
   asio::io_context ctx;
   local::socket sock(ctx);
   boost::system::error_code ec;
-  sock.connect(local::endpoint(path), ec);
+  std::string tried;
+  for (const auto& path : *paths) {
+    sock = local::socket(ctx);
+    sock.connect(local::endpoint(path), ec);
+    if (!ec) break;
+    tried += (tried.empty() ? "" : ", ") + path + ": " + ec.message();
+  }
   if (ec) {
-    std::cerr
-        << "localdns ctl: cannot connect to " << path << ": " << ec.message()
-        << " (is localdns running? its control socket is set with --control-socket; root only by "
-           "default)\n";
+    std::cerr << "localdns ctl: cannot connect to " << tried
+              << " (is localdns running? its control socket is set with --control-socket or "
+                 "control_socket; root only by default)\n";
     return 1;
   }
   asio::write(sock, asio::buffer(line), ec);

@@ -14,7 +14,7 @@ std::string usage() {
        localdns --print-config [--config FILE | node-local-dns flags] [FLAGS]
        localdns migrate --corefile FILE [--kube-dns-dir DIR] [node-local-dns args]
        localdns cleanup [--config FILE] [--interface-name NAME]
-       localdns ctl [--socket PATH] [--json] COMMAND
+       localdns ctl [--socket PATH | --config FILE] [--json] COMMAND
        localdns doctor [--watch SECONDS] [--json] [--all-pods] [FLAGS]
 
 A node-local caching DNS forwarder.
@@ -60,9 +60,11 @@ Observability:
 Commands:
   cleanup                  remove every interface address and rule localdns may
                            have left (all rule backends), then exit
-  ctl [--socket PATH] [--json] stats | top [--names|--nxdomain|--clients] [-n N]
-      | flush [NAME] | dump
+  ctl [--socket PATH | --config FILE] [--json] stats | top [--names|--nxdomain|
+      --clients] [-n N] | flush [NAME] | dump
                            talk to a running localdns over its control socket
+                           (default: /run/localdns.sock, else
+                           /run/localdns/localdns.sock; --config: its control_socket)
   doctor [--watch S] [--resolv-conf FILE] [--pod PID] [--all-pods]
          [--resolver glibc|musl] [--cluster-dns IP] [--json] [localdns flags]
                            diagnose DNS timeouts on this node: the conntrack

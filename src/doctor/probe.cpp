@@ -23,6 +23,7 @@
 #include <localdns/dns/message.hpp>
 #include <localdns/dns/name.hpp>
 #include <localdns/doctor/doctor.hpp>
+#include <localdns/doctor/resolved.hpp>
 #include <localdns/node/link.hpp>
 #include <localdns/node/node_setup.hpp>
 #include <localdns/node/process.hpp>
@@ -532,6 +533,15 @@ int run_doctor(const std::vector<std::string>& raw) {
     add_file("/etc/resolv.conf", "/etc/resolv.conf");
   Check c4 = check_resolver(sources, view, resolver, unreadable);
   if (sources.empty()) c4.raise(Status::warn);
+  if (opts->resolv_conf.empty() && opts->pods.empty() && !opts->all_pods) {
+    std::vector<std::string> mine, servers;  // systemd-resolved next to localdns
+    for (const auto& l : targets.locals)
+      if (obs.expected) mine.push_back(l.address.to_string());
+    for (const auto& g : cfg.forward)
+      for (const auto& s : g.servers)
+        servers.push_back(s.to_string());
+    add_resolved(c4, probe_resolved(), mine, servers);
+  }
 
   // 2 and 3.
   const std::string sys = "/proc/sys/net/netfilter/";

@@ -179,6 +179,26 @@ class IptablesBackend final : public RulesBackend {
   // check: count only; apply: install ours and replace node-local-dns's in the
   // same transactions; remove: delete ours, leave everything else.
   enum class Mode { check, apply, remove };
+  // `-save`, or, when that cannot list the tables, one `-save -t TABLE` per
+  // table of kChains: iptables-legacy-save lists the tables from
+  // /proc/net/ip_tables_names, which is root's (0440), so a service running
+  // as another user with CAP_NET_ADMIN could not read its own rules. Not -t
+  // always: it would load and create legacy tables on a host that has none.
+  static std::expected<ProcessResult, std::string> save_tables(const std::string& save) {
+    auto plain = run_process({save});
+    if (!plain || plain->ok() ||
+        plain->err.find("_tables_names: Permission denied") == std::string::npos) {
+      return plain;
+    }
+    ProcessResult all;
+    all.exit_code = 0;
+    for (const char* table : {"raw", "filter", "nat"}) {
+      auto r = run_process({save, "-t", table});
+      if (!r || !r->ok()) return r;
+      all.out += r->out;
+    }
+    return all;
+  }
 
   std::string program(bool v6, const char* suffix) const {
     return std::string(v6 ? "ip6tables-" : "iptables-") + variant_ + suffix;
@@ -195,7 +215,7 @@ class IptablesBackend final : public RulesBackend {
                              " not found: install the iptables package, or pick "
                              "another --rules-backend");
     }
-    auto saved = run_process({save});
+    auto saved = save_tables(save);
     if (!saved) return std::unexpected(saved.error());
     if (!saved->ok()) {
       bool denied = saved->err.find("ermission denied") != std::string::npos;

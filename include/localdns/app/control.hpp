@@ -6,11 +6,14 @@
 
 #include <chrono>
 #include <deque>
+#include <expected>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -64,6 +67,17 @@ class ControlServer {
   std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> samples_;  // QPS
   std::thread thread_;
 };
+
+// Where a systemd unit with RuntimeDirectory=localdns puts the control socket
+// (config/bare-metal.yaml's control_socket).
+inline constexpr const char* kRuntimeDirControlSocket = "/run/localdns/localdns.sock";
+
+// The sockets `localdns ctl` tries, in order: --socket PATH alone when given;
+// else control_socket of --config FILE when given; else the default
+// (/run/localdns.sock), then kRuntimeDirControlSocket. An unreadable config or
+// a control socket that is off is an error naming the file.
+std::expected<std::vector<std::string>, std::string> ctl_socket_candidates(
+    const std::optional<std::string>& socket_flag, const std::optional<std::string>& config_path);
 
 // `localdns ctl ARGS...`: sends the command, prints the answer; exit code.
 int run_ctl(const std::vector<std::string>& args);

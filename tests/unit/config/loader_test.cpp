@@ -188,7 +188,8 @@ TEST_CASE("resolv.conf nameserver lines become upstreams", "[config]") {
 }
 
 TEST_CASE("the example configs in config/ are valid", "[config]") {
-  for (const char* name : {"standalone.yaml", "kubernetes.yaml", "standalone-node.yaml"}) {
+  for (const char* name :
+       {"standalone.yaml", "kubernetes.yaml", "standalone-node.yaml", "bare-metal.yaml"}) {
     INFO(name);
     auto c = load_config_file(std::string(LOCALDNS_SOURCE_DIR) + "/config/" + name);
     REQUIRE(c.has_value());
