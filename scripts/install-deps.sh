@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages localdns needs to build, test and run.
 #   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh --build  build dependencies only (the image's build stage)
 #   scripts/install-deps.sh --run    runtime libraries only (container image)
 set -euo pipefail
 
-# iptables and nftables: node setup drives them for the NOTRACK rules.
-runtime=(libldns3 libyaml-cpp0.7 libspdlog1.10 libfmt9 libnl-3-200 libnl-route-3-200 libnl-nf-3-200
+# The libraries localdns links (ldd; libc6 and libgcc-s1 are in every Debian
+# base), iptables and nftables: node setup drives them for the NOTRACK rules.
+runtime=(libstdc++6 libyaml-cpp0.7 libspdlog1.10 libfmt9 libnl-3-200 libnl-route-3-200 libnl-nf-3-200
   libprometheus-cpp-core1.0 iptables nftables)
 build=(
   build-essential cmake ninja-build pkg-config clang-format
@@ -14,12 +16,16 @@ build=(
   catch2 libbenchmark-dev clang-14 libclang-rt-14-dev
   knot dnsutils iproute2 iptables nftables util-linux
 )
+# buildah and debootstrap: scripts/image-test.sh builds the container image
+# from a Debian base it makes locally.
+image=(buildah debootstrap)
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
-want=("${build[@]}")
+want=("${build[@]}" "${image[@]}")
 if [ "${1:-}" = "--run" ]; then want=("${runtime[@]}"); fi
+if [ "${1:-}" = "--build" ]; then want=("${build[@]}"); fi
 
 missing=()
 for p in "${want[@]}"; do
