@@ -72,12 +72,13 @@ B=(buildah --root "$STORE/root" --runroot "$STORE/run" --storage-driver vfs)
 BASE_IMAGE=localhost/localdns-test-base:$id
 IMAGE=localhost/localdns-test:$id
 CTRS=()
-KNOT_PID="" RUN_PID=""
+KNOT_PID="" RUN_PID="" KNOT2_PID="" NS=""
 
 cleanup() {
   local rc=$?
   if [ -n "$RUN_PID" ]; then stop_localdns; fi
-  if [ -n "$KNOT_PID" ]; then kill "$KNOT_PID" 2>/dev/null || true; wait "$KNOT_PID" 2>/dev/null || true; fi
+  for p in $KNOT_PID $KNOT2_PID; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  if [ -n "$NS" ]; then ip netns del "$NS" 2>/dev/null || true; fi
   for c in "${CTRS[@]}"; do "${B[@]}" rm "$c" >/dev/null 2>&1 || true; done
   "${B[@]}" rmi -f "$IMAGE" "$BASE_IMAGE" >/dev/null 2>&1 || true
   "${B[@]}" rmi --prune >/dev/null 2>&1 || true
@@ -86,6 +87,7 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 
 fail() {
   echo "FAIL: $*"
@@ -253,23 +255,28 @@ $TTL 30
 ns IN A 10.0.0.53
 image-test.default.svc IN A 10.96.77.7
 ZONE
-cat >"$WORK/knot/knot.conf" <<CONF
+knot_conf() {  # knot_conf DIR ADDRESS PORT: a config serving the zone in $WORK/knot/zone
+  mkdir -p "$1"
+  cp "$WORK/knot/zone" "$1/zone" 2>/dev/null || true
+  cat >"$1/knot.conf" <<CONF
 server:
-  rundir: "$WORK/knot"
-  listen: 127.0.0.1@$KPORT
+  rundir: "$1"
+  listen: $2@$3
   udp-workers: 1
   tcp-workers: 1
   background-workers: 1
 database:
-  storage: "$WORK/knot"
+  storage: "$1"
 log:
   - target: stderr
     any: error
 zone:
   - domain: cluster.local
-    storage: "$WORK/knot"
+    storage: "$1"
     file: "zone"
 CONF
+}
+knot_conf "$WORK/knot" 127.0.0.1 "$KPORT"
 knotd -c "$WORK/knot/knot.conf" >"$WORK/knot.log" 2>&1 &
 KNOT_PID=$!
 NAME=image-test.default.svc.cluster.local WANT=10.96.77.7
@@ -308,6 +315,69 @@ got=$(ask +tcp @127.0.0.1 -p "$LPORT")
 [ "$got" = "$WANT" ] || fail "localdns in the image answered '$got' for $NAME over TCP, not $WANT"
 echo "localdns in the image on 127.0.0.1:$LPORT answers $NAME A $got (UDP and TCP), from Knot DNS on :$KPORT"
 stop_localdns
+
+# --- as a non-root user, as README.md's "Container image" says ----------------
+# Its Dockerfile snippet, built on this image; run in a network namespace of
+# this test's own (with buildah in it: the host network of a chroot-isolated
+# container is the namespace buildah runs in), with the pod's capabilities.
+phase nonroot
+snippet=$(awk '/^### Running it as a non-root user/ { s = 1 } s && /^```Dockerfile/ { d = 1; next }
+  d && /^```/ { exit } d { print }' README.md)
+grep -q '^FROM localdns$' <<<"$snippet" || fail "README.md has no non-root Dockerfile snippet (FROM localdns)"
+mkdir -p "$WORK/nonroot"
+sed "s|^FROM localdns\$|FROM $IMAGE|" <<<"$snippet" >"$WORK/nonroot/Dockerfile"
+"${B[@]}" bud --isolation chroot --pull=never -t "$IMAGE-nonroot" -f "$WORK/nonroot/Dockerfile" "$WORK/nonroot" \
+  >"$WORK/nonroot/bud.log" 2>&1 || { tail -20 "$WORK/nonroot/bud.log"; fail "the README's non-root Dockerfile does not build"; }
+nr=$("${B[@]}" from --pull=never "$IMAGE-nonroot")
+CTRS+=("$nr")
+NS=ld-image-$id
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+KPORT2=5300
+knot_conf "$WORK/knot2" 127.0.0.1 "$KPORT2"
+ip netns exec "$NS" knotd -c "$WORK/knot2/knot.conf" >"$WORK/knot2.log" 2>&1 &
+KNOT2_PID=$!
+for _ in $(seq 1 100); do
+  [ "$(ip netns exec "$NS" dig +short +time=1 +tries=1 @127.0.0.1 -p $KPORT2 "$NAME" A)" = "$WANT" ] && break
+  sleep 0.1
+done
+nonroot_run() {  # nonroot_run LOG [--wrap CMD] LOCALDNS-FLAGS...: localdns as the image's user in $NS
+  local log=$1 wrap=()
+  shift
+  if [ "$1" = --wrap ]; then read -ra wrap <<<"$2"; shift 2; fi
+  ip netns exec "$NS" "${B[@]}" run --isolation chroot --network host \
+    --cap-add CAP_NET_ADMIN --cap-add CAP_NET_BIND_SERVICE --cap-add CAP_NET_RAW \
+    -v /run/xtables.lock:/run/xtables.lock "$nr" -- "${wrap[@]}" /usr/local/bin/localdns \
+    --local-ip 169.254.20.10 --interface-kind bridge --forward ".=udp://127.0.0.1:$KPORT2" \
+    --sync-interval 1h --metrics off --health off --control-socket off "$@" >"$log" 2>&1
+}
+touch /run/xtables.lock
+uid=$("${B[@]}" run --isolation chroot "$nr" -- id -u)
+[ "$uid" = 65532 ] || fail "the non-root image runs as uid $uid, not 65532"
+nonroot_run "$WORK/localdns.log" --rules-backend iptables-nft &
+RUN_PID=$!
+got=""
+for _ in $(seq 1 150); do
+  got=$(ip netns exec "$NS" dig +short +time=1 +tries=1 @169.254.20.10 "$NAME" A 2>/dev/null || true)
+  [ "$got" = "$WANT" ] && break
+  kill -0 "$RUN_PID" 2>/dev/null || fail "localdns as uid 65532 (iptables-nft) exited"
+  sleep 0.2
+done
+[ "$got" = "$WANT" ] || fail "localdns as uid 65532 answered '$got' on 169.254.20.10:53, not $WANT"
+ip netns exec "$NS" iptables-nft-save -t raw | grep -q 'localdns:' ||
+  fail "localdns as uid 65532 installed no iptables-nft rules"
+echo "as uid 65532 with file capabilities: interface, iptables-nft rules, 169.254.20.10:53 answers $got"
+stop_localdns
+rc=0
+nonroot_run "$WORK/legacy.log" --rules-backend iptables-legacy || rc=$?
+[ $rc -eq 1 ] && grep -q 'iptables-legacy.*Permission denied' "$WORK/legacy.log" ||
+  { cat "$WORK/legacy.log"; fail "iptables-legacy as uid 65532 did not fail as the README says (exit $rc)"; }
+echo "as uid 65532, iptables-legacy fails: $(grep -m1 -o 'iptables-legacy[^[]*Permission denied' "$WORK/legacy.log")"
+rc=0
+nonroot_run "$WORK/nnp.log" --wrap "setpriv --no-new-privs" --rules-backend iptables-nft || rc=$?
+[ $rc -eq 1 ] && grep -q 'managing interfaces needs CAP_NET_ADMIN' "$WORK/nnp.log" ||
+  { cat "$WORK/nnp.log"; fail "with no_new_privs, localdns as uid 65532 did not fail as the README says (exit $rc)"; }
+echo "as uid 65532 with no_new_privs (allowPrivilegeEscalation: false): node setup refused"
 
 phase report
 size=$("${B[@]}" images --format '{{.Size}}' "$IMAGE" | head -1)
