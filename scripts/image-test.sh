@@ -82,11 +82,14 @@ cleanup() {
   if [ -n "$RUN_PID" ]; then stop_localdns; fi
   for p in $KNOT_PID $KNOT2_PID; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   if [ -n "$NS" ]; then ip netns del "$NS" 2>/dev/null || true; fi
+  local t0=$SECONDS
+  # The containers through buildah (it unmounts what they hold); the images
+  # with the store this script made for itself: vfs keeps every layer as a
+  # plain directory tree, and the whole store goes (never across a mount
+  # point a run may have left behind).
   for c in "${CTRS[@]}"; do "${B[@]}" rm "$c" >/dev/null 2>&1 || true; done
-  "${B[@]}" rmi -f "$IMAGE" "$BASE_IMAGE" >/dev/null 2>&1 || true
-  "${B[@]}" rmi --prune >/dev/null 2>&1 || true
-  # vfs keeps every layer as a plain directory tree: the whole store goes.
-  rm -rf "$WORK"
+  rm -rf --one-file-system "$WORK"
+  echo "cleanup: $((SECONDS - t0)) s" >&2
   exit $rc
 }
 trap cleanup EXIT
