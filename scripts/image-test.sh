@@ -46,7 +46,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "SKIPPED: the image test needs root (buildah vfs storage, chroot isolation)"
   exit 77
 fi
-for tool in buildah debootstrap knotd dig strip ss tar; do
+for tool in buildah debootstrap knotd dig strip ss tar ip iptables-nft-save; do
   command -v "$tool" >/dev/null || PATH=$PATH:/usr/sbin:/sbin
   command -v "$tool" >/dev/null || { echo "FAIL: $tool not found (scripts/install-deps.sh installs it)"; exit 1; }
 done
@@ -350,7 +350,9 @@ for _ in $(seq 1 100); do
   [ "$(ip netns exec "$NS" dig +short +time=1 +tries=1 @127.0.0.1 -p $KPORT2 "$NAME" A)" = "$WANT" ] && break
   sleep 0.1
 done
-nonroot_run() {  # nonroot_run LOG [--wrap CMD] LOCALDNS-FLAGS...: localdns as the image's user in $NS
+# nonroot_run LOG [--wrap CMD] LOCALDNS-FLAGS...: localdns as the image's user in $NS
+# (a bridge as its interface: not every kernel has the dummy module).
+nonroot_run() {
   local log=$1 wrap=()
   shift
   if [ "$1" = --wrap ]; then read -ra wrap <<<"$2"; shift 2; fi
@@ -360,6 +362,7 @@ nonroot_run() {  # nonroot_run LOG [--wrap CMD] LOCALDNS-FLAGS...: localdns as t
     --local-ip 169.254.20.10 --interface-kind bridge --forward ".=udp://127.0.0.1:$KPORT2" \
     --sync-interval 1h --metrics off --health off --control-socket off "$@" >"$log" 2>&1
 }
+# The pod mounts the node's lock (hostPath, FileOrCreate): so does this test.
 touch /run/xtables.lock
 uid=$("${B[@]}" run --isolation chroot "$nr" -- id -u)
 [ "$uid" = 65532 ] || fail "the non-root image runs as uid $uid, not 65532"
