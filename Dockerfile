@@ -4,7 +4,7 @@
 #   docker build --build-arg BASE=my-mirror/debian:bookworm-slim -t localdns .
 #
 # Stages:
-#   build     the -dev packages (scripts/install-deps.sh --build) and a release build
+#   build     the build dependencies (scripts/install-deps.sh --build), a release build
 #   runtime   the shared libraries localdns links (scripts/install-deps.sh --run),
 #             iptables (legacy and nft), nftables, the configs under /etc/localdns
 #   image     runtime + the binary from `build`: the default target, the image users get
