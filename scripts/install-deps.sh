@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages localdns needs to build, test and run.
 #   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh --build  build dependencies only (the image's build stage)
 #   scripts/install-deps.sh --run    runtime libraries only (container image)
 set -euo pipefail
 
-# iptables and nftables: node setup drives them for the NOTRACK rules.
+# The libraries localdns links (ldd; libc6 and libgcc-s1 are in every Debian
+# base), iptables and nftables: node setup drives them for the NOTRACK rules.
 # libsystemd: sd_notify readiness under systemd (Type=notify).
-runtime=(libldns3 libyaml-cpp0.7 libspdlog1.10 libfmt9 libnl-3-200 libnl-route-3-200 libnl-nf-3-200
+runtime=(libstdc++6 libyaml-cpp0.7 libspdlog1.10 libfmt9 libnl-3-200 libnl-route-3-200 libnl-nf-3-200
   libprometheus-cpp-core1.0 libsystemd0 iptables nftables)
 build=(
   build-essential cmake ninja-build pkg-config clang-format
@@ -16,12 +18,16 @@ build=(
   knot dnsutils iproute2 iptables nftables util-linux
   systemd  # systemd-analyze verify/security for deploy/systemd/localdns.service (tests)
 )
+# buildah and debootstrap: scripts/image-test.sh builds the container image
+# from a Debian base it makes locally.
+image=(buildah debootstrap)
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
-want=("${build[@]}")
+want=("${build[@]}" "${image[@]}")
 if [ "${1:-}" = "--run" ]; then want=("${runtime[@]}"); fi
+if [ "${1:-}" = "--build" ]; then want=("${build[@]}"); fi
 
 missing=()
 for p in "${want[@]}"; do
