@@ -236,7 +236,11 @@ if (cil.ds) {
   }
   const lrp = find(builds['overlays/cilium'], 'CiliumLocalRedirectPolicy');
   if (check(lrp, 'cilium: a CiliumLocalRedirectPolicy')) {
-    check(same(lrp.spec.redirectFrontend.serviceMatcher, { serviceName: 'kube-dns', namespace: 'kube-system' }), 'cilium: the policy matches the kube-dns Service');
+    const fe = lrp.spec.redirectFrontend.serviceMatcher;
+    check(fe.serviceName === 'kube-dns' && fe.namespace === 'kube-system', 'cilium: the policy matches the kube-dns Service');
+    // Frontend and backend ports pair up by name.
+    check(same(sorted((fe.toPorts || []).map((p) => p.name)), sorted(lrp.spec.redirectBackend.toPorts.map((p) => p.name))),
+      'cilium: the frontend and backend ports have the same names');
     const sel = lrp.spec.redirectBackend.localEndpointSelector.matchLabels;
     check(Object.entries(sel).every(([k, v]) => cil.ds.spec.template.metadata.labels[k] === v), 'cilium: the policy selects the localdns pods');
     for (const p of lrp.spec.redirectBackend.toPorts) {
