@@ -5,6 +5,10 @@
 'use strict';
 const fs = require('fs');
 const path = require('path');
+if (!fs.existsSync(path.join(__dirname, 'node_modules', 'yaml'))) {
+  console.log('FAIL: tests/deploy/node_modules is missing: run scripts/install-deps.sh (npm ci in tests/deploy)');
+  process.exit(1);
+}
 const YAML = require('yaml');
 
 const ROOT = path.resolve(__dirname, '../..');

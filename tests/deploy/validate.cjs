@@ -13,6 +13,10 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { execFileSync } = require('child_process');
+if (!fs.existsSync(path.join(__dirname, 'node_modules', 'yaml'))) {
+  console.log('FAIL: tests/deploy/node_modules is missing: run scripts/install-deps.sh (npm ci in tests/deploy)');
+  process.exit(1);
+}
 const YAML = require('yaml');
 const Ajv2020 = require('ajv/dist/2020');
 
