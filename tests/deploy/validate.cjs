@@ -19,6 +19,7 @@ if (!fs.existsSync(path.join(__dirname, 'node_modules', 'yaml'))) {
 }
 const YAML = require('yaml');
 const Ajv2020 = require('ajv/dist/2020');
+const { unknownFields } = require('./strict_fields.cjs');
 
 const ROOT = path.resolve(__dirname, '../..');
 const DEPLOY = path.join(ROOT, 'deploy');
@@ -96,10 +97,17 @@ for (const dir of ['base', 'overlays/iptables', 'overlays/link-local', 'overlays
 // --- schemas ------------------------------------------------------------------
 const ajv = new Ajv2020({ strict: true, strictRequired: false, allErrors: true });
 const lrpSchema = ajv.compile(JSON.parse(fs.readFileSync(path.join(__dirname, 'cilium-lrp.schema.json'), 'utf8')));
-function modelFor(obj) {
+function modulePath(obj) {
   const [group, version] = obj.apiVersion.includes('/') ? obj.apiVersion.split('/') : ['', obj.apiVersion];
-  if (group === 'monitoring.coreos.com') return require(`@kubernetes-models/prometheus-operator/${obj.apiVersion}`)[obj.kind];
-  try { return require(`kubernetes-models/${group ? group + '/' : ''}${version}`)[obj.kind]; } catch { return undefined; }
+  if (group === 'monitoring.coreos.com') return `@kubernetes-models/prometheus-operator/${obj.apiVersion}`;
+  return `kubernetes-models/${group ? group + '/' : ''}${version}`;
+}
+function modelFor(obj) {
+  try { return require(modulePath(obj))[obj.kind]; } catch { return undefined; }
+}
+// The model's TypeScript declarations, for the unknown-field check.
+function declarationsFor(obj) {
+  return path.join(path.dirname(require.resolve(modulePath(obj))), `${obj.kind}.d.ts`);
 }
 function validate(obj, where) {
   const what = `${where}: ${obj.kind} ${obj.metadata && obj.metadata.name}`;
@@ -110,6 +118,8 @@ function validate(obj, where) {
   const Model = modelFor(obj);
   if (!check(Model !== undefined, `${what}: no schema for ${obj.apiVersion} ${obj.kind}`)) return;
   try { new Model(obj).validate(); check(true, what); } catch (e) { check(false, `${what} validates: ${e.message}`); }
+  const unknown = unknownFields(obj, declarationsFor(obj));
+  check(unknown.length === 0, `${what}: unknown fields (the API server rejects them): ${unknown.join(', ')}`);
   check(obj.metadata.namespace === 'kube-system', `${what} is in kube-system (got ${obj.metadata.namespace})`);
 }
 for (const [dir, objs] of Object.entries(builds)) for (const o of objs) validate(o, dir);
