@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The iptables-mode DaemonSet's localdns, for real, in a network namespace
-# standing in for a node: deploy/render.sh fills the overlay with sample
-# values, localdns runs the rendered ConfigMap with the DaemonSet's own args
-# ($(HOST_IP) = the "node" address), Knot DNS plays CoreDNS behind the
-# kube-dns-upstream address and the node's resolver. Asserts the probes on the
-# link-local address, answers on both local addresses, metrics on the node IP
-# (and not on the link-local one), that every metric the dashboard and the
+# Each overlay's localdns, for real, in a network namespace standing in for a
+# node: deploy/render.sh fills the overlay with sample values, localdns runs
+# the rendered ConfigMap with the DaemonSet's own args ($(HOST_IP) and
+# $(POD_IP) = the "node" address), Knot DNS plays CoreDNS behind the
+# kube-dns-upstream address and the node's resolver. Asserts, per mode, /ready
+# and /health where the probes go and answers where pods ask (link-local: never
+# the ClusterIP; Cilium: the pod IP, no interface), a clean SIGTERM; then in
+# iptables mode metrics on the node IP (and not on the link-local one), that every metric the dashboard and the
 # alerts query is in the scrape, and that localdns's RSS with a full cache
 # (entries, then bytes) stays under the DaemonSet's memory limit.
 #   runtime_test.sh LOCALDNS
@@ -127,10 +128,17 @@ for _ in $(seq 1 50); do
 done
 n dig +short +time=1 +tries=1 @"$UPSTREAM" kubernetes.default.svc.cluster.local | grep -q 10.96.0.1 || { cat "$TMP/knot.err"; fail "Knot DNS did not start"; }
 
-# --- the rendered DaemonSet ------------------------------------------------------
-"$ROOT/deploy/render.sh" --local-dns "$LOCAL" --dns-server "$KUBEDNS" --upstream "$UPSTREAM" \
-  "$ROOT/deploy/overlays/iptables" > "$TMP/rendered.yaml" || fail "deploy/render.sh"
-node -e '
+# --- the rendered DaemonSets ---------------------------------------------------
+# run_overlay NAME: renders deploy/overlays/NAME, starts localdns with the
+# rendered ConfigMap and the DaemonSet's args ($(HOST_IP) and $(POD_IP) are
+# the "node" address: a pod IP on the host network), and waits for /ready
+# where the DaemonSet's probes go. Sets LPID, LWRAP, PROBE, CONF, LIMIT.
+run_overlay() {
+  local dir=$TMP/$1
+  mkdir -p "$dir"
+  "$ROOT/deploy/render.sh" --local-dns "$LOCAL" --dns-server "$KUBEDNS" --upstream "$UPSTREAM" \
+    "$ROOT/deploy/overlays/$1" > "$dir/rendered.yaml" || fail "deploy/render.sh deploy/overlays/$1"
+  node -e '
 const YAML = require(process.argv[1] + "/node_modules/yaml");
 const fs = require("fs");
 const objs = YAML.parseAllDocuments(fs.readFileSync(process.argv[2], "utf8")).map((d) => d.toJS());
@@ -140,30 +148,74 @@ const cm = objs.find((o) => o.kind === "ConfigMap" && o.metadata.name === ds.spe
 fs.writeFileSync(process.argv[3] + "/localdns.yaml", cm.data["localdns.yaml"]);
 fs.writeFileSync(process.argv[3] + "/args", c.args.join("\n") + "\n");
 fs.writeFileSync(process.argv[3] + "/limit", String(c.resources.limits.memory));
-' "$HERE" "$TMP/rendered.yaml" "$TMP" || fail "cannot read the rendered DaemonSet"
-mapfile -t ARGS < <(sed -e "s|\$(HOST_IP)|$HOST_IP|g" -e "s|^/etc/localdns/localdns.yaml$|$TMP/localdns.yaml|" "$TMP/args")
-grep -q '\$(' <<<"${ARGS[*]}" && fail "args reference variables the test does not set: ${ARGS[*]}"
-echo "== localdns ${ARGS[*]} (interface kind $KIND)"
+fs.writeFileSync(process.argv[3] + "/probe", c.readinessProbe.httpGet.host || "");
+' "$HERE" "$dir/rendered.yaml" "$dir" || fail "cannot read the rendered DaemonSet of $1"
+  CONF=$dir/localdns.yaml LIMIT=$(cat "$dir/limit") PROBE=$(cat "$dir/probe")
+  [ -n "$PROBE" ] || PROBE=$HOST_IP   # no host: kubelet probes the pod IP
+  mapfile -t ARGS < <(sed -e "s|\$(HOST_IP)|$HOST_IP|g" -e "s|\$(POD_IP)|$HOST_IP|g" \
+    -e "s|^/etc/localdns/localdns.yaml$|$CONF|" "$dir/args")
+  if grep -q '\$(' <<<"${ARGS[*]}"; then fail "$1: args reference variables the test does not set: ${ARGS[*]}"; fi
+  echo "== $1: localdns ${ARGS[*]} (interface kind $KIND)"
+  LOG=$dir/localdns.log
+  start "$dir/localdns.pid" "$LOCALDNS" "${ARGS[@]}" "${EXTRA[@]}" "${MORE[@]}" --control-socket "$dir/ctl.sock" >"$LOG" 2>&1
+  LPID=$(cat "$dir/localdns.pid") LWRAP=$WRAPPER
+  local ready=""
+  for _ in $(seq 1 100); do
+    kill -0 "$LPID" 2>/dev/null || fail "$1: localdns exited"
+    if http "$PROBE" 8080 /ready 2>/dev/null | head -1 | grep -q ' 200 '; then ready=1; break; fi
+    sleep 0.1
+  done
+  [ -n "$ready" ] || fail "$1: /ready on $PROBE:8080 did not answer 200 within 10 s: $(http "$PROBE" 8080 /ready 2>&1 | tail -1)"
+  http "$PROBE" 8080 /health | head -1 | grep -q ' 200 ' || fail "$1: /health on $PROBE:8080 is not 200"
+}
+answers() {  # MODE SERVER...: each answers a cluster name over UDP and TCP
+  local mode=$1 server proto got
+  shift
+  for server in "$@"; do
+    for proto in +notcp +tcp; do
+      got=$(n dig +short +time=2 +tries=1 $proto @"$server" kubernetes.default.svc.cluster.local) || true
+      [ "$got" = 10.96.0.1 ] || fail "$mode: dig $proto @$server kubernetes.default.svc.cluster.local gave '$got'"
+    done
+  done
+  n dig +time=2 +tries=1 @"$1" nothing.svc.cluster.local | grep -q NXDOMAIN || fail "$mode: no NXDOMAIN from $1 for a missing cluster name"
+}
+silent() {  # MODE SERVER...: nothing answers there
+  local mode=$1 server
+  shift
+  for server in "$@"; do
+    if n dig +short +time=1 +tries=1 @"$server" kubernetes.default.svc.cluster.local 2>/dev/null | grep -q 10.96.0.1; then
+      fail "$mode: $server answers, and must not"
+    fi
+  done
+}
+stop_localdns() {  # MODE: SIGTERM, exit status 0, the interface gone
+  local status=0
+  kill -TERM "$LPID"
+  wait "$LWRAP" || status=$?
+  [ "$status" -eq 0 ] || fail "$1: localdns exited with status $status on SIGTERM"
+  if n ip link show nodelocaldns >/dev/null 2>&1; then fail "$1: the nodelocaldns interface is left after SIGTERM"; fi
+}
 # LOCALDNS_EXTRA_ARGS: more flags, e.g. --threads 16 to measure a bigger node.
 read -ra MORE <<<"${LOCALDNS_EXTRA_ARGS:-}"
-start "$TMP/localdns.pid" "$LOCALDNS" "${ARGS[@]}" "${EXTRA[@]}" "${MORE[@]}" --control-socket "$TMP/ctl.sock" >"$LOG" 2>&1
-LPID=$(cat "$TMP/localdns.pid") LWRAP=$WRAPPER
 
-ready=""
-for _ in $(seq 1 100); do
-  kill -0 "$LPID" 2>/dev/null || fail "localdns exited"
-  if http "$LOCAL" 8080 /ready 2>/dev/null | head -1 | grep -q ' 200 '; then ready=1; break; fi
-  sleep 0.1
-done
-[ -n "$ready" ] || fail "/ready on $LOCAL:8080 did not answer 200 within 10 s: $(http "$LOCAL" 8080 /ready 2>&1 | tail -1)"
-http "$LOCAL" 8080 /health | head -1 | grep -q ' 200 ' || fail "/health on $LOCAL:8080 is not 200"
-for server in "$LOCAL" "$KUBEDNS"; do
-  for proto in +notcp +tcp; do
-    got=$(n dig +short +time=2 +tries=1 $proto @"$server" kubernetes.default.svc.cluster.local) || true
-    [ "$got" = 10.96.0.1 ] || fail "dig $proto @$server kubernetes.default.svc.cluster.local gave '$got'"
-  done
-done
-n dig +time=2 +tries=1 @"$LOCAL" nothing.svc.cluster.local | grep -q NXDOMAIN || fail "no NXDOMAIN for a missing cluster name"
+# Link-local only: 169.254.20.10, never the kube-dns ClusterIP.
+run_overlay link-local
+answers link-local "$LOCAL"
+silent link-local "$KUBEDNS"
+stop_localdns link-local
+
+# Cilium: an ordinary pod on its pod IP, no interface, no rules.
+run_overlay cilium
+answers cilium "$HOST_IP"
+silent cilium "$LOCAL" "$KUBEDNS"
+if n ip link show nodelocaldns >/dev/null 2>&1; then fail "cilium: an interface was set up"; fi
+http "$HOST_IP" 9253 /metrics | head -1 | grep -q ' 200 ' || fail "cilium: no /metrics on the pod IP"
+stop_localdns cilium
+
+# iptables mode (the drop-in): both local addresses; then metrics and memory.
+run_overlay iptables
+answers iptables "$LOCAL" "$KUBEDNS"
+n ip link show nodelocaldns >/dev/null 2>&1 || fail "iptables: no nodelocaldns interface"
 
 # --- metrics on the node's IP only -----------------------------------------------
 http "$HOST_IP" 9253 /metrics > "$TMP/metrics.txt" || fail "no /metrics on $HOST_IP:9253"
@@ -175,13 +227,13 @@ node "$HERE/metrics_check.cjs" "$TMP/metrics.txt" || fail "the dashboard or the 
 # --- memory with a full cache ----------------------------------------------------
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$LPID/status"; }
 metric() { http "$HOST_IP" 9253 /metrics | awk -v m="$1" '$1 ~ "^"m"({|$)" {print $2; exit}'; }
-limit=$(cat "$TMP/limit")
+limit=$LIMIT
 case "$limit" in
   *Mi) limit_kib=$(( ${limit%Mi} * 1024 )) ;;
   *Gi) limit_kib=$(( ${limit%Gi} * 1024 * 1024 )) ;;
   *) fail "memory limit '$limit' is not in Mi or Gi" ;;
 esac
-max_bytes=$(awk '$1 == "max_bytes:" {print $2; exit}' "$TMP/localdns.yaml")
+max_bytes=$(awk '$1 == "max_bytes:" {print $2; exit}' "$CONF")
 idle=$(rss_kib)
 n node "$HERE/fill.cjs" "$LOCAL" 53 small.fill.test A 120000 || fail "filling the cache with 120000 names"
 entries=$(metric coredns_cache_entries) bytes1=$(metric localdns_cache_bytes) full_entries=$(rss_kib)
@@ -194,7 +246,7 @@ echo "== $report"
 [ -n "${RUNTIME_REPORT:-}" ] && echo "$report" >> "$RUNTIME_REPORT"
 [ "${entries%.*}" -ge 99000 ] || fail "the cache holds only $entries entries after 120000 names"
 [ "${bytes2%.*}" -ge $(( max_bytes * 9 / 10 )) ] || fail "the cache did not fill its byte budget ($bytes2 of $max_bytes)"
-threads=$(awk '$1 == "threads:" {print $2; exit}' "$TMP/localdns.yaml")
+threads=$(awk '$1 == "threads:" {print $2; exit}' "$CONF")
 for a in "${MORE[@]}"; do [ "${prev:-}" = --threads ] && threads=$a; prev=$a; done
 formula_kib=$(( max_bytes / 1024 + (48 + threads) * 1024 ))
 [ "$full_bytes" -le "$formula_kib" ] ||
@@ -203,8 +255,5 @@ formula_kib=$(( max_bytes / 1024 + (48 + threads) * 1024 ))
 kill -0 "$LPID" || fail "localdns died while filling its cache"
 http "$LOCAL" 8080 /health | head -1 | grep -q ' 200 ' || fail "/health is not 200 with a full cache"
 
-kill -TERM "$LPID"
-status=0
-wait "$LWRAP" || status=$?
-[ "$status" -eq 0 ] || fail "localdns exited with status $status on SIGTERM"
+stop_localdns iptables
 echo "PASS: deploy runtime"
