@@ -6,9 +6,10 @@
 # kube-dns-upstream address and the node's resolver. Asserts, per mode, /ready
 # and /health where the probes go and answers where pods ask (link-local: never
 # the ClusterIP; Cilium: the pod IP, no interface), a clean SIGTERM; then in
-# iptables mode metrics on the node IP (and not on the link-local one), that every metric the dashboard and the
-# alerts query is in the scrape, and that localdns's RSS with a full cache
-# (entries, then bytes) stays under the DaemonSet's memory limit.
+# iptables mode metrics on the node IP (and not on the link-local one), that
+# every metric the dashboard and the alerts query is in the scrape, and that
+# localdns's RSS with a full cache (entries, then bytes) stays under the
+# DaemonSet's memory limit.
 #   runtime_test.sh LOCALDNS
 # RUNTIME_REPORT=FILE appends the measured figures.
 set -euo pipefail
