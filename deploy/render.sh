@@ -11,6 +11,7 @@
 #   deploy/render.sh --dns-server "$(kubectl -n kube-system get svc kube-dns -o jsonpath='{.spec.clusterIP}')" \
 #     --upstream "$(kubectl -n kube-system get svc kube-dns-upstream -o jsonpath='{.spec.clusterIP}')" \
 #     deploy/overlays/iptables | kubectl apply -f -
+# KUBECTL: the kubectl to build with (default: kubectl on PATH).
 # Exit status 2 for a usage error or a placeholder left without a value.
 set -euo pipefail
 
@@ -50,7 +51,7 @@ case "$rel" in ..*) usage "$overlay is not inside $root" ;; esac
 tmp=$(mktemp -d /tmp/localdns-render-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 cp -r "$root/." "$tmp/"
-out=$(kubectl kustomize "$tmp/$rel" 2>/dev/null) || { kubectl kustomize "$tmp/$rel" >/dev/null; exit 1; }
+out=$("${KUBECTL:-kubectl}" kustomize "$tmp/$rel" 2>/dev/null) || { "${KUBECTL:-kubectl}" kustomize "$tmp/$rel" >/dev/null; exit 1; }
 sub() {  # placeholder, value, flag: fail when the overlay needs a value not given
   if [ -z "$2" ] && grep -q "$1" <<<"$out"; then usage "$overlay needs $3"; fi
   find "$tmp" -type f \( -name '*.yaml' -o -name '*.json' \) -exec sed -i "s/$1/$2/g" {} +
@@ -59,7 +60,7 @@ sub __PILLAR__LOCAL__DNS__ "$local_dns" --local-dns
 sub __PILLAR__DNS__SERVER__ "$dns_server" --dns-server
 sub __PILLAR__DNS__DOMAIN__ "$domain" --domain
 sub __PILLAR__CLUSTER__DNS__ "$upstream" --upstream
-out=$(kubectl kustomize "$tmp/$rel" 2>/dev/null)
+out=$("${KUBECTL:-kubectl}" kustomize "$tmp/$rel" 2>/dev/null)
 if left=$(grep -o '__PILLAR__[A-Z_]*__' <<<"$out" | sort -u | tr '\n' ' ') && [ -n "$left" ]; then
   usage "placeholders without a value: $left"
 fi
