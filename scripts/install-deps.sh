@@ -17,6 +17,7 @@ build=(
   catch2 libbenchmark-dev clang-14 libclang-rt-14-dev
   knot dnsutils iproute2 iptables nftables util-linux
   systemd  # systemd-analyze verify/security for deploy/systemd/localdns.service (tests)
+  prometheus
 )
 # buildah and debootstrap: scripts/image-test.sh builds the container image
 # from a Debian base it makes locally.
@@ -33,7 +34,29 @@ missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
+# For the deploy/ tests (prometheus above: promtool): kubectl (kustomize) from
+# Debian's kubernetes-client, node and npm from Debian, each unless another
+# package already provides the command (a kubectl or a Node.js from elsewhere
+# would conflict with Debian's).
+if [ "${1:-}" != "--run" ]; then
+  command -v kubectl >/dev/null || missing+=(kubernetes-client)
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+fi
+
+npm_deps() {
+  # The deploy/ tests' npm packages (kubernetes-models), pinned by
+  # tests/deploy/package-lock.json; skipped when node_modules matches it, and
+  # when the tree is not here (the image's build stage copies only this script).
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/deploy"
+  [ "${1:-}" != "--run" ] && [ -f "$dir/package-lock.json" ] || return 0
+  if [ -f "$dir/node_modules/.package-lock.json" ] &&
+     [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then return 0; fi
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+if [ ${#missing[@]} -eq 0 ]; then npm_deps "$@"; exit 0; fi
 
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
@@ -42,3 +65,4 @@ $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 if [ -x /usr/bin/systemctl ] && systemctl is-active --quiet knot 2>/dev/null; then
   $sudo systemctl disable --now knot || true
 fi
+npm_deps "$@"

@@ -1,0 +1,293 @@
+// Offline validation of deploy/: every file parses, `kubectl kustomize` builds
+// each overlay, deploy/render.sh fills its placeholders, every object
+// validates against the Kubernetes API schema (kubernetes-models), the
+// Prometheus Operator's (@kubernetes-models/prometheus-operator) or, for the
+// CiliumLocalRedirectPolicy, cilium-lrp.schema.json; the DaemonSets and
+// Services do what deploy/README.md says; each embedded localdns config passes
+// `localdns --check-config`; config/kubernetes.yaml is the base template
+// filled with the sample values; the PrometheusRule and the rule file agree.
+//   node validate.cjs LOCALDNS_BINARY
+// Exit status 1 naming every failed check.
+'use strict';
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const { execFileSync } = require('child_process');
+if (!fs.existsSync(path.join(__dirname, 'node_modules', 'yaml'))) {
+  console.log('FAIL: tests/deploy/node_modules is missing: run scripts/install-deps.sh (npm ci in tests/deploy)');
+  process.exit(1);
+}
+const YAML = require('yaml');
+const Ajv2020 = require('ajv/dist/2020');
+const { unknownFields } = require('./strict_fields.cjs');
+
+const ROOT = path.resolve(__dirname, '../..');
+const DEPLOY = path.join(ROOT, 'deploy');
+const LOCALDNS = process.argv[2];
+const KUBECTL = process.env.KUBECTL || 'kubectl';
+const SAMPLE = { local: '169.254.20.10', dnsServer: '10.96.0.10', domain: 'cluster.local', upstream: '10.96.0.11' };
+// What localdns holds besides its cache, with a full cache: 48 MiB plus 1 MiB
+// per worker thread (measured by runtime_test.sh; deploy/README.md "Memory").
+// The memory limit must leave at least this above cache.max_bytes.
+const overheadBytes = (threads) => (48 + threads) * 1024 * 1024;
+
+let failures = 0;
+let checks = 0;
+function check(ok, what) {
+  checks++;
+  if (!ok) {
+    failures++;
+    console.log(`FAIL: ${what}`);
+  }
+  return ok;
+}
+function canon(v) {
+  if (Array.isArray(v)) return v.map(canon);
+  if (v && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, canon(v[k])]));
+  return v;
+}
+function same(a, b) { return JSON.stringify(canon(a)) === JSON.stringify(canon(b)); }
+function sorted(a) { return [...(a || [])].sort(); }
+
+// --- every file parses -------------------------------------------------------
+function walk(dir) {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]);
+}
+for (const f of walk(DEPLOY)) {
+  const rel = path.relative(ROOT, f);
+  const text = fs.readFileSync(f, 'utf8');
+  if (f.endsWith('.yaml') || f.endsWith('.yml')) {
+    const docs = YAML.parseAllDocuments(text);
+    check(docs.length > 0 && docs.every((d) => d.errors.length === 0),
+      `${rel} parses as YAML: ${docs.flatMap((d) => d.errors.map((e) => e.message)).join('; ')}`);
+  } else if (f.endsWith('.json')) {
+    try { JSON.parse(text); check(true, rel); } catch (e) { check(false, `${rel} parses as JSON: ${e.message}`); }
+  }
+}
+
+// --- build and render ----------------------------------------------------------
+function run(cmd, args, opts = {}) {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+}
+function parseAll(text, what) {
+  const docs = YAML.parseAllDocuments(text);
+  for (const d of docs) check(d.errors.length === 0, `${what} output parses: ${d.errors.map((e) => e.message)}`);
+  return docs.map((d) => d.toJS()).filter((o) => o);
+}
+const builds = {};
+for (const dir of ['base', 'overlays/iptables', 'overlays/link-local', 'overlays/cilium', 'monitoring']) {
+  let out = '';
+  try { out = run(KUBECTL, ['kustomize', path.join(DEPLOY, dir)]); } catch (e) {
+    check(false, `kubectl kustomize deploy/${dir}: ${e.stderr || e.message}`);
+    continue;
+  }
+  check(out.length > 0, `kubectl kustomize deploy/${dir} prints manifests`);
+  if (dir === 'monitoring') { builds[dir] = parseAll(out, dir); continue; }
+  try {
+    const rendered = run(path.join(DEPLOY, 'render.sh'), ['--local-dns', SAMPLE.local, '--dns-server', SAMPLE.dnsServer,
+      '--domain', SAMPLE.domain, '--upstream', SAMPLE.upstream, path.join(DEPLOY, dir)]);
+    check(!/__PILLAR__[A-Z_]+__/.test(rendered), `deploy/render.sh deploy/${dir} leaves no placeholder`);
+    builds[dir] = parseAll(rendered, `render.sh ${dir}`);
+  } catch (e) {
+    check(false, `deploy/render.sh deploy/${dir}: ${e.stderr || e.message}`);
+  }
+}
+
+// --- schemas ------------------------------------------------------------------
+const ajv = new Ajv2020({ strict: true, strictRequired: false, allErrors: true });
+const lrpSchema = ajv.compile(JSON.parse(fs.readFileSync(path.join(__dirname, 'cilium-lrp.schema.json'), 'utf8')));
+function modulePath(obj) {
+  const [group, version] = obj.apiVersion.includes('/') ? obj.apiVersion.split('/') : ['', obj.apiVersion];
+  if (group === 'monitoring.coreos.com') return `@kubernetes-models/prometheus-operator/${obj.apiVersion}`;
+  return `kubernetes-models/${group ? group + '/' : ''}${version}`;
+}
+function modelFor(obj) {
+  try { return require(modulePath(obj))[obj.kind]; } catch { return undefined; }
+}
+// The model's TypeScript declarations, for the unknown-field check.
+function declarationsFor(obj) {
+  return path.join(path.dirname(require.resolve(modulePath(obj))), `${obj.kind}.d.ts`);
+}
+function validate(obj, where) {
+  const what = `${where}: ${obj.kind} ${obj.metadata && obj.metadata.name}`;
+  if (obj.apiVersion === 'cilium.io/v2' && obj.kind === 'CiliumLocalRedirectPolicy') {
+    check(lrpSchema(obj), `${what} validates against cilium-lrp.schema.json: ${ajv.errorsText(lrpSchema.errors)}`);
+    return;
+  }
+  const Model = modelFor(obj);
+  if (!check(Model !== undefined, `${what}: no schema for ${obj.apiVersion} ${obj.kind}`)) return;
+  try { new Model(obj).validate(); check(true, what); } catch (e) { check(false, `${what} validates: ${e.message}`); }
+  const unknown = unknownFields(obj, declarationsFor(obj));
+  check(unknown.length === 0, `${what}: unknown fields (the API server rejects them): ${unknown.join(', ')}`);
+  check(obj.metadata.namespace === 'kube-system', `${what} is in kube-system (got ${obj.metadata.namespace})`);
+}
+for (const [dir, objs] of Object.entries(builds)) for (const o of objs) validate(o, dir);
+
+// --- what each mode must be ------------------------------------------------
+const find = (objs, kind, name) => (objs || []).find((o) => o.kind === kind && (!name || o.metadata.name === name));
+function configOf(objs, ds, where) {
+  const vol = ds.spec.template.spec.volumes.find((v) => v.configMap);
+  const cm = vol && find(objs, 'ConfigMap', vol.configMap.name);
+  if (!check(cm && cm.data && cm.data['localdns.yaml'], `${where}: the DaemonSet's ConfigMap with localdns.yaml is in the build`)) return {};
+  const text = cm.data['localdns.yaml'];
+  const file = path.join(os.tmpdir(), `localdns-deploy-${process.pid}-${where.replace(/\W/g, '_')}.yaml`);
+  fs.writeFileSync(file, text);
+  try { run(LOCALDNS, ['--check-config', file]); check(true, where); } catch (e) {
+    check(false, `${where}: localdns --check-config on the ConfigMap: ${e.stdout}${e.stderr}`);
+  } finally { fs.unlinkSync(file); }
+  return { text, yaml: YAML.parse(text) };
+}
+function container(ds) { return ds.spec.template.spec.containers.find((c) => c.name === 'localdns'); }
+function envFrom(c, name) {
+  const e = (c.env || []).find((v) => v.name === name);
+  return e && e.valueFrom && e.valueFrom.fieldRef && e.valueFrom.fieldRef.fieldPath;
+}
+function common(objs, where) {
+  const ds = find(objs, 'DaemonSet', 'localdns');
+  if (!check(ds, `${where}: DaemonSet localdns`)) return {};
+  const pod = ds.spec.template.spec;
+  const c = container(ds);
+  check(pod.priorityClassName === 'system-node-critical', `${where}: priorityClassName system-node-critical`);
+  check(pod.dnsPolicy === 'Default', `${where}: dnsPolicy Default`);
+  check((pod.tolerations || []).some((t) => t.operator === 'Exists' && !t.key && !t.effect), `${where}: a toleration for every taint`);
+  check(ds.spec.updateStrategy.type === 'RollingUpdate' && ds.spec.updateStrategy.rollingUpdate.maxUnavailable === '10%',
+    `${where}: rolling update with maxUnavailable 10%`);
+  check(same(c.securityContext.capabilities.drop, ['ALL']) && !c.securityContext.privileged, `${where}: drops every other capability, not privileged`);
+  const sa = find(objs, 'ServiceAccount', pod.serviceAccountName);
+  check(sa, `${where}: the ServiceAccount ${pod.serviceAccountName} is in the build`);
+  const ann = ds.spec.template.metadata.annotations || {};
+  check(ann['prometheus.io/scrape'] === 'true' && ann['prometheus.io/port'] === '9253', `${where}: Prometheus scrape annotations for 9253`);
+  check(c.ports.some((p) => p.containerPort === 53 && p.protocol === 'UDP' && p.name === 'dns') &&
+        c.ports.some((p) => p.containerPort === 53 && p.protocol === 'TCP' && p.name === 'dns-tcp'), `${where}: ports dns (53/UDP) and dns-tcp (53/TCP)`);
+  check(c.livenessProbe.httpGet.path === '/health' && c.livenessProbe.httpGet.port === 8080, `${where}: liveness on /health:8080`);
+  check(c.readinessProbe.httpGet.path === '/ready' && c.readinessProbe.httpGet.port === 8080, `${where}: readiness on /ready:8080`);
+  const up = find(objs, 'Service', 'kube-dns-upstream');
+  if (check(up, `${where}: Service kube-dns-upstream`)) {
+    // The schema takes any string here: the value is checked by name.
+    check(up.spec.trafficDistribution === 'PreferClose', `${where}: kube-dns-upstream has trafficDistribution PreferClose`);
+    check(same(up.spec.selector, { 'k8s-app': 'kube-dns' }), `${where}: kube-dns-upstream selects CoreDNS (k8s-app: kube-dns)`);
+    check(same(sorted(up.spec.ports.map((p) => `${p.port}/${p.protocol}`)), ['53/TCP', '53/UDP']), `${where}: kube-dns-upstream serves 53/UDP and 53/TCP`);
+  }
+  const ms = find(objs, 'Service', 'localdns-metrics');
+  if (check(ms, `${where}: Service localdns-metrics`)) {
+    check(ms.spec.clusterIP === 'None', `${where}: the metrics Service is headless`);
+    check(Object.entries(ms.spec.selector).every(([k, v]) => ds.spec.template.metadata.labels[k] === v), `${where}: the metrics Service selects the localdns pods`);
+    check(ms.spec.ports.some((p) => p.name === 'metrics' && p.port === 9253), `${where}: the metrics Service exposes 9253 as "metrics"`);
+  }
+  const cfgArg = c.args[c.args.indexOf('--config') + 1] || '';
+  const cfgVol = pod.volumes.find((v) => v.configMap);
+  check(cfgVol && c.volumeMounts.some((m) => m.name === cfgVol.name && m.mountPath === path.dirname(cfgArg)),
+    `${where}: the ConfigMap is mounted where --config reads it (${cfgArg})`);
+  const mem = c.resources;
+  check(mem.requests.memory && mem.limits.memory, `${where}: memory request and limit`);
+  const cfg = configOf(objs, ds, where);
+  if (cfg.yaml) {
+    const limit = bytes(mem.limits.memory);
+    const max = cfg.yaml.cache.max_bytes;
+    const threads = cfg.yaml.threads;
+    check(Number.isInteger(threads) && threads > 0, `${where}: a fixed thread count (one per core would outgrow any fixed memory limit), got ${threads}`);
+    check(limit >= max + overheadBytes(threads), `${where}: memory limit ${mem.limits.memory} covers cache.max_bytes ${max} + ${overheadBytes(threads)} overhead`);
+    check(bytes(mem.requests.memory) <= limit, `${where}: memory request within the limit`);
+    check(!/0\.0\.0\.0|::\b/.test(`${cfg.yaml.metrics} ${cfg.yaml.health}`), `${where}: no wildcard metrics or health address in the config`);
+    check(same(cfg.yaml.forward[0].zones, [SAMPLE.domain, 'in-addr.arpa', 'ip6.arpa']) &&
+          same(cfg.yaml.forward[0].servers, [`${SAMPLE.upstream}:53`]) && cfg.yaml.forward[0].transport === 'tcp',
+      `${where}: the cluster zones go to kube-dns-upstream over TCP`);
+  }
+  return { ds, pod, c, cfg };
+}
+function bytes(q) {
+  const m = /^(\d+)(Ki|Mi|Gi)?$/.exec(String(q));
+  if (!m) return NaN;
+  return Number(m[1]) * { undefined: 1, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 }[m[2]];
+}
+function nodeMode(objs, where, locals) {
+  const r = common(objs, where);
+  if (!r.ds) return r;
+  const { pod, c, cfg } = r;
+  check(pod.hostNetwork === true, `${where}: hostNetwork`);
+  check(same(sorted(c.securityContext.capabilities.add), ['NET_ADMIN', 'NET_BIND_SERVICE', 'NET_RAW']), `${where}: capabilities NET_ADMIN, NET_BIND_SERVICE, NET_RAW only`);
+  const lock = pod.volumes.find((v) => v.hostPath && v.hostPath.path === '/run/xtables.lock');
+  check(lock && c.volumeMounts.some((m) => m.name === lock.name && m.mountPath === '/run/xtables.lock'), `${where}: the xtables lock is mounted from the host`);
+  const args = c.args.join(' ');
+  check(/(^| )--metrics \$\(HOST_IP\):9253( |$)/.test(args) && envFrom(c, 'HOST_IP') === 'status.hostIP', `${where}: metrics on the node's own IP (status.hostIP), port 9253`);
+  for (const p of [c.livenessProbe, c.readinessProbe]) check(p.httpGet.host === SAMPLE.local, `${where}: probes go to the link-local address (got ${p.httpGet.host})`);
+  if (cfg.yaml) {
+    check(same(cfg.yaml.node.local_addresses, locals), `${where}: local addresses ${locals.join(', ')} (got ${cfg.yaml.node.local_addresses})`);
+    check(cfg.yaml.health === `${SAMPLE.local}:8080` && cfg.yaml.node.health_port === 8080, `${where}: health on the link-local address, port 8080, kept out of conntrack`);
+  }
+  return r;
+}
+const ipt = nodeMode(builds['overlays/iptables'], 'iptables', [SAMPLE.local, SAMPLE.dnsServer]);
+const base = nodeMode(builds.base, 'base', [SAMPLE.local, SAMPLE.dnsServer]);
+const ll = nodeMode(builds['overlays/link-local'], 'link-local', [SAMPLE.local]);
+function without(cfg, keys) {
+  const c = JSON.parse(JSON.stringify(cfg));
+  for (const k of keys) { const parts = k.split('.'); let o = c; while (parts.length > 1) o = o[parts.shift()] || {}; delete o[parts[0]]; }
+  return c;
+}
+if (ipt.cfg && ll.cfg && ipt.cfg.yaml && ll.cfg.yaml) {
+  check(same(without(ipt.cfg.yaml, ['node.local_addresses']), without(ll.cfg.yaml, ['node.local_addresses'])),
+    'link-local: the config is the base one but for node.local_addresses');
+}
+
+// Cilium: an ordinary pod on its pod IP, no node setup, a local redirect policy.
+const cil = common(builds['overlays/cilium'], 'cilium');
+if (cil.ds) {
+  const { pod, c, cfg } = cil;
+  check(pod.hostNetwork !== true, 'cilium: not on the host network');
+  check(same(c.securityContext.capabilities.add, ['NET_BIND_SERVICE']), 'cilium: NET_BIND_SERVICE only (no node setup)');
+  check(!pod.volumes.some((v) => v.hostPath), 'cilium: no hostPath volume');
+  check(c.volumeMounts.every((m) => pod.volumes.some((v) => v.name === m.name)), 'cilium: every mount has its volume');
+  const args = c.args.join(' ');
+  check(envFrom(c, 'POD_IP') === 'status.podIP', 'cilium: POD_IP from status.podIP');
+  for (const a of ['--listen $(POD_IP):53', '--health $(POD_IP):8080', '--metrics $(POD_IP):9253']) check(args.includes(a), `cilium: args have ${a}`);
+  for (const p of [c.livenessProbe, c.readinessProbe]) check(p.httpGet.host === undefined, 'cilium: probes go to the pod IP');
+  if (cfg.yaml && ipt.cfg && ipt.cfg.yaml) {
+    check(cfg.yaml.node === undefined, 'cilium: no node setup in the config');
+    check(same(without(ipt.cfg.yaml, ['node', 'listen', 'health', 'metrics']), without(cfg.yaml, ['node', 'listen', 'health', 'metrics'])),
+      'cilium: the config is the base one but for node, listen, health and metrics');
+  }
+  const lrp = find(builds['overlays/cilium'], 'CiliumLocalRedirectPolicy');
+  if (check(lrp, 'cilium: a CiliumLocalRedirectPolicy')) {
+    const fe = lrp.spec.redirectFrontend.serviceMatcher;
+    check(fe.serviceName === 'kube-dns' && fe.namespace === 'kube-system', 'cilium: the policy matches the kube-dns Service');
+    // Frontend and backend ports pair up by name.
+    check(same(sorted((fe.toPorts || []).map((p) => p.name)), sorted(lrp.spec.redirectBackend.toPorts.map((p) => p.name))),
+      'cilium: the frontend and backend ports have the same names');
+    const sel = lrp.spec.redirectBackend.localEndpointSelector.matchLabels;
+    check(Object.entries(sel).every(([k, v]) => cil.ds.spec.template.metadata.labels[k] === v), 'cilium: the policy selects the localdns pods');
+    for (const p of lrp.spec.redirectBackend.toPorts) {
+      check(c.ports.some((cp) => cp.name === p.name && String(cp.containerPort) === p.port && cp.protocol === p.protocol),
+        `cilium: backend port ${p.name} ${p.port}/${p.protocol} is a port of the pod`);
+    }
+  }
+}
+
+// config/kubernetes.yaml is the base template filled with the sample values.
+const template = fs.readFileSync(path.join(DEPLOY, 'base/localdns.yaml'), 'utf8');
+const filled = template.replaceAll('__PILLAR__LOCAL__DNS__', SAMPLE.local).replaceAll('__PILLAR__DNS__SERVER__', SAMPLE.dnsServer)
+  .replaceAll('__PILLAR__DNS__DOMAIN__', SAMPLE.domain).replaceAll('__PILLAR__CLUSTER__DNS__', SAMPLE.upstream);
+check(filled === fs.readFileSync(path.join(ROOT, 'config/kubernetes.yaml'), 'utf8'),
+  'config/kubernetes.yaml is deploy/base/localdns.yaml with the sample values (regenerate it with the sed in deploy/README.md)');
+if (ipt.cfg) check(ipt.cfg.text === filled, 'iptables: the rendered ConfigMap is config/kubernetes.yaml');
+
+// --- monitoring ------------------------------------------------------------
+const mon = builds.monitoring || [];
+const rulesFile = YAML.parse(fs.readFileSync(path.join(DEPLOY, 'monitoring/localdns-alerts.yaml'), 'utf8'));
+const pr = find(mon, 'PrometheusRule', 'localdns');
+check(pr && same(pr.spec.groups, rulesFile.groups), 'monitoring: the PrometheusRule has the groups of localdns-alerts.yaml');
+const sm = find(mon, 'ServiceMonitor', 'localdns');
+const metricsSvc = ipt.ds && find(builds['overlays/iptables'], 'Service', 'localdns-metrics');
+if (check(sm && metricsSvc, 'monitoring: a ServiceMonitor for the localdns-metrics Service')) {
+  check(Object.entries(sm.spec.selector.matchLabels).every(([k, v]) => metricsSvc.metadata.labels[k] === v), 'monitoring: the ServiceMonitor selects localdns-metrics');
+  check(sm.spec.endpoints.every((e) => metricsSvc.spec.ports.some((p) => p.name === e.port)), 'monitoring: the ServiceMonitor scrapes a named port of the Service');
+  check(metricsSvc.metadata.labels[sm.spec.jobLabel] === 'localdns', 'monitoring: the scrape job is "localdns", as the alerts and the dashboard select');
+}
+const dashFile = fs.readFileSync(path.join(DEPLOY, 'monitoring/localdns-dashboard.json'), 'utf8');
+const dashCm = find(mon, 'ConfigMap', 'localdns-dashboard');
+check(dashCm && dashCm.data['localdns-dashboard.json'] === dashFile && dashCm.metadata.labels.grafana_dashboard === '1',
+  'monitoring: the dashboard ConfigMap carries localdns-dashboard.json with the Grafana sidecar label');
+
+console.log(`${checks - failures} of ${checks} checks passed`);
+process.exit(failures ? 1 : 0);
