@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages localdns needs to build, test and run.
-#   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh          build and test dependencies
 #   scripts/install-deps.sh --build  build dependencies only (the image's build stage)
 #   scripts/install-deps.sh --run    runtime libraries only (container image)
 set -euo pipefail
@@ -10,25 +10,33 @@ set -euo pipefail
 # libsystemd: sd_notify readiness under systemd (Type=notify).
 runtime=(libstdc++6 libyaml-cpp0.7 libspdlog1.10 libfmt9 libnl-3-200 libnl-route-3-200 libnl-nf-3-200
   libprometheus-cpp-core1.0 libsystemd0 iptables nftables)
+# What compiling localdns needs (the image's build stage installs only these).
 build=(
-  build-essential cmake ninja-build pkg-config clang-format
-  libboost1.81-dev libldns-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
+  build-essential cmake ninja-build pkg-config
+  libboost1.81-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libnl-3-dev libnl-route-3-dev libnl-nf-3-dev prometheus-cpp-dev libsystemd-dev
-  catch2 libbenchmark-dev clang-14 libclang-rt-14-dev
-  knot dnsutils iproute2 iptables nftables util-linux
-  systemd  # systemd-analyze verify/security for deploy/systemd/localdns.service (tests)
-  prometheus
 )
-# buildah and debootstrap: scripts/image-test.sh builds the container image
-# from a Debian base it makes locally.
-image=(buildah debootstrap)
+# What the tests, the benchmark, fuzzing and the format check add.
+test=(
+  clang-format libldns-dev catch2 libbenchmark-dev clang-14 libclang-rt-14-dev
+  knot dnsutils iproute2 iptables nftables util-linux
+  systemd     # systemd-analyze verify/security for deploy/systemd/localdns.service
+  prometheus  # promtool: the alert rules in deploy/monitoring
+  # scripts/image-test.sh builds the container image from a Debian base it
+  # makes locally.
+  buildah debootstrap
+)
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
-want=("${build[@]}" "${image[@]}")
-if [ "${1:-}" = "--run" ]; then want=("${runtime[@]}"); fi
-if [ "${1:-}" = "--build" ]; then want=("${build[@]}"); fi
+mode="${1:-all}"
+case "$mode" in
+  all) want=("${build[@]}" "${test[@]}") ;;
+  --build) want=("${build[@]}") ;;
+  --run) want=("${runtime[@]}") ;;
+  *) echo "usage: $0 [--build|--run]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do
@@ -38,7 +46,7 @@ done
 # Debian's kubernetes-client, node and npm from Debian, each unless another
 # package already provides the command (a kubectl or a Node.js from elsewhere
 # would conflict with Debian's).
-if [ "${1:-}" != "--run" ]; then
+if [ "$mode" = all ]; then
   command -v kubectl >/dev/null || missing+=(kubernetes-client)
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
@@ -50,13 +58,13 @@ npm_deps() {
   # when the tree is not here (the image's build stage copies only this script).
   local dir
   dir="$(cd "$(dirname "$0")/.." && pwd)/tests/deploy"
-  [ "${1:-}" != "--run" ] && [ -f "$dir/package-lock.json" ] || return 0
+  [ "$mode" = all ] && [ -f "$dir/package-lock.json" ] || return 0
   if [ -f "$dir/node_modules/.package-lock.json" ] &&
      [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then return 0; fi
   (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
-if [ ${#missing[@]} -eq 0 ]; then npm_deps "$@"; exit 0; fi
+if [ ${#missing[@]} -eq 0 ]; then npm_deps; exit 0; fi
 
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
@@ -65,4 +73,4 @@ $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 if [ -x /usr/bin/systemctl ] && systemctl is-active --quiet knot 2>/dev/null; then
   $sudo systemctl disable --now knot || true
 fi
-npm_deps "$@"
+npm_deps
