@@ -289,5 +289,45 @@ const dashCm = find(mon, 'ConfigMap', 'localdns-dashboard');
 check(dashCm && dashCm.data['localdns-dashboard.json'] === dashFile && dashCm.metadata.labels.grafana_dashboard === '1',
   'monitoring: the dashboard ConfigMap carries localdns-dashboard.json with the Grafana sidecar label');
 
+// deploy/README.md's snippets for kube-prometheus-stack and annotation-based
+// scraping: the kustomize overlay adds `release` to the ServiceMonitor's and
+// the PrometheusRule's labels and changes nothing else; the relabeling passes
+// `promtool check config`.
+const readme = fs.readFileSync(path.join(DEPLOY, 'README.md'), 'utf8');
+const snippets = [...readme.matchAll(/^( *)```yaml\n([\s\S]*?)^\1```$/gm)].map((m) => m[2].split('\n').map((l) => l.slice(m[1].length)).join('\n'));
+const overlay = snippets.find((s) => s.includes('commonLabels:') && s.includes('../deploy/monitoring'));
+if (check(overlay, 'deploy/README.md has the kustomize overlay adding the release label') && sm && pr) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'localdns-release-'));
+  try {
+    fs.writeFileSync(path.join(dir, 'kustomization.yaml'),
+      overlay.replace('../deploy/monitoring', path.relative(dir, path.join(DEPLOY, 'monitoring'))));
+    const objs = parseAll(run(KUBECTL, ['kustomize', dir]), 'the release-label overlay');
+    const release = YAML.parse(overlay).commonLabels.release;
+    for (const o of [sm, pr]) {
+      const got = find(objs, o.kind, o.metadata.name);
+      check(got && got.metadata.labels.release === release, `release overlay: ${o.kind} ${o.metadata.name} has release: ${release}`);
+      if (got) {
+        const g = JSON.parse(JSON.stringify(got));
+        delete g.metadata.labels.release;
+        check(same(g, o), `release overlay: ${o.kind} ${o.metadata.name} otherwise unchanged (the ServiceMonitor's selector too)`);
+      }
+    }
+  } catch (e) { check(false, `the release-label overlay builds: ${e.stderr || e.message}`); } finally { fs.rmSync(dir, { recursive: true }); }
+}
+const relabel = snippets.find((s) => s.includes('target_label: job'));
+if (check(relabel, 'deploy/README.md has the job relabeling for annotation-based scraping')) {
+  // Syntax only; static targets, since Debian's Prometheus has no Kubernetes discovery.
+  const file = path.join(os.tmpdir(), `localdns-deploy-${process.pid}-prometheus.yml`);
+  fs.writeFileSync(file, YAML.stringify({ scrape_configs: [{ job_name: 'kubernetes-pods',
+    static_configs: [{ targets: ['192.0.2.10:9253'] }], relabel_configs: YAML.parse(relabel) }] }));
+  try { run('promtool', ['check', 'config', file]); check(true, 'relabeling'); } catch (e) {
+    check(false, `promtool check config on the README's relabeling: ${e.stdout}${e.stderr}`);
+  } finally { fs.unlinkSync(file); }
+}
+
+// .dockerignore keeps the tests' npm packages out of the image's build context.
+const dockerignore = fs.readFileSync(path.join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+check(dockerignore.includes('**/node_modules'), '.dockerignore excludes **/node_modules (tests/deploy/node_modules)');
+
 console.log(`${checks - failures} of ${checks} checks passed`);
 process.exit(failures ? 1 : 0);
