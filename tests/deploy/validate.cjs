@@ -12,7 +12,7 @@
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
-const { execFileSync } = require('child_process');
+const { execFileSync, spawnSync } = require('child_process');
 if (!fs.existsSync(path.join(__dirname, 'node_modules', 'yaml'))) {
   console.log('FAIL: tests/deploy/node_modules is missing: run scripts/install-deps.sh (npm ci in tests/deploy)');
   process.exit(1);
@@ -70,6 +70,20 @@ for (const f of walk(DEPLOY)) {
 function run(cmd, args, opts = {}) {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], ...opts });
 }
+// Which kubectl builds the manifests (KUBECTL=... to pick another, e.g. 1.20).
+try {
+  console.log(`${KUBECTL}: ${run(KUBECTL, ['version', '--client']).split('\n')[0]}`);
+} catch (e) { check(false, `${KUBECTL} version --client: ${e.stderr || e.message}`); }
+// render.sh ARGS: its stdout; a failure, or anything on stderr (kustomize's
+// warnings pass through, its deprecation notices for `bases` and
+// `patchesStrategicMerge` are filtered), is a failed check.
+function render(args, what) {
+  const r = spawnSync(path.join(DEPLOY, 'render.sh'), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (!check(r.status === 0, `${what}: exit status ${r.status}: ${r.stderr}`)) return undefined;
+  check(r.stderr === '', `${what} prints nothing on stderr (got: ${r.stderr})`);
+  return r.stdout;
+}
+const SAMPLE_ARGS = ['--local-dns', SAMPLE.local, '--dns-server', SAMPLE.dnsServer, '--domain', SAMPLE.domain, '--upstream', SAMPLE.upstream];
 function parseAll(text, what) {
   const docs = YAML.parseAllDocuments(text);
   for (const d of docs) check(d.errors.length === 0, `${what} output parses: ${d.errors.map((e) => e.message)}`);
@@ -84,13 +98,26 @@ for (const dir of ['base', 'overlays/iptables', 'overlays/link-local', 'overlays
   }
   check(out.length > 0, `kubectl kustomize deploy/${dir} prints manifests`);
   if (dir === 'monitoring') { builds[dir] = parseAll(out, dir); continue; }
-  try {
-    const rendered = run(path.join(DEPLOY, 'render.sh'), ['--local-dns', SAMPLE.local, '--dns-server', SAMPLE.dnsServer,
-      '--domain', SAMPLE.domain, '--upstream', SAMPLE.upstream, path.join(DEPLOY, dir)]);
-    check(!/__PILLAR__[A-Z_]+__/.test(rendered), `deploy/render.sh deploy/${dir} leaves no placeholder`);
-    builds[dir] = parseAll(rendered, `render.sh ${dir}`);
-  } catch (e) {
-    check(false, `deploy/render.sh deploy/${dir}: ${e.stderr || e.message}`);
+  const rendered = render([...SAMPLE_ARGS, path.join(DEPLOY, dir)], `deploy/render.sh deploy/${dir}`);
+  if (rendered === undefined) continue;
+  check(!/__PILLAR__[A-Z_]+__/.test(rendered), `deploy/render.sh deploy/${dir} leaves no placeholder`);
+  builds[dir] = parseAll(rendered, `render.sh ${dir}`);
+}
+// --no-traffic-distribution: the same objects, kube-dns-upstream without the
+// field (for API servers before 1.30, which reject it).
+{
+  const rendered = render(['--no-traffic-distribution', ...SAMPLE_ARGS, path.join(DEPLOY, 'overlays/iptables')],
+    'deploy/render.sh --no-traffic-distribution deploy/overlays/iptables');
+  if (rendered !== undefined && builds['overlays/iptables']) {
+    const objs = parseAll(rendered, 'render.sh --no-traffic-distribution');
+    const strip = (o) => {
+      const c = JSON.parse(JSON.stringify(o));
+      if (c.kind === 'Service' && c.metadata.name === 'kube-dns-upstream') delete c.spec.trafficDistribution;
+      return c;
+    };
+    const up = objs.find((o) => o.kind === 'Service' && o.metadata.name === 'kube-dns-upstream');
+    check(up && !('trafficDistribution' in up.spec), '--no-traffic-distribution: kube-dns-upstream has no trafficDistribution');
+    check(same(objs, builds['overlays/iptables'].map(strip)), '--no-traffic-distribution: every other object and field as without the flag');
   }
 }
 
