@@ -223,6 +223,40 @@ function common(objs, where) {
   }
   return { ds, pod, c, cfg };
 }
+// The DaemonSet's args as kubelet expands them, with an IPv4 and an IPv6
+// address for VARIABLE: `localdns --print-config` must put each endpoint of
+// PORTS on that address and port ([$(VAR)]:PORT works for both families).
+function effectiveEndpoints(c, cfg, where, variable, ports) {
+  if (!cfg || !cfg.text) return;
+  const file = path.join(os.tmpdir(), `localdns-deploy-${process.pid}-${where.replace(/\W/g, '_')}-args.yaml`);
+  fs.writeFileSync(file, cfg.text);
+  const cfgArg = c.args[c.args.indexOf('--config') + 1];
+  try {
+    for (const [ip, shown] of [['192.0.2.10', (p) => `192.0.2.10:${p}`], ['fd00::5', (p) => `[fd00::5]:${p}`]]) {
+      const args = c.args.map((a) => (a === cfgArg ? file : a.replaceAll(`$(${variable})`, ip)));
+      let out;
+      try { out = YAML.parse(run(LOCALDNS, ['--print-config', ...args])); } catch (e) {
+        check(false, `${where}: localdns --print-config ${args.join(' ')}: ${e.stdout}${e.stderr}`);
+        continue;
+      }
+      for (const [key, port] of Object.entries(ports)) {
+        const got = out[key];
+        check(key === 'listen' ? same(got, [shown(port)]) : got === shown(port),
+          `${where}: ${variable}=${ip} puts ${key} on ${shown(port)} (got ${JSON.stringify(got)})`);
+      }
+    }
+  } finally { fs.unlinkSync(file); }
+}
+// What deploy/README.md says of the unbracketed form with an IPv6 address.
+{
+  const r = spawnSync(LOCALDNS, ['--print-config', '--metrics', 'fd00::1:9253'], { encoding: 'utf8' });
+  check(r.status === 2 && r.stderr.includes('--metrics fd00::1:9253: expected ADDRESS:PORT or off'),
+    `localdns refuses --metrics fd00::1:9253 (exit ${r.status}: ${r.stderr})`);
+  try {
+    const out = YAML.parse(run(LOCALDNS, ['--print-config', '--listen', 'fd00::5:53']));
+    check(same(out.listen, ['[fd00::5:53]:5353']), `--listen fd00::5:53 is the address fd00::5:53 on the default port (got ${JSON.stringify(out.listen)})`);
+  } catch (e) { check(false, `localdns --print-config --listen fd00::5:53: ${e.stdout}${e.stderr}`); }
+}
 function bytes(q) {
   const m = /^(\d+)(Ki|Mi|Gi)?$/.exec(String(q));
   if (!m) return NaN;
@@ -237,7 +271,8 @@ function nodeMode(objs, where, locals) {
   const lock = pod.volumes.find((v) => v.hostPath && v.hostPath.path === '/run/xtables.lock');
   check(lock && c.volumeMounts.some((m) => m.name === lock.name && m.mountPath === '/run/xtables.lock'), `${where}: the xtables lock is mounted from the host`);
   const args = c.args.join(' ');
-  check(/(^| )--metrics \$\(HOST_IP\):9253( |$)/.test(args) && envFrom(c, 'HOST_IP') === 'status.hostIP', `${where}: metrics on the node's own IP (status.hostIP), port 9253`);
+  check(/(^| )--metrics \[\$\(HOST_IP\)\]:9253( |$)/.test(args) && envFrom(c, 'HOST_IP') === 'status.hostIP', `${where}: metrics on the node's own IP (status.hostIP), port 9253, bracketed`);
+  effectiveEndpoints(c, cfg, where, 'HOST_IP', { metrics: 9253 });
   for (const p of [c.livenessProbe, c.readinessProbe]) check(p.httpGet.host === SAMPLE.local, `${where}: probes go to the link-local address (got ${p.httpGet.host})`);
   if (cfg.yaml) {
     check(same(cfg.yaml.node.local_addresses, locals), `${where}: local addresses ${locals.join(', ')} (got ${cfg.yaml.node.local_addresses})`);
@@ -268,7 +303,8 @@ if (cil.ds) {
   check(c.volumeMounts.every((m) => pod.volumes.some((v) => v.name === m.name)), 'cilium: every mount has its volume');
   const args = c.args.join(' ');
   check(envFrom(c, 'POD_IP') === 'status.podIP', 'cilium: POD_IP from status.podIP');
-  for (const a of ['--listen $(POD_IP):53', '--health $(POD_IP):8080', '--metrics $(POD_IP):9253']) check(args.includes(a), `cilium: args have ${a}`);
+  for (const a of ['--listen [$(POD_IP)]:53', '--health [$(POD_IP)]:8080', '--metrics [$(POD_IP)]:9253']) check(args.includes(a), `cilium: args have ${a}`);
+  effectiveEndpoints(c, cfg, 'cilium', 'POD_IP', { listen: 53, health: 8080, metrics: 9253 });
   for (const p of [c.livenessProbe, c.readinessProbe]) check(p.httpGet.host === undefined, 'cilium: probes go to the pod IP');
   if (cfg.yaml && ipt.cfg && ipt.cfg.yaml) {
     check(cfg.yaml.node === undefined, 'cilium: no node setup in the config');
