@@ -116,10 +116,21 @@ std::expected<Startup, Errors> from_corefile(const CliOptions& o) {
       s.warnings.push_back("-upstreamsvc " + nc.upstream_svc.value_or("kube-dns") + ": " + var +
                            " is not set (unused: " + base + " has no __PILLAR__CLUSTER__DNS__)");
     }
-    auto kube = corefile::read_kube_dns_dir(kube_dns_dir(nc, s.warnings));
-    if (!kube) return std::unexpected(kube.error());
+    // As node-cache: an invalid ConfigMap is logged and left out (the
+    // Corefile from the template alone), and the run goes on.
+    corefile::KubeDns kube;
+    if (auto k = corefile::read_kube_dns_dir(kube_dns_dir(nc, s.warnings))) {
+      kube = std::move(*k);
+    } else {
+      for (const auto& e : k.error())
+        s.warnings.push_back(e);
+      s.warnings.push_back(
+          "the kube-dns ConfigMap is ignored, as node-cache ignores an invalid one: no stub "
+          "domains, upstreams from resolv.conf");
+      s.configmap_errors = k.error().size();
+    }
     s.corefile = *t;
-    s.rendered = corefile::render(*t, subs, *kube);
+    s.rendered = corefile::render(*t, subs, kube);
     text = s.rendered;
   } else if (nc.base_corefile) {
     return std::unexpected(Errors{"-basecorefile " + base + ": no such file"});

@@ -1,0 +1,60 @@
+// node-cache's behaviour where localdns must match it: an invalid kube-dns
+// ConfigMap, -syncinterval's units, the -tls-* flags, -corefile, the bounds
+// on the Corefile read, no fallback DNAT, and what `migrate` keeps for the
+// installer. Through the real binary.
+#include <filesystem>
+#include <string>
+
+#include <catch2/catch.hpp>
+
+#include "dropin_support.hpp"
+
+using namespace localdns::test::dropin;
+
+namespace {
+
+// The stock run on the official template after the installer's sed.
+std::string stock_run_args(const TempDir& d, const std::string& base) {
+  return stock_args(d) + " -basecorefile " + base + " -kubednscm " + (d / "kube-dns");
+}
+
+}  // namespace
+
+TEST_CASE("an invalid kube-dns ConfigMap is ignored with warnings, as node-cache does",
+          "[integration][dropin]") {
+  TempDir d;
+  const auto base = d.file("Corefile.base", installer_sed(official_template()));
+  std::filesystem::create_directories(d / "kube-dns");
+  const auto args = stock_run_args(d, base) + " --print-config";
+  auto clean = run(kUpstreamEnv, args);
+  INFO(clean.err);
+  REQUIRE(clean.status == 0);
+  // Bad JSON in one file, an invalid server in the other: both named with
+  // file and line; the run goes on with no stub domains and resolv.conf.
+  const auto stubs = d.file("kube-dns/stubDomains", "{\"acme.local\": [\"10.150.0.1\"],\n\"x\": [");
+  const auto ups =
+      d.file("kube-dns/upstreamNameservers", "[\"192.0.2.53\",\n \"tls://192.0.2.54\"]");
+  auto bad = run(kUpstreamEnv, args);
+  INFO(bad.err);
+  CHECK(bad.status == 0);
+  CHECK_THAT(bad.err, Catch::Contains("warning: " + stubs + ":"));
+  CHECK_THAT(bad.err, Catch::Contains("not valid JSON"));
+  CHECK_THAT(bad.err, Catch::Contains("warning: " + ups + ":2: invalid upstream nameserver"));
+  CHECK_THAT(bad.err, Catch::Contains("the kube-dns ConfigMap is ignored"));
+  CHECK(bad.out == clean.out);
+  CHECK_THAT(bad.out, !Catch::Contains("acme.local"));
+  // A hostname as a stub server passes kube-dns's own check but not
+  // node-cache's forward check (not an IP address or file): ignored too.
+  std::filesystem::remove(ups);
+  d.file("kube-dns/stubDomains", R"({"acme.local": ["ns1.acme.local"]})");
+  auto host = run(kUpstreamEnv, args);
+  CHECK(host.status == 0);
+  CHECK_THAT(host.err, Catch::Contains("invalid nameserver \"ns1.acme.local\""));
+  CHECK(host.out == clean.out);
+  // migrate stays strict: exit 2 naming the file.
+  auto strict = run(kUpstreamEnv, "migrate --corefile " + base + " --kube-dns-dir " +
+                                      (d / "kube-dns") + " " + stock_args(d));
+  CHECK(strict.status == 2);
+  CHECK_THAT(strict.err, Catch::Contains(d / "kube-dns/stubDomains"));
+  CHECK(strict.out.empty());
+}
