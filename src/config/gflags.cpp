@@ -166,11 +166,19 @@ std::expected<void, std::string> store(const GoFlag& f, std::string_view value, 
   } else if (name == "syncinterval" || name == "initialdelay") {
     // A bare number is seconds (node-cache multiplies the value by a second);
     // otherwise Go's duration syntax, taken as written.
+    // node-cache's own form, Nns (N nanoseconds, times a second), is N seconds.
     std::optional<Duration> d;
     long secs = 0;
     auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), secs);
     if (!v.empty() && ec == std::errc{} && p == v.data() + v.size()) {
       d = std::chrono::seconds(secs);
+    } else if (v.size() > 2 && v.ends_with("ns") && ec == std::errc{} &&
+               p == v.data() + v.size() - 2) {
+      d = std::chrono::seconds(secs);
+      if (name == "syncinterval") {
+        nc.warnings.push_back(dash + " " + v + ": node-cache reads this as " +
+                              std::to_string(secs) + " seconds; localdns does too");
+      }
     } else {
       d = go_duration(v);
     }
@@ -283,7 +291,8 @@ std::string go_flags_usage() {
   -setupinterface=BOOL     create the interface (node.interface.setup)
   -interfacename NAME      node.interface.name
   -setupiptables=BOOL      install the NOTRACK rules (node.rules.setup)
-  -syncinterval D          check-and-repair period: seconds (60) or a duration (60s)
+  -syncinterval D          check-and-repair period: seconds (60, or 60ns as node-cache
+                           reads it) or a duration (60s)
   -health-port PORT        kept out of conntrack with the local addresses (node.health_port,
                            default 8080 with node-cache's flags)
   -skipteardown=BOOL       node.skip_teardown

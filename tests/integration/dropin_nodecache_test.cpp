@@ -58,3 +58,23 @@ TEST_CASE("an invalid kube-dns ConfigMap is ignored with warnings, as node-cache
   CHECK_THAT(strict.err, Catch::Contains(d / "kube-dns/stubDomains"));
   CHECK(strict.out.empty());
 }
+
+TEST_CASE("-syncinterval Nns is N seconds, as node-cache reads it", "[integration][dropin]") {
+  const std::string tail = " -setupiptables=false --print-config --control-socket off";
+  auto ns = run("", "-syncinterval 30ns" + tail);
+  INFO(ns.err);
+  REQUIRE(ns.status == 0);
+  CHECK_THAT(ns.out, Catch::Contains("sync_interval: 30s"));
+  CHECK(lines(ns.err) == 1);
+  CHECK_THAT(ns.err, Catch::Contains("warning: -syncinterval 30ns: node-cache reads this as 30 "
+                                     "seconds; localdns does too"));
+  auto eq = run("", "--syncinterval=30ns" + tail);
+  CHECK(eq.out == ns.out);
+  // Seconds and other units as before; out of range still refused.
+  auto plain = run("", "-syncinterval 30" + tail);
+  CHECK(plain.out == ns.out);
+  CHECK(plain.err.empty());
+  auto zero = run("", "-syncinterval 0ns" + tail);
+  CHECK(zero.status == 2);
+  CHECK_THAT(zero.err, Catch::Contains("must be between 1s and 1h"));
+}

@@ -68,6 +68,21 @@ TEST_CASE("syncinterval: a bare number is seconds, else a Go duration", "[config
   CHECK_THAT(parse({"-syncinterval", "10x"}).error(), Catch::Contains("-syncinterval 10x"));
 }
 
+TEST_CASE("syncinterval Nns is N seconds, node-cache's reading, with one warning",
+          "[config][gflags]") {
+  auto o = parse({"-syncinterval", "30ns"});
+  REQUIRE(o.has_value());
+  CHECK(o->sync_interval == "30s");
+  CHECK(o->node_cache.warnings ==
+        std::vector<std::string>{
+            "-syncinterval 30ns: node-cache reads this as 30 seconds; localdns does too"});
+  CHECK(parse({"-syncinterval=60ns"})->sync_interval == "60s");
+  CHECK(parse({"-syncinterval", "30"})->node_cache.warnings.empty());
+  CHECK_THAT(parse({"-syncinterval", "7200ns"}).error(), Catch::Contains("between 1s and 1h"));
+  // Only a whole number of ns: other forms keep Go's meaning.
+  CHECK_THAT(parse({"-syncinterval", "1.5ns"}).error(), Catch::Contains("between 1s and 1h"));
+}
+
 TEST_CASE("localip: every element must be an address, as node-cache", "[config][gflags]") {
   CHECK_THAT(parse({"-localip", "169.254.20.10,"}).error(),
              Catch::Contains("invalid localip specified - \"\""));
