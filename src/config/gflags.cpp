@@ -41,6 +41,12 @@ constexpr GoFlag kGoFlags[] = {
     {"kubednscm", Kind::String, true},
     {"upstreamsvc", Kind::String, true},
     {"reloadwithsignal", Kind::Bool, true},
+    {"tls-cert-file", Kind::String, true},
+    {"tls-private-key-file", Kind::String, true},
+    {"tls-client-auth-type", Kind::String, true},
+    {"tls-client-ca-file", Kind::String, true},
+    {"tls-min-version", Kind::String, true},
+    {"tls-enabled", Kind::Bool, true},
     {"conf", Kind::String, false},
     {"pidfile", Kind::String, false},
     {"dns.port", Kind::Port, false},
@@ -220,6 +226,18 @@ std::expected<void, std::string> store(const GoFlag& f, std::string_view value, 
                             ": localdns does not reload its configuration on a signal; "
                             "the configuration read at start stays in use");
     }
+  } else if (name == "tls-enabled") {
+    // The -tls-* flags configure node-cache's -metrics-listen-address
+    // endpoint, which localdns does not open; they matter only with this one.
+    std::erase_if(nc.warnings, [](const std::string& w) { return w.starts_with("-tls-enabled"); });
+    if (flag_value) {
+      nc.warnings.push_back(
+          "-tls-enabled: node-cache serves -metrics-listen-address over TLS (-tls-cert-file, "
+          "-tls-private-key-file, -tls-client-auth-type, -tls-client-ca-file, "
+          "-tls-min-version); localdns does not open that endpoint; ignored");
+    }
+  } else if (name.starts_with("tls-")) {
+    // Without -tls-enabled they do nothing in node-cache either.
   } else if (name == "prometheus-listen-address") {
     nc.prometheus = v;
   } else if (name == "basecorefile") {
@@ -310,8 +328,11 @@ std::string go_flags_usage() {
   -pidfile FILE            written once every listener is bound, removed on a clean exit
   -quiet                   no start-up summary
   -version, -plugins       print the version, or the Corefile directives localdns reads
-  -metrics-listen-address, -reloadwithsignal, -setupebtables, -initialdelay
-                           accepted with a warning: localdns does not honour them
+  -metrics-listen-address, -reloadwithsignal, -setupebtables, -initialdelay,
+  -tls-enabled, -tls-cert-file, -tls-private-key-file, -tls-client-auth-type,
+  -tls-client-ca-file, -tls-min-version
+                           accepted with a warning when set to do something:
+                           localdns does not honour them
 )";
 }
 

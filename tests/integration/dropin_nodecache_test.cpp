@@ -78,3 +78,28 @@ TEST_CASE("-syncinterval Nns is N seconds, as node-cache reads it", "[integratio
   CHECK(zero.status == 2);
   CHECK_THAT(zero.err, Catch::Contains("must be between 1s and 1h"));
 }
+
+TEST_CASE("node-cache's -tls-* flags are known and warn only when enabled",
+          "[integration][dropin]") {
+  const std::string tail = " --print-config --control-socket off";
+  auto set = run("",
+                 "-tls-cert-file /etc/ssl/tls.crt -tls-private-key-file=/etc/ssl/tls.key "
+                 "-tls-client-auth-type NoClientCert -tls-client-ca-file '' "
+                 "--tls-min-version TLS13 -tls-enabled=false" +
+                     tail);
+  INFO(set.err);
+  CHECK(set.status == 0);
+  CHECK(set.err.empty());
+  auto on = run("", "-tls-enabled -tls-cert-file /etc/ssl/tls.crt" + tail);
+  CHECK(on.status == 0);
+  CHECK(lines(on.err) == 1);
+  CHECK_THAT(on.err, Catch::Contains("warning: -tls-enabled"));
+  CHECK(on.out == set.out);
+  // The last value wins, as in Go: enabled then disabled warns nothing.
+  auto off = run("", "-tls-enabled -tls-enabled=false" + tail);
+  CHECK(off.err.empty());
+  auto bad = run("", "-tls-enabled=maybe" + tail);
+  CHECK(bad.status == 2);
+  CHECK_THAT(bad.err, Catch::Contains("-tls-enabled"));
+  CHECK_THAT(run("", "--help").out, Catch::Contains("-tls-min-version"));
+}

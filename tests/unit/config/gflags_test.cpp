@@ -83,6 +83,24 @@ TEST_CASE("syncinterval Nns is N seconds, node-cache's reading, with one warning
   CHECK_THAT(parse({"-syncinterval", "1.5ns"}).error(), Catch::Contains("between 1s and 1h"));
 }
 
+TEST_CASE("node-cache's -tls-* flags: known, and a warning only with -tls-enabled",
+          "[config][gflags]") {
+  auto quiet = parse({"-tls-cert-file", "/etc/ssl/tls.crt", "-tls-private-key-file=/k",
+                      "-tls-client-auth-type", "NoClientCert", "-tls-client-ca-file", "",
+                      "--tls-min-version", "TLS13", "-tls-enabled=false"});
+  REQUIRE(quiet.has_value());
+  CHECK(quiet->node_cache.warnings.empty());
+  CHECK(quiet->node_cache.used);
+  auto on = parse({"-tls-enabled"});
+  REQUIRE(on.has_value());
+  REQUIRE(on->node_cache.warnings.size() == 1);
+  CHECK_THAT(on->node_cache.warnings[0], Catch::StartsWith("-tls-enabled:"));
+  CHECK(parse({"-tls-enabled", "-tls-enabled=0"})->node_cache.warnings.empty());
+  CHECK(parse({"-tls-enabled=1", "-tls-enabled"})->node_cache.warnings.size() == 1);
+  CHECK_THAT(parse({"-tls-cert-file"}).error(), Catch::Contains("-tls-cert-file"));
+  CHECK_THAT(go_flags_usage(), Catch::Contains("-tls-client-ca-file"));
+}
+
 TEST_CASE("localip: every element must be an address, as node-cache", "[config][gflags]") {
   CHECK_THAT(parse({"-localip", "169.254.20.10,"}).error(),
              Catch::Contains("invalid localip specified - \"\""));
