@@ -317,8 +317,8 @@ std::string go_flags_usage() {
   -basecorefile FILE       node-local-dns's Corefile template (default
                            /etc/coredns/Corefile.base), read as node-cache does
   -conf FILE, -corefile FILE
-                           where the rendered Corefile is written (default /etc/Corefile);
-                           read as a finished Corefile when there is no template
+                           where the rendered Corefile is written (default /etc/Corefile;
+                           -conf wins); read as a finished Corefile when there is no template
   -kubednscm DIR           the kube-dns ConfigMap (default /etc/kube-dns when it exists)
   -upstreamsvc NAME        the Service whose ClusterIP ($NAME_SERVICE_HOST) fills
                            __PILLAR__CLUSTER__DNS__ (default kube-dns)

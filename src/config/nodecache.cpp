@@ -162,7 +162,8 @@ std::expected<Startup, Errors> from_corefile(const CliOptions& o) {
 
 bool wants_corefile(const CliOptions& o) {
   const auto& nc = o.node_cache;
-  if (nc.base_corefile || nc.conf) return true;
+  // -corefile alone is read as -conf is (node-cache lets -conf override it).
+  if (nc.base_corefile || nc.conf || nc.corefile) return true;
   return nc.used && is_file(std::string(kDefaultBaseCorefile));
 }
 
@@ -178,11 +179,13 @@ std::string service_host_variable(std::string_view name) {
 std::expected<Startup, Errors> build_startup(const CliOptions& o) {
   const auto& nc = o.node_cache;
   Startup s;
-  if (o.config_path && (nc.base_corefile || nc.conf)) {
-    return std::unexpected(
-        Errors{"--config " + *o.config_path + " and " +
-               (nc.base_corefile ? "-basecorefile " + *nc.base_corefile : "-conf " + *nc.conf) +
-               ": give one configuration, the YAML file or node-local-dns's Corefile"});
+  if (o.config_path && (nc.base_corefile || nc.conf || nc.corefile)) {
+    std::string other = nc.base_corefile ? "-basecorefile " + *nc.base_corefile
+                        : nc.conf        ? "-conf " + *nc.conf
+                                         : "-corefile " + *nc.corefile;
+    return std::unexpected(Errors{"--config " + *o.config_path + " and " + other +
+                                  ": give one configuration, the YAML file or "
+                                  "node-local-dns's Corefile"});
   }
   if (o.config_path) {
     auto loaded = load_config_file(*o.config_path);

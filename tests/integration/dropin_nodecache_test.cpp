@@ -103,3 +103,34 @@ TEST_CASE("node-cache's -tls-* flags are known and warn only when enabled",
   CHECK_THAT(bad.err, Catch::Contains("-tls-enabled"));
   CHECK_THAT(run("", "--help").out, Catch::Contains("-tls-min-version"));
 }
+
+TEST_CASE("-corefile alone is read as -conf is", "[integration][dropin]") {
+  // With a template at the default path, that is read instead (tested elsewhere).
+  if (std::filesystem::exists("/etc/coredns/Corefile.base")) {
+    WARN("/etc/coredns/Corefile.base exists: -corefile is then where the render goes");
+    return;
+  }
+  TempDir d;
+  const auto conf = d.file("Corefile",
+                           "example.org:5300 {\n  bind 127.0.0.1\n"
+                           "  forward . 192.0.2.1\n}\n");
+  auto c = run("", "-corefile " + conf + " --print-config");
+  INFO(c.err);
+  CHECK(c.status == 0);
+  CHECK_THAT(c.out, Catch::Contains("listen: [\"127.0.0.1:5300\"]"));
+  // -corefile is node-cache's own flag, so node-cache's health port comes with it.
+  CHECK(c.out == run("", "-conf " + conf + " -health-port 8080 --print-config").out);
+  // -conf wins when both are given, as in node-cache.
+  const auto other = d.file("Other",
+                            "example.net:5301 {\n  bind 127.0.0.1\n"
+                            "  forward . 192.0.2.1\n}\n");
+  auto both = run("", "-corefile " + conf + " -conf " + other + " --print-config");
+  CHECK_THAT(both.out, Catch::Contains("listen: [\"127.0.0.1:5301\"]"));
+  auto missing = run("", "-corefile " + (d / "none") + " --print-config");
+  CHECK(missing.status == 2);
+  CHECK_THAT(missing.err, Catch::Contains("-corefile " + (d / "none")));
+  const auto yaml = d.file("l.yaml", "listen: [127.0.0.1:5300]\n");
+  auto with_yaml = run("", "--config " + yaml + " -corefile " + conf + " --print-config");
+  CHECK(with_yaml.status == 2);
+  CHECK_THAT(with_yaml.err, Catch::Contains("give one configuration"));
+}
