@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <sys/stat.h>
 
 #include <localdns/config/corefile.hpp>
 #include <localdns/config/corefile_syntax.hpp>
@@ -241,15 +242,22 @@ std::expected<Translation, Errors> translate(std::string_view text, const Transl
 }
 
 std::expected<Translation, Errors> translate_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return std::unexpected(Errors{path + ": cannot open the Corefile"});
+  }
+  if (!S_ISREG(st.st_mode)) return std::unexpected(Errors{path + ": not a regular file"});
   std::ifstream f(path, std::ios::binary);
   if (!f) return std::unexpected(Errors{path + ": cannot open the Corefile"});
-  std::stringstream buf;
-  buf << f.rdbuf();
+  // One byte past the parser's bound, so that the parser names the excess.
+  std::string data(Limits{}.max_input_bytes + 1, '\0');
+  f.read(data.data(), static_cast<std::streamsize>(data.size()));
+  data.resize(static_cast<std::size_t>(f.gcount()));
   TranslateOptions opts;
   opts.source = path;
   auto slash = path.rfind('/');
   opts.base_dir = slash == std::string::npos ? "" : path.substr(0, slash == 0 ? 1 : slash);
-  return translate(buf.str(), opts);
+  return translate(data, opts);
 }
 
 }  // namespace localdns::config::corefile

@@ -5,10 +5,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <localdns/config/cli.hpp>
 #include <localdns/config/corefile.hpp>
+#include <localdns/config/corefile_syntax.hpp>
 #include <localdns/config/emit.hpp>
 
 namespace localdns::config {
@@ -16,13 +16,23 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::optional<std::string> read_file(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return std::nullopt;
-  std::stringstream buf;
-  buf << f.rdbuf();
-  if (f.bad()) return std::nullopt;
-  return buf.str();
+// A Corefile (or template): a regular file of at most the parser's input bound.
+std::expected<std::string, std::string> read_file(const std::string& path) {
+  std::error_code ec;
+  auto st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) return std::unexpected(path + ": cannot read the file: no such file");
+  if (!fs::is_regular_file(st)) return std::unexpected(path + ": not a regular file");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return std::unexpected(path + ": cannot read the file");
+  const std::size_t max = corefile::Limits{}.max_input_bytes;
+  std::string data(max + 1, '\0');
+  f.read(data.data(), static_cast<std::streamsize>(data.size()));
+  if (f.bad()) return std::unexpected(path + ": cannot read the file");
+  data.resize(static_cast<std::size_t>(f.gcount()));
+  if (data.size() > max) {
+    return std::unexpected(path + ": larger than " + std::to_string(max) + " bytes; refused");
+  }
+  return data;
 }
 
 bool is_file(const std::string& path) {
@@ -90,7 +100,7 @@ std::expected<Startup, Errors> from_corefile(const CliOptions& o) {
   std::string source, text;
   if (is_file(base)) {
     auto t = read_file(base);
-    if (!t) return std::unexpected(Errors{"-basecorefile " + base + ": cannot read the file"});
+    if (!t) return std::unexpected(Errors{"-basecorefile " + t.error()});
     source = base;
     if (o.local_ips.empty()) {
       if (auto pos = t->find("__PILLAR__LOCAL__DNS__"); pos != std::string::npos) {
@@ -133,14 +143,18 @@ std::expected<Startup, Errors> from_corefile(const CliOptions& o) {
     s.rendered = corefile::render(*t, subs, kube);
     text = s.rendered;
   } else if (nc.base_corefile) {
-    return std::unexpected(Errors{"-basecorefile " + base + ": no such file"});
+    std::error_code ec;
+    return std::unexpected(
+        Errors{"-basecorefile " + base +
+               (fs::exists(base, ec) ? ": not a regular file" : ": no such file")});
   } else if (nc.conf || nc.corefile) {
     // No template: the Corefile itself, as CoreDNS reads -conf.
     source = s.rendered_path;
     auto t = read_file(source);
-    if (!t)
-      return std::unexpected(Errors{(nc.conf ? "-conf " : "-corefile ") + source +
-                                    ": cannot read the file (and no " + base + ")"});
+    if (!t) {
+      return std::unexpected(
+          Errors{(nc.conf ? "-conf " : "-corefile ") + t.error() + " (and no " + base + ")"});
+    }
     s.corefile = *t;
     text = *t;
     s.rendered_path.clear();
@@ -254,7 +268,7 @@ std::expected<Migration, Errors> migrate(const CliOptions& o) {
   if (!o.migrate_corefile) return std::unexpected(Errors{"migrate: --corefile FILE is required"});
   const std::string& path = *o.migrate_corefile;
   auto text = read_file(path);
-  if (!text) return std::unexpected(Errors{path + ": cannot open the Corefile"});
+  if (!text) return std::unexpected(Errors{"--corefile " + text.error()});
   Migration m;
   const auto& nc = o.node_cache;
   // Placeholders left for the installer become values that translate like the

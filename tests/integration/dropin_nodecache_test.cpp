@@ -134,3 +134,24 @@ TEST_CASE("-corefile alone is read as -conf is", "[integration][dropin]") {
   CHECK(with_yaml.status == 2);
   CHECK_THAT(with_yaml.err, Catch::Contains("give one configuration"));
 }
+
+TEST_CASE("the Corefile is read with a bound and only from a regular file",
+          "[integration][dropin]") {
+  TempDir d;
+  // Under a 400 MB address space limit, an unbounded read of /dev/zero aborts.
+  for (const std::string args : {"--print-config -conf /dev/zero", "migrate --corefile /dev/zero",
+                                 "--print-config -basecorefile /dev/zero"}) {
+    INFO(args);
+    auto r = run("sh -c 'ulimit -v 400000; exec \"$0\" \"$@\"'", args);
+    CHECK(r.status == 2);
+    CHECK_THAT(r.err, Catch::Contains("/dev/zero"));
+    CHECK_THAT(r.err, Catch::Contains("not a regular file"));
+  }
+  const auto big = d.file("big", std::string((1u << 20) + 10, '#'));
+  auto r = run("", "--print-config -conf " + big);
+  CHECK(r.status == 2);
+  CHECK_THAT(r.err, Catch::Contains(big + ": larger than 1048576 bytes"));
+  auto m = run("", "migrate --corefile " + big);
+  CHECK(m.status == 2);
+  CHECK_THAT(m.err, Catch::Contains(big + ": larger than 1048576 bytes"));
+}
