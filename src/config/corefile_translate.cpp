@@ -228,6 +228,11 @@ std::expected<Translation, Errors> translate(std::string_view text, const Transl
     ctx.warnings.push_back(w);
   Translation out;
   out.config = default_config();
+  // node-cache installs no DNAT: while it is down, queries to its addresses
+  // go unanswered. In its template the `.` group is the node's own resolver
+  // (`forward . /etc/resolv.conf`), which does not know the cluster's names,
+  // so no fallback (a YAML file, node.rules.fallback, can ask for one).
+  out.config.node.fallback_auto = false;
   translate_blocks(ctx, parsed.blocks, out.config);
   if (!ctx.errors.empty()) return std::unexpected(std::move(ctx.errors));
   for (const auto& d : ctx.dropped) {

@@ -155,3 +155,20 @@ TEST_CASE("the Corefile is read with a bound and only from a regular file",
   CHECK(m.status == 2);
   CHECK_THAT(m.err, Catch::Contains(big + ": larger than 1048576 bytes"));
 }
+
+TEST_CASE("the drop-in installs no fallback DNAT unless asked", "[integration][dropin]") {
+  TempDir d;
+  const auto base = d.file("Corefile.base", installer_sed(official_template()));
+  auto stock = run(kUpstreamEnv, stock_run_args(d, base) + " --print-config");
+  INFO(stock.err);
+  REQUIRE(stock.status == 0);
+  CHECK_THAT(stock.out, Catch::Contains("fallback: \"off\""));
+  CHECK_THAT(stock.out, !Catch::Contains("fallback: \"auto\""));
+  auto migrated = run(kUpstreamEnv, "migrate --corefile " + base + " " + stock_args(d));
+  REQUIRE(migrated.status == 0);
+  CHECK_THAT(migrated.out, Catch::Contains("fallback: \"off\""));
+  // A YAML file asks for one: it stays (the standalone default is auto).
+  auto yaml = run(
+      "", "--print-config --config " + d.file("f.yaml", "node:\n  rules:\n    fallback: auto\n"));
+  CHECK_THAT(yaml.out, Catch::Contains("fallback: \"auto\""));
+}
