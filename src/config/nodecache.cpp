@@ -338,6 +338,24 @@ std::expected<Migration, Errors> migrate(const CliOptions& o) {
   }
   // The flags given with the Corefile (the DaemonSet's args) go on top, as for a run.
   Config c = std::move(tr->config);
+  // node-local-dns's DaemonSet gives -localip the addresses its Corefile
+  // binds; without -localip, those are the local addresses (the kept
+  // placeholders included), so that the YAML sets the node up as node-cache.
+  std::optional<std::string> inferred;
+  if (o.local_ips.empty() && c.node.local_addresses.empty()) {
+    for (const auto& l : c.listen) {
+      const auto& a = l.address;
+      if (a.is_loopback() || a.is_unspecified()) continue;
+      auto& la = c.node.local_addresses;
+      if (std::find(la.begin(), la.end(), a) == la.end()) {
+        la.push_back(a);
+        inferred = inferred ? *inferred + "," + a.to_string() : a.to_string();
+      }
+    }
+    if (inferred && c.node.health_port == 0 && !nc.health_port) {
+      c.node.health_port = kNodeCacheHealthPort;
+    }
+  }
   Errors errors = apply_cli(o, c);
   if (errors.empty()) errors = validate(c);
   if (!errors.empty()) {
@@ -348,6 +366,13 @@ std::expected<Migration, Errors> migrate(const CliOptions& o) {
   }
   m.yaml = emit_yaml(c);
   m.warnings = std::move(tr->warnings);
+  if (inferred) {
+    m.warnings.push_back("node.local_addresses: " + *inferred +
+                         ", the addresses the Corefile binds (node-local-dns's DaemonSet gives "
+                         "them to -localip), with node.health_port " +
+                         std::to_string(c.node.health_port) +
+                         ": localdns sets them up on the node; give -localip to choose others");
+  }
   for (const auto& w : nc.warnings)
     m.warnings.push_back(w);
   for (const auto& k : kept) {

@@ -172,3 +172,36 @@ TEST_CASE("the drop-in installs no fallback DNAT unless asked", "[integration][d
       "", "--print-config --config " + d.file("f.yaml", "node:\n  rules:\n    fallback: auto\n"));
   CHECK_THAT(yaml.out, Catch::Contains("fallback: \"auto\""));
 }
+
+TEST_CASE("migrate keeps the installer's local addresses: sed(migrate) = migrate(sed) = stock",
+          "[integration][dropin]") {
+  TempDir d;
+  const auto tmpl = d.file("Corefile.template", official_template());
+  const auto sedded = d.file("Corefile.base", installer_sed(official_template()));
+  const std::string svc = " -upstreamsvc kube-dns-upstream";
+  auto raw = run(kUpstreamEnv, "migrate --corefile " + tmpl + svc);
+  INFO(raw.err);
+  REQUIRE(raw.status == 0);
+  CHECK_THAT(raw.out,
+             Catch::Contains(
+                 "local_addresses: [\"__PILLAR__LOCAL__DNS__\", \"__PILLAR__DNS__SERVER__\"]"));
+  CHECK_THAT(raw.out, Catch::Contains("health_port: 8080"));
+  CHECK_THAT(raw.err, Catch::Contains("warning: node.local_addresses: __PILLAR__LOCAL__DNS__,"
+                                      "__PILLAR__DNS__SERVER__"));
+  auto after = run(kUpstreamEnv, "migrate --corefile " + sedded + svc);
+  INFO(after.err);
+  REQUIRE(after.status == 0);
+  CHECK(after.out == installer_sed(raw.out));
+  // What the stock DaemonSet args run, and what the YAML runs, are the same.
+  auto stock = run(kUpstreamEnv, stock_run_args(d, sedded) + " --print-config");
+  REQUIRE(stock.status == 0);
+  auto from_yaml =
+      run("", "--print-config --config " + d.file("sedded.yaml", installer_sed(raw.out)));
+  INFO(from_yaml.err);
+  REQUIRE(from_yaml.status == 0);
+  CHECK(from_yaml.out == stock.out);
+  // -localip still decides when given.
+  auto given = run(kUpstreamEnv, "migrate --corefile " + sedded + svc + " -localip 169.254.20.11");
+  CHECK_THAT(given.out, Catch::Contains("local_addresses: [\"169.254.20.11\"]"));
+  CHECK_THAT(given.err, !Catch::Contains("node.local_addresses:"));
+}
