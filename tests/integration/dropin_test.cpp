@@ -206,7 +206,13 @@ TEST_CASE("migrate keeps the installer's placeholders: sed before or after gives
       run(kUpstreamEnv, "migrate --corefile " + sedded + " -upstreamsvc kube-dns-upstream");
   REQUIRE(filled.status == 0);
   CHECK(filled.out.find("__PILLAR__") == std::string::npos);
-  CHECK(run("", "--check-config " + d.file("filled.yaml", filled.out)).status == 0);
+  const auto filled_yaml = d.file("filled.yaml", filled.out);
+  CHECK(run("", "--check-config " + filled_yaml).status == 0);
+  // And that YAML runs what the stock DaemonSet args run on the same template.
+  auto stock = run(kUpstreamEnv, stock_args(d) + " -basecorefile " + sedded + " -kubednscm " +
+                                     (d / "kube-dns") + " --print-config");
+  REQUIRE(stock.status == 0);
+  CHECK(run("", "--print-config --config " + filled_yaml).out == stock.out);
   // Every directive not carried over is a warning line (reload and loop here).
   CHECK_THAT(filled.err, Catch::Contains("directive reload"));
   CHECK_THAT(filled.err, Catch::Contains("directive loop"));
