@@ -59,7 +59,8 @@ TEST_CASE("an invalid kube-dns ConfigMap is ignored with warnings, as node-cache
   CHECK(strict.out.empty());
 }
 
-TEST_CASE("-syncinterval Nns is N seconds, as node-cache reads it", "[integration][dropin]") {
+TEST_CASE("node-cache's -syncinterval Nns is N seconds, as node-cache reads it",
+          "[integration][dropin]") {
   const std::string tail = " -setupiptables=false --print-config --control-socket off";
   auto ns = run("", "-syncinterval 30ns" + tail);
   INFO(ns.err);
@@ -104,7 +105,7 @@ TEST_CASE("node-cache's -tls-* flags are known and warn only when enabled",
   CHECK_THAT(run("", "--help").out, Catch::Contains("-tls-min-version"));
 }
 
-TEST_CASE("-corefile alone is read as -conf is", "[integration][dropin]") {
+TEST_CASE("node-cache's -corefile alone is read as -conf is", "[integration][dropin]") {
   // With a template at the default path, that is read instead (tested elsewhere).
   if (std::filesystem::exists("/etc/coredns/Corefile.base")) {
     WARN("/etc/coredns/Corefile.base exists: -corefile is then where the render goes");
