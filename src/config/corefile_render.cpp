@@ -85,9 +85,11 @@ bool dns1123_subdomain(std::string_view s) {
   return true;
 }
 
-// node-cache accepts IP or IP:port ([V6]:port); CoreDNS's forward then
-// also takes dns:// and tls:// prefixes, which kube-dns's own validation
-// refuses. localdns speaks plain DNS only.
+// What node-cache's two checks accept together. kube-dns's Validate takes
+// IP, IP:port ([V6]:port) or, for a stub server, a DNS-1123 host name
+// without a port; node-cache's forward check (CoreDNS's parse.HostPortOrFile)
+// then takes only addresses, with an optional dns:// or tls:// prefix that
+// kube-dns's check has already refused. So: IP or IP:port.
 bool nameserver(std::string_view s) {
   auto ep = parse_endpoint(s, 53);
   return ep.has_value();
@@ -212,7 +214,7 @@ std::expected<KubeDns, Errors> read_kube_dns_dir(const std::string& dir) {
                 at(path, s) + "invalid nameserver " +
                 (s.IsScalar() ? "\"" + s.Scalar() + "\"" : std::string("(not a string)")) +
                 " for the stub domain \"" + domain +
-                "\": expected IP or IP:port (localdns forwards plain DNS only)");
+                "\": expected IP or IP:port (node-cache refuses host names and tls:// too)");
             continue;
           }
           servers.push_back(s.Scalar());

@@ -9,6 +9,7 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <sys/stat.h>
 
 #include <localdns/config/corefile.hpp>
 #include <localdns/config/corefile_syntax.hpp>
@@ -227,6 +228,11 @@ std::expected<Translation, Errors> translate(std::string_view text, const Transl
     ctx.warnings.push_back(w);
   Translation out;
   out.config = default_config();
+  // node-cache installs no DNAT: while it is down, queries to its addresses
+  // go unanswered. In its template the `.` group is the node's own resolver
+  // (`forward . /etc/resolv.conf`), which does not know the cluster's names,
+  // so no fallback (a YAML file, node.rules.fallback, can ask for one).
+  out.config.node.fallback_auto = false;
   translate_blocks(ctx, parsed.blocks, out.config);
   if (!ctx.errors.empty()) return std::unexpected(std::move(ctx.errors));
   for (const auto& d : ctx.dropped) {
@@ -241,15 +247,22 @@ std::expected<Translation, Errors> translate(std::string_view text, const Transl
 }
 
 std::expected<Translation, Errors> translate_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return std::unexpected(Errors{path + ": cannot open the Corefile"});
+  }
+  if (!S_ISREG(st.st_mode)) return std::unexpected(Errors{path + ": not a regular file"});
   std::ifstream f(path, std::ios::binary);
   if (!f) return std::unexpected(Errors{path + ": cannot open the Corefile"});
-  std::stringstream buf;
-  buf << f.rdbuf();
+  // One byte past the parser's bound, so that the parser names the excess.
+  std::string data(Limits{}.max_input_bytes + 1, '\0');
+  f.read(data.data(), static_cast<std::streamsize>(data.size()));
+  data.resize(static_cast<std::size_t>(f.gcount()));
   TranslateOptions opts;
   opts.source = path;
   auto slash = path.rfind('/');
   opts.base_dir = slash == std::string::npos ? "" : path.substr(0, slash == 0 ? 1 : slash);
-  return translate(buf.str(), opts);
+  return translate(data, opts);
 }
 
 }  // namespace localdns::config::corefile

@@ -41,6 +41,12 @@ constexpr GoFlag kGoFlags[] = {
     {"kubednscm", Kind::String, true},
     {"upstreamsvc", Kind::String, true},
     {"reloadwithsignal", Kind::Bool, true},
+    {"tls-cert-file", Kind::String, true},
+    {"tls-private-key-file", Kind::String, true},
+    {"tls-client-auth-type", Kind::String, true},
+    {"tls-client-ca-file", Kind::String, true},
+    {"tls-min-version", Kind::String, true},
+    {"tls-enabled", Kind::Bool, true},
     {"conf", Kind::String, false},
     {"pidfile", Kind::String, false},
     {"dns.port", Kind::Port, false},
@@ -166,11 +172,19 @@ std::expected<void, std::string> store(const GoFlag& f, std::string_view value, 
   } else if (name == "syncinterval" || name == "initialdelay") {
     // A bare number is seconds (node-cache multiplies the value by a second);
     // otherwise Go's duration syntax, taken as written.
+    // node-cache's own form, Nns (N nanoseconds, times a second), is N seconds.
     std::optional<Duration> d;
     long secs = 0;
     auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), secs);
     if (!v.empty() && ec == std::errc{} && p == v.data() + v.size()) {
       d = std::chrono::seconds(secs);
+    } else if (v.size() > 2 && v.ends_with("ns") && ec == std::errc{} &&
+               p == v.data() + v.size() - 2) {
+      d = std::chrono::seconds(secs);
+      if (name == "syncinterval") {
+        nc.warnings.push_back(dash + " " + v + ": node-cache reads this as " +
+                              std::to_string(secs) + " seconds; localdns does too");
+      }
     } else {
       d = go_duration(v);
     }
@@ -212,6 +226,18 @@ std::expected<void, std::string> store(const GoFlag& f, std::string_view value, 
                             ": localdns does not reload its configuration on a signal; "
                             "the configuration read at start stays in use");
     }
+  } else if (name == "tls-enabled") {
+    // The -tls-* flags configure node-cache's -metrics-listen-address
+    // endpoint, which localdns does not open; they matter only with this one.
+    std::erase_if(nc.warnings, [](const std::string& w) { return w.starts_with("-tls-enabled"); });
+    if (flag_value) {
+      nc.warnings.push_back(
+          "-tls-enabled: node-cache serves -metrics-listen-address over TLS (-tls-cert-file, "
+          "-tls-private-key-file, -tls-client-auth-type, -tls-client-ca-file, "
+          "-tls-min-version); localdns does not open that endpoint; ignored");
+    }
+  } else if (name.starts_with("tls-")) {
+    // Without -tls-enabled they do nothing in node-cache either.
   } else if (name == "prometheus-listen-address") {
     nc.prometheus = v;
   } else if (name == "basecorefile") {
@@ -283,15 +309,16 @@ std::string go_flags_usage() {
   -setupinterface=BOOL     create the interface (node.interface.setup)
   -interfacename NAME      node.interface.name
   -setupiptables=BOOL      install the NOTRACK rules (node.rules.setup)
-  -syncinterval D          check-and-repair period: seconds (60) or a duration (60s)
+  -syncinterval D          check-and-repair period: seconds (60, or 60ns as node-cache
+                           reads it) or a duration (60s)
   -health-port PORT        kept out of conntrack with the local addresses (node.health_port,
                            default 8080 with node-cache's flags)
   -skipteardown=BOOL       node.skip_teardown
   -basecorefile FILE       node-local-dns's Corefile template (default
                            /etc/coredns/Corefile.base), read as node-cache does
   -conf FILE, -corefile FILE
-                           where the rendered Corefile is written (default /etc/Corefile);
-                           read as a finished Corefile when there is no template
+                           where the rendered Corefile is written (default /etc/Corefile;
+                           -conf wins); read as a finished Corefile when there is no template
   -kubednscm DIR           the kube-dns ConfigMap (default /etc/kube-dns when it exists)
   -upstreamsvc NAME        the Service whose ClusterIP ($NAME_SERVICE_HOST) fills
                            __PILLAR__CLUSTER__DNS__ (default kube-dns)
@@ -301,8 +328,11 @@ std::string go_flags_usage() {
   -pidfile FILE            written once every listener is bound, removed on a clean exit
   -quiet                   no start-up summary
   -version, -plugins       print the version, or the Corefile directives localdns reads
-  -metrics-listen-address, -reloadwithsignal, -setupebtables, -initialdelay
-                           accepted with a warning: localdns does not honour them
+  -metrics-listen-address, -reloadwithsignal, -setupebtables, -initialdelay,
+  -tls-enabled, -tls-cert-file, -tls-private-key-file, -tls-client-auth-type,
+  -tls-client-ca-file, -tls-min-version
+                           accepted with a warning when set to do something:
+                           localdns does not honour them
 )";
 }
 

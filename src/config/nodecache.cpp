@@ -5,10 +5,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <localdns/config/cli.hpp>
 #include <localdns/config/corefile.hpp>
+#include <localdns/config/corefile_syntax.hpp>
 #include <localdns/config/emit.hpp>
 
 namespace localdns::config {
@@ -16,13 +16,23 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::optional<std::string> read_file(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return std::nullopt;
-  std::stringstream buf;
-  buf << f.rdbuf();
-  if (f.bad()) return std::nullopt;
-  return buf.str();
+// A Corefile (or template): a regular file of at most the parser's input bound.
+std::expected<std::string, std::string> read_file(const std::string& path) {
+  std::error_code ec;
+  auto st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) return std::unexpected(path + ": cannot read the file: no such file");
+  if (!fs::is_regular_file(st)) return std::unexpected(path + ": not a regular file");
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return std::unexpected(path + ": cannot read the file");
+  const std::size_t max = corefile::Limits{}.max_input_bytes;
+  std::string data(max + 1, '\0');
+  f.read(data.data(), static_cast<std::streamsize>(data.size()));
+  if (f.bad()) return std::unexpected(path + ": cannot read the file");
+  data.resize(static_cast<std::size_t>(f.gcount()));
+  if (data.size() > max) {
+    return std::unexpected(path + ": larger than " + std::to_string(max) + " bytes; refused");
+  }
+  return data;
 }
 
 bool is_file(const std::string& path) {
@@ -90,7 +100,7 @@ std::expected<Startup, Errors> from_corefile(const CliOptions& o) {
   std::string source, text;
   if (is_file(base)) {
     auto t = read_file(base);
-    if (!t) return std::unexpected(Errors{"-basecorefile " + base + ": cannot read the file"});
+    if (!t) return std::unexpected(Errors{"-basecorefile " + t.error()});
     source = base;
     if (o.local_ips.empty()) {
       if (auto pos = t->find("__PILLAR__LOCAL__DNS__"); pos != std::string::npos) {
@@ -116,20 +126,35 @@ std::expected<Startup, Errors> from_corefile(const CliOptions& o) {
       s.warnings.push_back("-upstreamsvc " + nc.upstream_svc.value_or("kube-dns") + ": " + var +
                            " is not set (unused: " + base + " has no __PILLAR__CLUSTER__DNS__)");
     }
-    auto kube = corefile::read_kube_dns_dir(kube_dns_dir(nc, s.warnings));
-    if (!kube) return std::unexpected(kube.error());
+    // As node-cache: an invalid ConfigMap is logged and left out (the
+    // Corefile from the template alone), and the run goes on.
+    corefile::KubeDns kube;
+    if (auto k = corefile::read_kube_dns_dir(kube_dns_dir(nc, s.warnings))) {
+      kube = std::move(*k);
+    } else {
+      for (const auto& e : k.error())
+        s.warnings.push_back(e);
+      s.warnings.push_back(
+          "the kube-dns ConfigMap is ignored, as node-cache ignores an invalid one: no stub "
+          "domains, upstreams from resolv.conf");
+      s.configmap_errors = k.error().size();
+    }
     s.corefile = *t;
-    s.rendered = corefile::render(*t, subs, *kube);
+    s.rendered = corefile::render(*t, subs, kube);
     text = s.rendered;
   } else if (nc.base_corefile) {
-    return std::unexpected(Errors{"-basecorefile " + base + ": no such file"});
+    std::error_code ec;
+    return std::unexpected(
+        Errors{"-basecorefile " + base +
+               (fs::exists(base, ec) ? ": not a regular file" : ": no such file")});
   } else if (nc.conf || nc.corefile) {
     // No template: the Corefile itself, as CoreDNS reads -conf.
     source = s.rendered_path;
     auto t = read_file(source);
-    if (!t)
-      return std::unexpected(Errors{(nc.conf ? "-conf " : "-corefile ") + source +
-                                    ": cannot read the file (and no " + base + ")"});
+    if (!t) {
+      return std::unexpected(
+          Errors{(nc.conf ? "-conf " : "-corefile ") + t.error() + " (and no " + base + ")"});
+    }
     s.corefile = *t;
     text = *t;
     s.rendered_path.clear();
@@ -151,7 +176,8 @@ std::expected<Startup, Errors> from_corefile(const CliOptions& o) {
 
 bool wants_corefile(const CliOptions& o) {
   const auto& nc = o.node_cache;
-  if (nc.base_corefile || nc.conf) return true;
+  // -corefile alone is read as -conf is (node-cache lets -conf override it).
+  if (nc.base_corefile || nc.conf || nc.corefile) return true;
   return nc.used && is_file(std::string(kDefaultBaseCorefile));
 }
 
@@ -167,11 +193,13 @@ std::string service_host_variable(std::string_view name) {
 std::expected<Startup, Errors> build_startup(const CliOptions& o) {
   const auto& nc = o.node_cache;
   Startup s;
-  if (o.config_path && (nc.base_corefile || nc.conf)) {
-    return std::unexpected(
-        Errors{"--config " + *o.config_path + " and " +
-               (nc.base_corefile ? "-basecorefile " + *nc.base_corefile : "-conf " + *nc.conf) +
-               ": give one configuration, the YAML file or node-local-dns's Corefile"});
+  if (o.config_path && (nc.base_corefile || nc.conf || nc.corefile)) {
+    std::string other = nc.base_corefile ? "-basecorefile " + *nc.base_corefile
+                        : nc.conf        ? "-conf " + *nc.conf
+                                         : "-corefile " + *nc.corefile;
+    return std::unexpected(Errors{"--config " + *o.config_path + " and " + other +
+                                  ": give one configuration, the YAML file or "
+                                  "node-local-dns's Corefile"});
   }
   if (o.config_path) {
     auto loaded = load_config_file(*o.config_path);
@@ -240,7 +268,7 @@ std::expected<Migration, Errors> migrate(const CliOptions& o) {
   if (!o.migrate_corefile) return std::unexpected(Errors{"migrate: --corefile FILE is required"});
   const std::string& path = *o.migrate_corefile;
   auto text = read_file(path);
-  if (!text) return std::unexpected(Errors{path + ": cannot open the Corefile"});
+  if (!text) return std::unexpected(Errors{"--corefile " + text.error()});
   Migration m;
   const auto& nc = o.node_cache;
   // Placeholders left for the installer become values that translate like the
@@ -310,6 +338,24 @@ std::expected<Migration, Errors> migrate(const CliOptions& o) {
   }
   // The flags given with the Corefile (the DaemonSet's args) go on top, as for a run.
   Config c = std::move(tr->config);
+  // node-local-dns's DaemonSet gives -localip the addresses its Corefile
+  // binds; without -localip, those are the local addresses (the kept
+  // placeholders included), so that the YAML sets the node up as node-cache.
+  std::optional<std::string> inferred;
+  if (o.local_ips.empty() && c.node.local_addresses.empty()) {
+    for (const auto& l : c.listen) {
+      const auto& a = l.address;
+      if (a.is_loopback() || a.is_unspecified()) continue;
+      auto& la = c.node.local_addresses;
+      if (std::find(la.begin(), la.end(), a) == la.end()) {
+        la.push_back(a);
+        inferred = inferred ? *inferred + "," + a.to_string() : a.to_string();
+      }
+    }
+    if (inferred && c.node.health_port == 0 && !nc.health_port) {
+      c.node.health_port = kNodeCacheHealthPort;
+    }
+  }
   Errors errors = apply_cli(o, c);
   if (errors.empty()) errors = validate(c);
   if (!errors.empty()) {
@@ -320,6 +366,13 @@ std::expected<Migration, Errors> migrate(const CliOptions& o) {
   }
   m.yaml = emit_yaml(c);
   m.warnings = std::move(tr->warnings);
+  if (inferred) {
+    m.warnings.push_back("node.local_addresses: " + *inferred +
+                         ", the addresses the Corefile binds (node-local-dns's DaemonSet gives "
+                         "them to -localip), with node.health_port " +
+                         std::to_string(c.node.health_port) +
+                         ": localdns sets them up on the node; give -localip to choose others");
+  }
   for (const auto& w : nc.warnings)
     m.warnings.push_back(w);
   for (const auto& k : kept) {

@@ -554,12 +554,19 @@ std::vector<std::string> verify_iptables_save(const std::vector<ExpectedRule>& w
     if (n > 1)
       problems.push_back("duplicated (" + std::to_string(n) + "x) in " + where + ": \"" +
                          w.comment + "\"");
-    // Ours must lead the chain: no foreign rule before it.
+    // Ours stay together, as localdns keeps them: other agents' rules may
+    // precede the block (Calico, Cilium insert theirs at the top), but none
+    // may sit between two of ours.
     auto pos = std::find(chain.begin(), chain.end(), w.comment) - chain.begin();
-    for (std::ptrdiff_t i = 0; i < pos; ++i) {
+    auto first =
+        std::find_if(chain.begin(), chain.end(),
+                     [](const std::string& c) { return c.starts_with(node::kCommentPrefix); }) -
+        chain.begin();
+    for (std::ptrdiff_t i = first; i < pos; ++i) {
       if (!chain[i].starts_with(node::kCommentPrefix)) {
-        problems.push_back("not first in " + where + " (position " + std::to_string(pos + 1) +
-                           ", after a rule that is not localdns's): \"" + w.comment + "\"");
+        problems.push_back("split in " + where + " (position " + std::to_string(pos + 1) +
+                           ", after a rule that is not localdns's between ours): \"" + w.comment +
+                           "\"");
         break;
       }
     }
@@ -670,7 +677,7 @@ Check check_localdns(const LocaldnsObservation& o) {
     c.facts["rule_problems"] = o.rule_problems;
     if (o.rule_problems.empty()) {
       c.evidence.push_back(std::to_string(o.rules_checked) + " NOTRACK/ACCEPT rules in " +
-                           o.backend + ": each present once and first in its chain");
+                           o.backend + ": each present once, together in its chain");
     } else {
       c.raise(Status::fail);
       for (const auto& p : o.rule_problems)

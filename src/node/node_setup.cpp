@@ -171,6 +171,8 @@ std::expected<unsigned, std::string> NodeSetup::ensure_rules() {
       in_place_.load(std::memory_order_relaxed) ? spdlog::level::warn : spdlog::level::info;
   for (const auto& note : r->notes)
     spdlog::log(level, "node setup: {}", note);
+  for (const auto& w : r->warnings)
+    spdlog::warn("node setup: {}", w);
   if (r->taken_over > 0) {
     takeover_.rules += r->taken_over;
     std::string took;

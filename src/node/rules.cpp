@@ -149,7 +149,7 @@ class IptablesBackend final : public RulesBackend {
     RulesRepair repair;
     for (bool v6 : {false, true}) {
       auto desired = iptables_rules(t, v6);
-      auto r = sync_family(desired, v6, repair, Mode::apply);
+      auto r = sync_family(desired, v6, repair, Mode::apply, addresses(t, v6));
       if (!r) return std::unexpected(r.error());
     }
     return repair;
@@ -204,9 +204,57 @@ class IptablesBackend final : public RulesBackend {
     return std::string(v6 ? "ip6tables-" : "iptables-") + variant_ + suffix;
   }
 
+  // The local addresses of one family, for messages.
+  static std::string addresses(const RuleTargets& t, bool v6) {
+    std::vector<boost::asio::ip::address> seen;
+    std::string s;
+    for (const auto& l : t.locals) {
+      if (l.address.is_v6() != v6 || std::find(seen.begin(), seen.end(), l.address) != seen.end()) {
+        continue;
+      }
+      seen.push_back(l.address);
+      s += (s.empty() ? "" : ", ") + l.address.to_string();
+    }
+    return s;
+  }
+
+  // Rules of other agents ahead of our block in one chain: said once per
+  // change (a warning, not a repair: they stay where they are), forgotten
+  // once none are.
+  void note_rules_ahead(const std::string& where, const std::string& table,
+                        const std::vector<const SavedRule*>& ahead, const std::string& addresses,
+                        RulesRepair& repair) {
+    if (ahead.empty()) {
+      ahead_.erase(where);
+      return;
+    }
+    std::string seen;
+    for (const auto* r : ahead)
+      seen += r->line + "\n";
+    auto& last = ahead_[where];
+    if (last == seen) return;
+    last = std::move(seen);
+    const bool one = ahead.size() == 1;
+    std::string first = ahead.front()->line;
+    if (auto sp = first.find(' ', 3); sp != std::string::npos) first = first.substr(sp + 1);
+    const char* what = table == "raw"      ? "NOTRACK rules"
+                       : table == "filter" ? "ACCEPT rules"
+                                           : "fallback DNAT rules";
+    const char* verbs = table == "raw"      ? "accept or drop"
+                        : table == "filter" ? "drop or reject"
+                                            : "accept or translate";
+    repair.warnings.push_back(
+        where + ": " + std::to_string(ahead.size()) +
+        (one ? " rule of another agent precedes" : " rules of other agents precede") +
+        " localdns's " + what + " (" + (one ? "" : "first: ") + first + "); localdns leaves " +
+        (one ? "it" : "them") + " there: make sure " + (one ? "it does" : "they do") + " not " +
+        verbs + " DNS traffic to " + addresses + " before ours");
+  }
+
   // Returns how many of our rules it deleted.
   std::expected<unsigned, std::string> sync_family(const std::vector<IptablesRule>& desired,
-                                                   bool v6, RulesRepair& repair, Mode mode) {
+                                                   bool v6, RulesRepair& repair, Mode mode,
+                                                   const std::string& addresses = {}) {
     const std::string save = program(v6, "-save");
     const bool take_over = mode != Mode::remove;
     if (!have_program(save)) {
@@ -233,14 +281,30 @@ class IptablesBackend final : public RulesBackend {
       std::vector<const SavedRule*> in_chain;
       for (const auto& r : current[table])
         if (r.chain == chain) in_chain.push_back(&r);
-      // In place: our rules lead the chain in the desired order, and no other
-      // rule of ours (nor of node-local-dns, when taking over) is anywhere in it.
-      bool in_place = in_chain.size() >= want.size();
-      for (std::size_t i = 0; in_place && i < want.size(); ++i)
-        in_place = in_chain[i]->comment == want[i]->comment;
-      for (std::size_t i = want.size(); in_place && i < in_chain.size(); ++i)
+      // In place: each desired rule of ours exactly once, together in one
+      // block in the desired order, wherever the block starts (other agents,
+      // such as Calico's Felix or Cilium, insert their own rules at the top
+      // and put them back there: moving ours above theirs on every pass would
+      // fight them), no other rule of ours, and, when taking over, none of
+      // node-local-dns's.
+      std::vector<std::size_t> at;  // where ours are in the chain
+      bool theirs_there = false;
+      for (std::size_t i = 0; i < in_chain.size(); ++i) {
+        if (ours(in_chain[i]->comment)) at.push_back(i);
+        if (take_over && node_local_dns(in_chain[i]->comment)) theirs_there = true;
+      }
+      bool in_place = !theirs_there && at.size() == want.size();
+      for (std::size_t k = 0; in_place && k < want.size(); ++k) {
         in_place =
-            !ours(in_chain[i]->comment) && !(take_over && node_local_dns(in_chain[i]->comment));
+            in_chain[at[k]]->comment == want[k]->comment && (k == 0 || at[k] == at[k - 1] + 1);
+      }
+      const std::string where = std::string(v6 ? "ip6tables " : "iptables ") + table + " " + chain;
+      if (mode == Mode::apply) {
+        // Repaired (below) means moved to the top: nothing precedes ours then.
+        std::vector<const SavedRule*> ahead;
+        if (in_place && !at.empty()) ahead.assign(in_chain.begin(), in_chain.begin() + at[0]);
+        note_rules_ahead(where, table, ahead, addresses, repair);
+      }
       if (in_place) continue;
 
       unsigned present = 0, extra = 0, theirs = 0;
@@ -273,12 +337,12 @@ class IptablesBackend final : public RulesBackend {
         unsigned fixed = missing + extra + theirs;
         if (fixed == 0) fixed = 1;  // only the order was wrong
         repair.repaired += fixed;
-        std::string note =
-            std::string(v6 ? "ip6tables " : "iptables ") + table + " " + chain + ": ";
+        std::string note = where + ": ";
         if (theirs) note += "replaced " + std::to_string(theirs) + " node-local-dns rules; ";
         if (missing) note += "added " + std::to_string(missing) + " missing rules; ";
         if (extra) note += "removed " + std::to_string(extra) + " stale or duplicate rules; ";
-        if (!missing && !extra && !theirs) note += "moved our rules back to the front; ";
+        if (!missing && !extra && !theirs)
+          note += "put our rules back together, in order, at the top; ";
         note.resize(note.size() - 2);
         repair.notes.push_back(std::move(note));
       }
@@ -302,6 +366,9 @@ class IptablesBackend final : public RulesBackend {
   }
 
   std::string variant_;
+  // Per chain ("iptables raw PREROUTING"): the rules of other agents that
+  // preceded ours when last said.
+  std::map<std::string, std::string> ahead_;
 };
 
 class NftablesBackend final : public RulesBackend {

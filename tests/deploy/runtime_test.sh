@@ -226,6 +226,15 @@ grep -q '^coredns_nodecache_setup_errors_total' "$TMP/metrics.txt" || fail "no n
 node "$HERE/metrics_check.cjs" "$TMP/metrics.txt" || fail "the dashboard or the alerts query metrics localdns does not export"
 
 # --- memory with a full cache ----------------------------------------------------
+# Only for a plain build: a sanitizer runtime's shadow memory and quarantine
+# say nothing about localdns's own RSS, and filling the cache under it takes
+# minutes (tests/CMakeLists.txt sets LOCALDNS_SANITIZED for those builds).
+if [ -n "${LOCALDNS_SANITIZED:-}" ]; then
+  echo "== memory check left to the plain build (sanitizer build: RSS is the runtime's)"
+  stop_localdns iptables
+  echo "PASS: deploy runtime"
+  exit 0
+fi
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$LPID/status"; }
 metric() { http "$HOST_IP" 9253 /metrics | awk -v m="$1" '$1 ~ "^"m"({|$)" {print $2; exit}'; }
 limit=$LIMIT

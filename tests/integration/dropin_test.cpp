@@ -15,87 +15,12 @@
 #include <catch2/catch.hpp>
 
 #include "dns_client.hpp"
+#include "dropin_support.hpp"
 #include "knot_server.hpp"
 
 using namespace localdns::test;
+using namespace localdns::test::dropin;
 using namespace std::chrono_literals;
-
-namespace {
-
-// node-local-dns's Corefile template, as kubernetes/kubernetes ships it in
-// cluster/addons/dns/nodelocaldns/nodelocaldns.yaml (ConfigMap node-local-dns).
-std::string official_template();
-
-std::string replace_all(std::string s, const std::string& from, const std::string& to) {
-  for (auto p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size()))
-    s.replace(p, from.size(), to);
-  return s;
-}
-
-// What node-local-dns's install instructions run on the manifest (iptables mode).
-std::string installer_sed(const std::string& s) {
-  return replace_all(replace_all(replace_all(s, "__PILLAR__LOCAL__DNS__", "169.254.20.10"),
-                                 "__PILLAR__DNS__DOMAIN__", "cluster.local"),
-                     "__PILLAR__DNS__SERVER__", "10.96.0.10");
-}
-
-// A scratch directory, removed at the end.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    path = std::filesystem::temp_directory_path() /
-           ("localdns-dropin-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++));
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-  static int& counter() {
-    static int n = 0;
-    return n;
-  }
-  std::string file(const std::string& name, const std::string& content) const {
-    auto p = (path / name).string();
-    std::ofstream(p) << content;
-    return p;
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream b;
-  b << f.rdbuf();
-  return b.str();
-}
-
-struct Run {
-  int status;
-  std::string out;
-  std::string err;
-};
-
-// Runs the binary through sh with `env` (VAR=value ...) and `args` (already
-// quoted where needed); stdout and stderr apart.
-Run run(const std::string& env, const std::string& args) {
-  TempDir d;
-  std::string cmd = "env -u KUBE_DNS_SERVICE_HOST -u KUBE_DNS_UPSTREAM_SERVICE_HOST " + env + " " +
-                    LOCALDNS_BINARY + " " + args + " > " + (d / "out") + " 2> " + (d / "err");
-  int status = std::system(cmd.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(d / "out"), slurp(d / "err")};
-}
-
-std::string official_template() {
-  return slurp(std::string(LOCALDNS_SOURCE_DIR) +
-               "/tests/data/corefile/nodelocaldns.yaml.Corefile");
-}
-
-std::size_t lines(const std::string& s) {
-  return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
-}
-
-}  // namespace
 
 TEST_CASE("node-cache flags in Go's syntax, either dash form", "[integration][dropin]") {
   const std::string tail = " --print-config --control-socket off";
@@ -185,21 +110,6 @@ TEST_CASE("the pid file is written once localdns listens and removed on exit",
   CHECK_THAT(text, !Catch::Contains("listening on"));
   CHECK_THAT(text, Catch::Contains("shutting down"));
 }
-
-namespace {
-
-// node-local-dns's DaemonSet args (cluster/addons/dns/nodelocaldns), after the
-// installer's sed.
-const std::string kStockArgs =
-    "-localip 169.254.20.10,10.96.0.10 -conf CONF -upstreamsvc kube-dns-upstream "
-    "-pidfile /tmp/node-cache.pid";
-const std::string kUpstreamEnv = "KUBE_DNS_UPSTREAM_SERVICE_HOST=10.96.0.11";
-
-std::string stock_args(const TempDir& d) {
-  return replace_all(kStockArgs, "CONF", d / "Corefile");
-}
-
-}  // namespace
 
 TEST_CASE("node-local-dns's stock args and template: --print-config equals the migrated YAML's",
           "[integration][dropin]") {
@@ -296,7 +206,13 @@ TEST_CASE("migrate keeps the installer's placeholders: sed before or after gives
       run(kUpstreamEnv, "migrate --corefile " + sedded + " -upstreamsvc kube-dns-upstream");
   REQUIRE(filled.status == 0);
   CHECK(filled.out.find("__PILLAR__") == std::string::npos);
-  CHECK(run("", "--check-config " + d.file("filled.yaml", filled.out)).status == 0);
+  const auto filled_yaml = d.file("filled.yaml", filled.out);
+  CHECK(run("", "--check-config " + filled_yaml).status == 0);
+  // And that YAML runs what the stock DaemonSet args run on the same template.
+  auto stock = run(kUpstreamEnv, stock_args(d) + " -basecorefile " + sedded + " -kubednscm " +
+                                     (d / "kube-dns") + " --print-config");
+  REQUIRE(stock.status == 0);
+  CHECK(run("", "--print-config --config " + filled_yaml).out == stock.out);
   // Every directive not carried over is a warning line (reload and loop here).
   CHECK_THAT(filled.err, Catch::Contains("directive reload"));
   CHECK_THAT(filled.err, Catch::Contains("directive loop"));

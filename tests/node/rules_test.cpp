@@ -1,9 +1,12 @@
 // NOTRACK rules in every backend this machine has, each in a fresh network
 // namespace: install, order, repair, no duplicates, removal.
 #include <chrono>
+#include <sstream>
 #include <thread>
 
 #include <catch2/catch.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <localdns/app/observability.hpp>
 #include <localdns/config/cli.hpp>
@@ -47,35 +50,71 @@ std::vector<std::string> chain_rules(const std::string& variant, bool v6, const 
   return rules;
 }
 
-// The leading rules of `chain` are exactly `want`'s comments, in order, and no
-// other rule of ours follows.
+// Our rules in `chain` are exactly `want`'s comments, in order, in one block,
+// and no other rule of ours is there. The block leads the chain when `at_top`;
+// otherwise only rules of other agents may precede it.
 void check_chain(const std::string& variant, bool v6, const std::vector<node::IptablesRule>& all,
-                 const std::string& table, const std::string& chain) {
+                 const std::string& table, const std::string& chain, bool at_top = true) {
   std::vector<std::string> want;
   for (const auto& r : all)
     if (r.table == table && r.chain == chain) want.push_back(r.comment);
   auto have = chain_rules(variant, v6, table, chain);
   INFO(variant << (v6 ? " ip6 " : " ip ") << table << " " << chain);
-  REQUIRE(have.size() >= want.size());
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    INFO(have[i]);
-    CHECK(have[i].find("\"" + want[i] + "\"") != std::string::npos);
+  std::size_t start = 0;
+  if (!at_top) {
+    while (start < have.size() && have[start].find(node::kCommentPrefix) == std::string::npos)
+      ++start;
+    if (want.empty()) start = have.size();
   }
-  for (std::size_t i = want.size(); i < have.size(); ++i)
+  REQUIRE(have.size() >= start + want.size());
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    INFO(have[start + i]);
+    CHECK(have[start + i].find("\"" + want[i] + "\"") != std::string::npos);
+  }
+  for (std::size_t i = start + want.size(); i < have.size(); ++i)
     CHECK(have[i].find(node::kCommentPrefix) == std::string::npos);
 }
 
-void check_all(const std::string& variant) {
+constexpr std::pair<const char*, const char*> kOurChains[] = {{"raw", "PREROUTING"},
+                                                              {"raw", "OUTPUT"},
+                                                              {"filter", "INPUT"},
+                                                              {"filter", "OUTPUT"},
+                                                              {"nat", "PREROUTING"}};
+
+void check_all(const std::string& variant, bool at_top = true) {
   for (bool v6 : {false, true}) {
     auto rules = node::iptables_rules(targets(), v6);
-    for (auto [table, chain] : {std::pair{"raw", "PREROUTING"},
-                                {"raw", "OUTPUT"},
-                                {"filter", "INPUT"},
-                                {"filter", "OUTPUT"},
-                                {"nat", "PREROUTING"}}) {
-      check_chain(variant, v6, rules, table, chain);
-    }
+    for (auto [table, chain] : kOurChains)
+      check_chain(variant, v6, rules, table, chain, at_top);
   }
+}
+
+// Both families' tables, as iptables-save lists them, without its comments
+// and counters (the positions of every rule).
+std::string saved_rules(const std::string& variant) {
+  std::string all =
+      test::sh("iptables-" + variant + "-save; ip6tables-" + variant + "-save", false);
+  std::string kept;
+  std::size_t start = 0;
+  while (start < all.size()) {
+    auto end = all.find('\n', start);
+    if (end == std::string::npos) end = all.size();
+    std::string line = all.substr(start, end - start);
+    if (!line.starts_with("#"))
+      kept += (line.starts_with(":") ? line.substr(0, line.find(' ')) : line) + "\n";
+    start = end + 1;
+  }
+  return kept;
+}
+
+// A jump to a chain of another agent, inserted at the top of `chain` as
+// Calico's Felix (ChainInsertMode insert) and Cilium (--prepend-iptables-chains)
+// put theirs.
+void insert_agent_rule(const std::string& program, const std::string& table,
+                       const std::string& chain, const std::string& target) {
+  test::sh(program + " -w -t " + table + " -N " + target + " 2>/dev/null", false);
+  test::sh(program + " -w -t " + table + " -I " + chain +
+           " 1 -m comment --comment other-agent -j " + target);
 }
 
 // A config as `localdns --local-ip 169.254.20.10 --interface-kind bridge ...` builds it.
@@ -139,12 +178,80 @@ TEST_CASE("rules: iptables backends install, keep order, repair and remove", "[n
       CHECK(our_rule_count(variant) == expected);
       check_all(variant);
 
-      // Pushed down by a rule inserted first: moved back to the front.
-      test::sh("iptables-" + variant + " -w -t raw -I OUTPUT 1 -p udp --dport 998 -j NOTRACK");
+      // Another agent's rule inserted ahead of ours in every chain that holds
+      // ours (Calico's Felix and Cilium insert theirs at the top and put them
+      // back there): ours are in place behind it, nothing is moved or
+      // counted, and each chain is said once, not at every pass.
+      const std::string v4 = "iptables-" + variant, v6 = "ip6tables-" + variant;
+      for (auto [table, chain] : kOurChains)
+        insert_agent_rule(v4, table, chain, std::string("AGENT-") + chain);
+      for (auto [table, chain] : {std::pair{"raw", "PREROUTING"}, {"filter", "INPUT"}})
+        insert_agent_rule(v6, table, chain, std::string("AGENT-") + chain);
+      const std::string positions = saved_rules(variant);
       auto fourth = backend->sync(targets());
       REQUIRE(fourth);
-      CHECK(fourth->repaired >= 1);
-      check_all(variant);
+      CHECK(fourth->repaired == 0);
+      CHECK(fourth->notes.empty());
+      REQUIRE(fourth->warnings.size() == 5 + 2);
+      CHECK(fourth->warnings[0] ==
+            "iptables raw PREROUTING: 1 rule of another agent precedes localdns's NOTRACK rules "
+            "(-m comment --comment other-agent -j AGENT-PREROUTING); localdns leaves it there: "
+            "make sure it does not accept or drop DNS traffic to 169.254.20.10, 10.96.0.10 "
+            "before ours");
+      CHECK(fourth->warnings[2].starts_with(
+          "iptables filter INPUT: 1 rule of another agent precedes localdns's ACCEPT rules "));
+      CHECK(fourth->warnings[4].starts_with(
+          "iptables nat PREROUTING: 1 rule of another agent precedes localdns's fallback DNAT "));
+      CHECK(fourth->warnings[5].find("DNS traffic to fd00::10 before ours") != std::string::npos);
+      CHECK(saved_rules(variant) == positions);
+      auto again = backend->sync(targets());
+      REQUIRE(again);
+      CHECK(again->repaired == 0);
+      CHECK(again->warnings.empty());  // said once per change
+      CHECK(saved_rules(variant) == positions);
+      auto checked = backend->check(targets());
+      REQUIRE(checked);
+      CHECK(*checked == 0);
+      check_all(variant, false);
+      CHECK(our_rule_count(variant) == expected);
+
+      // Another rule inside our block (split): repaired, the block back at
+      // the top of the chain, both foreign rules behind it.
+      test::sh(v4 + " -w -t raw -I PREROUTING 3 -p udp --dport 1997 -j NOTRACK");
+      auto split = backend->sync(targets());
+      REQUIRE(split);
+      CHECK(split->repaired == 1);
+      CHECK(split->warnings.empty());
+      check_chain(variant, false, node::iptables_rules(targets(), false), "raw", "PREROUTING");
+      CHECK(our_rule_count(variant) == expected);
+      auto pre = chain_rules(variant, false, "raw", "PREROUTING");
+      REQUIRE(pre.size() > 3);
+      CHECK(pre[pre.size() - 3].find("-j AGENT-PREROUTING") != std::string::npos);
+      CHECK(pre[pre.size() - 2].find("--dport 1997") != std::string::npos);
+      // The agent puts its rule back at the top: ours stay; that change is said.
+      test::sh(v4 +
+               " -w -t raw -D PREROUTING -m comment --comment other-agent -j AGENT-PREROUTING");
+      insert_agent_rule(v4, "raw", "PREROUTING", "AGENT-PREROUTING");
+      auto back = backend->sync(targets());
+      REQUIRE(back);
+      CHECK(back->repaired == 0);
+      REQUIRE(back->warnings.size() == 1);
+      CHECK(back->warnings[0].starts_with("iptables raw PREROUTING: 1 rule of another agent"));
+
+      // Two of ours swapped (behind the agent's rule): repaired, back in
+      // order at the top.
+      auto out = chain_rules(variant, false, "raw", "OUTPUT");
+      REQUIRE(out.size() > 3);
+      REQUIRE(out[1].find(node::kCommentPrefix) != std::string::npos);
+      test::sh(v4 + " -w -t raw -D OUTPUT 2");
+      test::sh(v4 + " -w -t raw -I OUTPUT 3 " + out[1].substr(std::string("-A OUTPUT ").size()));
+      auto swapped = backend->sync(targets());
+      REQUIRE(swapped);
+      CHECK(swapped->repaired == 1);
+      REQUIRE(swapped->notes.size() == 1);
+      CHECK(swapped->notes[0] ==
+            "iptables raw OUTPUT: put our rules back together, in order, at the top");
+      check_chain(variant, false, node::iptables_rules(targets(), false), "raw", "OUTPUT");
       CHECK(our_rule_count(variant) == expected);
 
       // A duplicate of ours (the node-local-dns failure mode) is removed.
@@ -161,8 +268,10 @@ TEST_CASE("rules: iptables backends install, keep order, repair and remove", "[n
       REQUIRE(removed);
       CHECK(*removed == static_cast<unsigned>(expected));
       CHECK(our_rule_count(variant) == 0);
-      CHECK(test::count_lines_with(test::sh("iptables-" + variant + "-save"), "--dport 99") == 2);
+      CHECK(test::count_lines_with(test::sh("iptables-" + variant + "-save"), "--dport 999") == 1);
       CHECK(test::count_lines_with(test::sh("iptables-" + variant + "-save"), "--dport 22") == 1);
+      CHECK(test::count_lines_with(test::sh("iptables-" + variant + "-save"), "--dport 1997") == 1);
+      CHECK(test::count_lines_with(saved_rules(variant), "-j AGENT-") == 5 + 2);
     }
   }
 }
@@ -189,6 +298,19 @@ TEST_CASE("rules: the nftables backend owns one table and replaces it atomically
   auto second = backend->sync(targets());
   REQUIRE(second);
   CHECK(second->repaired == 0);
+
+  // Another agent's rules at the same hook and priority live in its own table
+  // and chain: nothing of ours is out of place (an accept there ends only that
+  // chain; ours still runs), so nothing is repaired or said.
+  test::sh("nft insert rule inet other c udp dport 53 accept");
+  auto beside = backend->sync(targets());
+  REQUIRE(beside);
+  CHECK(beside->repaired == 0);
+  CHECK(beside->warnings.empty());
+  auto checked = backend->check(targets());
+  REQUIRE(checked);
+  CHECK(*checked == 0);
+  CHECK(test::sh("nft list table inet localdns") == listing);
 
   // A rule deleted by hand is restored within the table, once.
   std::string handles = test::sh("nft -a list chain inet localdns output");
@@ -277,6 +399,98 @@ TEST_CASE("readiness follows node setup: 503 while a rule is missing, 200 once r
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   CHECK(health.respond("/ready").body == "node setup: interface nodelocaldns is missing or down\n");
   setup.teardown();
+}
+
+// What Felix does at each refresh: its jump (-j cali-CHAIN) first in each of
+// its chains, moved back to the top if it is not.
+void reassert_agent_rules(const std::string& program, std::vector<std::string> raw,
+                          std::vector<std::string> filter) {
+  for (auto [table, chains] : {std::pair{"raw", &raw}, {"filter", &filter}}) {
+    for (const auto& chain : *chains) {
+      auto rules = chain_rules(program.substr(program.find('-') + 1), false, table, chain);
+      if (!rules.empty() && rules.front().ends_with("-j cali-" + chain)) continue;
+      test::sh(program + " -w -t " + table + " -D " + chain +
+               " -m comment --comment other-agent -j cali-" + chain);
+      insert_agent_rule(program, table, chain, "cali-" + chain);
+    }
+  }
+}
+
+TEST_CASE("another agent's rules ahead of ours (Calico, Cilium): no repair, said once, ready",
+          "[node][health]") {
+  test::require_root_or_skip("node setup with another agent's rules");
+  for (std::string variant : {"legacy", "nft"}) {
+    DYNAMIC_SECTION("iptables-" << variant) {
+      test::ScopedNetns ns;
+      test::FakeUpstream up;
+      auto cfg = node_config(("iptables-" + variant).c_str());
+      node::NodeSetup setup(cfg);
+      REQUIRE(setup.apply());
+      test::Instance ld({test::group({"."}, {up.address()}, config::Transport::Udp)});
+      app::HealthEndpoint health(ld.server(), &setup,
+                                 {boost::asio::ip::make_address("127.0.0.1"), test::free_port()});
+      test::ask(ld.endpoint(), "agent.example");
+      CHECK(health.respond("/ready").status == 200);
+
+      // Felix's hooks as its default ChainInsertMode (insert) leaves them.
+      const std::string v4 = "iptables-" + variant;
+      insert_agent_rule(v4, "raw", "PREROUTING", "cali-PREROUTING");
+      insert_agent_rule(v4, "raw", "OUTPUT", "cali-OUTPUT");
+      insert_agent_rule(v4, "filter", "INPUT", "cali-INPUT");
+      insert_agent_rule(v4, "filter", "OUTPUT", "cali-OUTPUT");
+      const std::string positions = saved_rules(variant);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the 1 s result cache
+      CHECK(health.respond("/ready").status == 200);
+
+      // Two passes, the agent putting its rules back at the top after each, as
+      // Felix does at every refresh.
+      std::ostringstream logged;
+      auto previous = spdlog::default_logger();
+      spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+          "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(logged)));
+      unsigned first = setup.sync();
+      reassert_agent_rules(v4, {"PREROUTING", "OUTPUT"}, {"INPUT", "OUTPUT"});
+      unsigned second = setup.sync();
+      reassert_agent_rules(v4, {"PREROUTING", "OUTPUT"}, {"INPUT", "OUTPUT"});
+      spdlog::set_default_logger(previous);
+      INFO(logged.str());
+      CHECK(first == 0);
+      CHECK(second == 0);
+      CHECK(setup.counters().repairs.load() == 0);
+      CHECK(setup.counters().setup_errors.load() == 0);
+      CHECK(setup.in_place());
+      CHECK(saved_rules(variant) == positions);
+      // One warning per chain over both passes, none about a repair.
+      CHECK(test::count_lines_with(logged.str(), "of another agent precedes localdns's") == 4);
+      CHECK(logged.str().find(
+                "node setup: iptables raw PREROUTING: 1 rule of another agent precedes "
+                "localdns's NOTRACK rules (-m comment --comment other-agent -j "
+                "cali-PREROUTING); localdns leaves it there: make sure it does not accept or "
+                "drop DNS traffic to 169.254.20.10 before ours") != std::string::npos);
+      CHECK(logged.str().find("repaired") == std::string::npos);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+      CHECK(health.respond("/ready").status == 200);
+
+      // One of ours deleted behind the agent's rule: still repaired, once.
+      auto pre = chain_rules(variant, false, "raw", "PREROUTING");
+      REQUIRE(pre.size() > 1);
+      REQUIRE(pre[1].find(node::kCommentPrefix) != std::string::npos);
+      test::sh(v4 + " -w -t raw -D PREROUTING 2");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+      CHECK(health.respond("/ready").status == 503);
+      CHECK(setup.sync() == 1);
+      CHECK(setup.counters().repairs.load() == 1);
+      CHECK(chain_rules(variant, false, "raw", "PREROUTING").front().find(node::kCommentPrefix) !=
+            std::string::npos);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+      CHECK(health.respond("/ready").status == 200);
+      CHECK(setup.sync() == 0);
+      CHECK(setup.counters().repairs.load() == 1);
+      setup.teardown();
+      CHECK(our_rule_count(variant) == 0);
+      CHECK(test::count_lines_with(saved_rules(variant), "-j cali-") == 4);
+    }
+  }
 }
 
 TEST_CASE("backend auto-detection: each branch, built for real", "[node][detect]") {

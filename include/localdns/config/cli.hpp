@@ -127,6 +127,9 @@ struct Startup {
   std::string corefile;       // the Corefile read (template or finished), empty when none
   std::string rendered;       // the Corefile after node-cache's substitutions, when a template
   std::string rendered_path;  // where node-cache writes it (-conf, else -corefile)
+  // Errors in the kube-dns ConfigMap, which is then ignored (as node-cache
+  // does: it counts them as setup errors of type `configmap`).
+  std::size_t configmap_errors = 0;
 };
 std::expected<Startup, Errors> build_startup(const CliOptions& o);
 

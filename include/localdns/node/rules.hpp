@@ -78,7 +78,8 @@ struct IptablesRule {
   std::string comment;  // unique per rule; identifies it
 };
 
-// The rules for one family, in the order they must lead their chains.
+// The rules for one family, in the order they take in their chains: one block
+// per chain, installed at the top.
 std::vector<IptablesRule> iptables_rules(const RuleTargets& t, bool v6);
 
 // The whole `inet localdns` table, as `nft -f` takes it.
@@ -86,8 +87,13 @@ std::string nftables_ruleset(const RuleTargets& t);
 inline constexpr std::string_view kNftTable = "localdns";
 
 struct RulesRepair {
-  unsigned repaired = 0;           // rules added, moved back to the front, or duplicates removed
+  // Rules added, duplicates or strays removed, or a split or reordered block
+  // put back together at the top of its chain.
+  unsigned repaired = 0;
   std::vector<std::string> notes;  // one line per chain that needed work
+  // Not repairs: rules of other agents found ahead of our block (ours are in
+  // place wherever the block starts), one line per chain, said once per change.
+  std::vector<std::string> warnings;
   // node-local-dns's rules deleted in the same transactions (also in `repaired`).
   unsigned taken_over = 0;
   // When the first run that changed something started and the last one ended
@@ -101,7 +107,10 @@ class RulesBackend {
   virtual ~RulesBackend() = default;
   virtual std::string name() const = 0;
   // Reads the current rules once and makes exactly the missing changes, in one
-  // transaction per table. Never adds a rule that is already there.
+  // transaction per table. Never adds a rule that is already there. iptables:
+  // a chain's rules are in place when each is there once, all together, in
+  // order, wherever the block starts (other agents' rules may precede it);
+  // otherwise the block is put back at the top.
   virtual std::expected<RulesRepair, std::string> sync(const RuleTargets& t) = 0;
   // Counts what sync() would repair, changing nothing.
   virtual std::expected<unsigned, std::string> check(const RuleTargets& t) = 0;

@@ -159,9 +159,11 @@ TEST_CASE("the kube-dns ConfigMap directory is read and checked as node-cache do
     CHECK(k.error() ==
           Errors{p + "/stubDomains:2: invalid domain name: \"Bad_Domain\"",
                  p + "/stubDomains:3: invalid nameserver \"tls://1.2.3.4\" for the stub domain "
-                     "\"ok.example\": expected IP or IP:port (localdns forwards plain DNS only)",
+                     "\"ok.example\": expected IP or IP:port (node-cache refuses host names and "
+                     "tls:// too)",
                  p + "/stubDomains:3: invalid nameserver \"ns.example\" for the stub domain "
-                     "\"ok.example\": expected IP or IP:port (localdns forwards plain DNS only)",
+                     "\"ok.example\": expected IP or IP:port (node-cache refuses host names and "
+                     "tls:// too)",
                  p + "/upstreamNameservers:1: upstreamNameservers cannot have more than three "
                      "entries"});
     dir.write("stubDomains", "{\"a\": [\"1.2.3.4\"");

@@ -68,6 +68,39 @@ TEST_CASE("syncinterval: a bare number is seconds, else a Go duration", "[config
   CHECK_THAT(parse({"-syncinterval", "10x"}).error(), Catch::Contains("-syncinterval 10x"));
 }
 
+TEST_CASE("syncinterval Nns is N seconds, node-cache's reading, with one warning",
+          "[config][gflags]") {
+  auto o = parse({"-syncinterval", "30ns"});
+  REQUIRE(o.has_value());
+  CHECK(o->sync_interval == "30s");
+  CHECK(o->node_cache.warnings ==
+        std::vector<std::string>{
+            "-syncinterval 30ns: node-cache reads this as 30 seconds; localdns does too"});
+  CHECK(parse({"-syncinterval=60ns"})->sync_interval == "60s");
+  CHECK(parse({"-syncinterval", "30"})->node_cache.warnings.empty());
+  CHECK_THAT(parse({"-syncinterval", "7200ns"}).error(), Catch::Contains("between 1s and 1h"));
+  // Only a whole number of ns: other forms keep Go's meaning.
+  CHECK_THAT(parse({"-syncinterval", "1.5ns"}).error(), Catch::Contains("between 1s and 1h"));
+}
+
+TEST_CASE("node-cache's -tls-* flags: known, and a warning only with -tls-enabled",
+          "[config][gflags]") {
+  auto quiet = parse({"-tls-cert-file", "/etc/ssl/tls.crt", "-tls-private-key-file=/k",
+                      "-tls-client-auth-type", "NoClientCert", "-tls-client-ca-file", "",
+                      "--tls-min-version", "TLS13", "-tls-enabled=false"});
+  REQUIRE(quiet.has_value());
+  CHECK(quiet->node_cache.warnings.empty());
+  CHECK(quiet->node_cache.used);
+  auto on = parse({"-tls-enabled"});
+  REQUIRE(on.has_value());
+  REQUIRE(on->node_cache.warnings.size() == 1);
+  CHECK_THAT(on->node_cache.warnings[0], Catch::StartsWith("-tls-enabled:"));
+  CHECK(parse({"-tls-enabled", "-tls-enabled=0"})->node_cache.warnings.empty());
+  CHECK(parse({"-tls-enabled=1", "-tls-enabled"})->node_cache.warnings.size() == 1);
+  CHECK_THAT(parse({"-tls-cert-file"}).error(), Catch::Contains("-tls-cert-file"));
+  CHECK_THAT(go_flags_usage(), Catch::Contains("-tls-client-ca-file"));
+}
+
 TEST_CASE("localip: every element must be an address, as node-cache", "[config][gflags]") {
   CHECK_THAT(parse({"-localip", "169.254.20.10,"}).error(),
              Catch::Contains("invalid localip specified - \"\""));
