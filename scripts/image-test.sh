@@ -227,7 +227,15 @@ done
 runtime_list=$(bash -c 'source <(sed -n "/^runtime=(/,/)/p" scripts/install-deps.sh); echo "${runtime[@]}"')
 needed=$(run sh -c 'ldd /usr/local/bin/localdns' | tee "$WORK/ldd") || fail "ldd failed in the image"
 grep -q 'not found' <<<"$needed" && fail "the image lacks libraries: $(grep 'not found' <<<"$needed" | tr -s ' \t' ' ')"
-libs=$(awk '$2 == "=>" && $3 ~ /^\// { print $3 }' "$WORK/ldd")
+# Only what localdns links itself (its ELF NEEDED entries, read on the host
+# from the image's copy of the binary): the libraries those pull in come with
+# their packages' dependencies.
+run cat /usr/local/bin/localdns > "$WORK/localdns.bin" || fail "cannot read the binary out of the image"
+direct=$(readelf -d "$WORK/localdns.bin" | awk '/\(NEEDED\)/ { gsub(/[][]/, "", $5); print $5 }')
+[ -n "$direct" ] || fail "readelf found no NEEDED entries in localdns"
+libs=$(for so in $direct; do
+  awk -v so="$so" '$1 == so && $2 == "=>" && $3 ~ /^\// { print $3 }' "$WORK/ldd"
+done)
 pkgs=$(run sh -c 'for l in "$@"; do dpkg -S "$(readlink -f "$l")" 2>/dev/null || dpkg -S "$l"; done' sh $libs |
   cut -d: -f1 | sort -u)
 # libc6 and libgcc-s1 are in every Debian base (libc6 needs libgcc-s1).
