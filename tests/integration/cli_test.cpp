@@ -11,25 +11,9 @@
 
 #include "fake_upstream.hpp"
 #include "instance.hpp"
+#include "run_binary.hpp"
 
 using namespace localdns::test;
-
-namespace {
-struct Run {
-  int status;
-  std::string output;  // stdout and stderr
-};
-Run run(const std::string& args) {
-  std::string cmd = std::string(LOCALDNS_BINARY) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p))
-    out.append(buf.data(), n);
-  int status = ::pclose(p);
-  return {WEXITSTATUS(status), out};
-}
-}  // namespace
 
 TEST_CASE("version and help flags", "[integration][cli]") {
   auto v = run("--version");

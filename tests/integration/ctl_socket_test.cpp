@@ -12,26 +12,13 @@
 
 #include "fake_upstream.hpp"
 #include "instance.hpp"
+#include "run_binary.hpp"
 
 using namespace localdns;
 using namespace localdns::test;
 using localdns::config::Transport;
 
 namespace {
-struct Run {
-  int status;
-  std::string output;
-};
-Run run(const std::string& args) {
-  std::string cmd = std::string(LOCALDNS_BINARY) + " " + args + " 2>&1";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  while (std::size_t n = std::fread(buf.data(), 1, buf.size(), p))
-    out.append(buf.data(), n);
-  int status = ::pclose(p);
-  return {WEXITSTATUS(status), out};
-}
 std::string temp(const std::string& what) {
   return "/tmp/localdns-ctlsock-" + std::to_string(::getpid()) + "-" + what;
 }
