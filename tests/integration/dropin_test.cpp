@@ -22,6 +22,25 @@ using namespace localdns::test;
 using namespace localdns::test::dropin;
 using namespace std::chrono_literals;
 
+namespace {
+// SIGTERM, then a clean exit within 5 s that removes the pid file.
+void stop_and_check_pidfile_removed(pid_t pid, const std::string& pidfile) {
+  ::kill(pid, SIGTERM);
+  int status = -1;
+  for (int i = 0; i < 500; ++i) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  if (!WIFEXITED(status)) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, &status, 0);
+    FAIL("localdns did not exit within 5 s of SIGTERM");
+  }
+  CHECK(WEXITSTATUS(status) == 0);
+  CHECK_FALSE(std::filesystem::exists(pidfile));
+}
+}  // namespace
+
 TEST_CASE("node-cache flags in Go's syntax, either dash form", "[integration][dropin]") {
   const std::string tail = " --print-config --control-socket off";
   auto one =
@@ -92,19 +111,7 @@ TEST_CASE("the pid file is written once localdns listens and removed on exit",
       udp_query({"127.0.0.1", port}, make_query("kube-dns.kube-system.svc.cluster.local", "A"), 2s);
   CHECK(r);
   if (r) CHECK(decode(*r).answers == std::vector<std::string>{"10.96.0.10"});
-  ::kill(pid, SIGTERM);
-  int status = -1;
-  for (int i = 0; i < 500; ++i) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) break;
-    std::this_thread::sleep_for(10ms);
-  }
-  if (!WIFEXITED(status)) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    FAIL("localdns did not exit within 5 s of SIGTERM");
-  }
-  CHECK(WEXITSTATUS(status) == 0);
-  CHECK_FALSE(std::filesystem::exists(pidfile));
+  stop_and_check_pidfile_removed(pid, pidfile);
   // -quiet: no start-up summary, the rest of the log as usual.
   const auto text = slurp(log);
   CHECK_THAT(text, !Catch::Contains("listening on"));
@@ -321,17 +328,5 @@ TEST_CASE("node-cache's Corefile run: pid file once listening, answers, rendered
   if (r) CHECK(decode(*r).answers == std::vector<std::string>{"10.96.0.1"});
   // node-cache writes the rendered Corefile to -conf; so does localdns.
   CHECK(slurp(conf) == slurp(base));
-  ::kill(pid, SIGTERM);
-  int status = -1;
-  for (int i = 0; i < 500; ++i) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) break;
-    std::this_thread::sleep_for(10ms);
-  }
-  if (!WIFEXITED(status)) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, &status, 0);
-    FAIL("localdns did not exit within 5 s of SIGTERM");
-  }
-  CHECK(WEXITSTATUS(status) == 0);
-  CHECK_FALSE(std::filesystem::exists(pidfile));
+  stop_and_check_pidfile_removed(pid, pidfile);
 }
