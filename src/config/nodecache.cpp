@@ -91,6 +91,21 @@ std::string dir_of(const std::string& path) {
   return parent.empty() ? "." : parent.string();
 }
 
+// A rendered Corefile (from SOURCE) with no placeholder left, translated with
+// node-cache's port.
+std::expected<corefile::Translation, Errors> translate_rendered(std::string_view text,
+                                                                const std::string& source,
+                                                                const NodeCacheOptions& nc) {
+  if (auto left = leftover_placeholders(text, source); !left.empty()) {
+    return std::unexpected(std::move(left));
+  }
+  corefile::TranslateOptions topts;
+  topts.source = source;
+  topts.base_dir = dir_of(source);
+  if (nc.dns_port) topts.default_port = *nc.dns_port;
+  return corefile::translate(text, topts);
+}
+
 // node-cache's start: read the template, fill it in, translate it.
 std::expected<Startup, Errors> from_corefile(const CliOptions& o) {
   const auto& nc = o.node_cache;
@@ -159,14 +174,7 @@ std::expected<Startup, Errors> from_corefile(const CliOptions& o) {
     text = *t;
     s.rendered_path.clear();
   }
-  if (auto left = leftover_placeholders(text, source); !left.empty()) {
-    return std::unexpected(std::move(left));
-  }
-  corefile::TranslateOptions topts;
-  topts.source = source;
-  topts.base_dir = dir_of(source);
-  if (nc.dns_port) topts.default_port = *nc.dns_port;
-  auto tr = corefile::translate(text, topts);
+  auto tr = translate_rendered(text, source, nc);
   if (!tr) return std::unexpected(tr.error());
   s.config = std::move(tr->config);
   for (auto& w : tr->warnings)
@@ -321,14 +329,7 @@ std::expected<Migration, Errors> migrate(const CliOptions& o) {
   auto kube = corefile::read_kube_dns_dir(dir);
   if (!kube) return std::unexpected(kube.error());
   std::string rendered = corefile::render(work, subs, *kube);
-  if (auto left = leftover_placeholders(rendered, path); !left.empty()) {
-    return std::unexpected(std::move(left));
-  }
-  corefile::TranslateOptions topts;
-  topts.source = path;
-  topts.base_dir = dir_of(path);
-  if (nc.dns_port) topts.default_port = *nc.dns_port;
-  auto tr = corefile::translate(rendered, topts);
+  auto tr = translate_rendered(rendered, path, nc);
   if (!tr) {
     auto errors = tr.error();
     for (auto& e : errors)
