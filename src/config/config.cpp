@@ -2,11 +2,6 @@
 
 namespace localdns::config {
 
-std::string Endpoint::to_string() const {
-  if (address.is_v6()) return "[" + address.to_string() + "]:" + std::to_string(port);
-  return address.to_string() + ":" + std::to_string(port);
-}
-
 std::string_view to_string(Transport t) {
   switch (t) {
     case Transport::Tcp:

@@ -11,17 +11,12 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include <localdns/util/endpoint.hpp>
+
 namespace localdns::config {
 
-using Duration = std::chrono::milliseconds;
-
-struct Endpoint {
-  boost::asio::ip::address address;
-  std::uint16_t port = 53;
-
-  std::string to_string() const;  // "1.2.3.4:53", "[::1]:53"
-  friend bool operator==(const Endpoint&, const Endpoint&) = default;
-};
+using util::Duration;
+using util::Endpoint;
 
 enum class Transport { Tcp, Udp, PreferUdp };
 enum class Policy { Sequential, Random, RoundRobin };
