@@ -3,7 +3,7 @@
 #   scripts/test.sh           the ci preset
 #   scripts/test.sh asan      AddressSanitizer + UndefinedBehaviorSanitizer
 #   scripts/test.sh tsan      ThreadSanitizer
-# Without root the node and end-to-end tests report "skipped"; with CI=true
+# Without root the netns and end-to-end tests report "skipped"; with CI=true
 # they fail instead (see tests/CMakeLists.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -108,7 +108,7 @@ fail() {
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 ip -n "$NS" addr add 192.0.2.53/32 dev lo
-# This kernel may lack the dummy link type: bridge then, as the node tests do.
+# This kernel may lack the dummy link type: bridge then, as the netns tests do.
 KIND=dummy
 if ! ip -n "$NS" link add ld-probe type dummy 2>/dev/null; then KIND=bridge; fi
 ip -n "$NS" link del ld-probe 2>/dev/null || true
