@@ -33,9 +33,7 @@ TEST_CASE("pipelined queries on one connection all come back", "[integration][tc
   Packet all;
   for (std::uint16_t i = 0; i < 50; ++i) {
     auto q = make_query("p" + std::to_string(i) + ".example", "A", {.id = i});
-    all.push_back(static_cast<std::uint8_t>(q.size() >> 8));
-    all.push_back(static_cast<std::uint8_t>(q.size()));
-    all.insert(all.end(), q.begin(), q.end());
+    append_framed(all, q);
   }
   REQUIRE(s.send_raw(all.data(), all.size()));  // one write, 50 queries
   std::set<std::uint16_t> ids;
@@ -71,9 +69,7 @@ TEST_CASE("length prefix and message split across segments", "[integration][tcp]
   Instance ld({group({"."}, {up.address()}, Transport::Udp)});
   TcpStream s(ld.endpoint());
   auto q = make_query("split.example", "A", {.id = 77});
-  Packet framed{static_cast<std::uint8_t>(q.size() >> 8), static_cast<std::uint8_t>(q.size())};
-  framed.insert(framed.end(), q.begin(), q.end());
-  for (std::uint8_t b : framed) {
+  for (std::uint8_t b : framed(q)) {
     REQUIRE(s.send_raw(&b, 1));
     std::this_thread::sleep_for(2ms);
   }
@@ -193,11 +189,7 @@ class Conn {
     return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
            static_cast<ssize_t>(bytes.size());
   }
-  bool send_framed(const Packet& q) {
-    Packet f{static_cast<std::uint8_t>(q.size() >> 8), static_cast<std::uint8_t>(q.size())};
-    f.insert(f.end(), q.begin(), q.end());
-    return send(f);
-  }
+  bool send_framed(const Packet& q) { return send(framed(q)); }
   // True when the server has closed the connection (EOF or reset), without waiting.
   bool closed_now() {
     pollfd p{fd_, POLLIN, 0};
@@ -432,9 +424,7 @@ Flood flood(const Spawned& ld, unsigned conns, std::chrono::seconds limit,
     for (int i = 0; i < 256; ++i) {
       auto q = unique_txt ? make_query("u" + std::to_string(serial++) + ".big.test", "TXT")
                           : make_query("cached.example", "A");
-      batch.push_back(static_cast<std::uint8_t>(q.size() >> 8));
-      batch.push_back(static_cast<std::uint8_t>(q.size()));
-      batch.insert(batch.end(), q.begin(), q.end());
+      append_framed(batch, q);
     }
     return batch;
   };

@@ -9,6 +9,7 @@
 
 #include "dns_client.hpp"
 #include "ldns_records.hpp"
+#include "packets.hpp"
 
 using namespace localdns;
 using namespace std::chrono_literals;
@@ -22,56 +23,19 @@ struct FakeClock {
   }
 };
 
-void put16(test::Packet& p, unsigned v) {
-  p.push_back(static_cast<std::uint8_t>(v >> 8));
-  p.push_back(static_cast<std::uint8_t>(v));
-}
-void put32(test::Packet& p, std::uint32_t v) {
-  put16(p, v >> 16);
-  put16(p, v & 0xffff);
-}
-
 // An upstream answer for `name` A: answers with `ttls`, an optional SOA in the
 // authority section (ttl, minimum), one additional A with `extra_ttl`, an OPT.
 test::Packet answer(const std::string& name, unsigned rcode, std::vector<std::uint32_t> ttls,
                     std::optional<std::pair<std::uint32_t, std::uint32_t>> soa = std::nullopt,
                     std::uint32_t extra_ttl = 0, bool tc = false) {
-  auto q = test::make_query(name, "A", {.id = 0});
-  test::Packet p = q;  // header and question; no OPT in the query
-  p[2] = static_cast<std::uint8_t>(0x81 | (tc ? 0x02 : 0));
-  p[3] = static_cast<std::uint8_t>(0x80 | rcode);
-  for (std::size_t i = 0; i < ttls.size(); ++i) {
-    put16(p, 0xC00C);
-    put16(p, 1);
-    put16(p, 1);
-    put32(p, ttls[i]);
-    put16(p, 4);
-    p.insert(p.end(), {10, 0, 0, static_cast<std::uint8_t>(i)});
-  }
-  if (soa) {
-    put16(p, 0xC00C);
-    put16(p, 6);
-    put16(p, 1);
-    put32(p, soa->first);
-    put16(p, 22);
-    p.insert(p.end(), {0, 0});
-    for (std::uint32_t v : {1u, 2u, 3u, 4u})
-      put32(p, v);
-    put32(p, soa->second);
-  }
-  if (extra_ttl) {
-    put16(p, 0xC00C);
-    put16(p, 1);
-    put16(p, 1);
-    put32(p, extra_ttl);
-    put16(p, 4);
-    p.insert(p.end(), {10, 9, 9, 9});
-  }
-  p.insert(p.end(), {0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0});
-  p[7] = static_cast<std::uint8_t>(ttls.size());
-  p[9] = soa ? 1 : 0;
-  p[11] = static_cast<std::uint8_t>(1 + (extra_ttl ? 1 : 0));
-  return p;
+  // Header and question of the query, which has no OPT.
+  auto b = test::ResponseBuilder::answering(test::make_query(name, "A", {.id = 0}));
+  b.rcode(rcode).tc(tc);
+  for (std::size_t i = 0; i < ttls.size(); ++i)
+    b.answer(test::a_record(ttls[i], {10, 0, 0, static_cast<std::uint8_t>(i)}));
+  if (soa) b.authority(test::soa_record(soa->first, soa->second));
+  if (extra_ttl) b.additional(test::a_record(extra_ttl, {10, 9, 9, 9}));
+  return b.opt().build();
 }
 
 dns::ResponseView view_of(const test::Packet& p) {
@@ -321,11 +285,13 @@ TEST_CASE("answers whose owner names read TTL bytes are stored expanded", "[cach
   // Question "a." at 12; answer A at 15 (owner pointer to 12); additional
   // record whose owner points at the answer's TTL field (offset 21), which a
   // hit rewrites as the entry ages. Only a hostile upstream compresses so.
-  test::Packet p = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1, 1, 'a', 0, 0, 1, 0, 1};
-  p.insert(p.end(), {0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 1});
   std::size_t ttl_at = 19 + 6;
-  p.insert(p.end(), {0xC0, static_cast<std::uint8_t>(ttl_at + 3), 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10,
-                     0, 0, 2});
+  test::Rr pointing_into_ttl{
+      test::kTypeA, 60, {10, 0, 0, 2}, {0xC0, static_cast<std::uint8_t>(ttl_at + 3)}};
+  auto p = test::ResponseBuilder(0x1234, "a")
+               .answer(test::a_record(60, {10, 0, 0, 1}))
+               .additional(pointing_into_ttl)
+               .build();
   p[ttl_at + 3] = 0;  // the TTL's last byte, now 0, doubles as a root label
   auto rv = dns::parse_response(p);
   REQUIRE(rv);
@@ -356,14 +322,10 @@ namespace {
 // label). A hit rewrites that byte as the entry ages; only a hostile upstream
 // compresses so.
 test::Packet mx_reading_ttl(std::uint32_t ttl) {
-  test::Packet p = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0, 1, 'a', 0, 0, 1, 0, 1};
-  p.insert(p.end(), {0xC0, 12, 0, 1, 0, 1});
-  put32(p, ttl);
-  p.insert(p.end(), {0, 4, 10, 0, 0, 1});
-  p.insert(p.end(), {0xC0, 12, 0, 15, 0, 1});
-  put32(p, ttl);
-  p.insert(p.end(), {0, 6, 0, 10, 1, 'x', 0xC0, 28});
-  return p;
+  return test::ResponseBuilder(0x1234, "a")
+      .answer(test::a_record(ttl, {10, 0, 0, 1}))
+      .answer({test::kTypeMx, ttl, {0, 10, 1, 'x', 0xC0, 28}})
+      .build();
 }
 
 // The records as ldns reads them, TTLs left out.
