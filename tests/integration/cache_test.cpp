@@ -19,7 +19,7 @@ TEST_CASE("a repeated question is answered from the cache", "[integration][cache
   auto first = ask(ld.endpoint(), "cached.example");
   REQUIRE(first.answers == std::vector<std::string>{FakeUpstream::answer_address()});
   // Other letter case, other transport, other ID: same cache entry.
-  auto second = ask(ld.endpoint(), "CACHED.Example", "A", true, {.id = 4321});
+  auto second = ask(ld.endpoint(), "CACHED.Example", "A", {.tcp = true, .query = {.id = 4321}});
   CHECK(second.answers == first.answers);
   CHECK(second.qname == "CACHED.Example.");
   CHECK(second.id == 4321);
@@ -202,7 +202,7 @@ TEST_CASE("serve-stale answers from an expired entry when upstream is dead",
 TEST_CASE("answers cached for a client without RD serve clients with RD", "[integration][cache]") {
   FakeUpstream up;
   Instance ld({group({"."}, {up.address()}, Transport::Udp)});
-  auto norec = ask(ld.endpoint(), "rd.example", "A", false, {.rd = false});
+  auto norec = ask(ld.endpoint(), "rd.example", "A", {.query = {.rd = false}});
   CHECK_FALSE(norec.rd);                // the reply echoes the client's RD
   CHECK(up.queries_without_rd() == 0);  // upstream was asked to recurse anyway
   auto rec = ask(ld.endpoint(), "rd.example");

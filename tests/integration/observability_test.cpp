@@ -59,7 +59,7 @@ TEST_CASE("metrics move by exactly the queries sent", "[integration][metrics]") 
   for (int round = 0; round < 2; ++round) {
     for (std::size_t i = 0; i < names.size(); ++i) {
       bool tcp = round == 1 && i == 0;  // one query over TCP
-      ask(ld.endpoint(), names[i], "A", tcp);
+      ask(ld.endpoint(), names[i], "A", {.tcp = tcp});
     }
   }
   ask(ld.endpoint(), "api.default.svc.cluster.local", "AAAA");  // NODATA, a miss
