@@ -1,5 +1,6 @@
 // Messages shared by the microbenchmarks: a query as localdns sends it
-// upstream, and a one-record A answer to it.
+// upstream (localdns's own builder), and a one-record A answer to it (the
+// tests' packet builder).
 #pragma once
 
 #include <array>
@@ -8,6 +9,8 @@
 
 #include <localdns/dns/builder.hpp>
 #include <localdns/dns/name.hpp>
+
+#include "packets.hpp"  // tests/support
 
 namespace localdns::bench {
 
@@ -24,16 +27,13 @@ inline std::vector<std::uint8_t> query_for(const std::string& name, std::uint16_
   return {buf.begin(), buf.begin() + static_cast<long>(n)};
 }
 
+// The answer: AA, one A record (10.96.0.10, TTL 30), an OPT.
 inline std::vector<std::uint8_t> answer_for(const std::vector<std::uint8_t>& query) {
-  std::vector<std::uint8_t> a = query;
-  a.resize(query.size() - dns::kOptRecordSize);
-  a[2] = 0x85;  // QR AA RD
-  a[3] = 0x80;  // RA
-  a[7] = 1;     // ANCOUNT
-  a[11] = 1;    // ARCOUNT: the OPT below
-  a.insert(a.end(), {0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 10, 96, 0, 10});
-  a.insert(a.end(), {0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0});
-  return a;
+  return test::ResponseBuilder::answering(query)
+      .aa()
+      .answer(test::a_record(30, {10, 96, 0, 10}))
+      .opt()
+      .build();
 }
 
 }  // namespace localdns::bench

@@ -8,6 +8,7 @@
 #include "fake_upstream.hpp"
 #include "instance.hpp"
 #include "knot_server.hpp"
+#include "wait.hpp"
 
 using namespace localdns;
 using namespace localdns::test;
@@ -19,7 +20,7 @@ TEST_CASE("a repeated question is answered from the cache", "[integration][cache
   auto first = ask(ld.endpoint(), "cached.example");
   REQUIRE(first.answers == std::vector<std::string>{FakeUpstream::answer_address()});
   // Other letter case, other transport, other ID: same cache entry.
-  auto second = ask(ld.endpoint(), "CACHED.Example", "A", true, {.id = 4321});
+  auto second = ask(ld.endpoint(), "CACHED.Example", "A", {.tcp = true, .query = {.id = 4321}});
   CHECK(second.answers == first.answers);
   CHECK(second.qname == "CACHED.Example.");
   CHECK(second.id == 4321);
@@ -35,13 +36,13 @@ TEST_CASE("cached TTLs count down and entries expire", "[integration][cache]") {
   Instance ld(c);
   auto first = ask(ld.endpoint(), "api.default.svc.cluster.local");
   REQUIRE(first.answer_ttls.size() == 1);
-  CHECK(first.answer_ttls[0] == 30);  // the miss passes the upstream TTL on
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  CHECK(first.answer_ttls[0] == 30);    // the miss passes the upstream TTL on
+  std::this_thread::sleep_for(1100ms);  // the entry ages: the wait is the point
   auto aged = ask(ld.endpoint(), "api.default.svc.cluster.local");
   REQUIRE(aged.answer_ttls.size() == 1);
   CHECK(aged.answer_ttls[0] <= 1);  // capped by the zone's max_ttl, lowered by age
   CHECK(ld.server().stats().cache_hits == 1);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  std::this_thread::sleep_for(1100ms);  // past the 2 s max_ttl
   auto again = ask(ld.endpoint(), "api.default.svc.cluster.local");
   CHECK(again.answer_ttls[0] == 30);  // expired: fetched anew
   CHECK(ld.server().stats().cache_hits == 1);
@@ -157,14 +158,19 @@ TEST_CASE("prefetch refreshes a popular entry before it expires", "[integration]
   c.forward[0].cache.max_ttl = std::chrono::seconds(2);
   Instance ld(c);
   ask(ld.endpoint(), "popular.example");  // miss: upstream 1
+  auto stored = std::chrono::steady_clock::now();
+  // The entry's age is the point of the waits before the refresh.
   std::this_thread::sleep_for(200ms);
   ask(ld.endpoint(), "popular.example");  // hit 1
   std::this_thread::sleep_for(1000ms);
   ask(ld.endpoint(), "popular.example");  // hit 2, 1 s of 2 left: refresh
-  std::this_thread::sleep_for(300ms);
+  wait_until(within(2000ms), [&] {
+    return ld.server().stats().prefetches >= 1 && up.queries_for("popular.example.") >= 2;
+  });
   CHECK(up.queries_for("popular.example.") == 2);
   CHECK(ld.server().stats().prefetches == 1);
-  std::this_thread::sleep_for(800ms);  // the first entry would have expired by now
+  // The first entry would have expired by now.
+  std::this_thread::sleep_until(stored + 2300ms);
   auto r = ask(ld.endpoint(), "popular.example");
   CHECK(r.answers == std::vector<std::string>{FakeUpstream::answer_address()});
   CHECK(ld.server().stats().cache_hits == 3);  // clients never saw a miss
@@ -182,7 +188,7 @@ TEST_CASE("serve-stale answers from an expired entry when upstream is dead",
   if (stale_on) g.cache.serve_stale = std::chrono::seconds(60);
   Instance ld({g});
   REQUIRE(ask(ld.endpoint(), "stale.example").rcode == "NOERROR");
-  std::this_thread::sleep_for(1200ms);
+  std::this_thread::sleep_for(1200ms);  // the entry's 1 s lifetime passes
   up.set({.mode = Behaviour::Mode::Drop});
   auto t0 = std::chrono::steady_clock::now();
   auto r = ask(ld.endpoint(), "stale.example");
@@ -202,7 +208,7 @@ TEST_CASE("serve-stale answers from an expired entry when upstream is dead",
 TEST_CASE("answers cached for a client without RD serve clients with RD", "[integration][cache]") {
   FakeUpstream up;
   Instance ld({group({"."}, {up.address()}, Transport::Udp)});
-  auto norec = ask(ld.endpoint(), "rd.example", "A", false, {.rd = false});
+  auto norec = ask(ld.endpoint(), "rd.example", "A", {.query = {.rd = false}});
   CHECK_FALSE(norec.rd);                // the reply echoes the client's RD
   CHECK(up.queries_without_rd() == 0);  // upstream was asked to recurse anyway
   auto rec = ask(ld.endpoint(), "rd.example");

@@ -12,6 +12,7 @@
 #include "fake_upstream.hpp"
 #include "instance.hpp"
 #include "run_binary.hpp"
+#include "wait.hpp"
 
 using namespace localdns::test;
 
@@ -57,21 +58,21 @@ TEST_CASE("the binary serves with flags and exits cleanly on SIGTERM", "[integra
     ::_exit(127);
   }
   std::optional<Packet> r;
-  // Until it listens, queries fail at once (ICMP port unreachable): poll for 5 s.
-  for (int i = 0; i < 50 && !r; ++i) {
-    r = udp_query({"127.0.0.1", port}, make_query("bin.example", "A"), 100ms);
-    if (!r) std::this_thread::sleep_for(100ms);
-  }
+  // Until it listens, queries fail at once (ICMP port unreachable): poll for up to 10 s.
+  wait_until(
+      within(10s),
+      [&] {
+        r = udp_query({"127.0.0.1", port}, make_query("bin.example", "A"), 100ms);
+        return r.has_value();
+      },
+      100ms);
   if (!r) ::kill(pid, SIGKILL);
   REQUIRE(r);
   CHECK(decode(*r).answers == std::vector<std::string>{FakeUpstream::answer_address()});
   CHECK(up.tcp_queries() >= 1);
   ::kill(pid, SIGTERM);
   int status = -1;
-  for (int i = 0; i < 300; ++i) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) break;
-    std::this_thread::sleep_for(10ms);
-  }
+  wait_until(within(3s), [&] { return ::waitpid(pid, &status, WNOHANG) == pid; });
   if (!WIFEXITED(status)) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);

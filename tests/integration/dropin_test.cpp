@@ -17,6 +17,7 @@
 #include "dns_client.hpp"
 #include "dropin_support.hpp"
 #include "knot_server.hpp"
+#include "wait.hpp"
 
 using namespace localdns::test;
 using namespace localdns::test::dropin;
@@ -27,10 +28,7 @@ namespace {
 void stop_and_check_pidfile_removed(pid_t pid, const std::string& pidfile) {
   ::kill(pid, SIGTERM);
   int status = -1;
-  for (int i = 0; i < 500; ++i) {
-    if (::waitpid(pid, &status, WNOHANG) == pid) break;
-    std::this_thread::sleep_for(10ms);
-  }
+  wait_until(within(5s), [&] { return ::waitpid(pid, &status, WNOHANG) == pid; });
   if (!WIFEXITED(status)) {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, &status, 0);
@@ -100,10 +98,13 @@ TEST_CASE("the pid file is written once localdns listens and removed on exit",
     ::_exit(127);
   }
   std::string content;
-  for (int i = 0; i < 100 && content.empty(); ++i) {
-    content = slurp(pidfile);
-    if (content.empty()) std::this_thread::sleep_for(50ms);
-  }
+  wait_until(
+      within(5s),
+      [&] {
+        content = slurp(pidfile);
+        return !content.empty();
+      },
+      50ms);
   if (content.empty()) ::kill(pid, SIGKILL);
   REQUIRE(content == std::to_string(pid) + "\n");
   // Written once listening: the first query gets its answer.
@@ -317,10 +318,13 @@ TEST_CASE("node-cache's Corefile run: pid file once listening, answers, rendered
     ::_exit(127);
   }
   std::string content;
-  for (int i = 0; i < 100 && content.empty(); ++i) {
-    content = slurp(pidfile);
-    if (content.empty()) std::this_thread::sleep_for(50ms);
-  }
+  wait_until(
+      within(5s),
+      [&] {
+        content = slurp(pidfile);
+        return !content.empty();
+      },
+      50ms);
   if (content.empty()) ::kill(pid, SIGKILL);
   REQUIRE(content == std::to_string(pid) + "\n");
   auto r = udp_query({"127.0.0.1", port}, make_query("api.default.svc.cluster.local", "A"), 2s);

@@ -11,6 +11,7 @@
 
 #include "fake_upstream.hpp"
 #include "instance.hpp"
+#include "wait.hpp"
 
 using namespace localdns;
 using namespace localdns::test;
@@ -30,10 +31,8 @@ void send_datagrams(const Endpoint& ep, const std::vector<Packet>& packets, app:
     const auto& p = packets[i];
     ::sendto(fd, p.data(), p.size(), 0, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
     if (i % 100 == 99 || i + 1 == packets.size()) {
-      auto deadline = std::chrono::steady_clock::now() + 2s;
-      while (server.stats().queries - base < i + 1 && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(1ms);
-      }
+      wait_until(
+          within(2s), [&] { return server.stats().queries - base >= i + 1; }, 1ms);
     }
   }
   ::close(fd);

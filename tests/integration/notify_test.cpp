@@ -20,6 +20,7 @@
 
 #include "fake_upstream.hpp"
 #include "instance.hpp"
+#include "wait.hpp"
 
 using namespace localdns::test;
 using namespace std::chrono_literals;
@@ -86,14 +87,9 @@ struct Child {
   int terminate() {
     ::kill(pid, SIGTERM);
     int status = 0;
-    for (int i = 0; i < 500; ++i) {
-      if (::waitpid(pid, &status, WNOHANG) == pid) {
-        pid = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    return -1;
+    if (!wait_until(within(5s), [&] { return ::waitpid(pid, &status, WNOHANG) == pid; })) return -1;
+    pid = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
   std::string output() const {
     std::ifstream f(log);
@@ -193,10 +189,13 @@ TEST_CASE("without NOTIFY_SOCKET localdns serves as before and sends nothing",
   Child c;
   spawn(c, args_for(p, up), {});
   std::optional<Packet> r;
-  for (int i = 0; i < 100 && !r; ++i) {
-    r = udp_query({"127.0.0.1", p.dns}, make_query("plain.example", "A"), 100ms);
-    if (!r) std::this_thread::sleep_for(50ms);
-  }
+  wait_until(
+      within(15s),
+      [&] {
+        r = udp_query({"127.0.0.1", p.dns}, make_query("plain.example", "A"), 100ms);
+        return r.has_value();
+      },
+      50ms);
   REQUIRE(r);
   CHECK(decode(*r).answers == std::vector<std::string>{FakeUpstream::answer_address()});
   CHECK(c.terminate() == 0);
@@ -212,10 +211,13 @@ TEST_CASE("an unusable NOTIFY_SOCKET is a warning, and localdns still serves",
   spawn(c, args_for(p, up),
         {"NOTIFY_SOCKET=/tmp/localdns-no-such-notify-" + std::to_string(::getpid())});
   std::optional<Packet> r;
-  for (int i = 0; i < 100 && !r; ++i) {
-    r = udp_query({"127.0.0.1", p.dns}, make_query("warn.example", "A"), 100ms);
-    if (!r) std::this_thread::sleep_for(50ms);
-  }
+  wait_until(
+      within(15s),
+      [&] {
+        r = udp_query({"127.0.0.1", p.dns}, make_query("warn.example", "A"), 100ms);
+        return r.has_value();
+      },
+      50ms);
   REQUIRE(r);
   CHECK(c.terminate() == 0);
   CHECK_THAT(c.output(), Catch::Contains("cannot notify the service manager (READY=1)"));

@@ -17,6 +17,7 @@
 #include "fake_upstream.hpp"
 #include "http_get.hpp"
 #include "instance.hpp"
+#include "wait.hpp"
 
 using namespace localdns::test;
 using Clock = std::chrono::steady_clock;
@@ -82,13 +83,15 @@ class Daemon {
   }
   // Until `needle` was logged `count` times; false on timeout or exit.
   bool wait_log(const std::string& needle, std::size_t count, std::chrono::milliseconds timeout) {
-    auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline) {
-      if (log_count(needle) >= count) return true;
-      if (!alive()) return false;
-      std::this_thread::sleep_for(20ms);
-    }
-    return false;
+    bool seen = false;
+    wait_until(
+        within(timeout),
+        [&] {
+          seen = log_count(needle) >= count;
+          return seen || !alive();
+        },
+        20ms);
+    return seen;
   }
 
   // Still running (not exited, not killed)?
@@ -99,21 +102,23 @@ class Daemon {
   }
   // The wait status once it ended within `timeout`, else nullopt.
   std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
-    auto deadline = Clock::now() + timeout;
-    while (alive() && Clock::now() < deadline)
-      std::this_thread::sleep_for(5ms);
+    wait_until(
+        within(timeout), [&] { return !alive(); }, 5ms);
     if (!exited_) return std::nullopt;
     return status_;
   }
 
   // Answers locally (the health name) once its listeners are up.
   bool wait_ready(const Endpoint& ep, std::chrono::milliseconds timeout) {
-    auto deadline = Clock::now() + timeout;
-    while (Clock::now() < deadline && alive()) {
-      if (udp_query(ep, make_query("health.localdns.invalid", "A"), 100ms)) return true;
-      std::this_thread::sleep_for(50ms);
-    }
-    return false;
+    bool answered = false;
+    wait_until(
+        within(timeout),
+        [&] {
+          answered = udp_query(ep, make_query("health.localdns.invalid", "A"), 100ms).has_value();
+          return answered || !alive();
+        },
+        50ms);
+    return answered;
   }
 
  private:
@@ -232,12 +237,10 @@ struct InFlight {
         return out;
       }));
     }
-    auto deadline = Clock::now() + 5s;
     auto all = static_cast<double>(load.asks.size());
-    while ((up.queries() < load.distinct || requests_seen(metrics_port) < all) &&
-           Clock::now() < deadline) {
-      std::this_thread::sleep_for(5ms);
-    }
+    wait_until(
+        within(5s),
+        [&] { return up.queries() >= load.distinct && requests_seen(metrics_port) >= all; }, 5ms);
     CHECK(up.queries() == load.distinct);
     CHECK(requests_seen(metrics_port) == all);
     signalled = Clock::now();

@@ -20,6 +20,7 @@
 #include "fake_upstream.hpp"
 #include "http_get.hpp"
 #include "instance.hpp"
+#include "wait.hpp"
 
 using namespace localdns;
 using namespace localdns::test;
@@ -33,9 +34,7 @@ TEST_CASE("pipelined queries on one connection all come back", "[integration][tc
   Packet all;
   for (std::uint16_t i = 0; i < 50; ++i) {
     auto q = make_query("p" + std::to_string(i) + ".example", "A", {.id = i});
-    all.push_back(static_cast<std::uint8_t>(q.size() >> 8));
-    all.push_back(static_cast<std::uint8_t>(q.size()));
-    all.insert(all.end(), q.begin(), q.end());
+    append_framed(all, q);
   }
   REQUIRE(s.send_raw(all.data(), all.size()));  // one write, 50 queries
   std::set<std::uint16_t> ids;
@@ -71,11 +70,9 @@ TEST_CASE("length prefix and message split across segments", "[integration][tcp]
   Instance ld({group({"."}, {up.address()}, Transport::Udp)});
   TcpStream s(ld.endpoint());
   auto q = make_query("split.example", "A", {.id = 77});
-  Packet framed{static_cast<std::uint8_t>(q.size() >> 8), static_cast<std::uint8_t>(q.size())};
-  framed.insert(framed.end(), q.begin(), q.end());
-  for (std::uint8_t b : framed) {
+  for (std::uint8_t b : framed(q)) {
     REQUIRE(s.send_raw(&b, 1));
-    std::this_thread::sleep_for(2ms);
+    std::this_thread::sleep_for(2ms);  // one segment per byte: the pause is the point
   }
   auto r = s.read_framed();
   REQUIRE(r);
@@ -140,16 +137,15 @@ TEST_CASE("the pipelining cap holds exactly max_pipelined queries at the upstrea
   for (std::uint16_t i = 0; i < 12; ++i) {
     REQUIRE(s.send_framed(make_query("cap" + std::to_string(i) + ".example", "A", {.id = i})));
   }
-  auto deadline = std::chrono::steady_clock::now() + 3000ms;
-  while (up.queries() < 3 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(5ms);
+  wait_until(
+      within(3000ms), [&] { return up.queries() >= 3; }, 5ms);
   REQUIRE(up.queries() == 3);
   // None is answered for 800 ms: over most of that, no fourth query may arrive.
   auto window = std::chrono::steady_clock::now() + 500ms;
   unsigned most = 0;
   while (std::chrono::steady_clock::now() < window) {
     most = std::max(most, up.queries());
-    std::this_thread::sleep_for(2ms);
+    std::this_thread::sleep_for(2ms);  // watching the window: the wait is the point
   }
   CHECK(most == 3);
   std::set<std::uint16_t> ids;
@@ -193,11 +189,7 @@ class Conn {
     return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
            static_cast<ssize_t>(bytes.size());
   }
-  bool send_framed(const Packet& q) {
-    Packet f{static_cast<std::uint8_t>(q.size() >> 8), static_cast<std::uint8_t>(q.size())};
-    f.insert(f.end(), q.begin(), q.end());
-    return send(f);
-  }
+  bool send_framed(const Packet& q) { return send(framed(q)); }
   // True when the server has closed the connection (EOF or reset), without waiting.
   bool closed_now() {
     pollfd p{fd_, POLLIN, 0};
@@ -267,10 +259,9 @@ TEST_CASE("one address holding half a length prefix on many connections locks no
     hog.back()->send(kHalfPrefix);
   }
   // The connections past the per-source limit are closed at accept.
-  auto deadline = std::chrono::steady_clock::now() + 3000ms;
   unsigned closed = 0;
-  while ((closed = count_closed(hog)) < 32 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(20ms);
+  wait_until(
+      within(3000ms), [&] { return (closed = count_closed(hog)) >= 32; }, 20ms);
   CHECK(closed == 32);
 
   Conn other("127.0.0.3", ld.endpoint());
@@ -315,10 +306,10 @@ TEST_CASE("at the connection cap, a newcomer gets in and an idle holder is close
   auto r = other.read_framed();
   CHECK(r.has_value());  // before: closed at accept
   if (r) CHECK(decode(*r).rcode == "NOERROR");
-  auto deadline = std::chrono::steady_clock::now() + 2000ms;
-  while (count_closed(hog) == 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(20ms);
-  CHECK(std::chrono::steady_clock::now() < deadline);  // one of the hog's connections went
+  // one of the hog's connections went
+  CHECK(wait_until(
+      within(2000ms), [&] { return count_closed(hog) != 0; }, 20ms));
+  // Let the health state refresh after the hog took its connections.
   std::this_thread::sleep_for(1500ms);
   auto [status, body] = http_get(health_port, "/health");
   INFO(body);
@@ -380,10 +371,13 @@ struct Spawned {
       ::_exit(127);
     }
     std::optional<Packet> warm;
-    for (int i = 0; i < 50 && !warm; ++i) {
-      warm = udp_query({"127.0.0.1", port}, make_query("cached.example", "A"), 100ms);
-      if (!warm) std::this_thread::sleep_for(100ms);
-    }
+    wait_until(
+        within(10s),
+        [&] {
+          warm = udp_query({"127.0.0.1", port}, make_query("cached.example", "A"), 100ms);
+          return warm.has_value();
+        },
+        100ms);
     std::remove(config.c_str());
     ready = warm.has_value();  // the name is cached now
   }
@@ -432,9 +426,7 @@ Flood flood(const Spawned& ld, unsigned conns, std::chrono::seconds limit,
     for (int i = 0; i < 256; ++i) {
       auto q = unique_txt ? make_query("u" + std::to_string(serial++) + ".big.test", "TXT")
                           : make_query("cached.example", "A");
-      batch.push_back(static_cast<std::uint8_t>(q.size() >> 8));
-      batch.push_back(static_cast<std::uint8_t>(q.size()));
-      batch.insert(batch.end(), q.begin(), q.end());
+      append_framed(batch, q);
     }
     return batch;
   };

@@ -17,6 +17,7 @@
 #include "fake_upstream.hpp"
 #include "instance.hpp"
 #include "netns.hpp"
+#include "wait.hpp"
 
 using namespace localdns;
 using boost::asio::ip::make_address;
@@ -354,12 +355,13 @@ TEST_CASE("rules: the sync loop repairs within one interval and counts it", "[no
 
   test::sh(
       "iptables-nft -w -t raw -D PREROUTING 1 && ip addr del 169.254.20.10/32 dev nodelocaldns");
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (std::chrono::steady_clock::now() < deadline &&
-         (our_rule_count("nft") != expected ||
-          test::sh("ip addr show dev nodelocaldns").find("169.254.20.10") == std::string::npos)) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  test::wait_until(
+      test::within(std::chrono::seconds(5)),
+      [&] {
+        return our_rule_count("nft") == expected &&
+               test::sh("ip addr show dev nodelocaldns").find("169.254.20.10") != std::string::npos;
+      },
+      std::chrono::milliseconds(100));
   CHECK(our_rule_count("nft") == expected);
   CHECK(test::sh("ip addr show dev nodelocaldns").find("169.254.20.10/32") != std::string::npos);
   CHECK(setup.counters().repairs.load() == 2);  // one rule, one address
@@ -392,11 +394,11 @@ TEST_CASE("readiness follows node setup: 503 while a rule is missing, 200 once r
   CHECK(broken.body == "node setup: 1 iptables-legacy rules missing or out of place\n");
 
   CHECK(setup.sync() == 1);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the 1 s result cache
   CHECK(health.respond("/ready").status == 200);
 
   test::sh("ip link set nodelocaldns down");
-  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the 1 s result cache
   CHECK(health.respond("/ready").body == "node setup: interface nodelocaldns is missing or down\n");
   setup.teardown();
 }
@@ -468,7 +470,7 @@ TEST_CASE("another agent's rules ahead of ours (Calico, Cilium): no repair, said
                 "cali-PREROUTING); localdns leaves it there: make sure it does not accept or "
                 "drop DNS traffic to 169.254.20.10 before ours") != std::string::npos);
       CHECK(logged.str().find("repaired") == std::string::npos);
-      std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the 1 s result cache
       CHECK(health.respond("/ready").status == 200);
 
       // One of ours deleted behind the agent's rule: still repaired, once.
@@ -476,13 +478,13 @@ TEST_CASE("another agent's rules ahead of ours (Calico, Cilium): no repair, said
       REQUIRE(pre.size() > 1);
       REQUIRE(pre[1].find(node::kCommentPrefix) != std::string::npos);
       test::sh(v4 + " -w -t raw -D PREROUTING 2");
-      std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the 1 s result cache
       CHECK(health.respond("/ready").status == 503);
       CHECK(setup.sync() == 1);
       CHECK(setup.counters().repairs.load() == 1);
       CHECK(chain_rules(variant, false, "raw", "PREROUTING").front().find(node::kCommentPrefix) !=
             std::string::npos);
-      std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+      std::this_thread::sleep_for(std::chrono::milliseconds(1100));  // past the 1 s result cache
       CHECK(health.respond("/ready").status == 200);
       CHECK(setup.sync() == 0);
       CHECK(setup.counters().repairs.load() == 1);

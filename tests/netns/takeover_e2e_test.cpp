@@ -21,6 +21,7 @@
 
 #include "netns.hpp"
 #include "node_local_dns.hpp"
+#include "wait.hpp"
 
 using namespace localdns;
 using namespace localdns::test;
@@ -92,9 +93,8 @@ class Child {
   int kill_and_wait(int sig) {
     if (pid_ <= 0) return status_;
     ::kill(pid_, sig);
-    auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (running() && std::chrono::steady_clock::now() < deadline)
-      std::this_thread::sleep_for(20ms);
+    test::wait_until(
+        test::within(10s), [&] { return !running(); }, 20ms);
     if (pid_ > 0) {
       ::kill(pid_, SIGKILL);
       ::waitpid(pid_, &status_, 0);
@@ -135,13 +135,11 @@ std::unique_ptr<Child> start_coredns(const std::string& dir) {
       << "zone:\n  - domain: cluster.local\n    storage: \"" << dir << "\"\n    file: \"zone\"\n";
   auto knot = std::make_unique<Child>(
       std::vector<std::string>{"/usr/sbin/knotd", "-c", dir + "/knot.conf"}, dir + "/knot.log");
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (test::sh("dig +short +time=1 +tries=1 @" + kCoreDns + " SOA cluster.local", false)
-            .find("ns.cluster.local.") != std::string::npos)
-      return knot;
-    std::this_thread::sleep_for(100ms);
-  }
+  auto answers = [] {
+    return test::sh("dig +short +time=1 +tries=1 @" + kCoreDns + " SOA cluster.local", false)
+               .find("ns.cluster.local.") != std::string::npos;
+  };
+  if (test::wait_until(test::within(10s), answers, 100ms)) return knot;
   FAIL("knotd did not answer within 10 s: " << read_file(dir + "/knot.log"));
   return knot;
 }
@@ -155,12 +153,8 @@ std::string ask(const NamedNetns* pod, const std::string& server) {
 }
 
 bool answered_within(const NamedNetns* pod, const std::string& server, std::chrono::seconds limit) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (ask(pod, server) == "10.96.0.1") return true;
-    std::this_thread::sleep_for(100ms);
-  }
-  return false;
+  return test::wait_until(
+      test::within(limit), [&] { return ask(pod, server) == "10.96.0.1"; }, 100ms);
 }
 
 // Conntrack entries of DNS flows to `ip` in this namespace; `via` narrows to
@@ -230,10 +224,12 @@ TEST_CASE("takeover end to end: node-local-dns's leftovers, localdns, kill -9, k
   const std::string conf = dir + "/localdns.yaml", log = dir + "/localdns.log";
   std::ofstream(conf) << layout_yaml("auto", {kLinkLocal, kClusterIp});
   Child localdns({LOCALDNS_BINARY, "--config", conf}, log);
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (read_file(log).find("listening on") == std::string::npos &&
-         std::chrono::steady_clock::now() < deadline && localdns.running())
-    std::this_thread::sleep_for(50ms);
+  test::wait_until(
+      test::within(10s),
+      [&] {
+        return read_file(log).find("listening on") != std::string::npos || !localdns.running();
+      },
+      50ms);
   std::string text = read_file(log);
   INFO(text);
   REQUIRE(text.find("listening on") != std::string::npos);
@@ -359,10 +355,12 @@ TEST_CASE("takeover: a variant localdns cannot read is said once, and start-up g
   std::ofstream(conf) << layout_yaml("iptables-nft", {kLinkLocal, kClusterIp});
   Child localdns({"/usr/bin/setpriv", "--bounding-set=-net_raw", LOCALDNS_BINARY, "--config", conf},
                  log);
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (read_file(log).find("listening on") == std::string::npos &&
-         std::chrono::steady_clock::now() < deadline && localdns.running())
-    std::this_thread::sleep_for(50ms);
+  test::wait_until(
+      test::within(10s),
+      [&] {
+        return read_file(log).find("listening on") != std::string::npos || !localdns.running();
+      },
+      50ms);
   std::this_thread::sleep_for(2500ms);  // two more sync passes
   std::string text = read_file(log);
   INFO(text);

@@ -144,7 +144,7 @@ TEST_CASE("takeover: node-local-dns's rules are replaced in every pair of backen
       auto t0 = std::chrono::steady_clock::now();
       REQUIRE(setup.apply());
       auto took = std::chrono::steady_clock::now() - t0;
-      std::this_thread::sleep_for(50ms);
+      std::this_thread::sleep_for(50ms);  // and a few after
       watcher.stop();
 
       auto tk = setup.last_takeover();

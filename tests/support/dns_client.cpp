@@ -155,9 +155,8 @@ bool TcpStream::send_raw(const std::uint8_t* data, std::size_t len) {
 }
 
 bool TcpStream::send_framed(const Packet& q) {
-  Packet framed{static_cast<std::uint8_t>(q.size() >> 8), static_cast<std::uint8_t>(q.size())};
-  framed.insert(framed.end(), q.begin(), q.end());
-  return send_raw(framed.data(), framed.size());
+  Packet f = framed(q);
+  return send_raw(f.data(), f.size());
 }
 
 std::optional<Packet> TcpStream::read_framed(std::chrono::milliseconds timeout) {

@@ -9,9 +9,10 @@
 #include <string>
 #include <vector>
 
+#include "packets.hpp"
+
 namespace localdns::test {
 
-using Packet = std::vector<std::uint8_t>;
 using namespace std::chrono_literals;
 
 struct QueryOptions {

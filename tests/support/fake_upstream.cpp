@@ -11,6 +11,7 @@
 #include <boost/asio/write.hpp>
 
 #include "dns_client.hpp"
+#include "packets.hpp"
 
 namespace localdns::test {
 
@@ -19,15 +20,6 @@ using boost::system::error_code;
 using Bytes = std::vector<std::uint8_t>;
 
 namespace {
-
-void put16(Bytes& b, unsigned v) {
-  b.push_back(static_cast<std::uint8_t>(v >> 8));
-  b.push_back(static_cast<std::uint8_t>(v));
-}
-void put32(Bytes& b, std::uint32_t v) {
-  put16(b, v >> 16);
-  put16(b, v & 0xffff);
-}
 
 // Returns the lower-case presentation name of the question, or "" if unreadable.
 std::string question_name(const Bytes& q, std::size_t& end) {
@@ -58,59 +50,27 @@ Bytes make_answer(const Bytes& q, const Behaviour& b, bool udp,
   if (b.mode == Behaviour::Mode::Refused) rcode = 5;
   bool nx = name.rfind("nx", 0) == 0;
   if (rcode == 0 && nx) rcode = 3;
-  Bytes r(q.begin(), q.begin() + static_cast<long>(qend));
-  r[2] = static_cast<std::uint8_t>(0x80 | (q[2] & 0x01) | 0x04);  // QR, AA, RD echoed
-  r[3] = static_cast<std::uint8_t>(0x80 | rcode);                 // RA
-  unsigned an = 0, ns = 0;
+  auto r = ResponseBuilder::answering(q).flags(
+      static_cast<std::uint8_t>(0x80 | (q[2] & 0x01) | 0x04),  // QR, AA, RD echoed
+      static_cast<std::uint8_t>(0x80 | rcode));                // RA
   bool truncated = udp && b.truncate_udp;
   if (truncated) {
-    r[2] |= 0x02;
-  } else if (rcode == 0 && qtype == 1) {
-    put16(r, 0xC00C);
-    put16(r, 1);
-    put16(r, 1);
-    put32(r, 300);
-    put16(r, 4);
-    r.insert(r.end(), address.begin(), address.end());
-    an = 1;
-  } else if (rcode == 0 && qtype == 16) {
+    r.tc();
+  } else if (rcode == 0 && qtype == kTypeA) {
+    r.answer(a_record(300, address));
+  } else if (rcode == 0 && qtype == kTypeTxt) {
     for (int i = 0; i < 12; ++i) {  // 12 x ~250 bytes: needs TCP without EDNS
-      put16(r, 0xC00C);
-      put16(r, 16);
-      put16(r, 1);
-      put32(r, 300);
-      put16(r, 241);
-      r.push_back(240);
+      Rr txt{kTypeTxt, 300, {240}};
       for (int k = 0; k < 240; ++k)
-        r.push_back(static_cast<std::uint8_t>('a' + (i + k) % 26));
-      ++an;
+        txt.rdata.push_back(static_cast<std::uint8_t>('a' + (i + k) % 26));
+      r.answer(std::move(txt));
     }
   } else if (rcode == 3) {
-    put16(r, 0xC00C);  // SOA owned by the queried name's zone: fine for tests
-    put16(r, 6);
-    put16(r, 1);
-    put32(r, 60);
-    Bytes rdata{0, 0};  // mname ".", rname "."
-    for (std::uint32_t v : {1u, 7200u, 1800u, 86400u, 5u})
-      put32(rdata, v);
-    put16(r, static_cast<unsigned>(rdata.size()));
-    r.insert(r.end(), rdata.begin(), rdata.end());
-    ns = 1;
+    // SOA owned by the queried name's zone: fine for tests
+    r.authority(soa_record(60, 5, {1, 7200, 1800, 86400}));
   }
-  if (edns) {
-    r.push_back(0);
-    put16(r, 41);
-    put16(r, 1232);
-    put32(r, 0);
-    put16(r, 0);
-  }
-  r[6] = static_cast<std::uint8_t>(an >> 8);
-  r[7] = static_cast<std::uint8_t>(an);
-  r[8] = static_cast<std::uint8_t>(ns >> 8);
-  r[9] = static_cast<std::uint8_t>(ns);
-  r[10] = 0;
-  r[11] = edns ? 1 : 0;
-  return r;
+  if (edns) r.opt();
+  return r.build();
 }
 
 }  // namespace

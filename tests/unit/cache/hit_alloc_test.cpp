@@ -13,6 +13,7 @@
 #include <localdns/server/zone_router.hpp>
 
 #include "dns_client.hpp"
+#include "packets.hpp"
 
 // The replacement pairs malloc with free on purpose; GCC cannot see that.
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
@@ -42,13 +43,7 @@ TEST_CASE("a cache hit does not allocate", "[cache][alloc]") {
   auto key = cache::Key::make(v.question, false, false);
   auto shape = dns::make_reply_shape(v, v.udp_reply_limit());
   // The stored answer: the query turned into a response with one A record.
-  test::Packet a = q;
-  a.resize(q.size() - 11);  // drop the OPT
-  a[2] = 0x81;
-  a[3] = 0x80;
-  a[7] = 1;
-  a[11] = 0;
-  a.insert(a.end(), {0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4, 10, 96, 0, 1});
+  auto a = test::ResponseBuilder::answering(q).answer(test::a_record(30, {10, 96, 0, 1})).build();
   c.insert(key, a, *dns::parse_response(a), 30);
   std::array<std::uint8_t, 1232> out{};
   long before = g_allocations.load();

@@ -6,29 +6,22 @@
 #include <localdns/cache/cache_policy.hpp>
 #include <localdns/cache/packet_cache.hpp>
 #include <localdns/dns/message.hpp>
+#include <localdns/util/clock.hpp>
 
 #include "dns_client.hpp"
 #include "ldns_records.hpp"
+#include "packets.hpp"
 
 using namespace localdns;
 using namespace std::chrono_literals;
 
 namespace {
 
-struct FakeClock {
-  cache::Clock::time_point now = cache::Clock::time_point(1000s);
-  cache::NowFn fn() {
-    return [this] { return now; };
-  }
-};
+// The cache reads the time through a NowFn; these tests move it by hand.
+const util::TimePoint kStart = util::TimePoint(1000s);
 
-void put16(test::Packet& p, unsigned v) {
-  p.push_back(static_cast<std::uint8_t>(v >> 8));
-  p.push_back(static_cast<std::uint8_t>(v));
-}
-void put32(test::Packet& p, std::uint32_t v) {
-  put16(p, v >> 16);
-  put16(p, v & 0xffff);
+cache::NowFn now_of(const util::ManualClock& clock) {
+  return [&clock] { return clock.now(); };
 }
 
 // An upstream answer for `name` A: answers with `ttls`, an optional SOA in the
@@ -36,42 +29,14 @@ void put32(test::Packet& p, std::uint32_t v) {
 test::Packet answer(const std::string& name, unsigned rcode, std::vector<std::uint32_t> ttls,
                     std::optional<std::pair<std::uint32_t, std::uint32_t>> soa = std::nullopt,
                     std::uint32_t extra_ttl = 0, bool tc = false) {
-  auto q = test::make_query(name, "A", {.id = 0});
-  test::Packet p = q;  // header and question; no OPT in the query
-  p[2] = static_cast<std::uint8_t>(0x81 | (tc ? 0x02 : 0));
-  p[3] = static_cast<std::uint8_t>(0x80 | rcode);
-  for (std::size_t i = 0; i < ttls.size(); ++i) {
-    put16(p, 0xC00C);
-    put16(p, 1);
-    put16(p, 1);
-    put32(p, ttls[i]);
-    put16(p, 4);
-    p.insert(p.end(), {10, 0, 0, static_cast<std::uint8_t>(i)});
-  }
-  if (soa) {
-    put16(p, 0xC00C);
-    put16(p, 6);
-    put16(p, 1);
-    put32(p, soa->first);
-    put16(p, 22);
-    p.insert(p.end(), {0, 0});
-    for (std::uint32_t v : {1u, 2u, 3u, 4u})
-      put32(p, v);
-    put32(p, soa->second);
-  }
-  if (extra_ttl) {
-    put16(p, 0xC00C);
-    put16(p, 1);
-    put16(p, 1);
-    put32(p, extra_ttl);
-    put16(p, 4);
-    p.insert(p.end(), {10, 9, 9, 9});
-  }
-  p.insert(p.end(), {0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0});
-  p[7] = static_cast<std::uint8_t>(ttls.size());
-  p[9] = soa ? 1 : 0;
-  p[11] = static_cast<std::uint8_t>(1 + (extra_ttl ? 1 : 0));
-  return p;
+  // Header and question of the query, which has no OPT.
+  auto b = test::ResponseBuilder::answering(test::make_query(name, "A", {.id = 0}));
+  b.rcode(rcode).tc(tc);
+  for (std::size_t i = 0; i < ttls.size(); ++i)
+    b.answer(test::a_record(ttls[i], {10, 0, 0, static_cast<std::uint8_t>(i)}));
+  if (soa) b.authority(test::soa_record(soa->first, soa->second));
+  if (extra_ttl) b.additional(test::a_record(extra_ttl, {10, 9, 9, 9}));
+  return b.opt().build();
 }
 
 dns::ResponseView view_of(const test::Packet& p) {
@@ -130,8 +95,8 @@ TEST_CASE("cache keys ignore case but not type, DO or CD", "[cache]") {
 }
 
 TEST_CASE("a hit answers with the client's ID, case and EDNS", "[cache]") {
-  FakeClock clock;
-  cache::PacketCache c({}, clock.fn());
+  util::ManualClock clock(kStart);
+  cache::PacketCache c({}, now_of(clock));
   insert(c, "svc.cluster.local", answer("svc.cluster.local", 0, {30, 30}), 30);
   auto r = hit(c, ask("SVC.Cluster.local", {.id = 4242}));
   REQUIRE(r);
@@ -153,36 +118,36 @@ TEST_CASE("a hit answers with the client's ID, case and EDNS", "[cache]") {
 }
 
 TEST_CASE("TTLs age with the entry, each record on its own, never below zero", "[cache]") {
-  FakeClock clock;
-  cache::PacketCache c({}, clock.fn());
+  util::ManualClock clock(kStart);
+  cache::PacketCache c({}, now_of(clock));
   insert(c, "a.example", answer("a.example", 0, {300, 200}, std::nullopt, 4), 250);
-  clock.now += 10s;
+  clock.advance(10s);
   auto r = hit(c, ask("a.example"));
   REQUIRE(r);
   CHECK(r->answer_ttls == std::vector<std::uint32_t>{240, 190});  // capped at 250 - 10
-  clock.now += 200s;
+  clock.advance(200s);
   r = hit(c, ask("a.example"));
   REQUIRE(r);
   CHECK(r->answer_ttls == std::vector<std::uint32_t>{40, 0});
-  clock.now += 40s;  // age 250 = lifetime: gone
+  clock.advance(40s);  // age 250 = lifetime: gone
   CHECK_FALSE(hit(c, ask("a.example")));
   CHECK(c.stats().expired == 1);
   CHECK(c.stats().entries == 0);
 }
 
 TEST_CASE("a clock that goes backwards does not wrap TTLs", "[cache]") {
-  FakeClock clock;
-  cache::PacketCache c({}, clock.fn());
+  util::ManualClock clock(kStart);
+  cache::PacketCache c({}, now_of(clock));
   insert(c, "b.example", answer("b.example", 0, {60}), 60);
-  clock.now -= 5s;
+  clock.advance(-5s);
   auto r = hit(c, ask("b.example"));
   REQUIRE(r);
   CHECK(r->answer_ttls == std::vector<std::uint32_t>{60});
 }
 
 TEST_CASE("answers over the client's limit come back truncated", "[cache]") {
-  FakeClock clock;
-  cache::PacketCache c({}, clock.fn());
+  util::ManualClock clock(kStart);
+  cache::PacketCache c({}, now_of(clock));
   std::vector<std::uint32_t> ttls(40, 60);
   insert(c, "big.example", answer("big.example", 0, ttls), 60);
   auto udp = hit(c, ask("big.example", {.id = 9}, 512));
@@ -219,11 +184,11 @@ TEST_CASE("cache lifetimes follow RFC 1035 and RFC 2308", "[cache]") {
 }
 
 TEST_CASE("memory stays within a small byte budget, oldest evicted first", "[cache]") {
-  FakeClock clock;
+  util::ManualClock clock(kStart);
   cache::CacheSettings s;
   s.max_bytes = 8 * 1024;
   s.shards = 1;
-  cache::PacketCache c(s, clock.fn());
+  cache::PacketCache c(s, now_of(clock));
   insert(c, "keep.example", answer("keep.example", 0, {60}), 60);
   for (int i = 0; i < 500; ++i) {
     auto name = "n" + std::to_string(i) + ".example";
@@ -239,11 +204,11 @@ TEST_CASE("memory stays within a small byte budget, oldest evicted first", "[cac
 }
 
 TEST_CASE("the entry budget holds across shards", "[cache]") {
-  FakeClock clock;
+  util::ManualClock clock(kStart);
   cache::CacheSettings s;
   s.max_entries = 256;
   s.shards = 16;
-  cache::PacketCache c(s, clock.fn());
+  cache::PacketCache c(s, now_of(clock));
   for (int i = 0; i < 2000; ++i) {
     auto name = "e" + std::to_string(i) + ".example";
     insert(c, name, answer(name, 0, {60}), 60);
@@ -276,42 +241,42 @@ TEST_CASE("concurrent hits and inserts from several threads", "[cache]") {
 }
 
 TEST_CASE("popular entries near expiry are flagged for prefetch once", "[cache]") {
-  FakeClock clock;
+  util::ManualClock clock(kStart);
   cache::CacheSettings s;
   s.prefetch_hits = 2;
   s.prefetch_percent = 10;
-  cache::PacketCache c(s, clock.fn());
+  cache::PacketCache c(s, now_of(clock));
   insert(c, "p.example", answer("p.example", 0, {100}), 100);
   std::array<std::uint8_t, 1232> out{};
   auto a = ask("p.example");
-  clock.now += 50s;
+  clock.advance(50s);
   CHECK_FALSE(c.lookup(a.key, a.shape, out).prefetch);  // 1 hit, half its life left
-  clock.now += 41s;                                     // 9 s of 100 left
+  clock.advance(41s);                                   // 9 s of 100 left
   auto r = c.lookup(a.key, a.shape, out);
   CHECK(r.size > 0);
   CHECK(r.prefetch);
   CHECK_FALSE(c.lookup(a.key, a.shape, out).prefetch);  // already being refreshed
   CHECK(c.stats().prefetches == 1);
   insert(c, "p.example", answer("p.example", 0, {100}), 100);  // the refresh lands
-  clock.now += 91s;
+  clock.advance(91s);
   c.lookup(a.key, a.shape, out);
   CHECK(c.lookup(a.key, a.shape, out).prefetch);
 }
 
 TEST_CASE("expired entries are served stale only when asked, within the window", "[cache]") {
-  FakeClock clock;
-  cache::PacketCache c({}, clock.fn());
+  util::ManualClock clock(kStart);
+  cache::PacketCache c({}, now_of(clock));
   auto a = ask("s.example");
   c.insert(a.key, answer("s.example", 0, {300}), view_of(answer("s.example", 0, {300})), 10, 60);
   std::array<std::uint8_t, 1232> out{};
-  clock.now += 20s;
+  clock.advance(20s);
   CHECK(c.lookup(a.key, a.shape, out).size == 0);  // expired for normal lookups
   auto stale = c.lookup(a.key, a.shape, out, cache::Freshness::AllowStale);
   REQUIRE(stale.size > 0);
   CHECK(stale.stale);
   auto r = test::decode(test::Packet(out.begin(), out.begin() + static_cast<long>(stale.size)));
   CHECK(r.answer_ttls == std::vector<std::uint32_t>{cache::kStaleAnswerTtl});
-  clock.now += 60s;  // past lifetime + window
+  clock.advance(60s);  // past lifetime + window
   CHECK(c.lookup(a.key, a.shape, out, cache::Freshness::AllowStale).size == 0);
   CHECK(c.stats().entries == 0);
   CHECK(c.stats().stale_served == 1);
@@ -321,20 +286,22 @@ TEST_CASE("answers whose owner names read TTL bytes are stored expanded", "[cach
   // Question "a." at 12; answer A at 15 (owner pointer to 12); additional
   // record whose owner points at the answer's TTL field (offset 21), which a
   // hit rewrites as the entry ages. Only a hostile upstream compresses so.
-  test::Packet p = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1, 1, 'a', 0, 0, 1, 0, 1};
-  p.insert(p.end(), {0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 1});
   std::size_t ttl_at = 19 + 6;
-  p.insert(p.end(), {0xC0, static_cast<std::uint8_t>(ttl_at + 3), 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10,
-                     0, 0, 2});
+  test::Rr pointing_into_ttl{
+      test::kTypeA, 60, {10, 0, 0, 2}, {0xC0, static_cast<std::uint8_t>(ttl_at + 3)}};
+  auto p = test::ResponseBuilder(0x1234, "a")
+               .answer(test::a_record(60, {10, 0, 0, 1}))
+               .additional(pointing_into_ttl)
+               .build();
   p[ttl_at + 3] = 0;  // the TTL's last byte, now 0, doubles as a root label
   auto rv = dns::parse_response(p);
   REQUIRE(rv);
   CHECK(rv->names_read_ttls);
-  FakeClock clock;
-  cache::PacketCache c({}, clock.fn());
+  util::ManualClock clock(kStart);
+  cache::PacketCache c({}, now_of(clock));
   c.insert(ask("a").key, p, *rv, 60);
   CHECK(c.stats().entries == 1);
-  clock.now += 10s;  // the TTL byte now reads 50
+  clock.advance(10s);  // the TTL byte now reads 50
   auto got = hit_bytes(c, ask("a"));
   REQUIRE(got);
   auto m = test::decode_message(*got);
@@ -356,14 +323,10 @@ namespace {
 // label). A hit rewrites that byte as the entry ages; only a hostile upstream
 // compresses so.
 test::Packet mx_reading_ttl(std::uint32_t ttl) {
-  test::Packet p = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 0, 0, 0, 1, 'a', 0, 0, 1, 0, 1};
-  p.insert(p.end(), {0xC0, 12, 0, 1, 0, 1});
-  put32(p, ttl);
-  p.insert(p.end(), {0, 4, 10, 0, 0, 1});
-  p.insert(p.end(), {0xC0, 12, 0, 15, 0, 1});
-  put32(p, ttl);
-  p.insert(p.end(), {0, 6, 0, 10, 1, 'x', 0xC0, 28});
-  return p;
+  return test::ResponseBuilder(0x1234, "a")
+      .answer(test::a_record(ttl, {10, 0, 0, 1}))
+      .answer({test::kTypeMx, ttl, {0, 10, 1, 'x', 0xC0, 28}})
+      .build();
 }
 
 // The records as ldns reads them, TTLs left out.
@@ -384,12 +347,12 @@ TEST_CASE("names in record data that read TTL bytes are stored expanded", "[cach
   auto upstream = records_of(p);
   REQUIRE(upstream.size() == 2);
   CHECK(upstream[1].rdata == "10 x.");
-  FakeClock clock;
-  cache::PacketCache c({}, clock.fn());
+  util::ManualClock clock(kStart);
+  cache::PacketCache c({}, now_of(clock));
   c.insert(ask("a").key, p, *rv, 256, 60);
   CHECK(c.stats().entries == 1);  // rewritten, not refused
   for (auto age : {0s, 10s, 200s}) {
-    clock.now = FakeClock{}.now + age;
+    clock.set(kStart + age);
     auto got = hit_bytes(c, ask("a"));
     REQUIRE(got);
     CHECK(records_of(*got) == upstream);
@@ -397,7 +360,7 @@ TEST_CASE("names in record data that read TTL bytes are stored expanded", "[cach
     REQUIRE(m);
     CHECK(m->records[0].ttl == 256 - static_cast<std::uint32_t>(age.count()));
   }
-  clock.now = FakeClock{}.now + 300s;  // stale: every TTL rewritten to 30
+  clock.set(kStart + 300s);  // stale: every TTL rewritten to 30
   auto stale = hit_bytes(c, ask("a"), cache::Freshness::AllowStale);
   REQUIRE(stale);
   CHECK(records_of(*stale) == upstream);
@@ -420,8 +383,8 @@ TEST_CASE("extended RCODEs and top-bit TTLs are classified on their real values"
   p.min_ttl = 30;  // kept 30 s, but the record still reads 0
   auto big = answer("t.example", 0, {0x8000'0E10u, 60});
   REQUIRE(life(big).seconds == 30);
-  FakeClock clock;
-  cache::PacketCache c({}, clock.fn());
+  util::ManualClock clock(kStart);
+  cache::PacketCache c({}, now_of(clock));
   insert(c, "t.example", big, 30);
   auto r = hit(c, ask("t.example"));
   REQUIRE(r);
@@ -434,8 +397,8 @@ TEST_CASE("hits carry the upstream's EDE, and stale hits say so", "[cache]") {
   test::Packet o = {0, 15, 0, 10, 0, 17, 'f', 'i', 'l', 't', 'e', 'r', 'e', 'd'};
   nx[nx.size() - 1] = static_cast<std::uint8_t>(o.size());
   nx.insert(nx.end(), o.begin(), o.end());
-  FakeClock clock;
-  cache::PacketCache c({}, clock.fn());
+  util::ManualClock clock(kStart);
+  cache::PacketCache c({}, now_of(clock));
   c.insert(ask("nx.example").key, nx, view_of(nx), 60, 300);
   auto fresh = hit_bytes(c, ask("nx.example", {.edns = true}));
   REQUIRE(fresh);
@@ -446,7 +409,7 @@ TEST_CASE("hits carry the upstream's EDE, and stale hits say so", "[cache]") {
   auto plain = hit_bytes(c, ask("nx.example"));
   REQUIRE(plain);
   CHECK_FALSE(test::decode_message(*plain)->has_opt);
-  clock.now += 120s;
+  clock.advance(120s);
   auto stale = hit_bytes(c, ask("nx.example", {.edns = true}), cache::Freshness::AllowStale);
   REQUIRE(stale);
   m = test::decode_message(*stale);
@@ -456,7 +419,7 @@ TEST_CASE("hits carry the upstream's EDE, and stale hits say so", "[cache]") {
   auto pos = answer("pos.example", 0, {60});
   c.insert(ask("pos.example").key, pos, view_of(pos), 60, 300);
   INFO("entries " << c.stats().entries << " inserts " << c.stats().inserts);
-  clock.now += 90s;
+  clock.advance(90s);
   auto s2 = hit_bytes(c, ask("pos.example", {.edns = true}), cache::Freshness::AllowStale);
   REQUIRE(s2);
   m = test::decode_message(*s2);

@@ -7,6 +7,7 @@
 
 #include "dns_client.hpp"
 #include "ldns_records.hpp"
+#include "packets.hpp"
 
 using namespace localdns;
 using test::decode;
@@ -18,27 +19,19 @@ dns::Bytes view(const test::Packet& p) {
   return {p.data(), p.size()};
 }
 
-// An upstream answer to "foo.example." A with `n_answers` records and an OPT.
+// An upstream answer to "foo.example." A with `n_answers` records (10.0.0.i, TTL 300).
+test::ResponseBuilder foo_answer(int n_answers, std::uint16_t id = 0x7777) {
+  test::ResponseBuilder b(id, "foo.example");
+  for (int i = 0; i < n_answers; ++i)
+    b.answer(test::a_record(300, {10, 0, 0, static_cast<std::uint8_t>(i)}));
+  return b;
+}
+
+// The same, with an OPT (UDP size 4096) or without.
 test::Packet upstream_answer(int n_answers, bool with_opt, std::uint16_t id = 0x7777) {
-  test::Packet p = {static_cast<std::uint8_t>(id >> 8),
-                    static_cast<std::uint8_t>(id),
-                    0x81,
-                    0x80,
-                    0,
-                    1,
-                    0,
-                    static_cast<std::uint8_t>(n_answers),
-                    0,
-                    0,
-                    0,
-                    static_cast<std::uint8_t>(with_opt ? 1 : 0)};
-  p.insert(p.end(), {3, 'f', 'o', 'o', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 0, 0, 1, 0, 1});
-  for (int i = 0; i < n_answers; ++i) {
-    p.insert(p.end(),
-             {0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 1, 0x2C, 0, 4, 10, 0, 0, static_cast<std::uint8_t>(i)});
-  }
-  if (with_opt) p.insert(p.end(), {0, 0, 41, 0x10, 0x00, 0, 0, 0, 0, 0, 0});
-  return p;
+  auto b = foo_answer(n_answers, id);
+  if (with_opt) b.opt({.udp_size = 4096});
+  return b.build();
 }
 
 struct Built {
@@ -175,12 +168,12 @@ namespace {
 // "a." MX: one record (TTL field at 25) whose exchange is "x" + a pointer to
 // `target`, then an OPT.
 test::Packet mx_with_pointer(std::uint8_t target, std::array<std::uint8_t, 4> ttl = {0, 0, 1, 0}) {
-  test::Packet p = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1, 1, 'a', 0, 0, 15, 0, 1};
-  p.insert(p.end(), {0xC0, 12, 0, 15, 0, 1});
-  p.insert(p.end(), ttl.begin(), ttl.end());
-  p.insert(p.end(), {0, 6, 0, 10, 1, 'x', 0xC0, target});
-  p.insert(p.end(), {0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0});
-  return p;
+  std::uint32_t t = (std::uint32_t{ttl[0]} << 24) | (std::uint32_t{ttl[1]} << 16) |
+                    (std::uint32_t{ttl[2]} << 8) | ttl[3];
+  return test::ResponseBuilder(0x1234, "a", test::kTypeMx)
+      .answer({test::kTypeMx, t, {0, 10, 1, 'x', 0xC0, target}})
+      .opt()
+      .build();
 }
 
 }  // namespace
@@ -220,26 +213,10 @@ namespace {
 
 // upstream_answer(1, true) with the OPT's extended RCODE bits and options.
 test::Packet with_opt(std::uint8_t ext_rcode, const test::Packet& options, unsigned rcode = 0) {
-  auto p = upstream_answer(1, false);
-  p[3] = static_cast<std::uint8_t>(0x80 | rcode);
-  p[11] = 1;
-  p.insert(p.end(), {0, 0, 41, 0x04, 0xD0, ext_rcode, 0, 0, 0});
-  p.push_back(static_cast<std::uint8_t>(options.size() >> 8));
-  p.push_back(static_cast<std::uint8_t>(options.size()));
-  p.insert(p.end(), options.begin(), options.end());
-  return p;
+  return foo_answer(1).rcode(rcode).opt({.ext_rcode = ext_rcode, .options = options}).build();
 }
 
-test::Packet ede_option(std::uint16_t code, const std::string& text) {
-  test::Packet o;
-  for (unsigned v : {15u, static_cast<unsigned>(text.size() + 2), unsigned{code}}) {
-    o.push_back(static_cast<std::uint8_t>(v >> 8));
-    o.push_back(static_cast<std::uint8_t>(v));
-  }
-  for (char c : text)
-    o.push_back(static_cast<std::uint8_t>(c));
-  return o;
-}
+using test::ede_option;
 
 }  // namespace
 
@@ -300,14 +277,8 @@ TEST_CASE("Extended DNS Errors from upstream reach EDNS clients, bounded", "[dns
     CHECK(m2->ede == std::vector<test::Ede>{{2, ""}});
   }
   SECTION("dropped when they would not fit the client's limit") {
-    auto big = upstream_answer(30, false);  // 509 bytes, + OPT 520
-    big[11] = 1;
-    big[3] = 0x83;
-    auto o = ede_option(17, "blocked");
-    big.insert(big.end(),
-               {0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, static_cast<std::uint8_t>(o.size())});
-    for (auto byte : o)
-      big.push_back(byte);
+    // 509 bytes, + OPT 520
+    auto big = foo_answer(30).rcode(3).opt({.options = ede_option(17, "blocked")}).build();
     auto r = reply_for(make_query("foo.example", "A", {.edns = true, .udp_size = 512}), big, 525);
     auto mm = test::decode_message(r.bytes);
     REQUIRE(mm);
@@ -335,9 +306,7 @@ TEST_CASE("error replies carry localdns's own EDE to EDNS clients", "[dns][build
 }
 
 TEST_CASE("a truncated reply keeps the extended RCODE", "[dns][builder]") {
-  auto answer = upstream_answer(40, false);  // 669 bytes
-  answer[11] = 1;
-  answer.insert(answer.end(), {0, 0, 41, 0x04, 0xD0, 1, 0, 0, 0, 0, 0});  // BADVERS
+  auto answer = foo_answer(40).opt({.ext_rcode = 1}).build();  // 669 bytes, BADVERS
   auto b = reply_for(make_query("foo.example", "A", {.edns = true}), answer, 512);
   CHECK(b.reply.tc);
   auto m = test::decode_message(b.bytes);

@@ -3,6 +3,7 @@
 #include <localdns/dns/message.hpp>
 
 #include "dns_client.hpp"
+#include "packets.hpp"
 
 using namespace localdns;
 using localdns::test::make_query;
@@ -98,10 +99,10 @@ TEST_CASE("parse_query classifies bad queries", "[dns][parse]") {
 
 TEST_CASE("parse_response walks every record and finds the OPT", "[dns][parse]") {
   // Header QR, 1 question, 1 answer (compressed owner), 1 OPT.
-  test::Packet p = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 1};
-  p.insert(p.end(), {3, 'f', 'o', 'o', 0, 0, 1, 0, 1});
-  p.insert(p.end(), {0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1});
-  p.insert(p.end(), {0, 0, 41, 0x04, 0xD0, 0, 0, 0x80, 0, 0, 0});
+  auto p = test::ResponseBuilder(0x1234, "foo")
+               .answer(test::a_record(60, {192, 0, 2, 1}))
+               .opt({.do_bit = true})
+               .build();
   auto rv = dns::parse_response(view(p));
   REQUIRE(rv);
   REQUIRE(rv->opt);
