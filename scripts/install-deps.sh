@@ -20,6 +20,7 @@ build=(
 test=(
   clang-format libldns-dev catch2 libbenchmark-dev clang-14 libclang-rt-14-dev
   knot dnsutils iproute2 iptables nftables util-linux
+  python3     # scripts/check-layering.py: the include graph and the 600-line rule
   systemd     # systemd-analyze verify/security for deploy/systemd/localdns.service
   prometheus  # promtool: the alert rules in deploy/monitoring
   # scripts/image-test.sh builds the container image from a Debian base it

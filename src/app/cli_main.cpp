@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include <localdns/app/control.hpp>
+#include <localdns/app/doctor_main.hpp>
 #include <localdns/app/logging.hpp>
 #include <localdns/app/notify.hpp>
 #include <localdns/app/observability.hpp>
@@ -22,7 +23,6 @@
 #include <localdns/config/cli.hpp>
 #include <localdns/config/duration.hpp>
 #include <localdns/config/emit.hpp>
-#include <localdns/doctor/doctor.hpp>
 #include <localdns/node/node_setup.hpp>
 
 namespace localdns::app {
@@ -194,7 +194,7 @@ int run_main(int argc, char** argv) {
   }
   if (opts->command == config::Command::Cleanup) return run_cleanup(*opts);
   if (opts->command == config::Command::Ctl) return run_ctl(opts->ctl_args);
-  if (opts->command == config::Command::Doctor) return doctor::run_doctor(opts->doctor_args);
+  if (opts->command == config::Command::Doctor) return doctor_main(opts->doctor_args);
   if (opts->command == config::Command::Migrate) return run_migrate(*opts);
   auto startup = config::build_startup(*opts);
   if (!startup) return config_errors(startup.error());

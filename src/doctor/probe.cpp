@@ -19,13 +19,11 @@
 
 #include <boost/asio/ip/address.hpp>
 
-#include <localdns/config/cli.hpp>
 #include <localdns/dns/message.hpp>
 #include <localdns/dns/name.hpp>
 #include <localdns/doctor/doctor.hpp>
 #include <localdns/doctor/resolved.hpp>
 #include <localdns/node/link.hpp>
-#include <localdns/node/node_setup.hpp>
 #include <localdns/node/process.hpp>
 #include <localdns/node/rules.hpp>
 
@@ -123,7 +121,7 @@ std::string describe_rcode(std::uint16_t flags) {
 
 // One query (`qname` in wire form, SOA; NS for the root) over UDP or TCP,
 // answered or not, and how fast.
-ProbeResult query(const config::Endpoint& ep, bool tcp, std::chrono::milliseconds timeout,
+ProbeResult query(const util::Endpoint& ep, bool tcp, std::chrono::milliseconds timeout,
                   const std::string& qname = std::string(1, '\0')) {
   ProbeResult r;
   r.target = ep.to_string() + (tcp ? " tcp" : " udp");
@@ -219,7 +217,7 @@ ProbeResult query(const config::Endpoint& ep, bool tcp, std::chrono::millisecond
   }
 }
 
-ProbeResult tcp_connect(const config::Endpoint& ep, std::chrono::milliseconds timeout) {
+ProbeResult tcp_connect(const util::Endpoint& ep, std::chrono::milliseconds timeout) {
   // A DNS query over TCP: reachable means it answers, not only accepts.
   auto r = query(ep, true, timeout);
   r.target = ep.to_string() + " tcp";
@@ -228,7 +226,7 @@ ProbeResult tcp_connect(const config::Endpoint& ep, std::chrono::milliseconds ti
 }
 
 // GET /metrics over HTTP/1.0; the body, or why not.
-std::expected<std::string, std::string> http_get(const config::Endpoint& ep, const char* path,
+std::expected<std::string, std::string> http_get(const util::Endpoint& ep, const char* path,
                                                  std::chrono::milliseconds timeout) {
   sockaddr_storage ss{};
   socklen_t len = 0;
@@ -299,75 +297,24 @@ std::string errno_text(int e) {
 
 }  // namespace
 
-int run_doctor(const std::vector<std::string>& raw) {
-  std::vector<std::string_view> args(raw.begin(), raw.end());
-  auto opts = config::parse_doctor_cli(args);
-  if (!opts) {
-    std::cerr << "localdns doctor: " << opts.error()
-              << (opts.error().find("see --help") == std::string::npos
-                      ? " (see localdns doctor --help)"
-                      : "")
-              << "\n";
-    return 64;
-  }
-  if (opts->node.command == config::Command::Help) {
-    std::cout << config::doctor_usage();
-    return 0;
-  }
+int run_doctor(const Inputs& in) {
   ReportMeta meta;
   meta.root = ::geteuid() == 0;
-  meta.resolver = opts->musl ? "musl" : "glibc";
-  meta.watch_seconds = opts->watch_seconds.value_or(0);
+  meta.resolver = in.musl ? "musl" : "glibc";
+  meta.watch_seconds = in.watch_seconds;
   if (!meta.root) {
     meta.notes.push_back(
         "not root: checks 3 (kernel log), 5 (rules) and 6 (conntrack entries) and --all-pods "
         "need root (CAP_NET_ADMIN, CAP_SYSLOG, CAP_SYS_PTRACE); their results are partial");
   }
-  const Resolver resolver = opts->musl ? Resolver::musl : Resolver::glibc;
-
-  // What localdns should look like: flags/--config, else what the node has.
-  config::Config cfg = config::default_config();
-  if (opts->node.config_path) {
-    auto loaded = config::load_config_file(*opts->node.config_path);
-    if (!loaded) {
-      for (const auto& e : loaded.error())
-        std::cerr << "localdns doctor: " << e << "\n";
-      return 64;
-    }
-    cfg = std::move(*loaded);
-  }
-  const std::string ifname = opts->node.interface_name.value_or(cfg.node.interface_name);
+  const Resolver resolver = in.musl ? Resolver::musl : Resolver::glibc;
+  const auto& link = in.link;
+  const auto& targets = in.targets;
   LocaldnsObservation obs;
-  obs.interface_name = ifname;
-  obs.from_config = opts->has_node_flags || !cfg.node.local_addresses.empty();
-  std::optional<node::LinkState> link;
-  if (auto nl = node::Netlink::open(); nl) {
-    if (auto st = nl->inspect(ifname); st) {
-      link = *st;
-    } else {
-      obs.interface_error = st.error();
-    }
-  } else {
-    obs.interface_error = nl.error();
-  }
-  config::CliOptions node_flags = opts->node;
-  if (!obs.from_config && link && link->exists) {
-    for (const auto& a : link->addresses)
-      if (!(a.is_v6() && a.to_v6().is_link_local())) node_flags.local_ips.push_back(a.to_string());
-  }
-  if (auto errors = config::apply_cli(node_flags, cfg); !errors.empty()) {
-    for (const auto& e : errors)
-      std::cerr << "localdns doctor: " << e << "\n";
-    return 64;
-  }
-  (void)config::fill_resolv_conf_servers(cfg);  // only for the fallback DNAT's target
-  node::RuleTargets targets = node::rule_targets(cfg);
-  if (!obs.from_config) {
-    for (auto& l : targets.locals)
-      l.fallback.reset();  // unknown without its flags
-  }
-  for (const auto& a : cfg.node.local_addresses)
-    obs.want_addresses.push_back(a.to_string());
+  obs.interface_name = in.interface_name;
+  obs.from_config = in.from_config;
+  obs.interface_error = in.interface_error;
+  obs.want_addresses = in.want_addresses;
 
   // 1: first sample now; the second after --watch.
   const std::string stat_path = "/proc/net/stat/nf_conntrack";
@@ -393,11 +340,9 @@ int run_doctor(const std::vector<std::string>& raw) {
     for (const auto& a : link->addresses)
       obs.interface_addresses.push_back(a.to_string());
   }
-  auto kind = cfg.node.rules_backend;
-  if (kind == config::RulesBackend::Auto) kind = node::detect_rules_backend();
-  obs.backend = std::string(config::to_string(kind));
+  obs.backend = in.backend;
   bool rules_found = false;
-  if (kind == config::RulesBackend::Nftables) {
+  if (in.rules_tool == RulesTool::nftables) {
     auto r = node::run_process({"nft", "list", "table", "inet", std::string(node::kNftTable)});
     if (!r) {
       obs.rules_error = r.error();
@@ -411,7 +356,7 @@ int run_doctor(const std::vector<std::string>& raw) {
         ++obs.rules_checked;
     }
   } else {
-    const std::string variant = kind == config::RulesBackend::IptablesLegacy ? "legacy" : "nft";
+    const std::string variant = in.rules_tool == RulesTool::iptables_legacy ? "legacy" : "nft";
     for (bool v6 : {false, true}) {
       auto want = expected_rules(targets, v6);
       const std::string save = std::string(v6 ? "ip6tables-" : "iptables-") + variant + "-save";
@@ -430,31 +375,26 @@ int run_doctor(const std::vector<std::string>& raw) {
   }
   obs.expected = obs.from_config || (link && link->exists) || rules_found || !obs.pids.empty();
   if (obs.expected) {
-    // The first forwarded zone other than the root (cluster.local), else ".".
-    std::string zone = ".";
-    for (const auto& g : cfg.forward)
-      for (const auto& z : g.zones)
-        if (zone == "." && z != ".") zone = z;
+    const std::string& zone = in.probe_zone;
     std::string wire = dns::name_from_text(zone).value_or(std::string(1, '\0'));
     for (const auto& l : targets.locals) {
-      config::Endpoint ep{l.address, l.port};
+      util::Endpoint ep{l.address, l.port};
       obs.queries.push_back(query(ep, false, std::chrono::milliseconds(2000), wire));
       obs.queries.push_back(query(ep, true, std::chrono::milliseconds(2000), wire));
       for (std::size_t i = obs.queries.size() - 2; i < obs.queries.size(); ++i)
         obs.queries[i].target += " (" + zone + (zone == "." ? " NS)" : " SOA)");
     }
     if (obs.from_config) {
-      for (const auto& g : cfg.forward)
-        for (const auto& s : g.servers) {
-          if (std::any_of(obs.upstreams.begin(), obs.upstreams.end(),
-                          [&](const ProbeResult& p) { return p.target == s.to_string() + " tcp"; }))
-            continue;
-          obs.upstreams.push_back(tcp_connect(s, std::chrono::milliseconds(2000)));
-        }
+      for (const auto& s : in.upstreams) {
+        if (std::any_of(obs.upstreams.begin(), obs.upstreams.end(),
+                        [&](const ProbeResult& p) { return p.target == s.to_string() + " tcp"; }))
+          continue;
+        obs.upstreams.push_back(tcp_connect(s, std::chrono::milliseconds(2000)));
+      }
     }
   }
-  if (obs.expected && cfg.metrics.enabled) {
-    auto ep = config::resolve(cfg.metrics, cfg, config::kDefaultMetricsPort);
+  if (obs.expected && in.metrics) {
+    const util::Endpoint& ep = *in.metrics;
     obs.metrics_url = "http://" + ep.to_string() + "/metrics";
     if (auto body = http_get(ep, "/metrics", std::chrono::milliseconds(2000)); body) {
       obs.metrics = parse_metrics(*body);
@@ -465,7 +405,7 @@ int run_doctor(const std::vector<std::string>& raw) {
   Check c5 = check_localdns(obs);
 
   LocalView view;
-  view.cluster_dns = opts->cluster_dns;
+  view.cluster_dns = in.cluster_dns;
   view.localdns_deployed = obs.expected;
   bool answering = std::any_of(obs.queries.begin(), obs.queries.end(),
                                [](const ProbeResult& p) { return p.answered; });
@@ -491,9 +431,9 @@ int run_doctor(const std::vector<std::string>& raw) {
     }
     sources.push_back({label, *t, {}});
   };
-  for (const auto& f : opts->resolv_conf)
+  for (const auto& f : in.resolv_conf)
     add_file(f, f);
-  for (int pid : opts->pods) {
+  for (int pid : in.pods) {
     const std::string proc = "/proc/" + std::to_string(pid);
     if (::access(proc.c_str(), F_OK) != 0) {
       unreadable.push_back("pid " + std::to_string(pid) + ": no such process");
@@ -502,7 +442,7 @@ int run_doctor(const std::vector<std::string>& raw) {
     add_file("pid " + std::to_string(pid) + " (" + proc + "/root/etc/resolv.conf)",
              proc + "/root/etc/resolv.conf");
   }
-  if (opts->all_pods) {
+  if (in.all_pods) {
     std::map<std::string, std::vector<int>> groups;
     unsigned denied = 0;
     for (int pid : all_pids()) {
@@ -529,17 +469,16 @@ int run_doctor(const std::vector<std::string>& raw) {
                            "host (from a pod: hostPID and CAP_SYS_PTRACE)");
     }
   }
-  if (opts->resolv_conf.empty() && opts->pods.empty() && !opts->all_pods)
+  if (in.resolv_conf.empty() && in.pods.empty() && !in.all_pods)
     add_file("/etc/resolv.conf", "/etc/resolv.conf");
   Check c4 = check_resolver(sources, view, resolver, unreadable);
   if (sources.empty()) c4.raise(Status::warn);
-  if (opts->resolv_conf.empty() && opts->pods.empty() && !opts->all_pods) {
+  if (in.resolv_conf.empty() && in.pods.empty() && !in.all_pods) {
     std::vector<std::string> mine, servers;  // systemd-resolved next to localdns
     for (const auto& l : targets.locals)
       if (obs.expected) mine.push_back(l.address.to_string());
-    for (const auto& g : cfg.forward)
-      for (const auto& s : g.servers)
-        servers.push_back(s.to_string());
+    for (const auto& s : in.upstreams)
+      servers.push_back(s.to_string());
     add_resolved(c4, probe_resolved(), mine, servers);
   }
 
@@ -576,8 +515,8 @@ int run_doctor(const std::vector<std::string>& raw) {
   std::optional<ConntrackStat> before;
   double seconds = 0;
   auto now = first;
-  if (opts->watch_seconds && first.first) {
-    std::this_thread::sleep_until(t0 + std::chrono::seconds(*opts->watch_seconds));
+  if (in.watch_seconds != 0 && first.first) {
+    std::this_thread::sleep_until(t0 + std::chrono::seconds(in.watch_seconds));
     before = first.first;
     now = sample();
     seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -586,7 +525,7 @@ int run_doctor(const std::vector<std::string>& raw) {
 
   std::vector<Check> checks{c1, c2, c3, c4, c5, c6};
   checks.push_back(verdict(checks));
-  if (opts->json) {
+  if (in.json) {
     std::cout << render_json(checks, meta);
   } else {
     std::cout << render_text(checks, meta, ::isatty(STDOUT_FILENO) != 0);

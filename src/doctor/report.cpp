@@ -1,7 +1,7 @@
 #include <cstdio>
 
-#include <localdns/app/logging.hpp>
 #include <localdns/doctor/doctor.hpp>
+#include <localdns/util/text.hpp>
 
 namespace localdns::doctor {
 
@@ -11,7 +11,7 @@ namespace {
 // not UTF-8 become U+FFFD, so the report stays valid JSON whatever a
 // resolv.conf holds).
 std::string json_string(std::string_view s) {
-  return "\"" + app::json_escape(s) + "\"";
+  return "\"" + util::json_escape(s) + "\"";
 }
 
 std::string json_fact(const Fact& f) {

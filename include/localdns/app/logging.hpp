@@ -4,6 +4,8 @@
 #include <string>
 #include <string_view>
 
+#include <localdns/util/text.hpp>
+
 namespace localdns::app {
 
 // `format`: "text" or "json". Lines at info and above are flushed at once.
@@ -12,9 +14,8 @@ namespace localdns::app {
 // JSON (invalid UTF-8 becomes U+FFFD).
 void setup_logging(const std::string& level, const std::string& format);
 
-// The inside of a JSON string holding `s`: quotes, backslashes, control
-// characters and DEL escaped, each byte of invalid UTF-8 replaced by U+FFFD.
-std::string json_escape(std::string_view s);
+// JSON string escaping lives in util/ (doctor's report uses it too).
+using util::json_escape;
 
 // `s` for a text log line: control characters, DEL and each byte of invalid
 // UTF-8 as \DDD (decimal); everything else, valid UTF-8 included, as it is.

@@ -1,6 +1,6 @@
 // `localdns doctor`: the checks as pure functions over captured inputs (the
 // text of /proc files, iptables-save output, resolv.conf files, probe
-// results). Nothing here reads the system; probe.hpp does that.
+// results). Nothing here reads the system; probe.cpp does that.
 #pragma once
 
 #include <cstdint>

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <localdns/app/doctor_main.hpp>
 #include <localdns/config/cli.hpp>
 #include <localdns/doctor/checks.hpp>
 #include <localdns/doctor/doctor.hpp>
@@ -455,7 +456,7 @@ TEST_CASE("doctor: flags, usage errors and the JSON document", "[doctor]") {
     CHECK_FALSE(parse_doctor_cli(bad));
   }
   // Exit status 64 for a usage error, from the command itself.
-  CHECK(run_doctor({"--watch", "-1"}) == 64);
+  CHECK(localdns::app::doctor_main({"--watch", "-1"}) == 64);
 
   auto stat = parse_conntrack_stat(kStatNew);
   std::vector<Check> checks{check_conntrack_race(*stat, std::nullopt, 0)};
