@@ -22,6 +22,7 @@
 #include <localdns/config/cli.hpp>
 #include <localdns/config/duration.hpp>
 #include <localdns/config/emit.hpp>
+#include <localdns/config/module_settings.hpp>
 #include <localdns/doctor/doctor.hpp>
 #include <localdns/node/node_setup.hpp>
 
@@ -84,7 +85,7 @@ int run_cleanup(const config::CliOptions& opts) {
       std::cerr << "localdns: " << e << "\n";
     return 2;
   }
-  auto report = node::cleanup_node(c.node);
+  auto report = node::cleanup_node(config::node_settings(c));
   for (const auto& line : report.lines)
     std::cout << line << "\n";
   if (report.lines.empty()) std::cout << "nothing to clean up\n";
@@ -95,7 +96,7 @@ int run_cleanup(const config::CliOptions& opts) {
 // or a clear reason why not.
 std::unique_ptr<node::NodeSetup> setup_node(const config::Config& c) {
   if (!c.node.enabled() || (!c.node.setup_interface && !c.node.setup_rules)) return nullptr;
-  auto node = std::make_unique<node::NodeSetup>(c);
+  auto node = std::make_unique<node::NodeSetup>(config::node_settings(c));
   if (auto r = node->apply(); !r) {
     spdlog::critical("node setup failed: {}", r.error());
     if (!c.node.skip_teardown) node->teardown();

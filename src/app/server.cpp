@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <localdns/app/server.hpp>
+#include <localdns/config/module_settings.hpp>
 
 namespace localdns::app {
 
@@ -51,7 +52,8 @@ Server::Server(config::Config cfg) {
   spdlog::default_logger_raw();
   unsigned n = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   shared_.config = std::make_shared<const config::Config>(std::move(cfg));
-  shared_.router = std::make_shared<const server::ZoneRouter>(shared_.config->forward);
+  shared_.server = config::server_settings(*shared_.config);
+  shared_.router = std::make_shared<const server::ZoneRouter>(shared_.server.routing);
   for (const auto& g : shared_.config->forward) {
     shared_.groups.push_back(std::make_shared<upstream::GroupState>(g));
   }

@@ -20,6 +20,7 @@
 #include <boost/asio/ip/address.hpp>
 
 #include <localdns/config/cli.hpp>
+#include <localdns/config/module_settings.hpp>
 #include <localdns/dns/message.hpp>
 #include <localdns/dns/name.hpp>
 #include <localdns/doctor/doctor.hpp>
@@ -361,7 +362,7 @@ int run_doctor(const std::vector<std::string>& raw) {
     return 64;
   }
   (void)config::fill_resolv_conf_servers(cfg);  // only for the fallback DNAT's target
-  node::RuleTargets targets = node::rule_targets(cfg);
+  node::RuleTargets targets = config::rule_targets(cfg);
   if (!obs.from_config) {
     for (auto& l : targets.locals)
       l.fallback.reset();  // unknown without its flags
