@@ -17,7 +17,8 @@
 #include <localdns/app/control.hpp>
 #include <localdns/app/logging.hpp>
 #include <localdns/app/notify.hpp>
-#include <localdns/app/observability.hpp>
+#include <localdns/app/health.hpp>
+#include <localdns/app/metrics.hpp>
 #include <localdns/app/server.hpp>
 #include <localdns/config/cli.hpp>
 #include <localdns/config/duration.hpp>

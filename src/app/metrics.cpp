@@ -2,7 +2,7 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
-#include <localdns/app/observability.hpp>
+#include <localdns/app/metrics.hpp>
 
 namespace localdns::app {
 
@@ -307,7 +307,7 @@ std::string metrics_text(const Server& server, const node::NodeSetup* node) {
 }
 
 MetricsEndpoint::MetricsEndpoint(const Server& server, const node::NodeSetup* node,
-                                 const config::Endpoint& ep)
+                                 const util::Endpoint& ep)
     : http_(std::make_unique<HttpServer>(ep, [&server, node](const std::string& path) {
         if (path != "/metrics") return HttpServer::Response{404, "not found: try /metrics\n"};
         return HttpServer::Response{200, metrics_text(server, node),

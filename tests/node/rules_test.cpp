@@ -8,7 +8,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
-#include <localdns/app/observability.hpp>
+#include <localdns/app/health.hpp>
 #include <localdns/config/cli.hpp>
 #include <localdns/config/module_settings.hpp>
 #include <localdns/node/node_setup.hpp>
