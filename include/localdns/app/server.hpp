@@ -64,7 +64,4 @@ class Server {
   std::atomic<bool> running_{false};
 };
 
-// Entry point of the localdns executable.
-int run_main(int argc, char** argv);
-
 }  // namespace localdns::app
