@@ -138,7 +138,7 @@ std::string probe_tcp(const util::Endpoint& ep) {
 
 }  // namespace
 
-HealthEndpoint::HealthEndpoint(const Server& server, node::NodeSetup* node,
+HealthEndpoint::HealthEndpoint(const Runtime& server, node::NodeSetup* node,
                                const util::Endpoint& ep, NodeCheck node_check)
     : server_(server), node_(node), node_check_(std::move(node_check)) {
   if (!node_check_ && node_ != nullptr) node_check_ = [node] { return node->verify(); };

@@ -21,7 +21,7 @@
 #include <localdns/app/metrics.hpp>
 #include <localdns/app/notify.hpp>
 #include <localdns/app/run.hpp>
-#include <localdns/app/server.hpp>
+#include <localdns/app/runtime.hpp>
 #include <localdns/config/cli.hpp>
 #include <localdns/config/duration.hpp>
 #include <localdns/config/emit.hpp>
@@ -209,7 +209,7 @@ class NodeLifetime {
 // flight answered), then node setup.
 struct Running {
   NodeLifetime node;
-  std::unique_ptr<Server> server;
+  std::unique_ptr<Runtime> server;
   std::unique_ptr<MetricsEndpoint> metrics;
   std::unique_ptr<HealthEndpoint> health;
   std::unique_ptr<ControlServer> control;
@@ -218,7 +218,7 @@ struct Running {
 // Binds every listener; false (logged) when one cannot be bound.
 bool start_server(Running& run, config::Config cfg) {
   try {
-    run.server = std::make_unique<Server>(std::move(cfg));
+    run.server = std::make_unique<Runtime>(std::move(cfg));
     return true;
   } catch (const std::system_error& e) {
     spdlog::critical("{}", e.what());

@@ -12,7 +12,7 @@
 #include <thread>
 
 #include <localdns/app/http.hpp>
-#include <localdns/app/server.hpp>
+#include <localdns/app/runtime.hpp>
 #include <localdns/node/node_setup.hpp>
 
 namespace localdns::app {
@@ -34,7 +34,7 @@ class HealthEndpoint {
   // What /ready checks of the node: node->verify() unless given (tests give a
   // check of their own, e.g. a slow one).
   using NodeCheck = std::function<std::string()>;
-  HealthEndpoint(const Server& server, node::NodeSetup* node, const util::Endpoint& ep,
+  HealthEndpoint(const Runtime& server, node::NodeSetup* node, const util::Endpoint& ep,
                  NodeCheck node_check = {});
   ~HealthEndpoint();
   HealthEndpoint(const HealthEndpoint&) = delete;
@@ -57,7 +57,7 @@ class HealthEndpoint {
   void refresh_every(void (HealthEndpoint::*pass)());
   void stop_refreshing();
 
-  const Server& server_;
+  const Runtime& server_;
   node::NodeSetup* node_;
   NodeCheck node_check_;
   std::mutex mu_;

@@ -6,7 +6,7 @@
 #include <string>
 
 #include <localdns/app/http.hpp>
-#include <localdns/app/server.hpp>
+#include <localdns/app/runtime.hpp>
 #include <localdns/node/node_setup.hpp>
 
 namespace localdns::app {
@@ -14,12 +14,12 @@ namespace localdns::app {
 // The metrics text for `server`, as /metrics serves it: CoreDNS's families
 // (same names and labels where the meaning is the same) and localdns_* ones,
 // summed over workers at scrape time (prometheus-cpp's model and text format).
-std::string metrics_text(const Server& server, const node::NodeSetup* node);
+std::string metrics_text(const Runtime& server, const node::NodeSetup* node);
 
 // /metrics on its own port.
 class MetricsEndpoint {
  public:
-  MetricsEndpoint(const Server& server, const node::NodeSetup* node, const util::Endpoint& ep);
+  MetricsEndpoint(const Runtime& server, const node::NodeSetup* node, const util::Endpoint& ep);
 
  private:
   std::unique_ptr<HttpServer> http_;

@@ -4,7 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <localdns/app/server.hpp>
+#include <localdns/app/runtime.hpp>
 #include <localdns/config/module_settings.hpp>
 
 namespace localdns::app {
@@ -44,7 +44,7 @@ class Countdown {
 
 }  // namespace
 
-Server::Server(config::Config cfg) {
+Runtime::Runtime(config::Config cfg) {
   // spdlog creates its registry and default logger on first use. Create them
   // here, before any worker thread exists, so that workers only ever find
   // them made (the construction is otherwise ordered only by a guard inside
@@ -80,24 +80,24 @@ Server::Server(config::Config cfg) {
     workers_.push_back(std::make_unique<Worker>(i, shared_));
 }
 
-Server::~Server() {
+Runtime::~Runtime() {
   stop();
 }
 
-void Server::start() {
+void Runtime::start() {
   for (auto& w : workers_)
     threads_.emplace_back([w = w.get()] { w->run(); });
   running_.store(true, std::memory_order_relaxed);
 }
 
-std::vector<metrics::TopTracker*> Server::top_trackers() const {
+std::vector<metrics::TopTracker*> Runtime::top_trackers() const {
   std::vector<metrics::TopTracker*> out;
   for (const auto& w : workers_)
     if (auto* t = w->top()) out.push_back(t);
   return out;
 }
 
-std::vector<const metrics::QueryMetrics*> Server::query_metrics() const {
+std::vector<const metrics::QueryMetrics*> Runtime::query_metrics() const {
   std::vector<const metrics::QueryMetrics*> out;
   for (const auto& w : workers_)
     if (const auto* m = w->metrics()) out.push_back(m);
@@ -115,7 +115,7 @@ std::vector<const metrics::QueryMetrics*> Server::query_metrics() const {
 //     written;
 //  5. the threads stop. Steps 3 and 4 together take at most kFlushBound: a
 //     client that does not read, or a stuck worker, cannot hold the exit.
-void Server::stop() {
+void Runtime::stop() {
   if (stopped_) return;
   stopped_ = true;
   running_.store(false, std::memory_order_relaxed);
@@ -160,7 +160,7 @@ void Server::stop() {
   threads_.clear();
 }
 
-Stats Server::stats() const {
+Stats Runtime::stats() const {
   Stats s;
   for (const auto& w : workers_) {
     const auto& h = w->stats();
@@ -180,7 +180,7 @@ Stats Server::stats() const {
   return s;
 }
 
-cache::CacheStats Server::cache_stats() const {
+cache::CacheStats Runtime::cache_stats() const {
   return shared_.cache ? shared_.cache->stats() : cache::CacheStats{};
 }
 
