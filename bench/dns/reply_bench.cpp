@@ -38,7 +38,7 @@ void BM_Route(benchmark::State& state) {
   config::UpstreamGroup cluster, root;
   cluster.zones = {"cluster.local.", "in-addr.arpa.", "ip6.arpa."};
   root.zones = {"."};
-  server::ZoneRouter router({cluster, root});
+  server::ZoneRouter router({cluster.zones, root.zones});
   auto q = query_bytes();
   auto v = dns::parse_query(q);
   for (auto _ : state)

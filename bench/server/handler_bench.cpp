@@ -28,7 +28,7 @@ void run(benchmark::State& state, server::HandlerOptions options) {
   constexpr int kNames = 1000;
   config::UpstreamGroup g;
   g.zones = {"cluster.local", "."};
-  server::ZoneRouter router({g});
+  server::ZoneRouter router({g.zones});
   std::vector<std::unique_ptr<upstream::Forwarder>> forwarders;  // hits only
   cache::PacketCache cache({});
   server::CacheWiring wiring;

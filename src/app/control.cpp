@@ -74,7 +74,7 @@ std::vector<std::string> words(const std::string& line) {
 
 }  // namespace
 
-ControlServer::ControlServer(Server& server, node::NodeSetup* node, std::string path)
+ControlServer::ControlServer(Runtime& server, node::NodeSetup* node, std::string path)
     : server_(server),
       node_(node),
       path_(std::move(path)),

@@ -5,6 +5,7 @@
 
 #include <localdns/app/doctor_main.hpp>
 #include <localdns/config/cli.hpp>
+#include <localdns/config/module_settings.hpp>
 #include <localdns/doctor/doctor.hpp>
 #include <localdns/node/link.hpp>
 #include <localdns/node/node_setup.hpp>
@@ -86,7 +87,7 @@ int doctor_main(const std::vector<std::string>& raw) {
     return 64;
   }
   (void)config::fill_resolv_conf_servers(cfg);  // only for the fallback DNAT's target
-  in.targets = node::rule_targets(cfg);
+  in.targets = config::rule_targets(cfg);
   if (!in.from_config) {
     for (auto& l : in.targets.locals)
       l.fallback.reset();  // unknown without its flags

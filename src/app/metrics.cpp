@@ -2,7 +2,7 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
-#include <localdns/app/observability.hpp>
+#include <localdns/app/metrics.hpp>
 
 namespace localdns::app {
 
@@ -57,7 +57,7 @@ std::vector<double> size_bounds() {
 
 class Collector final : public prometheus::Collectable {
  public:
-  Collector(const Server& server, const node::NodeSetup* node) : server_(server), node_(node) {
+  Collector(const Runtime& server, const node::NodeSetup* node) : server_(server), node_(node) {
     const auto& c = server.config();
     server_label_ = "dns://:" + std::to_string(c.listen.empty() ? 53 : c.listen.front().port);
     zones_ = server.router().zone_labels();
@@ -293,7 +293,7 @@ class Collector final : public prometheus::Collectable {
     }
   }
 
-  const Server& server_;
+  const Runtime& server_;
   const node::NodeSetup* node_;
   std::string server_label_;
   std::vector<std::string> zones_;
@@ -301,13 +301,13 @@ class Collector final : public prometheus::Collectable {
 
 }  // namespace
 
-std::string metrics_text(const Server& server, const node::NodeSetup* node) {
+std::string metrics_text(const Runtime& server, const node::NodeSetup* node) {
   Collector c(server, node);
   return prometheus::TextSerializer().Serialize(c.Collect());
 }
 
-MetricsEndpoint::MetricsEndpoint(const Server& server, const node::NodeSetup* node,
-                                 const config::Endpoint& ep)
+MetricsEndpoint::MetricsEndpoint(const Runtime& server, const node::NodeSetup* node,
+                                 const util::Endpoint& ep)
     : http_(std::make_unique<HttpServer>(ep, [&server, node](const std::string& path) {
         if (path != "/metrics") return HttpServer::Response{404, "not found: try /metrics\n"};
         return HttpServer::Response{200, metrics_text(server, node),

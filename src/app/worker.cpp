@@ -24,10 +24,10 @@ Worker::Worker(unsigned index, Shared& shared)
   for (const auto& g : shared_.groups) {
     forwarders_.push_back(std::make_unique<upstream::Forwarder>(ctx_, g));
   }
-  const auto& cfg = *shared_.config;
-  for (const auto& ep : cfg.listen) {
+  const auto& settings = shared_.server;
+  for (const auto& ep : settings.listen) {
     udp_.push_back(std::make_unique<server::UdpListener>(ctx_, ep, handler_));
-    tcp_.push_back(std::make_unique<server::TcpListener>(ctx_, ep, cfg.tcp_clients, handler_,
+    tcp_.push_back(std::make_unique<server::TcpListener>(ctx_, ep, settings.tcp_clients, handler_,
                                                          shared_.tcp_clients));
   }
 }
@@ -61,7 +61,7 @@ void Worker::stop_listening() {
     for (auto& l : udp_)
       l->pause();
     for (auto& l : tcp_)
-      l->stop(false);
+      l->stop(server::TcpListener::Sessions::keep);
   });
 }
 

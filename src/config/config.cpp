@@ -26,20 +26,6 @@ std::string_view to_string(Policy p) {
   return "?";
 }
 
-std::string_view to_string(RulesBackend b) {
-  switch (b) {
-    case RulesBackend::Auto:
-      return "auto";
-    case RulesBackend::IptablesLegacy:
-      return "iptables-legacy";
-    case RulesBackend::IptablesNft:
-      return "iptables-nft";
-    case RulesBackend::Nftables:
-      return "nftables";
-  }
-  return "?";
-}
-
 Endpoint resolve(const HttpEndpoint& e, const Config& c, std::uint16_t default_port) {
   if (e.listen) return *e.listen;
   if (!c.node.local_addresses.empty()) return {c.node.local_addresses.front(), default_port};

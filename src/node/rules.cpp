@@ -141,7 +141,8 @@ constexpr Chain kChains[] = {{"raw", "PREROUTING"},
 
 class IptablesBackend final : public RulesBackend {
  public:
-  explicit IptablesBackend(std::string variant) : variant_(std::move(variant)) {}
+  IptablesBackend(std::string variant, const util::Clock& clock)
+      : variant_(std::move(variant)), clock_(clock) {}
 
   std::string name() const override { return "iptables-" + variant_; }
 
@@ -355,9 +356,9 @@ class IptablesBackend final : public RulesBackend {
       input += "*" + table + "\n" + script + "COMMIT\n";
       names += (names.empty() ? "" : ", ") + table;
     }
-    if (!repair.changed_at) repair.changed_at = std::chrono::steady_clock::now();
+    if (!repair.changed_at) repair.changed_at = clock_.now();
     auto r = run_process({program(v6, "-restore"), "-w", "5", "--noflush"}, input);
-    repair.changed_until = std::chrono::steady_clock::now();
+    repair.changed_until = clock_.now();
     if (!r) return std::unexpected(r.error());
     if (!r->ok()) {
       return std::unexpected(program(v6, "-restore") + " (tables " + names + "): " + r->describe());
@@ -366,6 +367,7 @@ class IptablesBackend final : public RulesBackend {
   }
 
   std::string variant_;
+  const util::Clock& clock_;
   // Per chain ("iptables raw PREROUTING"): the rules of other agents that
   // preceded ours when last said.
   std::map<std::string, std::string> ahead_;
@@ -373,6 +375,7 @@ class IptablesBackend final : public RulesBackend {
 
 class NftablesBackend final : public RulesBackend {
  public:
+  explicit NftablesBackend(const util::Clock& clock) : clock_(clock) {}
   std::string name() const override { return "nftables"; }
 
   std::expected<RulesRepair, std::string> sync(const RuleTargets& t) override {
@@ -383,10 +386,10 @@ class NftablesBackend final : public RulesBackend {
     if (!reference_.empty() && want == wanted_ && *current == reference_) return repair;
     // Replace the table in one transaction: no moment without rules.
     std::string table = "inet " + std::string(kNftTable);
-    repair.changed_at = std::chrono::steady_clock::now();
+    repair.changed_at = clock_.now();
     auto r = run_process({"nft", "-f", "/dev/stdin"},
                          "table " + table + "\ndelete table " + table + "\n" + want);
-    repair.changed_until = std::chrono::steady_clock::now();
+    repair.changed_until = clock_.now();
     if (!r) return std::unexpected(r.error());
     if (!r->ok()) return std::unexpected("nft: " + r->describe());
     auto after = list();
@@ -471,6 +474,7 @@ class NftablesBackend final : public RulesBackend {
     return changed;
   }
 
+  const util::Clock& clock_;
   std::string reference_;  // the listing right after our last install
   std::string wanted_;
 };
@@ -512,26 +516,26 @@ unsigned rule_count(const std::string& variant) {
 
 }  // namespace
 
-std::unique_ptr<RulesBackend> make_rules_backend(config::RulesBackend kind) {
+std::unique_ptr<RulesBackend> make_rules_backend(RulesBackendKind kind, const util::Clock& clock) {
   switch (kind) {
-    case config::RulesBackend::IptablesLegacy:
-      return std::make_unique<IptablesBackend>("legacy");
-    case config::RulesBackend::Nftables:
-      return std::make_unique<NftablesBackend>();
-    case config::RulesBackend::IptablesNft:
-    case config::RulesBackend::Auto:
+    case RulesBackendKind::IptablesLegacy:
+      return std::make_unique<IptablesBackend>("legacy", clock);
+    case RulesBackendKind::Nftables:
+      return std::make_unique<NftablesBackend>(clock);
+    case RulesBackendKind::IptablesNft:
+    case RulesBackendKind::Auto:
       break;
   }
-  return std::make_unique<IptablesBackend>("nft");
+  return std::make_unique<IptablesBackend>("nft", clock);
 }
 
-config::RulesBackend choose_rules_backend(const BackendFacts& f) {
-  if (f.hint_nft) return config::RulesBackend::IptablesNft;
-  if (f.hint_legacy) return config::RulesBackend::IptablesLegacy;
-  if (f.kube_proxy_nft) return config::RulesBackend::Nftables;
-  if (f.legacy_rules > f.nft_rules) return config::RulesBackend::IptablesLegacy;
-  if (!f.have_iptables_nft && f.have_nft) return config::RulesBackend::Nftables;
-  return config::RulesBackend::IptablesNft;
+RulesBackendKind choose_rules_backend(const BackendFacts& f) {
+  if (f.hint_nft) return RulesBackendKind::IptablesNft;
+  if (f.hint_legacy) return RulesBackendKind::IptablesLegacy;
+  if (f.kube_proxy_nft) return RulesBackendKind::Nftables;
+  if (f.legacy_rules > f.nft_rules) return RulesBackendKind::IptablesLegacy;
+  if (!f.have_iptables_nft && f.have_nft) return RulesBackendKind::Nftables;
+  return RulesBackendKind::IptablesNft;
 }
 
 BackendFacts observe_backend_facts() {
@@ -552,7 +556,7 @@ BackendFacts observe_backend_facts() {
   return f;
 }
 
-config::RulesBackend detect_rules_backend() {
+RulesBackendKind detect_rules_backend() {
   return choose_rules_backend(observe_backend_facts());
 }
 

@@ -121,7 +121,7 @@ void TcpSession::start() {
 }
 
 void TcpSession::arm_timer() {
-  const auto& cfg = owner_->config();
+  const auto& cfg = owner_->limits();
   auto now = Clock::now();
   // The exact idle deadline when it is near; otherwise a check every half
   // write_timeout, so stalled writes are noticed within 1.5 x write_timeout.
@@ -135,7 +135,7 @@ void TcpSession::arm_timer() {
 }
 
 void TcpSession::on_timer() {
-  const auto& cfg = owner_->config();
+  const auto& cfg = owner_->limits();
   auto now = Clock::now();
   if (queued_ > 0 && now - last_progress_ >= cfg.write_timeout) {
     spdlog::debug("tcp client {}: {} bytes of answers not taken for {} ms: closing", peer_, queued_,
@@ -151,7 +151,7 @@ void TcpSession::on_timer() {
 }
 
 bool TcpSession::room() const {
-  const auto& cfg = owner_->config();
+  const auto& cfg = owner_->limits();
   if (queued_ >= cfg.max_queued_bytes) return false;
   return queued_ <= kUncharged ||
          owner_->budget().queued_bytes.load(std::memory_order_relaxed) < cfg.max_queued_bytes_total;
@@ -173,7 +173,7 @@ void TcpSession::set_queued(std::size_t q) {
 }
 
 void TcpSession::read() {
-  if (reading_ || closed_ || peer_done_ || pending_ >= owner_->config().max_pipelined ||
+  if (reading_ || closed_ || peer_done_ || pending_ >= owner_->limits().max_pipelined ||
       rlen_ == rbuf_.size() || !room()) {
     return;  // resumed when an answer is sent or written
   }
@@ -205,7 +205,7 @@ void TcpSession::process_frames() {
   auto self = shared_from_this();
   std::size_t off = 0;
   auto& handler = owner_->handler();
-  while (!closed_ && rlen_ - off >= 2 && pending_ < owner_->config().max_pipelined && room()) {
+  while (!closed_ && rlen_ - off >= 2 && pending_ < owner_->limits().max_pipelined && room()) {
     std::size_t len = dns::read_u16(&rbuf_[off]);
     if (len == 0 || len > kMaxQuerySize) {
       spdlog::debug("tcp client sent a length prefix of {}: closing", len);
@@ -240,7 +240,7 @@ void TcpSession::send_reply(dns::Bytes reply) {
 }
 
 bool TcpSession::overfull(std::size_t add) {
-  const auto& cfg = owner_->config();
+  const auto& cfg = owner_->limits();
   // One largest framed message past either cap.
   constexpr std::size_t kSlack = 2 + dns::kMaxMessageSize;
   bool over = queued_ + add > cfg.max_queued_bytes + kSlack ||
@@ -329,11 +329,11 @@ void TcpSession::close() {
   owner_->on_session_closed(this);
 }
 
-TcpListener::TcpListener(asio::io_context& ctx, const config::Endpoint& ep,
-                         const config::TcpClientConfig& cfg, QueryHandler& handler,
+TcpListener::TcpListener(asio::io_context& ctx, const util::Endpoint& ep,
+                         const TcpClientLimits& limits, QueryHandler& handler,
                          TcpClientBudget& budget)
     : acceptor_(ctx),
-      cfg_(cfg),
+      limits_(limits),
       handler_(handler),
       budget_(budget),
       retry_(ctx),
@@ -359,7 +359,7 @@ TcpListener::TcpListener(asio::io_context& ctx, const config::Endpoint& ep,
 
 TcpListener::~TcpListener() {
   budget_.delist(this);
-  stop(true);
+  stop(Sessions::close);
 }
 
 void TcpListener::start() {
@@ -392,16 +392,16 @@ void TcpListener::admit(asio::ip::tcp::socket sock) {
     session->set_exempt();  // this process's health probe: never capped, never evicted
   } else {
     const auto& source = session->peer_address();
-    if (!budget_.add_source(source, cfg_.max_connections_per_source)) {
+    if (!budget_.add_source(source, limits_.max_connections_per_source)) {
       spdlog::debug("tcp client {} holds {} connections already: refused", source,
-                    cfg_.max_connections_per_source);
+                    limits_.max_connections_per_source);
       return;  // the socket closes with the session
     }
     session->set_counted();
     unsigned open = budget_.connections.fetch_add(1, std::memory_order_relaxed) + 1;
-    if (open > cfg_.max_connections) {
+    if (open > limits_.max_connections) {
       // Make room rather than refuse: the idlest connection goes.
-      bool room = open <= cfg_.max_connections + kEvictionSlack &&
+      bool room = open <= limits_.max_connections + kEvictionSlack &&
                   (evict_idlest() || budget_.evict_elsewhere(this));
       if (!room) {
         budget_.connections.fetch_sub(1, std::memory_order_relaxed);
@@ -427,7 +427,7 @@ bool TcpListener::evict_idlest() {
   }
   if (victim == nullptr) return false;
   spdlog::debug("tcp clients at the cap of {}: closing the idlest connection, from {}",
-                cfg_.max_connections, victim->peer_address());
+                limits_.max_connections, victim->peer_address());
   victim->close();
   return true;
 }
@@ -451,7 +451,7 @@ void TcpListener::on_session_closed(TcpSession* s) {
 }
 
 void TcpListener::drain(std::function<void()> done) {
-  stop(false);
+  stop(Sessions::keep);
   if (sessions_.empty()) {
     done();
     return;
@@ -464,13 +464,13 @@ void TcpListener::drain(std::function<void()> done) {
     s->close_when_flushed();  // may close and erase at once
 }
 
-void TcpListener::stop(bool close_sessions) {
+void TcpListener::stop(Sessions sessions) {
   drained_ = nullptr;
   stopped_ = true;
   error_code ignored;
   acceptor_.close(ignored);
   retry_.cancel();
-  if (close_sessions) {
+  if (sessions == Sessions::close) {
     std::vector<std::shared_ptr<TcpSession>> all;
     all.reserve(sessions_.size());
     for (const auto& [ptr, s] : sessions_)

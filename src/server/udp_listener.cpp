@@ -18,7 +18,7 @@ constexpr std::size_t kReplySlot = dns::kEdnsUdpSize;
 constexpr int kReceiveBuffer = 4 << 20;
 }  // namespace
 
-asio::ip::udp::socket open_udp_socket(asio::io_context& ctx, const config::Endpoint& ep) {
+asio::ip::udp::socket open_udp_socket(asio::io_context& ctx, const util::Endpoint& ep) {
   asio::ip::udp::endpoint local(ep.address, ep.port);
   asio::ip::udp::socket sock(ctx);
   error_code ec;
@@ -45,7 +45,7 @@ asio::ip::udp::socket open_udp_socket(asio::io_context& ctx, const config::Endpo
   return sock;
 }
 
-UdpListener::UdpListener(asio::io_context& ctx, const config::Endpoint& ep, QueryHandler& handler)
+UdpListener::UdpListener(asio::io_context& ctx, const util::Endpoint& ep, QueryHandler& handler)
     : sock_(open_udp_socket(ctx, ep)),
       handler_(handler),
       in_(kBatch * kMaxQuerySize),

@@ -3,9 +3,9 @@
 
 namespace localdns::server {
 
-ZoneRouter::ZoneRouter(const std::vector<config::UpstreamGroup>& groups) {
+ZoneRouter::ZoneRouter(const GroupZones& groups) {
   for (std::size_t i = 0; i < groups.size(); ++i) {
-    for (const auto& z : groups[i].zones) {
+    for (const auto& z : groups[i]) {
       auto wire = dns::name_from_text(z);
       if (!wire) continue;
       Route r{static_cast<int>(i), static_cast<int>(labels_.size())};

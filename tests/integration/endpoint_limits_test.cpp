@@ -23,7 +23,9 @@
 #include <catch2/catch.hpp>
 
 #include <localdns/app/control.hpp>
-#include <localdns/app/observability.hpp>
+#include <localdns/app/health.hpp>
+#include <localdns/app/http.hpp>
+#include <localdns/app/metrics.hpp>
 
 #include "endpoints.hpp"
 #include "fake_upstream.hpp"

@@ -99,7 +99,7 @@ TEST_CASE("IPv6 listeners answer over UDP and TCP", "[integration]") {
   Endpoint ep{"::1", free_port()};
   c.listen = {{boost::asio::ip::make_address("::1"), ep.port},
               {boost::asio::ip::make_address("127.0.0.1"), ep.port}};
-  app::Server server(c);
+  app::Runtime server(c);
   server.start();
   auto udp = ask(ep, "v6.example", "A", {.query = {.id = 61}});
   CHECK(udp.id == 61);

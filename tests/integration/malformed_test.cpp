@@ -20,7 +20,7 @@ using config::Transport;
 namespace {
 // Sends in batches of 100 and waits for localdns to have read each batch, so
 // that the parser is tested rather than the socket buffer of a slow build.
-void send_datagrams(const Endpoint& ep, const std::vector<Packet>& packets, app::Server& server) {
+void send_datagrams(const Endpoint& ep, const std::vector<Packet>& packets, app::Runtime& server) {
   int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
   sockaddr_in sa{};
   sa.sin_family = AF_INET;

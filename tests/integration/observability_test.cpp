@@ -5,7 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <localdns/app/control.hpp>
-#include <localdns/app/observability.hpp>
+#include <localdns/app/health.hpp>
+#include <localdns/app/metrics.hpp>
 #include <localdns/config/loader.hpp>
 
 #include "ask.hpp"

@@ -15,7 +15,7 @@
 
 #include <catch2/catch.hpp>
 
-#include <localdns/app/observability.hpp>
+#include <localdns/app/health.hpp>
 
 #include "fake_upstream.hpp"
 #include "http_get.hpp"

@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <localdns/config/cli.hpp>
+#include <localdns/config/module_settings.hpp>
 #include <localdns/node/conntrack.hpp>
 #include <localdns/node/link.hpp>
 #include <localdns/node/node_setup.hpp>
@@ -145,7 +146,7 @@ TEST_CASE("netlink: an unmarked interface holding another address is refused and
       "ip addr add 169.254.20.10/32 dev nodelocaldns");
   auto cfg = link_config();
   {
-    node::NodeSetup setup(cfg);
+    node::NodeSetup setup(config::node_settings(cfg));
     auto applied = setup.apply();
     REQUIRE_FALSE(applied);
     INFO(applied.error());
@@ -161,7 +162,7 @@ TEST_CASE("netlink: an unmarked interface holding another address is refused and
   CHECK(shown.find("10.96.0.10") == std::string::npos);
   CHECK(test::sh("ip link show dev nodelocaldns").find("alias") == std::string::npos);
 
-  auto report = node::cleanup_node(cfg.node);
+  auto report = node::cleanup_node(config::node_settings(cfg));
   CHECK(report.ok);
   CHECK(std::find(report.lines.begin(), report.lines.end(),
                   "interface nodelocaldns is not marked as localdns's (alias ''): left alone") !=
@@ -196,7 +197,7 @@ TEST_CASE("netlink: an unmarked interface of the kind with only our addresses is
       test::sh("ip link add nodelocaldns type bridge");
       if (with_address) test::sh("ip addr add 169.254.20.10/32 dev nodelocaldns");
       auto cfg = link_config();
-      node::NodeSetup setup(cfg);
+      node::NodeSetup setup(config::node_settings(cfg));
       REQUIRE(setup.apply());
       std::string shown = test::sh("ip addr show dev nodelocaldns");
       INFO(shown);
@@ -217,7 +218,7 @@ TEST_CASE("netlink: an unmarked interface of the kind with only our addresses is
     REQUIRE(adopted);
     CHECK(adopted->adopted);
     CHECK_FALSE(adopted->created);
-    auto report = node::cleanup_node(link_config().node);
+    auto report = node::cleanup_node(config::node_settings(link_config()));
     CHECK(report.ok);
     CHECK(std::find(report.lines.begin(), report.lines.end(), "removed interface nodelocaldns") !=
           report.lines.end());
@@ -254,7 +255,7 @@ TEST_CASE("netlink: an existing interface of another kind is not taken over", "[
   // Nothing was added to it, and nothing deletes it.
   CHECK(test::sh("ip addr show dev nodelocaldns").find("169.254.20.10") == std::string::npos);
   CHECK(*nl->remove("nodelocaldns") == node::LinkRemoval::not_ours);
-  node::cleanup_node(link_config().node);
+  node::cleanup_node(config::node_settings(link_config()));
   CHECK(link_exists("nodelocaldns"));
 }
 

@@ -8,8 +8,9 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
-#include <localdns/app/observability.hpp>
+#include <localdns/app/health.hpp>
 #include <localdns/config/cli.hpp>
+#include <localdns/config/module_settings.hpp>
 #include <localdns/node/node_setup.hpp>
 #include <localdns/node/rules.hpp>
 
@@ -343,7 +344,7 @@ TEST_CASE("rules: the sync loop repairs within one interval and counts it", "[no
   test::require_root_or_skip("node setup sync test");
   test::ScopedNetns ns;
   auto cfg = node_config("iptables-nft");
-  node::NodeSetup setup(cfg);
+  node::NodeSetup setup(config::node_settings(cfg));
   REQUIRE(setup.apply());
   CHECK(setup.in_place());
   CHECK(setup.counters().repairs.load() == 0);
@@ -379,7 +380,7 @@ TEST_CASE("readiness follows node setup: 503 while a rule is missing, 200 once r
   test::ScopedNetns ns;
   test::FakeUpstream up;  // in this namespace, on its loopback
   auto cfg = node_config("iptables-legacy");
-  node::NodeSetup setup(cfg);
+  node::NodeSetup setup(config::node_settings(cfg));
   REQUIRE(setup.apply());
   test::Instance ld({test::group({"."}, {up.address()}, config::Transport::Udp)});
   app::HealthEndpoint health(ld.server(), &setup,
@@ -426,7 +427,7 @@ TEST_CASE("another agent's rules ahead of ours (Calico, Cilium): no repair, said
       test::ScopedNetns ns;
       test::FakeUpstream up;
       auto cfg = node_config(("iptables-" + variant).c_str());
-      node::NodeSetup setup(cfg);
+      node::NodeSetup setup(config::node_settings(cfg));
       REQUIRE(setup.apply());
       test::Instance ld({test::group({"."}, {up.address()}, config::Transport::Udp)});
       app::HealthEndpoint health(ld.server(), &setup,

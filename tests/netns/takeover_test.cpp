@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include <localdns/config/loader.hpp>
+#include <localdns/config/module_settings.hpp>
 #include <localdns/node/node_setup.hpp>
 #include <localdns/node/rules.hpp>
 #include <localdns/node/takeover.hpp>
@@ -130,7 +131,7 @@ TEST_CASE("takeover: node-local-dns's rules are replaced in every pair of backen
       test::sh(c.theirs + " -w -t raw -A PREROUTING -p udp --dport 999 -j NOTRACK");
 
       auto cfg = layout_config(c.ours, ips);
-      node::NodeSetup setup(cfg);
+      node::NodeSetup setup(config::node_settings(cfg));
       const std::string their_variant = c.theirs.substr(c.theirs.find('-') + 1);
       const bool same = c.ours == "iptables-" + their_variant;
       std::vector<std::string> watch = {c.theirs + "-save"};
@@ -232,7 +233,7 @@ TEST_CASE("takeover: with rule setup off, node-local-dns's rules stay, with a wa
   auto previous = spdlog::default_logger();
   spdlog::set_default_logger(std::make_shared<spdlog::logger>(
       "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(logged)));
-  node::NodeSetup setup(*c);
+  node::NodeSetup setup(config::node_settings(*c));
   auto applied = setup.apply();
   spdlog::set_default_logger(previous);
   REQUIRE(applied);

@@ -41,7 +41,7 @@ Instance::Instance(config::Config cfg) {
     auto errors = config::validate(cfg);
     if (!errors.empty()) throw std::runtime_error("invalid test config: " + errors.front());
     try {
-      server_ = std::make_unique<app::Server>(cfg);
+      server_ = std::make_unique<app::Runtime>(cfg);
     } catch (const std::system_error&) {
       if (attempt == 10) throw;  // the port was taken after free_port() checked it
     }

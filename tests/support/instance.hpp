@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include <localdns/app/server.hpp>
+#include <localdns/app/runtime.hpp>
 #include <localdns/config/config.hpp>
 
 #include "dns_client.hpp"
@@ -22,13 +22,13 @@ class Instance {
   ~Instance();
 
   const Endpoint& endpoint() const { return ep_; }
-  app::Server& server() { return *server_; }
+  app::Runtime& server() { return *server_; }
   // Stops the server (bounded); returns how long it took.
   std::chrono::milliseconds stop();
 
  private:
   Endpoint ep_;
-  std::unique_ptr<app::Server> server_;
+  std::unique_ptr<app::Runtime> server_;
 };
 
 }  // namespace localdns::test

@@ -19,7 +19,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include <localdns/app/server.hpp>
+#include <localdns/app/runtime.hpp>
 #include <localdns/node/node_setup.hpp>
 
 namespace localdns::app {
@@ -34,7 +34,7 @@ class ControlServer {
 
   // Throws std::runtime_error when the socket cannot be created, or when a
   // live localdns already answers on `path`.
-  ControlServer(Server& server, node::NodeSetup* node, std::string path);
+  ControlServer(Runtime& server, node::NodeSetup* node, std::string path);
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -52,7 +52,7 @@ class ControlServer {
   std::string flush(const std::string& name, bool json);
   std::string dump(bool json);
 
-  Server& server_;
+  Runtime& server_;
   node::NodeSetup* node_;
   std::string path_;
   std::chrono::steady_clock::time_point started_;

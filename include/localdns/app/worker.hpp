@@ -24,6 +24,7 @@ namespace localdns::app {
 // State shared by all workers of one server.
 struct Shared {
   std::shared_ptr<const config::Config> config;
+  server::ServerSettings server;  // config::server_settings(*config)
   std::shared_ptr<const server::ZoneRouter> router;
   std::vector<std::shared_ptr<upstream::GroupState>> groups;
   std::unique_ptr<cache::PacketCache> cache;

@@ -11,6 +11,8 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include <localdns/node/settings.hpp>
+#include <localdns/server/settings.hpp>
 #include <localdns/util/endpoint.hpp>
 
 namespace localdns::config {
@@ -84,21 +86,12 @@ struct CacheConfig {
   friend bool operator==(const CacheConfig&, const CacheConfig&) = default;
 };
 
-// Limits for clients that use TCP (RFC 7766).
-struct TcpClientConfig {
-  // RFC 7766 6.2.3; measured from the last complete query or delivered answer.
-  Duration idle_timeout{std::chrono::seconds(10)};
-  unsigned max_connections = 1024;                  // per process; past it, the idlest is closed
-  unsigned max_connections_per_source = 64;         // per client address; past it, refused
-  unsigned max_pipelined = 128;                     // unanswered queries per connection
-  std::size_t max_queued_bytes = 64 * 1024;         // answers not yet written, per connection
-  std::size_t max_queued_bytes_total = 4 << 20;     // the same, all connections of the process
-  Duration write_timeout{std::chrono::seconds(5)};  // close when writes make no progress
+// Limits for clients that use TCP (RFC 7766): the server module's own type.
+using TcpClientConfig = server::TcpClientLimits;
 
-  friend bool operator==(const TcpClientConfig&, const TcpClientConfig&) = default;
-};
-
-enum class RulesBackend { Auto, IptablesLegacy, IptablesNft, Nftables };
+// The node module's own type; to_string() is node::to_string().
+using RulesBackend = node::RulesBackendKind;
+using node::to_string;
 
 // An address range, "10.96.0.0/12" or "fd00:10:96::/112".
 struct Cidr {
@@ -111,7 +104,6 @@ struct Cidr {
 };
 // Accepts "ADDR/LEN" (host bits may be set: they are cleared) or a bare address.
 std::optional<Cidr> parse_cidr(std::string_view text);
-std::string_view to_string(RulesBackend b);
 
 // Node setup: the local addresses on an interface of their own, and the
 // NOTRACK rules that keep their DNS traffic out of conntrack. Nothing happens

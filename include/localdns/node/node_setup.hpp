@@ -11,21 +11,36 @@
 // backend), ours are installed first and theirs deleted right after: while
 // both exist, theirs keep the traffic untracked exactly as before, and the
 // traffic is never without a NOTRACK rule.
+//
+// Threads and locking. apply(), flush_conntrack(), start_sync(), stop_sync()
+// and teardown() are called by app/'s controlling thread; sync() also runs
+// on the sync thread (start_sync()); verify() and last_takeover() on the
+// health and control threads; counters(), in_place(), targets() and
+// backend_name() from any thread. Every pass (apply, sync, verify, teardown)
+// holds the one lock of `pass_` from start to end, so passes never overlap;
+// what they share (the rules backend, the takeover being recorded, the last
+// verify result) is reachable only through that lock (util::LockGuarded).
+// The settings, the targets and the backend's name are immutable after
+// construction; the counters and in_place() are atomics, written under the
+// lock and read without it. The sync thread is stopped by a promise, not a
+// flag under a lock.
 #pragma once
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <expected>
+#include <future>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <localdns/config/config.hpp>
 #include <localdns/node/rules.hpp>
+#include <localdns/node/settings.hpp>
 #include <localdns/node/takeover.hpp>
+#include <localdns/util/clock.hpp>
+#include <localdns/util/lock_guarded.hpp>
 
 namespace localdns::node {
 
@@ -35,14 +50,33 @@ struct NodeCounters {
   std::atomic<std::uint64_t> setup_errors{0};  // a step that failed
 };
 
-// The rules' inputs from a config: listen entries on local addresses, the
-// health port, and each address's fallback (assign_fallbacks()); `notes`
-// receives the fallback policy's warnings.
-RuleTargets rule_targets(const config::Config& c, std::vector<std::string>* notes = nullptr);
+// A check's last result and when it was taken, reused while younger than
+// kReuse. Not thread-safe: NodeSetup keeps it under its lock.
+class RecentCheck {
+ public:
+  static constexpr std::chrono::seconds kReuse{1};
+  // The stored result when it was taken less than kReuse before `now`.
+  const std::string* fresh(util::TimePoint now) const {
+    return at_ && now - *at_ < kReuse ? &result_ : nullptr;
+  }
+  void store(util::TimePoint now, std::string result) {
+    at_ = now;
+    result_ = std::move(result);
+  }
+
+ private:
+  std::optional<util::TimePoint> at_;
+  std::string result_;
+};
 
 class NodeSetup {
  public:
-  explicit NodeSetup(const config::Config& c);
+  // Picks the rules backend (detecting it with RulesBackendKind::Auto) when
+  // rule setup is on. `clock` times the verify() reuse and the takeover's
+  // overlap; it must outlive this object.
+  explicit NodeSetup(const NodeSettings& s, const util::Clock& clock = util::Clock::real());
+  // With the given rules backend (null: no rules), for tests.
+  NodeSetup(const NodeSettings& s, std::unique_ptr<RulesBackend> rules, const util::Clock& clock);
   ~NodeSetup();
   NodeSetup(const NodeSetup&) = delete;
   NodeSetup& operator=(const NodeSetup&) = delete;
@@ -55,17 +89,18 @@ class NodeSetup {
   void flush_conntrack();
   // One check-and-repair pass; returns what it repaired. Errors are logged and counted.
   unsigned sync();
+  // Runs sync() every sync_interval on a thread of its own until stop_sync().
   void start_sync();
   void stop_sync();
   // Removes the rules, then the interface. Logged; never throws.
   void teardown();
 
   const NodeCounters& counters() const { return counters_; }
-  const RuleTargets& targets() const { return targets_; }
-  std::string backend_name() const;
+  const RuleTargets& targets() const { return settings_.targets; }
+  const std::string& backend_name() const { return backend_name_; }
   // Checks the interface, addresses and rules now, repairing nothing; an empty
   // string when all is in place, else what is missing. Results are reused
-  // for a second, so a readiness probe stays cheap.
+  // for RecentCheck::kReuse (by `clock`), so a readiness probe stays cheap.
   std::string verify();
   // The last apply() or sync() left everything in place.
   bool in_place() const { return in_place_.load(std::memory_order_relaxed); }
@@ -73,32 +108,36 @@ class NodeSetup {
   Takeover last_takeover();
 
  private:
-  std::expected<unsigned, std::string> ensure_interface();
-  std::expected<unsigned, std::string> ensure_rules();
+  // What a pass reads and writes; only under pass_'s lock.
+  struct PassState {
+    std::unique_ptr<RulesBackend> rules;  // null with rule setup off
+    Takeover takeover;                    // of the current pass
+    bool foreign_unreadable = false;      // a variant could not be read (said once)
+    RecentCheck verified;                 // verify()'s last result
+  };
+
+  std::expected<unsigned, std::string> ensure_interface(PassState& p);
+  std::expected<unsigned, std::string> ensure_rules(PassState& p);
   // node-local-dns's rules in the iptables variants our backend does not
   // manage: read before ours are installed, deleted right after; returns how
   // many. A variant that cannot be read is a warning, said once; a deletion
   // that fails is an error, counted, and the next sync() tries again.
-  std::vector<std::pair<std::string, NodeLocalDnsRules>> find_foreign_rules();
+  std::vector<std::pair<std::string, NodeLocalDnsRules>> find_foreign_rules(PassState& p);
   unsigned remove_foreign_rules(
-      const RulesRepair& ours, const std::vector<std::pair<std::string, NodeLocalDnsRules>>& found);
-  void log_takeover(bool at_start);
+      PassState& p, const RulesRepair& ours,
+      const std::vector<std::pair<std::string, NodeLocalDnsRules>>& found);
+  void log_takeover(const PassState& p, bool at_start);
   // With rule setup off: says so if node-local-dns's rules are there.
   void warn_foreign_rules();
 
-  config::NodeConfig cfg_;
-  RuleTargets targets_;
-  std::unique_ptr<RulesBackend> rules_;
+  const NodeSettings settings_;
+  const util::Clock& clock_;
+  std::string backend_name_;  // "none" without rules
   NodeCounters counters_;
   std::atomic<bool> in_place_{false};
-  std::mutex mu_;                    // one pass at a time
-  Takeover takeover_;                // of the current pass, under mu_
-  bool foreign_unreadable_ = false;  // a variant could not be read (said once)
-  std::chrono::steady_clock::time_point verified_at_{};
-  std::string verified_;
-  std::mutex sync_mu_;
-  std::condition_variable sync_cv_;
-  bool stopping_ = false;
+  util::LockGuarded<PassState> pass_;  // one pass at a time
+  // The sync thread and what stops it; only on the controlling thread.
+  std::promise<void> stop_sync_;
   std::thread sync_thread_;
 };
 
@@ -112,6 +151,6 @@ struct CleanupReport {
   std::vector<std::string> lines;
   bool ok = true;
 };
-CleanupReport cleanup_node(const config::NodeConfig& n);
+CleanupReport cleanup_node(const NodeSettings& n);
 
 }  // namespace localdns::node

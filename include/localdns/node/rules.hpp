@@ -20,33 +20,10 @@
 
 #include <boost/asio/ip/address.hpp>
 
-#include <localdns/config/config.hpp>
+#include <localdns/node/settings.hpp>
+#include <localdns/util/clock.hpp>
 
 namespace localdns::node {
-
-struct RuleTargets {
-  struct Local {
-    boost::asio::ip::address address;
-    std::uint16_t port = 53;
-    // Where this address's DNS traffic goes while localdns is down (a DNAT);
-    // none for an address that something else serves then (a Service IP,
-    // which kube-proxy translates) or when no usable server is known.
-    std::optional<config::Endpoint> fallback;
-  };
-  std::vector<Local> locals;  // one per listening address and port
-  std::uint16_t health_port = 0;
-};
-
-// The default fallback_for: link-local addresses (169.254.0.0/16, fe80::/10).
-bool is_link_local(const boost::asio::ip::address& a);
-
-// The fallback policy. For each local address that is in `fallback_for`
-// (default: the link-local ones), the first server of its family among the
-// candidates (node.rules.fallback, or with `auto` the servers of the "."
-// group) that can work: not a local address, not loopback, not inside
-// node.service_cidr. Returns one line per address that wanted a fallback and
-// got none, saying why (empty when every such address has one).
-std::vector<std::string> assign_fallbacks(const config::Config& c, RuleTargets& t);
 
 // Every rule comment starts with this; `localdns cleanup` removes what has it.
 inline constexpr std::string_view kCommentPrefix = "localdns:";
@@ -98,8 +75,8 @@ struct RulesRepair {
   unsigned taken_over = 0;
   // When the first run that changed something started and the last one ended
   // (unset when nothing changed): ours went in between the two.
-  std::optional<std::chrono::steady_clock::time_point> changed_at;
-  std::optional<std::chrono::steady_clock::time_point> changed_until;
+  std::optional<util::TimePoint> changed_at;
+  std::optional<util::TimePoint> changed_until;
 };
 
 class RulesBackend {
@@ -118,8 +95,10 @@ class RulesBackend {
   virtual std::expected<unsigned, std::string> remove() = 0;
 };
 
-// iptables-legacy / iptables-nft (both families), or nftables.
-std::unique_ptr<RulesBackend> make_rules_backend(config::RulesBackend kind);
+// iptables-legacy / iptables-nft (both families), or nftables. `clock`
+// stamps RulesRepair::changed_at / changed_until; it must outlive the backend.
+std::unique_ptr<RulesBackend> make_rules_backend(RulesBackendKind kind,
+                                                 const util::Clock& clock = util::Clock::real());
 
 // What the backend choice depends on, as observed on the node.
 struct BackendFacts {
@@ -137,10 +116,10 @@ struct BackendFacts {
 // (nft first), else nftables if kube-proxy's nftables table is there, else the
 // iptables variant with more rules (iptables-nft on a tie; nftables when only
 // nft is installed).
-config::RulesBackend choose_rules_backend(const BackendFacts& f);
+RulesBackendKind choose_rules_backend(const BackendFacts& f);
 // Reads the facts in the calling thread's network namespace.
 BackendFacts observe_backend_facts();
 // choose_rules_backend(observe_backend_facts()).
-config::RulesBackend detect_rules_backend();
+RulesBackendKind detect_rules_backend();
 
 }  // namespace localdns::node

@@ -27,8 +27,9 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include <localdns/config/config.hpp>
 #include <localdns/server/query_handler.hpp>
+#include <localdns/server/settings.hpp>
+#include <localdns/util/endpoint.hpp>
 
 namespace localdns::server {
 
@@ -149,19 +150,24 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
 
 class TcpListener {
  public:
-  TcpListener(boost::asio::io_context& ctx, const config::Endpoint& ep,
-              const config::TcpClientConfig& cfg, QueryHandler& handler, TcpClientBudget& budget);
+  TcpListener(boost::asio::io_context& ctx, const util::Endpoint& ep, const TcpClientLimits& limits,
+              QueryHandler& handler, TcpClientBudget& budget);
   ~TcpListener();
   void start();
-  // Stops accepting; with `close_sessions`, closes every client connection too.
-  void stop(bool close_sessions);
+  // What stop() does with the client connections already open.
+  enum class Sessions {
+    keep,   // they may still ask and be answered (the first step of shutdown)
+    close,  // closed at once
+  };
+  // Stops accepting; Sessions::close closes every client connection too.
+  void stop(Sessions sessions);
   // Stops accepting and lets each connection close after its answers are
   // written (TcpSession::close_when_flushed); `done` runs once none is left,
   // perhaps before this returns. stop() forgets `done`.
   void drain(std::function<void()> done);
 
   QueryHandler& handler() { return handler_; }
-  const config::TcpClientConfig& config() const { return cfg_; }
+  const TcpClientLimits& limits() const { return limits_; }
   TcpClientBudget& budget() { return budget_; }
   dns::MutableBytes scratch() { return scratch_; }
   void on_session_closed(TcpSession* s);
@@ -177,7 +183,7 @@ class TcpListener {
   bool evict_idlest();  // closes the idlest counted session here; false when none
 
   boost::asio::ip::tcp::acceptor acceptor_;
-  const config::TcpClientConfig& cfg_;
+  const TcpClientLimits& limits_;
   QueryHandler& handler_;
   TcpClientBudget& budget_;
   std::unordered_map<TcpSession*, std::shared_ptr<TcpSession>> sessions_;

@@ -12,22 +12,22 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 
-#include <localdns/config/config.hpp>
 #include <localdns/server/query_handler.hpp>
+#include <localdns/util/endpoint.hpp>
 
 namespace localdns::server {
 
 // Opens and binds a socket with SO_REUSEPORT; throws std::system_error naming
 // the address on failure.
 boost::asio::ip::udp::socket open_udp_socket(boost::asio::io_context& ctx,
-                                             const config::Endpoint& ep);
+                                             const util::Endpoint& ep);
 
 class UdpListener {
  public:
   static constexpr std::size_t kBatch = 32;
   static constexpr std::size_t kMaxQuerySize = 4096;
 
-  UdpListener(boost::asio::io_context& ctx, const config::Endpoint& ep, QueryHandler& handler);
+  UdpListener(boost::asio::io_context& ctx, const util::Endpoint& ep, QueryHandler& handler);
   void start();
   // Stops reading but keeps the socket, so answers in flight still go out.
   void pause();

@@ -7,14 +7,15 @@
 #include <unordered_map>
 #include <vector>
 
-#include <localdns/config/config.hpp>
 #include <localdns/dns/wire.hpp>
+#include <localdns/server/settings.hpp>
 
 namespace localdns::server {
 
 class ZoneRouter {
  public:
-  explicit ZoneRouter(const std::vector<config::UpstreamGroup>& groups);
+  // `groups[i]`: the zones of upstream group i (ServerSettings::routing).
+  explicit ZoneRouter(const GroupZones& groups);
 
   // Group index for `qname` (wire form, any letter case), or -1 when no zone
   // (not even ".") covers it. Does not allocate.

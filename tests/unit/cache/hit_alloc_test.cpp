@@ -59,7 +59,7 @@ TEST_CASE("a hit through the query handler does not allocate, metrics and top sa
           "[server][alloc]") {
   config::UpstreamGroup g;
   g.zones = {"."};
-  server::ZoneRouter router({g});
+  server::ZoneRouter router({g.zones});
   std::vector<std::unique_ptr<upstream::Forwarder>> forwarders;  // hits only
   cache::PacketCache c({});
   server::CacheWiring wiring;

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <localdns/config/loader.hpp>
+#include <localdns/config/module_settings.hpp>
 #include <localdns/node/node_setup.hpp>
 #include <localdns/node/rules.hpp>
 #include <localdns/node/takeover.hpp>
@@ -34,7 +35,7 @@ forward:
 }  // namespace
 
 TEST_CASE("rule targets come from the listeners on local addresses", "[node]") {
-  auto t = node::rule_targets(k8s_config());
+  auto t = config::rule_targets(k8s_config());
   REQUIRE(t.locals.size() == 3);
   CHECK(t.locals[0].address == make_address("169.254.20.10"));
   CHECK(t.locals[0].port == 53);
@@ -66,7 +67,7 @@ Policy policy(const std::string& node_yaml, const std::string& dot_servers) {
   INFO(node_yaml);
   REQUIRE(c.has_value());
   Policy p;
-  auto t = node::rule_targets(*c, &p.notes);
+  auto t = config::rule_targets(*c, &p.notes);
   for (const auto& l : t.locals)
     p.targets.push_back(l.address.to_string() + "->" +
                         (l.fallback ? l.fallback->to_string() : std::string("none")));
@@ -191,7 +192,7 @@ TEST_CASE("backend auto-detection: each branch", "[node][detect]") {
 }
 
 TEST_CASE("iptables rules: NOTRACK while listening, both directions, first in order", "[node]") {
-  auto t = node::rule_targets(k8s_config());
+  auto t = config::rule_targets(k8s_config());
   auto v4 = node::iptables_rules(t, false);
   auto v6 = node::iptables_rules(t, true);
   // 2 addresses x 3 ports x 5 rules, plus 2 fallback rules for the link-local one.
@@ -231,7 +232,7 @@ TEST_CASE("iptables rules: NOTRACK while listening, both directions, first in or
 }
 
 TEST_CASE("nftables rules: one table, raw priority, socket-conditional", "[node]") {
-  auto text = node::nftables_ruleset(node::rule_targets(k8s_config()));
+  auto text = node::nftables_ruleset(config::rule_targets(k8s_config()));
   CHECK(text.starts_with("table inet localdns {"));
   CHECK(text.find("type filter hook prerouting priority raw;") != std::string::npos);
   CHECK(text.find("type filter hook output priority raw;") != std::string::npos);
@@ -247,7 +248,7 @@ TEST_CASE("nftables rules: one table, raw priority, socket-conditional", "[node]
 TEST_CASE("without a fallback server there are no DNAT rules", "[node]") {
   auto c = k8s_config();
   c.node.fallback_auto = false;
-  auto t = node::rule_targets(c);
+  auto t = config::rule_targets(c);
   for (const auto& l : t.locals)
     CHECK_FALSE(l.fallback);
   for (const auto& r : node::iptables_rules(t, false))

@@ -4,7 +4,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include <localdns/app/server.hpp>
+#include <localdns/app/runtime.hpp>
+#include <localdns/config/module_settings.hpp>
 
 namespace localdns::app {
 
@@ -43,7 +44,7 @@ class Countdown {
 
 }  // namespace
 
-Server::Server(config::Config cfg) {
+Runtime::Runtime(config::Config cfg) {
   // spdlog creates its registry and default logger on first use. Create them
   // here, before any worker thread exists, so that workers only ever find
   // them made (the construction is otherwise ordered only by a guard inside
@@ -51,7 +52,8 @@ Server::Server(config::Config cfg) {
   spdlog::default_logger_raw();
   unsigned n = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   shared_.config = std::make_shared<const config::Config>(std::move(cfg));
-  shared_.router = std::make_shared<const server::ZoneRouter>(shared_.config->forward);
+  shared_.server = config::server_settings(*shared_.config);
+  shared_.router = std::make_shared<const server::ZoneRouter>(shared_.server.routing);
   for (const auto& g : shared_.config->forward) {
     shared_.groups.push_back(std::make_shared<upstream::GroupState>(g));
   }
@@ -78,24 +80,24 @@ Server::Server(config::Config cfg) {
     workers_.push_back(std::make_unique<Worker>(i, shared_));
 }
 
-Server::~Server() {
+Runtime::~Runtime() {
   stop();
 }
 
-void Server::start() {
+void Runtime::start() {
   for (auto& w : workers_)
     threads_.emplace_back([w = w.get()] { w->run(); });
   running_.store(true, std::memory_order_relaxed);
 }
 
-std::vector<metrics::TopTracker*> Server::top_trackers() const {
+std::vector<metrics::TopTracker*> Runtime::top_trackers() const {
   std::vector<metrics::TopTracker*> out;
   for (const auto& w : workers_)
     if (auto* t = w->top()) out.push_back(t);
   return out;
 }
 
-std::vector<const metrics::QueryMetrics*> Server::query_metrics() const {
+std::vector<const metrics::QueryMetrics*> Runtime::query_metrics() const {
   std::vector<const metrics::QueryMetrics*> out;
   for (const auto& w : workers_)
     if (const auto* m = w->metrics()) out.push_back(m);
@@ -113,7 +115,7 @@ std::vector<const metrics::QueryMetrics*> Server::query_metrics() const {
 //     written;
 //  5. the threads stop. Steps 3 and 4 together take at most kFlushBound: a
 //     client that does not read, or a stuck worker, cannot hold the exit.
-void Server::stop() {
+void Runtime::stop() {
   if (stopped_) return;
   stopped_ = true;
   running_.store(false, std::memory_order_relaxed);
@@ -158,7 +160,7 @@ void Server::stop() {
   threads_.clear();
 }
 
-Stats Server::stats() const {
+Stats Runtime::stats() const {
   Stats s;
   for (const auto& w : workers_) {
     const auto& h = w->stats();
@@ -178,7 +180,7 @@ Stats Server::stats() const {
   return s;
 }
 
-cache::CacheStats Server::cache_stats() const {
+cache::CacheStats Runtime::cache_stats() const {
   return shared_.cache ? shared_.cache->stats() : cache::CacheStats{};
 }
 

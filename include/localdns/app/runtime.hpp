@@ -27,13 +27,13 @@ struct Stats {
   std::uint64_t stale = 0;
 };
 
-class Server {
+class Runtime {
  public:
   // Throws std::system_error when a listener cannot be bound.
-  explicit Server(config::Config cfg);
-  ~Server();
-  Server(const Server&) = delete;
-  Server& operator=(const Server&) = delete;
+  explicit Runtime(config::Config cfg);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
 
   void start();
   // Stops reading queries, lets answers in flight finish for at most
@@ -63,8 +63,5 @@ class Server {
   bool stopped_ = false;
   std::atomic<bool> running_{false};
 };
-
-// Entry point of the localdns executable.
-int run_main(int argc, char** argv);
 
 }  // namespace localdns::app
