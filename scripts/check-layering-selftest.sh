@@ -50,8 +50,14 @@ expect "a public header including a forbidden module fails" 1 \
   "^include/localdns/cache/d.hpp:2: cache may not include upstream"
 
 fresh config_settings
-printf '#include <localdns/server/settings.hpp>\n' > "$tree/src/config/c.cpp"
-expect "config including server's settings fails" 1 "^src/config/c.cpp:1: config may not include server"
+printf '#include <localdns/server/tcp_listener.hpp>\n' > "$tree/src/config/c.cpp"
+expect "config including the server's machinery fails" 1 "^src/config/c.cpp:1: config may not include server"
+
+fresh settings_leaf
+mkdir -p "$tree/include/localdns/server"
+printf '#include <localdns/cache/packet_cache.hpp>\n' > "$tree/include/localdns/server/settings.hpp"
+expect "a settings header including more than dns/ and util/ fails" 1 \
+  "^include/localdns/server/settings.hpp:1: server may not include cache"
 
 fresh config_other
 printf '#include <localdns/upstream/exchange.hpp>\n' > "$tree/src/config/c.cpp"
