@@ -9,6 +9,7 @@
 
 #include <localdns/app/health.hpp>
 #include <localdns/dns/builder.hpp>
+#include <localdns/dns/health.hpp>
 #include <localdns/dns/name.hpp>
 #include <localdns/server/query_handler.hpp>
 #include <localdns/server/tcp_listener.hpp>
@@ -58,16 +59,13 @@ bool wait_for(int fd, short events) {
   return ::poll(&p, 1, kProbeTimeoutMs) == 1 && (p.revents & events);
 }
 
-// The health query: kHealthName A IN, answered by localdns itself.
+// The health query (dns::kHealthName A IN), answered by localdns itself.
 std::size_t build_probe(std::uint16_t id, std::uint8_t* out, std::size_t cap) {
-  static const std::string name = *dns::name_from_text(server::kHealthName);
-  dns::Question q{dns::Bytes(reinterpret_cast<const std::uint8_t*>(name.data()), name.size()), 1,
-                  1};
-  return dns::build_query({q, id, true, false, false}, dns::MutableBytes(out, cap));
+  return dns::build_health_query(id, dns::MutableBytes(out, cap));
 }
 
 bool good_answer(const std::uint8_t* msg, std::size_t n, std::uint16_t id) {
-  return n >= 12 && dns::read_u16(msg) == id && (msg[2] & 0x80) && (msg[3] & 0x0F) == 0;
+  return dns::is_health_answer(dns::Bytes(msg, n), id);
 }
 
 std::string probe_udp(const util::Endpoint& ep) {

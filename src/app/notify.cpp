@@ -10,10 +10,8 @@
 #include <spdlog/spdlog.h>
 
 #include <localdns/app/notify.hpp>
-#include <localdns/dns/builder.hpp>
-#include <localdns/dns/name.hpp>
+#include <localdns/dns/health.hpp>
 #include <localdns/dns/wire.hpp>
-#include <localdns/server/query_handler.hpp>
 
 namespace localdns::app {
 
@@ -61,22 +59,19 @@ namespace {
 
 // One UDP query for the health name; true on a NOERROR answer with our ID.
 bool udp_answers(const config::Endpoint& ep, std::chrono::milliseconds timeout) {
-  static const std::string name = *dns::name_from_text(server::kHealthName);
   boost::asio::ip::udp::endpoint to(ep.address, ep.port);
   int fd = ::socket(to.protocol().family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return false;
   std::uint8_t q[512], r[512];
   auto id = static_cast<std::uint16_t>(::random());
-  dns::Question question{
-      dns::Bytes(reinterpret_cast<const std::uint8_t*>(name.data()), name.size()), 1, 1};
-  auto n = dns::build_query({question, id, true, false, false}, dns::MutableBytes(q, sizeof q));
+  auto n = dns::build_health_query(id, dns::MutableBytes(q, sizeof q));
   bool ok = false;
   if (::connect(fd, to.data(), static_cast<socklen_t>(to.size())) == 0 &&
       ::send(fd, q, n, 0) == static_cast<ssize_t>(n)) {
     pollfd p{fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(timeout.count())) == 1) {
       auto got = ::recv(fd, r, sizeof r, 0);
-      ok = got >= 12 && dns::read_u16(r) == id && (r[2] & 0x80) && (r[3] & 0x0F) == 0;
+      ok = got > 0 && dns::is_health_answer(dns::Bytes(r, static_cast<std::size_t>(got)), id);
     }
   }
   ::close(fd);

@@ -1,13 +1,14 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <mutex>
 #include <new>
 #include <string>
 #include <unordered_map>
+#include <utility>
 
 #include <localdns/cache/packet_cache.hpp>
 #include <localdns/dns/name.hpp>
+#include <localdns/util/lock_guarded.hpp>
 
 namespace localdns::cache {
 
@@ -15,10 +16,12 @@ namespace {
 
 constexpr char kFlagDO = 1;
 constexpr char kFlagCD = 2;
+// A key is the lowercased qname, then qtype, qclass and the flag byte.
+constexpr std::size_t kKeySuffix = 5;
 
 // One allocation per entry: this header, then the TTL offsets, the key, the
-// wire answer (without its OPT record, ID 0) and the upstream's Extended DNS
-// Error options. The LRU list is intrusive.
+// wire answer (dns::AnswerParts::wire with ID 0 and its ARCOUNT) and the
+// upstream's Extended DNS Error options. The LRU list is intrusive.
 struct Entry {
   Entry* prev = nullptr;
   Entry* next = nullptr;
@@ -45,21 +48,39 @@ struct Entry {
            ede_len;
   }
 
-  static Entry* create(std::string_view key, dns::Bytes wire,
-                       const std::vector<std::uint16_t>& ttls, dns::Bytes ede) {
+  // A copy of `a` with ID 0 and ARCOUNT set; TTLs as they came.
+  static Entry* create(std::string_view key, const dns::AnswerParts& a) {
+    const std::size_t n_ttls = a.ttl_offsets.size();
     std::size_t total =
-        sizeof(Entry) + ttls.size() * sizeof(std::uint16_t) + key.size() + wire.size() + ede.size();
+        sizeof(Entry) + n_ttls * sizeof(std::uint16_t) + key.size() + a.wire.size() + a.ede.size();
     auto* e = new (::operator new(total)) Entry();
     e->key_len = static_cast<std::uint16_t>(key.size());
-    e->wire_len = static_cast<std::uint16_t>(wire.size());
-    e->n_ttls = static_cast<std::uint16_t>(ttls.size());
-    e->ede_len = static_cast<std::uint8_t>(ede.size());
-    if (!ttls.empty()) std::memcpy(e->ttls(), ttls.data(), ttls.size() * sizeof(std::uint16_t));
+    e->wire_len = static_cast<std::uint16_t>(a.wire.size());
+    e->n_ttls = static_cast<std::uint16_t>(n_ttls);
+    e->ede_len = static_cast<std::uint8_t>(a.ede.size());
+    e->flags = a.flags;
+    if (n_ttls != 0) std::memcpy(e->ttls(), a.ttl_offsets.data(), n_ttls * sizeof(std::uint16_t));
     auto* k = reinterpret_cast<char*>(e->ttls() + e->n_ttls);
     std::memcpy(k, key.data(), key.size());
-    std::memcpy(k + key.size(), wire.data(), wire.size());
-    if (!ede.empty()) std::memcpy(k + key.size() + wire.size(), ede.data(), ede.size());
+    auto* w = reinterpret_cast<std::uint8_t*>(k + key.size());
+    std::memcpy(w, a.wire.data(), a.wire.size());
+    dns::write_u16(w, 0);
+    dns::write_u16(w + 10, a.arcount);
+    if (!a.ede.empty()) std::memcpy(w + a.wire.size(), a.ede.data(), a.ede.size());
     return e;
+  }
+  // The parts a reply is rendered from. Cached answers have no extended
+  // RCODE (cache_lifetime never allows one), so the header's RCODE is all.
+  dns::AnswerParts parts() const {
+    dns::AnswerParts a;
+    a.wire = dns::Bytes(wire(), wire_len);
+    a.flags = flags;
+    a.rcode = static_cast<std::uint16_t>(dns::Header{.flags = flags}.rcode());
+    a.arcount = dns::read_u16(wire() + 10);
+    a.qname_len = key_len - kKeySuffix;
+    a.ttl_offsets = {ttls(), n_ttls};
+    a.ede = dns::Bytes(ede(), ede_len);
+    return a;
   }
   static void destroy(Entry* e) {
     e->~Entry();
@@ -74,15 +95,13 @@ static_assert(alignof(Entry) >= alignof(std::uint16_t));
 constexpr std::size_t kIndexCharge = 64;
 static_assert(sizeof(Entry) + kIndexCharge <= PacketCache::kEntryOverhead);
 
-thread_local std::array<std::uint8_t, dns::kMaxMessageSize> tl_wire;
+// Room for answers whose records insert() cannot take from the view as they are.
+thread_local dns::AnswerScratch tl_scratch;
 
 struct Hash {
   using is_transparent = void;
   std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
-
-// A stale reply's own EDE option: INFO-CODE only.
-constexpr std::size_t kStaleEdeSize = 6;
 
 }  // namespace
 
@@ -95,22 +114,30 @@ Key Key::make(const dns::Question& q, bool do_bit, bool cd) {
   dns::write_u16(p, q.qtype);
   dns::write_u16(p + 2, q.qclass);
   k.bytes_[n + 4] = static_cast<char>((do_bit ? kFlagDO : 0) | (cd ? kFlagCD : 0));
-  k.len_ = static_cast<std::uint16_t>(n + 5);
+  k.len_ = static_cast<std::uint16_t>(n + kKeySuffix);
   return k;
 }
 
-struct PacketCache::Shard {
-  std::mutex mu;
+namespace {
+
+// One shard's entries. Reachable only through the shard's lock (see
+// packet_cache.hpp, "Locking"): every member, and every Entry linked into the
+// index and the LRU list, is read and written with that lock held.
+struct ShardData {
+  ShardData(std::size_t entry_budget, std::size_t byte_budget)
+      : max_entries(entry_budget), max_bytes(byte_budget) {}
+  ShardData(const ShardData&) = delete;
+  ShardData& operator=(const ShardData&) = delete;
+  ~ShardData() { clear(); }
+
   std::unordered_map<std::string_view, Entry*, Hash, std::equal_to<>> index;  // views into entries
   Entry* head = nullptr;                                                      // most recently used
   Entry* tail = nullptr;
   std::size_t count = 0;
   std::size_t bytes = 0;
-  std::size_t max_entries = 0;
-  std::size_t max_bytes = 0;
+  const std::size_t max_entries;
+  const std::size_t max_bytes;
   CacheStats stats;
-
-  ~Shard() { clear(); }
 
   void link_front(Entry* e) {
     e->prev = nullptr;
@@ -143,14 +170,20 @@ struct PacketCache::Shard {
   }
 };
 
+}  // namespace
+
+struct PacketCache::Shard {
+  Shard(std::size_t entry_budget, std::size_t byte_budget)
+      : data(std::in_place, entry_budget, byte_budget) {}
+  util::LockGuarded<ShardData> data;
+};
+
 PacketCache::PacketCache(CacheSettings settings, NowFn now)
     : settings_(settings), now_(std::move(now)) {
   unsigned n = std::max(1u, settings_.shards);
   for (unsigned i = 0; i < n; ++i) {
-    auto s = std::make_unique<Shard>();
-    s->max_entries = std::max<std::size_t>(1, settings_.max_entries / n);
-    s->max_bytes = std::max<std::size_t>(1, settings_.max_bytes / n);
-    shards_.push_back(std::move(s));
+    shards_.push_back(std::make_unique<Shard>(std::max<std::size_t>(1, settings_.max_entries / n),
+                                              std::max<std::size_t>(1, settings_.max_bytes / n)));
   }
 }
 
@@ -163,59 +196,45 @@ PacketCache::Shard& PacketCache::shard_for(std::string_view key) {
 void PacketCache::insert(const Key& key, dns::Bytes msg, const dns::ResponseView& rv,
                          std::uint32_t lifetime, std::uint32_t stale_window) {
   if (lifetime == 0) return;
+  // A reply is rendered with the client's qname, which has the key's length.
+  if (rv.question.qname.size() + kKeySuffix != key.view().size()) return;
   msg = msg.first(std::min(rv.end, msg.size()));  // without trailing bytes
-  // The stored form: OPT removed (ours is added per client), ID 0. Hits
-  // rewrite every TTL field, so when a name reads TTL bytes (only a hostile
-  // upstream compresses so) the names are stored expanded instead.
-  std::uint8_t* w = tl_wire.data();
-  std::size_t len =
-      rv.names_read_ttls ? dns::copy_expanded(msg, rv, tl_wire) : dns::copy_without_opt(msg, rv, w);
-  if (len == 0) return;
-  dns::write_u16(w, 0);
-  dns::MutableBytes wire(w, len);
-  dns::clamp_ttls(wire, rv.question_end);  // RFC 2181 8
-  dns::Header h = dns::Header::read(w);
-  std::vector<std::uint16_t> ttls;
-  bool ok = dns::for_each_rr(dns::Bytes(wire), h, rv.question_end, [&](const dns::RrView& rr) {
-    ttls.push_back(static_cast<std::uint16_t>(rr.type_offset + 4));
-    return true;
-  });
-  if (!ok || ttls.size() > UINT16_MAX) return;
-  std::array<std::uint8_t, dns::kMaxEdeBytes> ede{};
-  std::size_t ede_len = rv.opt ? dns::copy_ede(msg, *rv.opt, ede.data()) : 0;
-
-  Entry* e = Entry::create(key.view(), wire, ttls, dns::Bytes(ede.data(), ede_len));
+  // The stored form is what every reply is rendered from: the records before
+  // the OPT (ours is added per client), or, when a name reads TTL bytes (only
+  // a hostile upstream compresses so), the records with names expanded, so
+  // that rewriting TTLs cannot change a name. Built outside the lock.
+  auto parts = dns::answer_parts(msg, rv, tl_scratch);
+  if (!parts) return;
+  Entry* e = Entry::create(key.view(), *parts);
   e->stored = now_();
   e->lifetime = lifetime;
   e->stale_window = stale_window;
-  e->flags = rv.header.flags;
 
-  Shard& s = shard_for(key.view());
-  std::lock_guard lock(s.mu);
-  if (e->charge() > s.max_bytes) {
+  auto s = shard_for(key.view()).data.lock();
+  if (e->charge() > s->max_bytes) {
     Entry::destroy(e);
     return;
   }
-  if (auto it = s.index.find(key.view()); it != s.index.end()) s.erase(it->second);
-  s.link_front(e);
-  s.index.emplace(e->key(), e);
-  ++s.count;
-  s.bytes += e->charge();
-  ++s.stats.inserts;
-  while (s.count > s.max_entries || s.bytes > s.max_bytes) {
-    s.erase(s.tail);
-    ++s.stats.evictions;
+  if (auto it = s->index.find(key.view()); it != s->index.end()) s->erase(it->second);
+  s->link_front(e);
+  s->index.emplace(e->key(), e);
+  ++s->count;
+  s->bytes += e->charge();
+  ++s->stats.inserts;
+  while (s->count > s->max_entries || s->bytes > s->max_bytes) {
+    s->erase(s->tail);
+    ++s->stats.evictions;
   }
 }
 
 LookupResult PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
                                  dns::MutableBytes out, Freshness freshness) {
-  Shard& s = shard_for(key.view());
+  Shard& shard = shard_for(key.view());
   const auto now = now_();
-  std::lock_guard lock(s.mu);
-  auto it = s.index.find(key.view());
-  if (it == s.index.end()) {
-    ++s.stats.misses;
+  auto s = shard.data.lock();
+  auto it = s->index.find(key.view());
+  if (it == s->index.end()) {
+    ++s->stats.misses;
     return {};
   }
   Entry* entry = it->second;
@@ -228,98 +247,62 @@ LookupResult PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
     bool in_window =
         static_cast<std::uint64_t>(age) < static_cast<std::uint64_t>(e.lifetime) + e.stale_window;
     if (!in_window) {
-      s.erase(entry);
-      ++s.stats.expired;
+      s->erase(entry);
+      ++s->stats.expired;
     }
     if (!in_window || freshness == Freshness::Fresh) {
-      ++s.stats.misses;
+      ++s->stats.misses;
       return {};
     }
     result.stale = true;
   }
-  // Stale answers: every TTL at most kStaleAnswerTtl (RFC 8767 4).
-  const std::uint32_t remaining = result.stale ? kStaleAnswerTtl : e.lifetime - age;
-  const std::uint32_t aged = result.stale ? 0 : age;
-  std::size_t size = e.wire_len + (shape.edns ? dns::kOptRecordSize : 0);
-  // EDNS clients also get the upstream's EDE options and, for a stale answer,
-  // Stale Answer / Stale NXDOMAIN Answer (RFC 8914 4.4, 4.20); dropped first
-  // when they would not fit.
-  std::size_t ede = 0;
-  if (shape.edns) {
-    ede = e.ede_len + (result.stale ? kStaleEdeSize : 0);
-    if (size + ede > shape.limit || size + ede > out.size()) ede = 0;
+  // TTLs lowered by the entry's age; stale answers: every TTL at most
+  // kStaleAnswerTtl (RFC 8767 4), and Stale Answer / Stale NXDOMAIN Answer
+  // (RFC 8914 4.4, 4.20) for EDNS clients.
+  const dns::TtlAging aging =
+      result.stale ? dns::TtlAging{0, kStaleAnswerTtl} : dns::TtlAging{age, e.lifetime - age};
+  std::uint16_t stale_ede = 0;
+  if (result.stale) {
+    const bool nx = dns::Header{.flags = e.flags}.rcode() == dns::Rcode::NXDomain;
+    stale_ede = nx ? dns::kEdeStaleNxdomain : dns::kEdeStaleAnswer;
   }
-  std::size_t n = 0;
-  if (size > shape.limit) {
-    n = dns::build_truncated_reply(shape, e.flags, out);
-  } else if (size <= out.size() && shape.qname_len + dns::kHeaderSize <= e.wire_len) {
-    std::uint8_t* p = out.data();
-    std::memcpy(p, e.wire(), e.wire_len);
-    for (const std::uint16_t* t = e.ttls(); t != e.ttls() + e.n_ttls; ++t) {
-      const std::uint16_t off = *t;
-      std::uint32_t ttl = dns::read_u32(p + off);
-      ttl = ttl > aged ? ttl - aged : 0;  // never negative, never wraps
-      dns::write_u32(p + off, std::min(ttl, remaining));
-    }
-    dns::Header h = dns::Header::read(p);
-    h.id = shape.id;
-    h.flags = dns::reply_flags(e.flags, shape);
-    if (shape.edns) {
-      std::uint8_t* opt =
-          dns::write_opt_record(p + e.wire_len, shape.do_bit, static_cast<std::uint16_t>(ede));
-      if (ede != 0) {
-        std::memcpy(opt, e.ede(), e.ede_len);
-        if (result.stale) {
-          const bool nx =
-              (e.flags & dns::kRcodeMask) == static_cast<std::uint16_t>(dns::Rcode::NXDomain);
-          dns::write_ede(opt + e.ede_len, nx ? dns::kEdeStaleNxdomain : dns::kEdeStaleAnswer);
-        }
-      }
-      h.arcount = static_cast<std::uint16_t>(h.arcount + 1);
-    }
-    h.write(p);
-    std::memcpy(p + dns::kHeaderSize, shape.qname.data(), shape.qname_len);
-    n = size + ede;
-  }
+  const std::size_t n = dns::render_reply(e.parts(), shape, aging, stale_ede, out);
   if (n == 0) return {};
   result.size = n;
   ++e.hits;
   if (result.stale) {
-    ++s.stats.stale_served;
+    ++s->stats.stale_served;
   } else if (settings_.prefetch_hits != 0 && !e.prefetching && e.hits >= settings_.prefetch_hits &&
              std::uint64_t{e.lifetime - age} * 100 <=
                  std::uint64_t{e.lifetime} * settings_.prefetch_percent) {
     e.prefetching = true;
     result.prefetch = true;
-    ++s.stats.prefetches;
+    ++s->stats.prefetches;
   }
-  s.unlink(entry);
-  s.link_front(entry);
-  ++s.stats.hits;
+  s->unlink(entry);
+  s->link_front(entry);
+  ++s->stats.hits;
   return result;
 }
 
 void PacketCache::clear() {
-  for (auto& s : shards_) {
-    std::lock_guard lock(s->mu);
-    s->clear();
-  }
+  for (auto& shard : shards_)
+    shard->data.lock()->clear();
 }
 
 void PacketCache::for_each(const std::function<void(const EntryInfo&)>& fn) const {
   const auto now = now_();
-  for (const auto& s : shards_) {
-    std::lock_guard lock(s->mu);
+  for (const auto& shard : shards_) {
+    auto s = std::as_const(shard->data).lock();
     for (const Entry* e = s->head; e != nullptr; e = e->next) {
       auto key = e->key();
+      const auto* k = reinterpret_cast<const std::uint8_t*>(key.data());
       EntryInfo info;
-      info.name = dns::name_to_text(
-          dns::Bytes(reinterpret_cast<const std::uint8_t*>(key.data()), key.size() - 5));
-      info.qtype =
-          dns::read_u16(reinterpret_cast<const std::uint8_t*>(key.data()) + key.size() - 5);
+      info.name = dns::name_to_text(dns::Bytes(k, key.size() - kKeySuffix));
+      info.qtype = dns::read_u16(k + key.size() - kKeySuffix);
       auto age = std::chrono::duration_cast<std::chrono::seconds>(now - e->stored).count();
       info.ttl_left = static_cast<std::int64_t>(e->lifetime) - age;
-      info.rcode = e->wire_len >= 4 ? e->wire()[3] & 0x0F : 0;
+      info.rcode = static_cast<std::uint8_t>(dns::Header{.flags = e->flags}.rcode());
       info.bytes = e->charge();
       fn(info);
     }
@@ -331,12 +314,12 @@ std::size_t PacketCache::erase_name(dns::Bytes qname) {
   for (std::size_t i = 0; i < qname.size(); ++i)
     lower[i] = static_cast<char>(dns::lower(qname[i]));
   std::size_t erased = 0;
-  for (auto& s : shards_) {
-    std::lock_guard lock(s->mu);
+  for (auto& shard : shards_) {
+    auto s = shard->data.lock();
     for (Entry* e = s->head; e != nullptr;) {
       Entry* next = e->next;
       auto key = e->key();
-      if (key.size() == lower.size() + 5 && key.substr(0, lower.size()) == lower) {
+      if (key.size() == lower.size() + kKeySuffix && key.substr(0, lower.size()) == lower) {
         s->erase(e);
         ++erased;
       }
@@ -348,8 +331,8 @@ std::size_t PacketCache::erase_name(dns::Bytes qname) {
 
 CacheStats PacketCache::stats() const {
   CacheStats total;
-  for (const auto& s : shards_) {
-    std::lock_guard lock(s->mu);
+  for (const auto& shard : shards_) {
+    auto s = std::as_const(shard->data).lock();
     total.hits += s->stats.hits;
     total.misses += s->stats.misses;
     total.inserts += s->stats.inserts;

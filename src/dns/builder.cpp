@@ -8,6 +8,8 @@ namespace localdns::dns {
 namespace {
 
 constexpr std::uint16_t kEchoedQueryFlags = kFlagRD | kFlagCD;
+// An EDE option localdns adds to a rendered reply: INFO-CODE only.
+constexpr std::size_t kOwnEdeSize = 6;
 
 // Writes an OPT RR: root owner, our payload size, extended RCODE high bits,
 // version 0, DO echoed (RFC 3225 3), `options` as its data.
@@ -126,55 +128,116 @@ std::size_t build_query(const OutgoingQuery& q, MutableBytes out) {
   return static_cast<std::size_t>(p - out.data());
 }
 
-std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const ReplyShape& shape,
-                               MutableBytes out) {
-  // Records are copied verbatim up to the OPT, which is replaced by ours (or
-  // dropped); compression pointers stay valid because everything kept keeps
-  // its offset. Records after the OPT and bytes after the last record are
-  // dropped (see copy_without_opt). When a name reads TTL bytes, which the
-  // RFC 2181 clamp may rewrite, the records are written with names expanded.
-  if (shape.qname_len != rv.question.qname.size()) return 0;
-  const std::uint16_t rcode = rv.rcode();
+namespace {
+
+// The TTL offsets of the first `count` records of `wire` after its question.
+std::span<const std::uint16_t> find_ttls(Bytes wire, std::size_t question_end, std::size_t count,
+                                         std::span<std::uint16_t> out) {
+  std::size_t n = 0;
+  for_each_rr(wire, Header::read(wire.data()), question_end, [&](const RrView& rr) {
+    if (n == count || n == out.size()) return false;
+    out[n++] = static_cast<std::uint16_t>(rr.type_offset + 4);
+    return true;
+  });
+  return out.first(n);
+}
+
+thread_local AnswerScratch tl_scratch;
+
+}  // namespace
+
+std::optional<AnswerParts> answer_parts(Bytes msg, const ResponseView& rv, AnswerScratch& scratch,
+                                        std::size_t max_wire) {
+  // Records are kept verbatim up to the OPT, which each reply replaces by its
+  // own (or drops); compression pointers stay valid because everything kept
+  // keeps its offset. Records after the OPT and bytes after the last record
+  // are dropped: moving them could break compression pointers into the OPT
+  // or each other (servers put the OPT last). When a name reads TTL bytes,
+  // which replies rewrite, the records are copied with names expanded.
+  AnswerParts a;
+  a.flags = rv.header.flags;
+  a.rcode = rv.rcode();
+  a.qname_len = rv.question.qname.size();
+  if (rv.names_read_ttls) {
+    std::size_t len = copy_expanded(
+        msg, rv, MutableBytes(scratch.wire).first(std::min(max_wire, scratch.wire.size())));
+    if (len == 0) return std::nullopt;
+    a.wire = Bytes(scratch.wire.data(), len);
+    a.arcount = read_u16(scratch.wire.data() + 10);
+    a.ttl_offsets = find_ttls(a.wire, rv.question_end, rv.kept_records, scratch.ttl_offsets);
+  } else {
+    a.wire = msg.first(std::min(rv.kept_end, msg.size()));
+    a.arcount = rv.kept_additional;
+    a.ttl_offsets = rv.kept_records <= kViewTtlOffsets
+                        ? std::span<const std::uint16_t>(rv.ttl_offsets.data(), rv.kept_records)
+                        : find_ttls(a.wire, rv.question_end, rv.kept_records, scratch.ttl_offsets);
+  }
+  if (rv.opt) a.ede = Bytes(scratch.ede.data(), copy_ede(msg, *rv.opt, scratch.ede.data()));
+  return a;
+}
+
+std::size_t render_reply(const AnswerParts& answer, const ReplyShape& shape,
+                         std::optional<TtlAging> aging, std::uint16_t own_ede, MutableBytes out) {
+  if (shape.qname_len != answer.qname_len || answer.wire.size() < kHeaderSize + shape.qname_len) {
+    return 0;
+  }
+  const std::uint16_t rcode = answer.rcode;
   // An extended RCODE (BADVERS, BADCOOKIE, ...) needs an OPT to be expressed
   // (RFC 6891 6.1.3); its low 4 bits alone would read as another RCODE.
   if (rcode > kRcodeMask && !shape.edns) return build_error_reply(shape, Rcode::ServFail, out);
-  Header h = rv.header;
-  h.id = shape.id;
-  h.flags = static_cast<std::uint16_t>((h.flags & ~kEchoedQueryFlags) |
-                                       (shape.flags & kEchoedQueryFlags));
-  // TC=1 and no records; its OPT keeps the extended RCODE bits.
-  auto truncated = [&] {
-    std::size_t n = build_truncated_reply(shape, h.flags, out);
+  const std::size_t size = answer.wire.size() + (shape.edns ? kOptRecordSize : 0);
+  if (size > shape.limit) {
+    // TC=1 and no records; its OPT keeps the extended RCODE bits.
+    std::size_t n = build_truncated_reply(shape, answer.flags, out);
     if (n != 0 && shape.edns) out[n - kOptRecordSize + 5] = static_cast<std::uint8_t>(rcode >> 4);
     return n;
-  };
-  std::size_t body = 0;
-  if (rv.names_read_ttls) {
-    body = copy_expanded(answer, rv, out);
-    if (body == 0) return 0;
-  } else {
-    body = rv.opt ? rv.opt->offset : std::min(rv.end, answer.size());
-    if (body + (shape.edns ? kOptRecordSize : 0) > shape.limit) return truncated();
-    if (out.size() < body) return 0;
-    body = copy_without_opt(answer, rv, out.data());
   }
-  std::size_t size = body + (shape.edns ? kOptRecordSize : 0);
-  if (size > shape.limit) return truncated();
-  if (out.size() < size) return 0;
-  std::array<std::uint8_t, kMaxEdeBytes> ede{};
-  std::size_t ede_len = shape.edns && rv.opt ? copy_ede(answer, *rv.opt, ede.data()) : 0;
-  if (size + ede_len > shape.limit || size + ede_len > out.size()) ede_len = 0;
-  clamp_ttls(out.first(body), rv.question_end);
-  std::uint8_t* p = out.data() + body;
-  h.arcount = read_u16(out.data() + 10);
+  if (size > out.size()) return 0;
+  // The EDE options, the answer's and then our own, go first when space is short.
+  std::size_t ede = 0;
+  if (shape.edns) {
+    ede = answer.ede.size() + (own_ede != 0 ? kOwnEdeSize : 0);
+    if (size + ede > shape.limit || size + ede > out.size()) ede = 0;
+  }
+  std::uint8_t* p = out.data();
+  std::memcpy(p, answer.wire.data(), answer.wire.size());
+  if (aging) {
+    const std::uint32_t elapsed = aging->elapsed;
+    const std::uint32_t cap = aging->cap;
+    for (const std::uint16_t off : answer.ttl_offsets) {
+      std::uint32_t ttl = read_u32(p + off);
+      if (ttl & 0x8000'0000u) ttl = 0;          // RFC 2181 8
+      ttl = ttl > elapsed ? ttl - elapsed : 0;  // never negative, never wraps
+      write_u32(p + off, std::min(ttl, cap));
+    }
+  } else {
+    for (const std::uint16_t off : answer.ttl_offsets)
+      if (p[off] & 0x80) write_u32(p + off, 0);  // RFC 2181 8
+  }
+  Header h = Header::read(p);
+  h.id = shape.id;
+  h.flags = reply_flags(answer.flags, shape);
+  h.arcount = answer.arcount;
+  p += answer.wire.size();
   if (shape.edns) {
     p = write_opt(p, static_cast<std::uint8_t>(rcode >> 4), shape.do_bit,
-                  Bytes(ede.data(), ede_len));
+                  ede != 0 ? answer.ede : Bytes{});
+    if (ede != 0 && own_ede != 0) {
+      p = write_ede(p, own_ede);
+      write_u16(p - ede - 2, static_cast<std::uint16_t>(ede));  // the OPT's RDLENGTH
+    }
     h.arcount = static_cast<std::uint16_t>(h.arcount + 1);
   }
   h.write(out.data());
   std::memcpy(out.data() + kHeaderSize, shape.qname.data(), shape.qname_len);
   return static_cast<std::size_t>(p - out.data());
+}
+
+std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const ReplyShape& shape,
+                               MutableBytes out) {
+  auto parts = answer_parts(answer, rv, tl_scratch, out.size());
+  if (!parts) return 0;
+  return render_reply(*parts, shape, std::nullopt, 0, out);
 }
 
 std::size_t build_truncated_reply(const ReplyShape& shape, std::uint16_t answer_flags,

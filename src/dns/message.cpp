@@ -156,6 +156,30 @@ std::uint8_t* put_ede(std::uint8_t* p, std::size_t room, std::uint16_t code,
   return p + 6 + n;
 }
 
+// RFC 2181 8: a TTL with the top bit set counts as 0.
+std::uint32_t ttl_value(std::uint32_t ttl) {
+  return (ttl & 0x8000'0000u) ? 0 : ttl;
+}
+
+// What parse_response records of one record other than the OPT.
+void note_record(Bytes msg, const RrView& rr, ResponseView& rv) {
+  if (!rv.opt) {
+    if (rv.kept_records < kViewTtlOffsets) {
+      rv.ttl_offsets[rv.kept_records] = static_cast<std::uint16_t>(rr.type_offset + 4);
+    }
+    ++rv.kept_records;
+    if (rr.section == Section::Additional) ++rv.kept_additional;
+    if (rr.ttl & 0x8000'0000u) rv.ttl_top_bit = true;
+  }
+  if (rr.section == Section::Answer) {
+    rv.min_answer_ttl = std::min(rv.min_answer_ttl, ttl_value(rr.ttl));
+  } else if (rr.section == Section::Authority && rr.type == static_cast<std::uint16_t>(Type::SOA) &&
+             rr.rdlength >= 22) {
+    const std::uint32_t minimum = read_u32(&msg[rr.end() - 4]);
+    rv.negative_ttl = std::min(ttl_value(rr.ttl), minimum);  // RFC 2308 5
+  }
+}
+
 }  // namespace
 
 namespace detail {
@@ -261,11 +285,13 @@ std::optional<ResponseView> parse_response(Bytes msg) {
         ok = false;
         return false;
       }
+      note_record(msg, rr, rv);
     }
     rv.end = rr.end();
     return true;
   });
   if (!walked || !ok) return std::nullopt;
+  rv.kept_end = rv.opt ? rv.opt->offset : rv.end;
   return rv;
 }
 
@@ -307,16 +333,6 @@ std::size_t copy_expanded(Bytes msg, const ResponseView& rv, MutableBytes out) {
   return static_cast<std::size_t>(p - out.data());
 }
 
-void clamp_ttls(MutableBytes msg, std::size_t question_end) {
-  Header h = Header::read(msg.data());
-  for_each_rr(Bytes(msg), h, question_end, [&](const RrView& rr) {
-    if (rr.type != static_cast<std::uint16_t>(Type::OPT) && (rr.ttl & 0x8000'0000u)) {
-      write_u32(&msg[rr.type_offset + 4], 0);
-    }
-    return true;
-  });
-}
-
 std::size_t copy_ede(Bytes msg, const RrView& opt, std::uint8_t* out) {
   std::uint8_t* p = out;
   std::size_t pos = opt.rdata_offset;
@@ -348,26 +364,6 @@ std::uint8_t* write_ede(std::uint8_t* p, std::uint16_t code, std::string_view te
 bool response_matches(const ResponseView& rv, std::uint16_t id, const Question& asked) {
   return rv.header.id == id && rv.header.opcode() == 0 && rv.question.qtype == asked.qtype &&
          rv.question.qclass == asked.qclass && names_equal(rv.question.qname, asked.qname);
-}
-
-std::size_t copy_without_opt(Bytes msg, const ResponseView& rv, std::uint8_t* out) {
-  std::size_t end = std::min(rv.end, msg.size());
-  if (!rv.opt) {
-    std::memcpy(out, msg.data(), end);
-    return end;
-  }
-  // Records in the additional section before the OPT stay; the OPT and what
-  // follows it go.
-  unsigned before = 0;
-  for_each_rr(msg, rv.header, rv.question_end, [&](const RrView& rr) {
-    if (rr.offset >= rv.opt->offset) return false;
-    ++before;
-    return true;
-  });
-  unsigned kept_additional = before - rv.header.ancount - rv.header.nscount;
-  std::memcpy(out, msg.data(), rv.opt->offset);
-  write_u16(out + 10, static_cast<std::uint16_t>(kept_additional));
-  return rv.opt->offset;
 }
 
 }  // namespace localdns::dns

@@ -4,6 +4,7 @@
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
+#include <localdns/dns/health.hpp>
 #include <localdns/dns/message.hpp>
 #include <localdns/dns/name.hpp>
 #include <localdns/server/query_handler.hpp>
@@ -32,18 +33,6 @@ QueryHandler::QueryHandler(const ZoneRouter& router,
 
 namespace {
 
-const std::string& health_name() {
-  static const auto wire = *dns::name_from_text(kHealthName);
-  return wire;
-}
-
-bool same_name(dns::Bytes a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (dns::lower(a[i]) != static_cast<std::uint8_t>(b[i])) return false;
-  return true;
-}
-
 metrics::Family family_of(const ClientRef& client) {
   if (const auto* udp = std::get_if<UdpClient>(&client)) {
     return udp->addr.ss_family == AF_INET6 ? metrics::Family::V6 : metrics::Family::V4;
@@ -52,7 +41,9 @@ metrics::Family family_of(const ClientRef& client) {
 }
 
 unsigned rcode_of(dns::Bytes reply) {
-  return reply.size() >= 4 ? reply[3] & 0x0F : 2;
+  return reply.size() >= dns::kHeaderSize
+             ? static_cast<unsigned>(dns::Header::read(reply.data()).rcode())
+             : 2;
 }
 
 std::string client_text(const ClientRef& client) {
@@ -119,7 +110,7 @@ Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& c
     stats_.dropped.inc();
     return {Action::Drop, 0};
   }
-  if (q.status == dns::QueryStatus::Ok && same_name(q.question.qname, health_name())) {
+  if (q.status == dns::QueryStatus::Ok && dns::is_health_name(q.question.qname)) {
     return {Action::Reply, dns::build_error_reply(q, dns::Rcode::NoError, out)};
   }
   auto route =
@@ -209,7 +200,7 @@ void QueryHandler::prefetch(int group, const cache::Key& key, const upstream::Re
 void QueryHandler::store(int group, const cache::Key& key, const upstream::Result& result) {
   if (!cache_.cache || result.status != upstream::Status::Ok) return;
   const auto& policy = cache_.policies[group];
-  auto life = cache::cache_lifetime(result.answer, *result.view, policy);
+  auto life = cache::cache_lifetime(*result.view, policy);
   if (life.kind == cache::AnswerKind::Uncacheable) return;
   cache_.cache->insert(key, result.answer, *result.view, life.seconds, policy.stale_window);
 }

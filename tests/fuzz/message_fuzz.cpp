@@ -256,7 +256,7 @@ void as_answer(dns::Bytes in) {
     // A cache of its own per input: no entry of an earlier input can answer.
     cache::PacketCache cache(cache::CacheSettings{1000, 1u << 20, 4, 2, 10},
                              [] { return fuzz_now; });
-    auto life = cache::cache_lifetime(in, *rv, cache::TtlPolicy{});
+    auto life = cache::cache_lifetime(*rv, cache::TtlPolicy{});
     const std::uint32_t lifetime = life.seconds == 0 ? 7 : life.seconds;
     auto key = cache::Key::make(rv->question, false, false);
     const auto stored = fuzz_now;

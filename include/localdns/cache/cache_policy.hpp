@@ -29,7 +29,8 @@ struct Lifetime {
 // min(SOA TTL, SOA MINIMUM) from the authority section, clamped to
 // denial_max_ttl; without an SOA, not cached. TC=1, other RCODEs (the full
 // 12-bit RCODE: extended ones included) and unparseable answers are never
-// cached. TTLs with the top bit set count as 0 (RFC 2181 8).
-Lifetime cache_lifetime(dns::Bytes msg, const dns::ResponseView& rv, const TtlPolicy& policy);
+// cached. TTLs with the top bit set count as 0 (RFC 2181 8). Reads only the
+// view: parse_response gathered the TTLs and the SOA on its walk.
+Lifetime cache_lifetime(const dns::ResponseView& rv, const TtlPolicy& policy);
 
 }  // namespace localdns::cache

@@ -1,15 +1,34 @@
 // The packet cache: validated upstream answers stored in wire form, keyed by
 // question (name compared case-insensitively), qtype, qclass and the DO and CD
-// bits. A hit copies the stored answer into the caller's buffer, then patches
-// the ID, the RD/CD bits, the client's letter case, every TTL (lowered by the
-// entry's age, never below 0) and the OPT record (with the upstream's Extended
-// DNS Errors, and Stale Answer when serving stale); it does not allocate.
-// Stored answers never hold a name that reads TTL bytes: such answers are
-// stored with their names expanded, so a reply reads the same at every age.
+// bits. An entry holds what dns::answer_parts makes of the answer (the records
+// kept for clients, their TTL offsets, the upstream's Extended DNS Errors); a
+// hit renders it with dns::render_reply, the function that renders fresh
+// answers too, with every TTL lowered by the entry's age (never below 0) and
+// Stale Answer added when serving stale. A hit does not allocate. Stored
+// answers never hold a name that reads TTL bytes: such answers are stored
+// with their names expanded, so a reply reads the same at every age.
 //
-// Thread-safety: shared by all workers. Entries are split over shards by key
-// hash; each shard has its own mutex, taken once per lookup or insert, and its
-// own LRU list, entry budget and byte budget (the global budgets divided evenly).
+// Threads: one PacketCache is shared by all workers (lookups and inserts), the
+// control thread (for_each, erase_name, clear) and the metrics scraper (stats).
+//
+// Locking (the rules live here and in packet_cache.cpp's ShardData):
+// - Entries are split over shards by key hash. Each shard is one
+//   util::LockGuarded<ShardData>: its hash index, its LRU list, its entry
+//   and byte counts, its CacheStats and every entry linked into them are
+//   reachable only through the shard's locked handle. Budgets (the global
+//   ones divided evenly) are fixed at construction.
+// - Under the lock: the index lookup, the age check, rendering the reply into
+//   the caller's buffer (a copy of at most one answer, no allocation), the LRU
+//   move and the counters; for insert, replacing, linking and evicting (the
+//   evicted entries are freed under the lock). for_each runs its callback
+//   under the lock of the shard being visited: the callback must not call
+//   back into the cache.
+// - Outside the lock: reading the clock, hashing the key, building and
+//   allocating a new entry before insert takes the lock.
+// - One lock at a time: no code holds two shard locks, or takes any other
+//   lock while holding one. Each call takes its shard's lock once (for_each,
+//   erase_name, clear and stats take each shard's in turn), so there is no
+//   lock order to keep.
 #pragma once
 
 #include <array>
@@ -82,9 +101,10 @@ class PacketCache {
   PacketCache(const PacketCache&) = delete;
   PacketCache& operator=(const PacketCache&) = delete;
 
-  // Stores `msg` (an upstream answer that parse_response accepted as `rv`)
-  // for `lifetime` seconds, replacing any entry with the same key. The entry
-  // stays `stale_window` seconds longer for Freshness::AllowStale lookups.
+  // Stores `msg` (an upstream answer that parse_response accepted as `rv`,
+  // whose question has the key's name) for `lifetime` seconds, replacing any
+  // entry with the same key. The entry stays `stale_window` seconds longer
+  // for Freshness::AllowStale lookups.
   void insert(const Key& key, dns::Bytes msg, const dns::ResponseView& rv, std::uint32_t lifetime,
               std::uint32_t stale_window = 0);
 

@@ -6,6 +6,8 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string_view>
 
 #include <localdns/dns/message.hpp>
@@ -59,13 +61,58 @@ struct OutgoingQuery {
 // between clients) and an OPT advertising kEdnsUdpSize.
 std::size_t build_query(const OutgoingQuery& q, MutableBytes out);
 
-// Turns an upstream answer into this client's reply: its ID, its RD/CD bits,
-// its qname letter case, an OPT exactly when the client sent one, and TC=1
-// with empty sections when the result would exceed `shape.limit`. TTLs with
-// the top bit set read 0 (RFC 2181 8). EDNS clients get the upstream's full
-// RCODE and its Extended DNS Errors (bounded, dropped first when space is
-// short); a client without EDNS gets SERVFAIL for an extended RCODE, which it
-// could not read.
+// An answer as every reply to it is rendered from it, whether it just came
+// from upstream or is read from the cache: the records kept for clients (see
+// ResponseView) and where their TTL fields are, and what of its header and OPT
+// a reply carries.
+struct AnswerParts {
+  Bytes wire;  // header, question, kept records, no OPT; a reply rewrites ID and ARCOUNT
+  std::uint16_t flags = 0;    // the answer's header flags
+  std::uint16_t rcode = 0;    // its full 12-bit RCODE
+  std::uint16_t arcount = 0;  // additional records in `wire`
+  std::size_t qname_len = 0;
+  std::span<const std::uint16_t> ttl_offsets;  // every TTL field in `wire`
+  Bytes ede;                                   // the upstream's EDE options, bounded (copy_ede)
+};
+
+// Room answer_parts uses where the view does not do: a copy of the records
+// with names expanded, TTL offsets beyond the view's, the EDE options.
+struct AnswerScratch {
+  std::array<std::uint8_t, kMaxMessageSize> wire;
+  std::array<std::uint16_t, kMaxRecords> ttl_offsets;
+  std::array<std::uint8_t, kMaxEdeBytes> ede;
+};
+
+// The parts of upstream answer `msg` (parsed as `rv`); they point into `msg`,
+// `rv` and `scratch`. When a kept name reads TTL bytes (rv.names_read_ttls)
+// the records are copied with names expanded, into at most `max_wire` bytes;
+// std::nullopt when they do not fit.
+std::optional<AnswerParts> answer_parts(Bytes msg, const ResponseView& rv, AnswerScratch& scratch,
+                                        std::size_t max_wire = kMaxMessageSize);
+
+// How a cache hit ages an answer: each TTL loses `elapsed` seconds (never
+// below 0) and is at most `cap`.
+struct TtlAging {
+  std::uint32_t elapsed = 0;
+  std::uint32_t cap = UINT32_MAX;
+};
+
+// Renders `answer` as this client's reply, the one function behind both a
+// fresh answer and a cache hit: the client's ID, RD/CD bits and qname letter
+// case, the answer's other flags, an OPT exactly when the client sent one, and
+// TC=1 with empty sections when the result would exceed `shape.limit`. TTLs
+// with the top bit set read 0 (RFC 2181 8), then `aging` applies, if any.
+// EDNS clients get the full RCODE and the answer's Extended DNS Errors, then
+// `own_ede` (an INFO-CODE, 0 for none) when it is given; all of these are
+// dropped when they would not fit. A client without EDNS gets SERVFAIL for an
+// extended RCODE, which it could not read. Returns 0 when the question does not
+// match the answer's length or `out` is too small.
+std::size_t render_reply(const AnswerParts& answer, const ReplyShape& shape,
+                         std::optional<TtlAging> aging, std::uint16_t own_ede, MutableBytes out);
+
+// An upstream answer rendered for one client as it is (no aging): answer_parts
+// (with thread-local scratch, expanding into at most out.size() bytes) and
+// render_reply.
 std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const ReplyShape& shape,
                                MutableBytes out);
 

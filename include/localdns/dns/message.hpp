@@ -4,6 +4,7 @@
 // Thread-safe (pure functions).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -66,7 +67,14 @@ struct RrView {
   std::size_t end() const { return rdata_offset + rdlength; }
 };
 
-// An upstream response whose every record was walked successfully.
+// TTL fields a ResponseView remembers itself; answers with more records kept
+// for clients have the rest found again by answer_parts (see reply.hpp).
+inline constexpr std::size_t kViewTtlOffsets = 32;
+
+// An upstream response whose every record was walked successfully. The one
+// walk of parse_response also records what every later user needs, so no one
+// walks the records again: what is kept for clients (the records before the
+// OPT, their TTL fields), and the inputs of the cache lifetime.
 struct ResponseView {
   Header header;
   Question question;
@@ -78,6 +86,23 @@ struct ResponseView {
   // bytes of a TTL field. Replies that rewrite TTLs (cache hits, the RFC 2181
   // clamp) must then be built from copy_expanded().
   bool names_read_ttls = false;
+
+  // Records kept for clients: those before the OPT (all when there is none).
+  // They end at kept_end; kept_additional of them are in the additional section.
+  std::size_t kept_end = 0;
+  std::uint16_t kept_records = 0;
+  std::uint16_t kept_additional = 0;
+  // Offsets of the TTL fields of the first min(kept_records, kViewTtlOffsets)
+  // kept records, in message order.
+  std::array<std::uint16_t, kViewTtlOffsets> ttl_offsets{};
+  // Some kept record has a TTL with the top bit set (RFC 2181 8: read as 0).
+  bool ttl_top_bit = false;
+
+  // Cache lifetime inputs (RFC 2181 8 applied to record TTLs): the smallest
+  // answer-section TTL (UINT32_MAX without answers) and, from the last SOA of
+  // the authority section, min(SOA TTL, SOA MINIMUM) (RFC 2308 5).
+  std::uint32_t min_answer_ttl = UINT32_MAX;
+  std::optional<std::uint32_t> negative_ttl;
 
   // The full 12-bit RCODE (RFC 6891 6.1.3): OPT extended bits and header bits.
   std::uint16_t rcode() const {
@@ -107,22 +132,11 @@ bool rdata_names(Bytes msg, const RrView& rr, Fn&& fn);
 template <class Fn>
 bool for_each_rr(Bytes msg, const Header& h, std::size_t question_end, Fn&& fn);
 
-// The message up to its last record, without its OPT record (localdns adds
-// its own per client) and without any record after the OPT: moving those
-// could break compression pointers into the OPT or each other (servers put
-// the OPT last). Copies into `out` (room for the message) with ARCOUNT set;
-// returns the length.
-std::size_t copy_without_opt(Bytes msg, const ResponseView& rv, std::uint8_t* out);
-
 // The same records with every name (owners and record data of the types
 // rdata_names knows) written out in full, without compression: nothing then
 // depends on bytes a reply rewrites. Header and question are copied. Returns
 // the length, or 0 when the result does not fit `out`.
 std::size_t copy_expanded(Bytes msg, const ResponseView& rv, MutableBytes out);
-
-// RFC 2181 8: a TTL with the top bit set is read as 0. Rewrites those TTLs of
-// every record (the OPT excepted) of a message already walked successfully.
-void clamp_ttls(MutableBytes msg, std::size_t question_end);
 
 // Copies the Extended DNS Error options of an OPT record into `out` (room for
 // kMaxEdeBytes), bounded by kMaxEdeBytes: text that is not UTF-8 is dropped,

@@ -20,6 +20,9 @@ inline constexpr std::uint16_t kClassicUdpSize = 512;  // RFC 1035 4.2.1
 // for typical answers, small enough to avoid IP fragmentation.
 inline constexpr std::uint16_t kEdnsUdpSize = 1232;
 inline constexpr std::size_t kOptRecordSize = 11;  // root name + fixed part, no options
+// Most records one message can hold: each takes at least 11 bytes (root owner
+// and fixed fields), after the header and a question of at least 5.
+inline constexpr std::size_t kMaxRecords = (kMaxMessageSize - kHeaderSize - 5) / 11;
 
 enum class Type : std::uint16_t {
   A = 1,

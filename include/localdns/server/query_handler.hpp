@@ -70,10 +70,6 @@ struct CacheWiring {
   upstream::Coalescer* coalescer = nullptr;  // null: every miss queries upstream
 };
 
-// The name the health check asks each listener; answered NOERROR locally,
-// never forwarded, never counted in the query metrics (RFC 6761 .invalid).
-inline constexpr std::string_view kHealthName = "health.localdns.invalid";
-
 struct HandlerOptions {
   bool metrics = true;        // per-worker CoreDNS-style query metrics
   unsigned top_sample = 128;  // heavy hitters: record 1 in N queries; 0: off

@@ -164,7 +164,7 @@ TEST_CASE("cache lifetimes follow RFC 1035 and RFC 2308", "[cache]") {
   cache::TtlPolicy p;
   p.max_ttl = 30;
   p.denial_max_ttl = 5;
-  auto life = [&](const test::Packet& a) { return cache::cache_lifetime(a, view_of(a), p); };
+  auto life = [&](const test::Packet& a) { return cache::cache_lifetime(view_of(a), p); };
   CHECK(life(answer("x.", 0, {300, 20})).seconds == 20);
   CHECK(life(answer("x.", 0, {300})).seconds == 30);
   CHECK(life(answer("x.", 3, {}, std::pair{60u, 3u})).seconds == 3);  // min(TTL, MINIMUM)
@@ -368,7 +368,7 @@ TEST_CASE("names in record data that read TTL bytes are stored expanded", "[cach
 
 TEST_CASE("extended RCODEs and top-bit TTLs are classified on their real values", "[cache]") {
   cache::TtlPolicy p;
-  auto life = [&](const test::Packet& a) { return cache::cache_lifetime(a, view_of(a), p); };
+  auto life = [&](const test::Packet& a) { return cache::cache_lifetime(view_of(a), p); };
   auto badvers = answer("x.", 0, {60});
   badvers[badvers.size() - 6] = 1;  // OPT extended RCODE: 16, BADVERS
   CHECK(view_of(badvers).rcode() == 16);

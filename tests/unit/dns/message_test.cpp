@@ -1,6 +1,12 @@
+#include <algorithm>
+#include <array>
+
 #include <catch2/catch.hpp>
 
+#include <localdns/dns/builder.hpp>
+#include <localdns/dns/health.hpp>
 #include <localdns/dns/message.hpp>
+#include <localdns/dns/name.hpp>
 
 #include "dns_client.hpp"
 #include "packets.hpp"
@@ -125,4 +131,84 @@ TEST_CASE("parse_response walks every record and finds the OPT", "[dns][parse]")
     bad[12 + 9 + 3] = 41;
     CHECK_FALSE(dns::parse_response(view(bad)));
   }
+}
+
+TEST_CASE("parse_response records what replies and the cache need on its one walk",
+          "[dns][parse]") {
+  // 2 answers (TTLs 60, 0x8000'0010: read as 0), an SOA (TTL 50, MINIMUM 40)
+  // in authority, an A in additional, the OPT, then an A after the OPT.
+  test::Packet p = {0x12, 0x34, 0x81, 0x80, 0, 1, 0, 2, 0, 1, 0, 3};
+  p.insert(p.end(), {3, 'f', 'o', 'o', 0, 0, 1, 0, 1});  // question ends at 21
+  p.insert(p.end(), {0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 1});
+  p.insert(p.end(), {0xC0, 0x0C, 0, 1, 0, 1, 0x80, 0, 0, 0x10, 0, 4, 192, 0, 2, 2});
+  p.insert(p.end(), {0xC0, 0x0C, 0, 6, 0, 1, 0, 0, 0, 50, 0, 22, 0, 0});
+  for (std::uint8_t v :
+       {std::uint8_t{1}, std::uint8_t{2}, std::uint8_t{3}, std::uint8_t{4}, std::uint8_t{40}})
+    p.insert(p.end(), {0, 0, 0, v});
+  p.insert(p.end(), {0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 70, 0, 4, 192, 0, 2, 3});
+  const std::size_t opt_at = p.size();
+  p.insert(p.end(), {0, 0, 41, 0x04, 0xD0, 0, 0, 0, 0, 0, 0});
+  p.insert(p.end(), {0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 192, 0, 2, 4});
+  p[11] = 3;
+  auto rv = dns::parse_response(view(p));
+  REQUIRE(rv);
+  CHECK(rv->kept_end == opt_at);
+  CHECK(rv->kept_records == 4);
+  CHECK(rv->kept_additional == 1);
+  CHECK(rv->ttl_top_bit);
+  // TTL fields: each record's owner (2) + type and class (4) past its start.
+  CHECK(rv->ttl_offsets[0] == 21 + 6);
+  CHECK(rv->ttl_offsets[1] == 37 + 6);
+  CHECK(rv->ttl_offsets[2] == 53 + 6);
+  CHECK(rv->ttl_offsets[3] == 87 + 6);
+  for (std::size_t i = 0; i < 4; ++i)
+    CHECK(dns::read_u32(&p[rv->ttl_offsets[i]]) == (i == 0   ? 60u
+                                                    : i == 1 ? 0x8000'0010u
+                                                    : i == 2 ? 50u
+                                                             : 70u));
+  CHECK(rv->min_answer_ttl == 0);  // RFC 2181 8
+  REQUIRE(rv->negative_ttl);
+  CHECK(*rv->negative_ttl == 40);  // min(SOA TTL, MINIMUM), RFC 2308 5
+
+  SECTION("no answers, no SOA") {
+    test::Packet q = {0x12, 0x34, 0x81, 0x83, 0,   1, 0, 0, 0, 0, 0,
+                      0,    3,    'f',  'o',  'o', 0, 0, 1, 0, 1};
+    auto nx = dns::parse_response(view(q));
+    REQUIRE(nx);
+    CHECK(nx->min_answer_ttl == UINT32_MAX);
+    CHECK_FALSE(nx->negative_ttl);
+    CHECK(nx->kept_records == 0);
+    CHECK(nx->kept_end == q.size());
+    CHECK_FALSE(nx->ttl_top_bit);
+  }
+}
+
+TEST_CASE("the health name, its query and its answer", "[dns][health]") {
+  auto wire = dns::name_from_text(dns::kHealthName);
+  REQUIRE(wire);
+  CHECK(std::equal(wire->begin(), wire->end(), dns::kHealthNameWire.begin(),
+                   dns::kHealthNameWire.end(),
+                   [](char a, std::uint8_t b) { return static_cast<std::uint8_t>(a) == b; }));
+  auto mixed = make_query("Health.LocalDNS.invalid", "A");
+  auto q = dns::parse_query(view(mixed));
+  REQUIRE(q.status == dns::QueryStatus::Ok);
+  CHECK(dns::is_health_name(q.question.qname));
+  CHECK_FALSE(dns::is_health_name(
+      dns::parse_query(view(make_query("health.localdns", "A"))).question.qname));
+
+  std::array<std::uint8_t, 512> out{};
+  std::size_t n = dns::build_health_query(0x4321, out);
+  REQUIRE(n > 0);
+  auto hq = dns::parse_query(dns::Bytes(out.data(), n));
+  REQUIRE(hq.status == dns::QueryStatus::Ok);
+  CHECK(dns::is_health_name(hq.question.qname));
+  CHECK(hq.question.qtype == 1);
+  CHECK(hq.header.id == 0x4321);
+
+  std::size_t r = dns::build_error_reply(hq, dns::Rcode::NoError, out);
+  CHECK(dns::is_health_answer(dns::Bytes(out.data(), r), 0x4321));
+  CHECK_FALSE(dns::is_health_answer(dns::Bytes(out.data(), r), 0x4322));
+  CHECK_FALSE(dns::is_health_answer(dns::Bytes(out.data(), 11), 0x4321));
+  r = dns::build_error_reply(hq, dns::Rcode::ServFail, out);
+  CHECK_FALSE(dns::is_health_answer(dns::Bytes(out.data(), r), 0x4321));
 }
