@@ -54,7 +54,7 @@ void run(benchmark::State& state, server::HandlerOptions options) {
   std::size_t i = 0;
   for (auto _ : state) {
     const auto& q = queries[i++ % kNames];
-    auto r = handler.handle(q, false, client, out);
+    auto r = handler.handle(q, server::Transport::Udp, client, out);
     benchmark::DoNotOptimize(r);
   }
   state.counters["hits"] = static_cast<double>(handler.stats().cache_hits.get());

@@ -62,7 +62,7 @@ Runtime::Runtime(config::Config cfg) {
     shared_.cache = std::make_unique<cache::PacketCache>(cache::CacheSettings{
         cc.max_entries, cc.max_bytes, 32, cc.prefetch_hits, cc.prefetch_percent});
     shared_.cache_wiring.cache = shared_.cache.get();
-    shared_.coalescer = std::make_unique<upstream::Coalescer>();
+    shared_.coalescer = std::make_unique<server::QueryCoalescer>();
     shared_.cache_wiring.coalescer = shared_.coalescer.get();
   }
   auto secs = [](config::Duration d) {

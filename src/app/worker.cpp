@@ -49,11 +49,7 @@ void Worker::run() {
     for (auto& f : forwarders_)
       f->start_probing();
   }
-  if (auto* m = handler_.metrics()) metrics::QueryMetrics::set_current(m);
-  metrics::TopTracker::set_current(handler_.top());
   ctx_.run();
-  metrics::QueryMetrics::set_current(nullptr);
-  metrics::TopTracker::set_current(nullptr);
 }
 
 void Worker::stop_listening() {

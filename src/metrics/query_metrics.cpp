@@ -3,7 +3,6 @@
 namespace localdns::metrics {
 
 namespace {
-thread_local QueryMetrics* tl_current = nullptr;
 constexpr std::size_t kTypes = kTypeNames.size();
 constexpr std::size_t kRcodes = kRcodeNames.size();
 }  // namespace
@@ -109,14 +108,6 @@ const LocalHistogram<kSizeBounds.size()>& QueryMetrics::request_size(std::size_t
 const LocalHistogram<kSizeBounds.size()>& QueryMetrics::response_size(std::size_t zone,
                                                                       Proto p) const {
   return response_size_[zone * 2 + static_cast<std::size_t>(p)];
-}
-
-QueryMetrics* QueryMetrics::current() {
-  return tl_current;
-}
-
-void QueryMetrics::set_current(QueryMetrics* m) {
-  tl_current = m;
 }
 
 }  // namespace localdns::metrics

@@ -39,18 +39,6 @@ void SpaceSaving::clear() {
   order_.clear();
 }
 
-namespace {
-thread_local TopTracker* tl_current = nullptr;
-}  // namespace
-
-TopTracker* TopTracker::current() {
-  return tl_current;
-}
-
-void TopTracker::set_current(TopTracker* t) {
-  tl_current = t;
-}
-
 TopTracker::TopTracker(std::size_t capacity, unsigned sample, std::string cluster_domain)
     : sample_(sample == 0 ? 1 : sample),
       cluster_domain_(std::move(cluster_domain)),
@@ -62,7 +50,7 @@ TopTracker::TopTracker(std::size_t capacity, unsigned sample, std::string cluste
 void TopTracker::push(SlotKind kind, std::span<const std::uint8_t> bytes) {
   std::uint32_t head = head_.load(std::memory_order_relaxed);
   if (head - tail_.load(std::memory_order_acquire) >= kRing || bytes.size() > 255) {
-    dropped_.fetch_add(1, std::memory_order_relaxed);
+    dropped_.store(dropped_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return;
   }
   Slot& slot = ring_[head % kRing];

@@ -1,5 +1,8 @@
+#include <algorithm>
 #include <arpa/inet.h>
 #include <array>
+#include <iterator>
+#include <optional>
 
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
@@ -15,6 +18,37 @@ namespace localdns::server {
 namespace {
 // Per-thread scratch space for replies built outside a listener's batch.
 thread_local std::array<std::uint8_t, dns::kMaxMessageSize> tl_reply;
+
+// An upstream outcome that outlives the completion it came with: one
+// immutable copy made on the leader's thread, shared by the completions
+// posted to the other workers.
+class SharedResult {
+ public:
+  explicit SharedResult(const upstream::Result& r)
+      : status_(r.status), bytes_(r.answer.begin(), r.answer.end()) {
+    if (r.view == nullptr) return;
+    view_ = *r.view;
+    // The view holds offsets into its message, and the question's name as a
+    // span of it: point that at the copy.
+    const auto& qname = r.view->question.qname;
+    const auto* base = r.answer.data();
+    if (!qname.empty() && qname.data() >= base &&
+        qname.data() + qname.size() <= base + r.answer.size()) {
+      view_->question.qname = dns::Bytes(bytes_.data() + (qname.data() - base), qname.size());
+    } else {
+      view_ = dns::parse_response(bytes_);
+    }
+  }
+  SharedResult(const SharedResult&) = delete;
+  SharedResult& operator=(const SharedResult&) = delete;
+
+  upstream::Result result() const { return {status_, bytes_, view_ ? &*view_ : nullptr}; }
+
+ private:
+  upstream::Status status_;
+  std::vector<std::uint8_t> bytes_;
+  std::optional<dns::ResponseView> view_;
+};
 }  // namespace
 
 QueryHandler::QueryHandler(const ZoneRouter& router,
@@ -88,10 +122,11 @@ std::pair<std::string, std::uint16_t> question_of(dns::Bytes reply) {
 
 }  // namespace
 
-Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& client,
+Outcome QueryHandler::handle(dns::Bytes query, Transport transport, const ClientRef& client,
                              dns::MutableBytes out) {
   stats_.queries.inc();
   auto q = dns::parse_query(query);
+  const bool over_tcp = transport == Transport::Tcp;
   const auto proto = over_tcp ? metrics::Proto::Tcp : metrics::Proto::Udp;
   std::size_t zone = dropped_zone_;
   // Replies made here, without an upstream: counted with no measurable duration.
@@ -159,14 +194,12 @@ Outcome QueryHandler::handle(dns::Bytes query, bool over_tcp, const ClientRef& c
   Asker asker{client, shape, static_cast<int>(zone), proto, {}};
   if (metrics_) asker.start = std::chrono::steady_clock::now();
   if (cache_.coalescer) {
-    auto role = cache_.coalescer->join(
-        key.view(),
-        [this, asker, key, group](const upstream::Result& r) { deliver(asker, r, key, group); });
-    if (role == upstream::Coalescer::Role::Waiting) {
+    auto role = cache_.coalescer->join(key.view(), Waiter{this, asker});
+    if (role == JoinRole::Waiting) {
       stats_.coalesced.inc();
       return {Action::Async, 0};
     }
-    if (role == upstream::Coalescer::Role::Leader) {
+    if (role == JoinRole::Leader) {
       lead(group, key, req);
       return {Action::Async, 0};
     }
@@ -183,16 +216,49 @@ void QueryHandler::lead(int group, const cache::Key& key, const upstream::Reques
   stats_.forwarded.inc();
   forwarders_[group]->resolve(req, [this, key, group](const upstream::Result& r) {
     store(group, key, r);  // first, so that later askers hit the cache
-    cache_.coalescer->complete(key.view(), r);
+    complete(group, key, r);
   });
+}
+
+void QueryHandler::complete(int group, const cache::Key& key, const upstream::Result& result) {
+  auto waiters = cache_.coalescer->take(key.view());
+  // This worker's waiters first (in join order), then the others' by worker.
+  auto others = std::stable_partition(waiters.begin(), waiters.end(),
+                                      [this](const Waiter& w) { return w.home == this; });
+  std::stable_sort(others, waiters.end(),
+                   [](const Waiter& a, const Waiter& b) { return std::less<>{}(a.home, b.home); });
+  // Posted before answering here, so that the other workers start at once.
+  std::shared_ptr<const SharedResult> shared;
+  for (auto first = others; first != waiters.end();) {
+    QueryHandler* home = first->home;
+    auto last =
+        std::find_if(first, waiters.end(), [home](const Waiter& w) { return w.home != home; });
+    if (!shared) shared = std::make_shared<const SharedResult>(result);
+    // The shutdown order relies on this post: it is queued on the home
+    // worker before that worker is asked to drain its clients (see
+    // app::Worker::fail_upstreams). A worker stopped before it runs this
+    // destroys it unrun: nothing then touches `home`.
+    boost::asio::post(home->executor_,
+                      [home, shared, key, group,
+                       batch = std::vector<Waiter>(std::make_move_iterator(first),
+                                                   std::make_move_iterator(last))] {
+                        home->deliver_all(batch, shared->result(), key, group);
+                      });
+    first = last;
+  }
+  deliver_all(std::span<const Waiter>(waiters.begin(), others), result, key, group);
+}
+
+void QueryHandler::deliver_all(std::span<const Waiter> waiters, const upstream::Result& result,
+                               const cache::Key& key, int group) {
+  for (const auto& w : waiters)
+    deliver(w.asker, result, key, group);
 }
 
 void QueryHandler::prefetch(int group, const cache::Key& key, const upstream::Request& req) {
   // Joins like a client that needs no reply: if a refresh or a miss for this
   // key is already in flight, it will refresh the entry anyway.
-  if (!cache_.coalescer) return;
-  auto role = cache_.coalescer->join(key.view(), [](const upstream::Result&) {});
-  if (role != upstream::Coalescer::Role::Leader) return;
+  if (!cache_.coalescer || !cache_.coalescer->lead_if_idle(key.view())) return;
   stats_.prefetches.inc();
   lead(group, key, req);
 }
@@ -243,15 +309,11 @@ void QueryHandler::deliver(const Asker& asker, const upstream::Result& result,
   }
   std::uint64_t micros = 0;
   if (metrics_) {
-    // Counted by the thread that runs this (a coalesced answer may complete
-    // on another worker): each thread writes only its own metrics.
-    auto* m = metrics::QueryMetrics::current();
-    if (m == nullptr) m = metrics_.get();
     micros = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                             std::chrono::steady_clock::now() - asker.start)
                                             .count());
-    m->response(static_cast<std::size_t>(asker.zone), asker.proto,
-                rcode_of(dns::Bytes(buf.data(), n)), n, micros);
+    metrics_->response(static_cast<std::size_t>(asker.zone), asker.proto,
+                       rcode_of(dns::Bytes(buf.data(), n)), n, micros);
   }
   note_answer(client, dns::Bytes(buf.data(), n), micros,
               result.status == upstream::Status::Ok ? "upstream" : "error");
@@ -262,15 +324,11 @@ void QueryHandler::note_answer(const ClientRef& client, dns::Bytes reply, std::u
                                const char* source) {
   unsigned rcode = rcode_of(reply);
   if (top_ && rcode == 3 && top_->should_sample()) {
-    // The tracker of the thread running this: one producer per ring.
-    auto* t = metrics::TopTracker::current();
-    if (t == nullptr) t = top_.get();
     if (auto end = reply.size() > 12 ? dns::skip_name(reply, 12) : std::nullopt) {
-      t->record_name(metrics::TopKind::NxDomain, reply.subspan(12, *end - 12));
+      top_->record_name(metrics::TopKind::NxDomain, reply.subspan(12, *end - 12));
     }
   }
-  if (query_log_sample_ != 0 &&
-      query_log_tick_.fetch_add(1, std::memory_order_relaxed) % query_log_sample_ == 0) {
+  if (query_log_sample_ != 0 && query_log_tick_++ % query_log_sample_ == 0) {
     auto [name, type] = question_of(reply);
     spdlog::info("query client={} name={} type={} rcode={} size={} source={}{}",
                  client_text(client), name, type, metrics::kRcodeNames[metrics::rcode_index(rcode)],
@@ -284,13 +342,8 @@ void QueryHandler::send(const ClientRef& client, dns::Bytes reply) {
     // A full socket buffer drops the reply like a lost datagram; the client retries.
     (void)::sendto(udp->fd, reply.data(), reply.size(), MSG_DONTWAIT,
                    reinterpret_cast<const sockaddr*>(&udp->addr), udp->addr_len);
-  } else if (executor_.running_in_this_thread()) {
-    if (auto session = std::get<TcpClient>(client).session.lock()) session->send_reply(reply);
-  } else {
-    boost::asio::post(executor_, [session = std::get<TcpClient>(client).session,
-                                  bytes = std::vector<std::uint8_t>(reply.begin(), reply.end())] {
-      if (auto s = session.lock()) s->send_reply(bytes);
-    });
+  } else if (auto session = std::get<TcpClient>(client).session.lock()) {
+    session->send_reply(reply);  // this thread owns the session: answers come home first
   }
 }
 

@@ -214,7 +214,7 @@ void TcpSession::process_frames() {
     }
     if (rlen_ - off < 2 + len) break;
     ++pending_;
-    auto outcome = handler.handle(dns::Bytes(&rbuf_[off + 2], len), true,
+    auto outcome = handler.handle(dns::Bytes(&rbuf_[off + 2], len), Transport::Tcp,
                                   TcpClient{weak_from_this(), v6_}, owner_->scratch());
     off += 2 + len;
     if (outcome.action == Action::Async) continue;

@@ -98,7 +98,7 @@ void UdpListener::drain() {
       UdpClient client{fd, addrs_[i], hdr.msg_namelen};
       dns::MutableBytes slot(&out_[replies * kReplySlot], kReplySlot);
       auto outcome = handler_.handle(dns::Bytes(&in_[i * kMaxQuerySize], in_msgs_[i].msg_len),
-                                     false, client, slot);
+                                     Transport::Udp, client, slot);
       if (outcome.action != Action::Reply || outcome.len == 0) continue;
       out_iov_[replies] = {slot.data(), outcome.len};
       auto& out = out_msgs_[replies].msg_hdr;

@@ -1,7 +1,12 @@
 // One worker thread: its own io_context, its own SO_REUSEPORT sockets on every
-// listen address, its own upstream connections. Workers share only the
-// immutable config, the zone router and per-group atomics, so the query path
-// takes no lock. Constructed on the main thread, then run() on its own thread.
+// listen address, its own upstream connections, its own query handler. Each
+// of these is written by the worker's thread only (the handler's counters,
+// metrics and top tracker are read by scrapers on other threads). Workers
+// share the immutable config and zone router, per-group atomics, and the
+// packet cache and coalescer (sharded, each shard under its own lock). A
+// coalesced answer comes home: the worker whose query completes posts each
+// other waiting worker one completion, which replies on that worker's thread.
+// Constructed on the main thread, then run() on its own thread.
 #pragma once
 
 #include <atomic>
@@ -28,7 +33,7 @@ struct Shared {
   std::shared_ptr<const server::ZoneRouter> router;
   std::vector<std::shared_ptr<upstream::GroupState>> groups;
   std::unique_ptr<cache::PacketCache> cache;
-  std::unique_ptr<upstream::Coalescer> coalescer;
+  std::unique_ptr<server::QueryCoalescer> coalescer;
   server::CacheWiring cache_wiring;
   server::TcpClientBudget tcp_clients;
 };
@@ -47,15 +52,18 @@ class Worker {
   // Reads no new UDP queries and accepts no new TCP connections.
   void stop_listening();
   // Fails every upstream query in flight: their clients get SERVFAIL (or a
-  // stale answer) now, here or posted to the worker of a coalesced client.
-  // `done` runs on the worker's thread afterwards.
+  // stale answer), here now, or, for a coalesced client of another worker,
+  // from a completion posted to that worker before `done` runs (so it is
+  // queued there ahead of drain_clients). `done` runs on the worker's thread
+  // afterwards.
   void fail_upstreams(std::function<void()> done);
   // Closes each client TCP connection once its replies are written; `done`
   // runs on the worker's thread when none is left. Call after every worker's
   // fail_upstreams() is done, so that replies posted by others are counted.
   void drain_clients(std::function<void()> done);
-  // Stops the context at once. The UDP sockets stay open until destruction:
-  // another worker may still be sending a coalesced reply through them.
+  // Stops the context at once; completions other workers posted to it and it
+  // did not run yet are destroyed unrun with it. The sockets stay open until
+  // destruction.
   void stop();
 
   const server::HandlerStats& stats() const { return handler_.stats(); }

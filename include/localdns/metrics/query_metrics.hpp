@@ -1,8 +1,9 @@
 // Per-worker query metrics in the shape of CoreDNS's: requests by zone,
 // protocol, family and type; responses by zone and rcode; duration and size
-// histograms. Each worker thread writes only its own instance (plain relaxed
-// loads and stores, no locked instructions on the hot path); a scrape sums
-// all instances. Label values are fixed at construction: bounded cardinality.
+// histograms. One instance per worker, written by that worker's thread only
+// (plain relaxed loads and stores, no locked instructions on the hot path);
+// a scrape, on any thread, reads and sums all instances. Label values are fixed at construction:
+// bounded cardinality.
 #pragma once
 
 #include <array>
@@ -75,10 +76,6 @@ class QueryMetrics {
   const LocalHistogram<kDurationBuckets>& duration(std::size_t zone) const;  // sum in us
   const LocalHistogram<kSizeBounds.size()>& request_size(std::size_t zone, Proto p) const;
   const LocalHistogram<kSizeBounds.size()>& response_size(std::size_t zone, Proto p) const;
-
-  // The metrics of the worker running on this thread, if any.
-  static QueryMetrics* current();
-  static void set_current(QueryMetrics* m);
 
  private:
   std::size_t zones_;

@@ -53,6 +53,11 @@ enum class TopKind { Names, NxDomain, Clients };
 // weighted by `sample`. The query path only copies the key's bytes into a
 // fixed ring (no allocation, no lock; dropped when full); drain() turns them
 // into text and counts them, on the reader's thread.
+//
+// Threads: one producer, the owning worker's thread (should_sample, record_*:
+// the ring's head and the dropped count have that single writer); readers on
+// any thread (drain, top, dropped) serialize on an internal mutex, which the
+// producer never takes.
 class TopTracker {
  public:
   TopTracker(std::size_t capacity, unsigned sample, std::string cluster_domain = "cluster.local");
@@ -71,11 +76,6 @@ class TopTracker {
   std::vector<SpaceSaving::Item> top(TopKind kind, std::size_t n);
   unsigned sample() const { return sample_; }
   std::uint64_t dropped() const { return dropped_.load(std::memory_order_relaxed); }
-
-  // The tracker of the worker running on this thread, if any: answers that
-  // complete on another worker's thread are recorded there, one producer each.
-  static TopTracker* current();
-  static void set_current(TopTracker* t);
 
   // How an NXDOMAIN'd name is shown: split into the name and the cluster
   // search suffix it was tried with ("api.example.com [search ns1.svc.cluster.local]"),
@@ -104,9 +104,9 @@ class TopTracker {
   unsigned sample_;
   std::string cluster_domain_;
   std::unique_ptr<Slot[]> ring_;
-  std::atomic<std::uint32_t> head_{0};  // written by the producer
-  std::atomic<std::uint32_t> tail_{0};  // written under mu_
-  std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::uint32_t> head_{0};     // written by the producer
+  std::atomic<std::uint32_t> tail_{0};     // written under mu_
+  std::atomic<std::uint64_t> dropped_{0};  // written by the producer
   std::mutex mu_;
   SpaceSaving names_, nxdomain_, clients_;
 };

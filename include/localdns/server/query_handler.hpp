@@ -1,12 +1,16 @@
 // Turns one client query into a reply: parse, route by zone, forward, answer.
-// One per worker thread; not thread-safe. Replies that need an upstream are
-// sent later through the client's ClientRef.
+// One per worker; every member runs on that worker's thread only, so its
+// stats, metrics, top tracker and query-log tick each have one writer (other
+// threads only read the counters). Replies that need an upstream are sent
+// later through the client's ClientRef, on the same thread: an answer that
+// another worker's query brings (coalescing) is posted back here first.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <sys/socket.h>
 #include <variant>
 #include <vector>
@@ -18,8 +22,8 @@
 #include <localdns/dns/builder.hpp>
 #include <localdns/metrics/query_metrics.hpp>
 #include <localdns/metrics/top.hpp>
+#include <localdns/server/coalescer.hpp>
 #include <localdns/server/zone_router.hpp>
-#include <localdns/upstream/coalescer.hpp>
 #include <localdns/upstream/forwarder.hpp>
 
 namespace localdns::server {
@@ -37,11 +41,13 @@ struct TcpClient {
 };
 using ClientRef = std::variant<UdpClient, TcpClient>;
 
-// A counter read by other threads (stats, metrics).
+// A counter written by its handler's thread and read by others (stats,
+// metrics): a relaxed load and store, no locked read-modify-write.
 class Counter {
  public:
-  // Atomic add: coalesced answers are counted on the thread that completes them.
-  void inc(std::uint64_t n = 1) { value_.fetch_add(n, std::memory_order_relaxed); }
+  void inc(std::uint64_t n = 1) {
+    value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
   std::uint64_t get() const { return value_.load(std::memory_order_relaxed); }
 
  private:
@@ -63,11 +69,32 @@ struct HandlerStats {
   Counter stale;       // expired answers served because upstream failed (RFC 8767)
 };
 
+class QueryHandler;
+
+// How the query came in.
+enum class Transport : std::uint8_t { Udp, Tcp };
+
+// A client waiting for an upstream answer.
+struct Asker {
+  ClientRef client;
+  dns::ReplyShape shape;
+  int zone = 0;
+  metrics::Proto proto = metrics::Proto::Udp;
+  std::chrono::steady_clock::time_point start;
+};
+// An asker filed in the coalescer, with the handler of the worker that owns
+// its client: the answer is delivered there, on that worker's thread.
+struct Waiter {
+  QueryHandler* home = nullptr;
+  Asker asker;
+};
+using QueryCoalescer = Coalescer<Waiter>;
+
 // The cache and how long each upstream group's answers may stay in it.
 struct CacheWiring {
-  cache::PacketCache* cache = nullptr;       // null: caching off
-  std::vector<cache::TtlPolicy> policies;    // index = group
-  upstream::Coalescer* coalescer = nullptr;  // null: every miss queries upstream
+  cache::PacketCache* cache = nullptr;     // null: caching off
+  std::vector<cache::TtlPolicy> policies;  // index = group
+  QueryCoalescer* coalescer = nullptr;     // null: every miss queries upstream
 };
 
 struct HandlerOptions {
@@ -86,14 +113,19 @@ struct Outcome {
 
 class QueryHandler {
  public:
+  // `executor` is the worker's: handle() is called on its thread, the
+  // forwarders in `fwds` complete there, and other workers post the answers
+  // of coalesced queries to it.
   QueryHandler(const ZoneRouter& router, std::vector<std::unique_ptr<upstream::Forwarder>>& fwds,
                const CacheWiring& cache, boost::asio::io_context::executor_type executor,
                HandlerOptions options = {});
 
-  // `limit` is the largest reply the transport allows for this client
-  // (kMaxMessageSize for TCP); the UDP limit is derived from its EDNS.
-  Outcome handle(dns::Bytes query, bool over_tcp, const ClientRef& client, dns::MutableBytes out);
+  // The largest reply `transport` allows this client is kMaxMessageSize over
+  // TCP and derived from its EDNS over UDP. On the executor's thread only.
+  Outcome handle(dns::Bytes query, Transport transport, const ClientRef& client,
+                 dns::MutableBytes out);
 
+  // Any thread may read these; only this handler's thread writes them.
   const HandlerStats& stats() const { return stats_; }
   // Null when metrics are off. Labels: router.zone_labels() plus "dropped".
   const metrics::QueryMetrics* metrics() const { return metrics_.get(); }
@@ -101,18 +133,17 @@ class QueryHandler {
   metrics::TopTracker* top() const { return top_.get(); }
 
  private:
-  // A client waiting for an upstream answer.
-  struct Asker {
-    ClientRef client;
-    dns::ReplyShape shape;
-    int zone;
-    metrics::Proto proto;
-    std::chrono::steady_clock::time_point start;
-  };
-  // May run on another worker's thread (coalesced waiters); TCP replies are
-  // then posted to `executor_`, the client's own worker.
+  // Replies to one of this worker's clients; on this handler's thread.
   void deliver(const Asker& asker, const upstream::Result& result, const cache::Key& key,
                int group);
+  // The leader's query for `key` is done (on this, the leader's, thread):
+  // this worker's waiters are answered here and now; each other worker gets
+  // one posted completion with all of its waiters and a shared copy of the
+  // answer.
+  void complete(int group, const cache::Key& key, const upstream::Result& result);
+  // Runs on this handler's thread, posted by the leader's worker.
+  void deliver_all(std::span<const Waiter> waiters, const upstream::Result& result,
+                   const cache::Key& key, int group);
   void store(int group, const cache::Key& key, const upstream::Result& result);
   void prefetch(int group, const cache::Key& key, const upstream::Request& req);
   // Leads the shared upstream query for `key`; waiters already joined.
@@ -131,7 +162,7 @@ class QueryHandler {
   std::unique_ptr<metrics::QueryMetrics> metrics_;
   std::unique_ptr<metrics::TopTracker> top_;
   unsigned query_log_sample_ = 0;
-  std::atomic<std::uint32_t> query_log_tick_{0};
+  std::uint32_t query_log_tick_ = 0;
   std::size_t dropped_zone_ = 0;  // metrics label index of "dropped"
 };
 

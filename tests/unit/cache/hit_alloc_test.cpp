@@ -81,10 +81,11 @@ TEST_CASE("a hit through the query handler does not allocate, metrics and top sa
   udp.addr_len = sizeof(sockaddr_in);
   server::ClientRef client = udp;
   std::array<std::uint8_t, 4096> out{};
-  REQUIRE(handler.handle(q, false, client, out).len > 0);  // first use of thread-locals
+  REQUIRE(handler.handle(q, server::Transport::Udp, client, out).len >
+          0);  // first use of thread-locals
   long before = g_allocations.load();
   for (int i = 0; i < 500; ++i) {
-    auto r = handler.handle(q, false, client, out);
+    auto r = handler.handle(q, server::Transport::Udp, client, out);
     REQUIRE(r.action == server::Action::Reply);
   }
   CHECK(g_allocations.load() - before == 0);

@@ -1,0 +1,43 @@
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <localdns/server/coalescer.hpp>
+
+using namespace localdns::server;
+
+TEST_CASE("the first asker leads, the others wait, all are handed out once", "[coalescer]") {
+  Coalescer<int> c;
+  CHECK(c.join("k", 1) == JoinRole::Leader);
+  CHECK(c.join("k", 2) == JoinRole::Waiting);
+  CHECK(c.join("other", 3) == JoinRole::Leader);
+  CHECK(c.pending_keys() == 2);
+  CHECK(c.take("k") == std::vector<int>{1, 2});  // in join order, the leader's first
+  CHECK(c.take("k").empty());                    // already done: nothing handed out twice
+  CHECK(c.pending_keys() == 1);
+  CHECK(c.join("k", 4) == JoinRole::Leader);  // a new round
+  CHECK(c.take("other") == std::vector<int>{3});
+}
+
+TEST_CASE("waiters per key are bounded", "[coalescer]") {
+  Coalescer<int> c;
+  CHECK(c.join("hot", 0) == JoinRole::Leader);
+  for (std::size_t i = 1; i < Coalescer<int>::kMaxWaitersPerKey; ++i) {
+    REQUIRE(c.join("hot", 0) == JoinRole::Waiting);
+  }
+  CHECK(c.join("hot", 0) == JoinRole::Overflow);
+  CHECK(c.take("hot").size() == Coalescer<int>::kMaxWaitersPerKey);
+}
+
+TEST_CASE("a refresh leads a round with no waiter only when none is in flight", "[coalescer]") {
+  Coalescer<std::string> c;
+  CHECK(c.lead_if_idle("k"));
+  CHECK_FALSE(c.lead_if_idle("k"));                   // its own round is in flight
+  CHECK(c.join("k", "client") == JoinRole::Waiting);  // clients join the refresh
+  CHECK(c.take("k") == std::vector<std::string>{"client"});
+  CHECK(c.join("k", "first") == JoinRole::Leader);
+  CHECK_FALSE(c.lead_if_idle("k"));  // a client's miss is in flight: it refreshes the entry
+  CHECK(c.take("k") == std::vector<std::string>{"first"});
+  CHECK(c.pending_keys() == 0);
+}
