@@ -200,7 +200,7 @@ struct Setup {
     g.servers = {util::Endpoint{boost::asio::ip::make_address("127.0.0.1"), up.port()}};
     g.timeout = timeout;
     g.attempts = 1;
-    router = std::make_unique<server::ZoneRouter>(std::vector<config::UpstreamGroup>{g});
+    router = std::make_unique<server::ZoneRouter>(server::GroupZones{g.zones});
     group = std::make_shared<upstream::GroupState>(g);
     wiring.cache = &cache;
     wiring.policies = {cache::TtlPolicy{}};
