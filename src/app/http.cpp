@@ -336,9 +336,13 @@ HttpServer::Response HealthEndpoint::ready(const std::string& node_problem) {
   if (!node_problem.empty()) return {503, "node setup: " + node_problem + "\n"};
   const auto& groups = server_.groups();
   const upstream::GroupState* def = groups.empty() ? nullptr : groups.front().get();
-  for (const auto& g : groups) {
-    if (std::find(g->config.zones.begin(), g->config.zones.end(), ".") != g->config.zones.end()) {
-      def = g.get();
+  const std::vector<std::string>* def_zones =
+      groups.empty() ? nullptr : &server_.config().forward.front().zones;
+  for (std::size_t i = 0; i < groups.size(); ++i) {
+    const auto& zones = server_.config().forward[i].zones;
+    if (std::find(zones.begin(), zones.end(), ".") != zones.end()) {
+      def = groups[i].get();
+      def_zones = &zones;
     }
   }
   if (def != nullptr) {
@@ -346,7 +350,7 @@ HttpServer::Response HealthEndpoint::ready(const std::string& node_problem) {
     for (const auto& h : def->health)
       answered = answered || h->counters().answered.load(std::memory_order_relaxed);
     if (!answered) {
-      return {503, "no upstream of zone " + def->config.zones.front() + " has answered yet\n"};
+      return {503, "no upstream of zone " + def_zones->front() + " has answered yet\n"};
     }
   }
   return {200, "OK\n"};

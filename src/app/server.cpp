@@ -53,7 +53,8 @@ Server::Server(config::Config cfg) {
   shared_.config = std::make_shared<const config::Config>(std::move(cfg));
   shared_.router = std::make_shared<const server::ZoneRouter>(shared_.config->forward);
   for (const auto& g : shared_.config->forward) {
-    shared_.groups.push_back(std::make_shared<upstream::GroupState>(g));
+    shared_.groups.push_back(
+        std::make_shared<upstream::GroupState>(config::upstream_settings(*shared_.config, g)));
   }
   const auto& cc = shared_.config->cache;
   if (cc.enabled) {

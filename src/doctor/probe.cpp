@@ -445,7 +445,7 @@ int run_doctor(const std::vector<std::string>& raw) {
     }
     if (obs.from_config) {
       for (const auto& g : cfg.forward)
-        for (const auto& s : g.servers) {
+        for (const auto& s : config::servers_of(cfg, g)) {
           if (std::any_of(obs.upstreams.begin(), obs.upstreams.end(),
                           [&](const ProbeResult& p) { return p.target == s.to_string() + " tcp"; }))
             continue;
@@ -538,7 +538,7 @@ int run_doctor(const std::vector<std::string>& raw) {
     for (const auto& l : targets.locals)
       if (obs.expected) mine.push_back(l.address.to_string());
     for (const auto& g : cfg.forward)
-      for (const auto& s : g.servers)
+      for (const auto& s : config::servers_of(cfg, g))
         servers.push_back(s.to_string());
     add_resolved(c4, probe_resolved(), mine, servers);
   }

@@ -50,7 +50,8 @@ std::vector<std::string> assign_fallbacks(const config::Config& c, RuleTargets& 
   if (n.fallback_auto) {
     source = "the \".\" servers";
     for (const auto& g : c.forward) {
-      if (std::find(g.zones.begin(), g.zones.end(), ".") != g.zones.end()) candidates = g.servers;
+      if (std::find(g.zones.begin(), g.zones.end(), ".") != g.zones.end())
+        candidates = config::servers_of(c, g);
     }
   }
   for (auto& l : t.locals) {
