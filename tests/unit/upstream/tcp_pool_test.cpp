@@ -206,3 +206,22 @@ TEST_CASE("a TCP connection retires after max_queries", "[upstream][tcp_pool]") 
   // The retired ones closed once drained.
   CHECK(run_until(rig.ctx, [&] { return up.open_tcp_connections() == 1; }));
 }
+
+TEST_CASE("an idle TCP connection closes when the pool's clock says it idled",
+          "[upstream][tcp_pool]") {
+  FakeUpstream up;
+  auto tcp = one_connection();
+  tcp.idle_timeout = 50ms;
+  Rig rig(test::endpoint_of(up), tcp);
+  auto q = std::make_shared<Query>("idle.example");
+  REQUIRE(rig.send(q).has_value());
+  REQUIRE(run_until(rig.ctx, [&] { return q->answers == 1; }));
+  REQUIRE(up.open_tcp_connections() == 1);
+  // The idle timer fires every 50 ms of real time, but the clock has not
+  // moved: the connection is not idle yet and stays open.
+  CHECK_FALSE(run_until(
+      rig.ctx, [&] { return up.open_tcp_connections() == 0; }, 300ms));
+  rig.clock.advance(50ms);
+  CHECK(run_until(rig.ctx, [&] { return up.open_tcp_connections() == 0; }));
+  CHECK(q->lost == 0);
+}
