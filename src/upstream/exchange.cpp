@@ -20,7 +20,7 @@ bool retryable(dns::Rcode rc) {
 
 Exchange::Exchange(Forwarder& fwd, const Request& req, Completion done, InFlightTicket ticket)
     : fwd_(fwd),
-      cfg_(fwd.settings()),
+      settings_(fwd.settings()),
       clock_(fwd.clock()),
       random_(fwd.random()),
       ticket_(std::move(ticket)),
@@ -35,7 +35,7 @@ Exchange::Exchange(Forwarder& fwd, const Request& req, Completion done, InFlight
 }
 
 unsigned Exchange::budget() const {
-  return pinned_server_ >= 0 ? 1 : cfg_.attempts;
+  return pinned_server_ >= 0 ? 1 : settings_.attempts;
 }
 
 Exchange::~Exchange() {
@@ -55,7 +55,7 @@ void Exchange::detach() {
 }
 
 void Exchange::start() {
-  deadline_ = clock_.now() + cfg_.timeout * budget();
+  deadline_ = clock_.now() + settings_.timeout * budget();
   fwd_.track(this);
   if (query_len_ == 0 || fwd_.stopping()) {
     finish(Status::Failed);
@@ -109,10 +109,10 @@ void Exchange::next_attempt() {
   const std::size_t i = attempts_.size();
   attempts_.push_back(std::move(a));
   current_ = static_cast<int>(i);
-  attempt_end_ = std::min(deadline_, attempts_[i]->sent + cfg_.timeout);
+  attempt_end_ = std::min(deadline_, attempts_[i]->sent + settings_.timeout);
   fwd_.health(server).counters().requests.fetch_add(1, std::memory_order_relaxed);
   arm_timer();
-  if (cfg_.transport == Transport::Tcp) {
+  if (settings_.transport == Transport::Tcp) {
     send_tcp(i);
   } else {
     send_udp(i);
@@ -154,7 +154,7 @@ void Exchange::on_timer(std::uint32_t gen) {
 void Exchange::send_udp(std::size_t i) {
   auto& a = *attempts_[i];
   a.wire = Wire::Udp;
-  const auto& ep = cfg_.servers[static_cast<std::size_t>(a.server)];
+  const auto& ep = settings_.servers[static_cast<std::size_t>(a.server)];
   asio::ip::udp::endpoint target(ep.address, ep.port);
   error_code ec;
   a.udp.emplace(fwd_.context());
@@ -272,7 +272,7 @@ void Exchange::handle_answer(std::size_t i, dns::Bytes msg, const dns::ResponseV
   auto& h = fwd_.health(a.server);
   h.record_success();
   h.counters().observe_answer(static_cast<unsigned>(rv.header.rcode()), clock_.now() - a.sent);
-  if (rv.header.tc() && a.wire == Wire::Udp && cfg_.transport == Transport::PreferUdp) {
+  if (rv.header.tc() && a.wire == Wire::Udp && settings_.transport == Transport::PreferUdp) {
     // Same server, same attempt and deadline: truncation is not a failure.
     error_code ignored;
     a.udp->close(ignored);
@@ -282,7 +282,7 @@ void Exchange::handle_answer(std::size_t i, dns::Bytes msg, const dns::ResponseV
     send_tcp(i);
     return;
   }
-  if (retryable(rv.header.rcode()) && cfg_.servers.size() > 1 && pinned_server_ < 0) {
+  if (retryable(rv.header.rcode()) && settings_.servers.size() > 1 && pinned_server_ < 0) {
     // Keep it in case no other server does better, and try the next one.
     if (fallback_.empty()) fallback_.assign(msg.begin(), msg.end());
     close_attempt(a);

@@ -116,7 +116,7 @@ class Exchange final : public PendingQuery, public std::enable_shared_from_this<
   void finish(Status status, dns::Bytes answer = {}, const dns::ResponseView* rv = nullptr);
 
   Forwarder& fwd_;
-  const GroupSettings& cfg_;
+  const GroupSettings& settings_;
   const util::Clock& clock_;
   util::Random& random_;
   InFlightTicket ticket_;
