@@ -267,9 +267,10 @@ std::string ControlServer::stats(bool json) {
     out += "upstreams\n";
   }
   bool first = true;
-  for (const auto& g : server_.groups()) {
+  for (std::size_t gi = 0; gi < server_.groups().size(); ++gi) {
+    const auto& g = server_.groups()[gi];
     std::string zones;
-    for (const auto& z : g->config.zones)
+    for (const auto& z : server_.config().forward[gi].zones)
       zones += (zones.empty() ? "" : ",") + z;
     for (const auto& h : g->health) {
       const auto& c = h->counters();

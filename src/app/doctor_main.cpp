@@ -103,8 +103,10 @@ int doctor_main(const std::vector<std::string>& raw) {
   for (const auto& g : cfg.forward)
     for (const auto& z : g.zones)
       if (in.probe_zone == "." && z != ".") in.probe_zone = z;
-  for (const auto& g : cfg.forward)
-    in.upstreams.insert(in.upstreams.end(), g.servers.begin(), g.servers.end());
+  for (const auto& g : cfg.forward) {
+    const auto& servers = config::servers_of(cfg, g);
+    in.upstreams.insert(in.upstreams.end(), servers.begin(), servers.end());
+  }
   if (cfg.metrics.enabled)
     in.metrics = config::resolve(cfg.metrics, cfg, config::kDefaultMetricsPort);
   return doctor::run_doctor(in);

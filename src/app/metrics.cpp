@@ -223,10 +223,11 @@ class Collector final : public prometheus::Collectable {
     auto in_flight = family("localdns_inflight_queries",
                             "Upstream queries in flight per forward group.", MetricType::Gauge);
     std::uint64_t rejected = 0;
-    for (const auto& g : server_.groups()) {
+    for (std::size_t gi = 0; gi < server_.groups().size(); ++gi) {
+      const auto& g = server_.groups()[gi];
       rejected += g->rejects.load(std::memory_order_relaxed);
       std::string zones;
-      for (const auto& z : g->config.zones)
+      for (const auto& z : server_.config().forward[gi].zones)
         zones += (zones.empty() ? "" : ",") + z;
       add_value(in_flight, {{"zones", zones}}, g->in_flight.load(std::memory_order_relaxed));
       for (const auto& h : g->health) {

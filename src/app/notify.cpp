@@ -37,8 +37,9 @@ std::string ready_status(const config::Config& c, const std::string& node_backen
   for (const auto& g : c.forward) {
     if (std::find(g.zones.begin(), g.zones.end(), ".") == g.zones.end()) continue;
     s += "; forwarding . to ";
-    for (std::size_t i = 0; i < g.servers.size(); ++i)
-      s += (i == 0 ? "" : ", ") + g.servers[i].to_string();
+    const auto& servers = config::servers_of(c, g);
+    for (std::size_t i = 0; i < servers.size(); ++i)
+      s += (i == 0 ? "" : ", ") + servers[i].to_string();
   }
   if (!node_backend.empty()) s += "; node setup with " + node_backend + " rules";
   // One line: STATUS= ends at the newline.

@@ -55,7 +55,7 @@ void log_summary(const config::Config& c, unsigned threads) {
     std::string zones, servers;
     for (const auto& z : g.zones)
       zones += (zones.empty() ? "" : " ") + z;
-    for (const auto& s : g.servers)
+    for (const auto& s : config::servers_of(c, g))
       servers += (servers.empty() ? "" : ", ") + s.to_string();
     spdlog::info("  {} -> {} over {} ({}, timeout {}, {} attempts)", zones, servers,
                  config::to_string(g.transport), config::to_string(g.policy),

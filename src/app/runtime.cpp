@@ -55,7 +55,8 @@ Runtime::Runtime(config::Config cfg) {
   shared_.server = config::server_settings(*shared_.config);
   shared_.router = std::make_shared<const server::ZoneRouter>(shared_.server.routing);
   for (const auto& g : shared_.config->forward) {
-    shared_.groups.push_back(std::make_shared<upstream::GroupState>(g));
+    shared_.groups.push_back(
+        std::make_shared<upstream::GroupState>(config::upstream_settings(*shared_.config, g)));
   }
   const auto& cc = shared_.config->cache;
   if (cc.enabled) {

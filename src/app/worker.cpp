@@ -22,7 +22,8 @@ Worker::Worker(unsigned index, Shared& shared)
       handler_(*shared.router, forwarders_, shared.cache_wiring, ctx_.get_executor(),
                handler_options(*shared.config)) {
   for (const auto& g : shared_.groups) {
-    forwarders_.push_back(std::make_unique<upstream::Forwarder>(ctx_, g));
+    forwarders_.push_back(std::make_unique<upstream::Forwarder>(ctx_, g, util::Clock::real(),
+                                                                util::Random::system()));
   }
   const auto& settings = shared_.server;
   for (const auto& ep : settings.listen) {

@@ -519,15 +519,15 @@ Errors apply_cli(const CliOptions& o, Config& c) {
 
 Errors fill_resolv_conf_servers(Config& c) {
   Errors errors;
+  c.resolv_conf_servers.clear();
   for (std::size_t i = 0; i < c.forward.size(); ++i) {
-    auto& g = c.forward[i];
-    if (!g.servers_from_resolv_conf) continue;
+    if (!c.forward[i].servers_from_resolv_conf) continue;
     auto servers = read_resolv_conf(c.resolv_conf);
     if (!servers) {
       errors.push_back("forward[" + std::to_string(i) + "].servers: " + servers.error());
       continue;
     }
-    g.servers = std::move(*servers);
+    c.resolv_conf_servers = std::move(*servers);
   }
   return errors;
 }

@@ -2,34 +2,20 @@
 
 namespace localdns::config {
 
-std::string_view to_string(Transport t) {
-  switch (t) {
-    case Transport::Tcp:
-      return "tcp";
-    case Transport::Udp:
-      return "udp";
-    case Transport::PreferUdp:
-      return "prefer_udp";
-  }
-  return "?";
-}
-
-std::string_view to_string(Policy p) {
-  switch (p) {
-    case Policy::Sequential:
-      return "sequential";
-    case Policy::Random:
-      return "random";
-    case Policy::RoundRobin:
-      return "round_robin";
-  }
-  return "?";
-}
-
 Endpoint resolve(const HttpEndpoint& e, const Config& c, std::uint16_t default_port) {
   if (e.listen) return *e.listen;
   if (!c.node.local_addresses.empty()) return {c.node.local_addresses.front(), default_port};
   return {boost::asio::ip::make_address("127.0.0.1"), default_port};
+}
+
+const std::vector<Endpoint>& servers_of(const Config& c, const UpstreamGroup& g) {
+  return g.servers_from_resolv_conf ? c.resolv_conf_servers : g.servers;
+}
+
+upstream::GroupSettings upstream_settings(const Config& c, const UpstreamGroup& g) {
+  upstream::GroupSettings s = g;
+  s.servers = servers_of(c, g);
+  return s;
 }
 
 Config default_config() {

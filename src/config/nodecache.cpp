@@ -236,9 +236,17 @@ std::expected<Config, Errors> finish_config(Config c) {
   Errors errors = fill_resolv_conf_servers(c);
   if (errors.empty()) errors = validate(c);
   if (!errors.empty()) return std::unexpected(std::move(errors));
-  // validate() skips resolv.conf groups; check them for loops now that they are filled.
+  // validate() sees resolv.conf groups as written (no servers); check what
+  // was read for them: their number, and loops.
   for (std::size_t i = 0; i < c.forward.size(); ++i) {
-    for (const auto& s : c.forward[i].servers) {
+    if (!c.forward[i].servers_from_resolv_conf) continue;
+    const auto& servers = servers_of(c, c.forward[i]);
+    if (servers.size() > kMaxServersPerGroup) {
+      errors.push_back("forward[" + std::to_string(i) + "].servers: " +
+                       std::to_string(servers.size()) + " servers; a group takes at most " +
+                       std::to_string(kMaxServersPerGroup) + " (from " + c.resolv_conf + ")");
+    }
+    for (const auto& s : servers) {
       for (const auto& l : c.listen) {
         if (s == l) {
           errors.push_back("forward[" + std::to_string(i) + "].servers: " + s.to_string() +

@@ -1,15 +1,14 @@
 #include <algorithm>
-#include <stdlib.h>  // arc4random
 
 #include <localdns/dns/message.hpp>
 #include <localdns/upstream/exchange.hpp>
 #include <localdns/upstream/forwarder.hpp>
+#include <localdns/upstream/selection.hpp>
 
 namespace localdns::upstream {
 
 namespace asio = boost::asio;
 using boost::system::error_code;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 constexpr std::size_t kUdpReceiveSize = 4096;
@@ -21,7 +20,9 @@ bool retryable(dns::Rcode rc) {
 
 Exchange::Exchange(Forwarder& fwd, const Request& req, Completion done, InFlightTicket ticket)
     : fwd_(fwd),
-      cfg_(fwd.group().config),
+      settings_(fwd.settings()),
+      clock_(fwd.clock()),
+      random_(fwd.random()),
       ticket_(std::move(ticket)),
       done_(std::move(done)),
       pinned_server_(req.pinned_server),
@@ -34,7 +35,7 @@ Exchange::Exchange(Forwarder& fwd, const Request& req, Completion done, InFlight
 }
 
 unsigned Exchange::budget() const {
-  return pinned_server_ >= 0 ? 1 : cfg_.attempts;
+  return pinned_server_ >= 0 ? 1 : settings_.attempts;
 }
 
 Exchange::~Exchange() {
@@ -54,7 +55,7 @@ void Exchange::detach() {
 }
 
 void Exchange::start() {
-  deadline_ = Clock::now() + cfg_.timeout * budget();
+  deadline_ = clock_.now() + settings_.timeout * budget();
   fwd_.track(this);
   if (query_len_ == 0 || fwd_.stopping()) {
     finish(Status::Failed);
@@ -68,7 +69,7 @@ void Exchange::start() {
 // current attempt or late answers of earlier ones), or the end.
 void Exchange::advance() {
   if (finished_) return;
-  const auto now = Clock::now();
+  const auto now = clock_.now();
   if (now >= deadline_) {
     last_failure_ = Status::Timeout;
     conclude();
@@ -101,17 +102,17 @@ void Exchange::next_attempt() {
     finish(Status::Failed);
     return;
   }
-  if (server < 64) tried_mask_ |= std::uint64_t{1} << server;
+  tried_mask_ |= server_bit(server);
   auto a = std::make_unique<Attempt>();
   a->server = server;
-  a->sent = Clock::now();
+  a->sent = clock_.now();
   const std::size_t i = attempts_.size();
   attempts_.push_back(std::move(a));
   current_ = static_cast<int>(i);
-  attempt_end_ = std::min(deadline_, attempts_[i]->sent + cfg_.timeout);
+  attempt_end_ = std::min(deadline_, attempts_[i]->sent + settings_.timeout);
   fwd_.health(server).counters().requests.fetch_add(1, std::memory_order_relaxed);
   arm_timer();
-  if (cfg_.transport == config::Transport::Tcp) {
+  if (settings_.transport == Transport::Tcp) {
     send_tcp(i);
   } else {
     send_udp(i);
@@ -121,7 +122,7 @@ void Exchange::next_attempt() {
 void Exchange::arm_timer() {
   if (finished_) return;
   auto when = current_ >= 0 ? std::min(attempt_end_, deadline_) : deadline_;
-  timer_.expires_at(when);
+  timer_.expires_after(when - clock_.now());
   timer_.async_wait([self = shared_from_this(), gen = ++timer_gen_](error_code ec) {
     if (!ec) self->on_timer(gen);
   });
@@ -129,7 +130,7 @@ void Exchange::arm_timer() {
 
 void Exchange::on_timer(std::uint32_t gen) {
   if (finished_ || gen != timer_gen_) return;
-  const auto now = Clock::now();
+  const auto now = clock_.now();
   if (current_ >= 0 && now >= attempt_end_) {
     // This attempt's time is up: count it against its server, keep listening
     // for its answer, and move on. The last attempt ends at the deadline and
@@ -153,7 +154,7 @@ void Exchange::on_timer(std::uint32_t gen) {
 void Exchange::send_udp(std::size_t i) {
   auto& a = *attempts_[i];
   a.wire = Wire::Udp;
-  const auto& ep = cfg_.servers[static_cast<std::size_t>(a.server)];
+  const auto& ep = settings_.servers[static_cast<std::size_t>(a.server)];
   asio::ip::udp::endpoint target(ep.address, ep.port);
   error_code ec;
   a.udp.emplace(fwd_.context());
@@ -162,14 +163,14 @@ void Exchange::send_udp(std::size_t i) {
   a.udp->open(target.protocol(), ec);
   if (!ec) a.udp->non_blocking(true, ec);
   if (!ec) a.udp->connect(target, ec);
-  a.id = static_cast<std::uint16_t>(arc4random());
+  a.id = static_cast<std::uint16_t>(random_.next());
   dns::write_u16(query_.data(), a.id);
   if (!ec) a.udp->send(asio::buffer(query_.data(), query_len_), 0, ec);
   if (ec) {
     if (is_local_error(ec)) {
       local_error(i);  // out of descriptors or buffers, a local firewall
     } else {
-      attempt_failed(i, true, Status::Failed);
+      attempt_failed(i, Blame::Server, Status::Failed);
     }
     return;
   }
@@ -187,7 +188,7 @@ void Exchange::on_udp_receive(std::size_t i, error_code ec, std::size_t n) {
   if (ec) {
     if (ec == asio::error::operation_aborted) return;
     // e.g. ICMP port unreachable; a late attempt was counted at its timeout.
-    attempt_failed(i, !a.late, Status::Failed);
+    attempt_failed(i, a.late ? Blame::NotServer : Blame::Server, Status::Failed);
     return;
   }
   dns::Bytes msg(a.buf.data(), n);
@@ -208,7 +209,7 @@ void Exchange::send_tcp(std::size_t i) {
   a.wire = Wire::Tcp;
   if (fwd_.stopping()) {
     // The pools are closed: never open or use a connection now.
-    attempt_failed(i, false, Status::Failed);
+    attempt_failed(i, Blame::NotServer, Status::Failed);
     return;
   }
   auto sent =
@@ -216,7 +217,7 @@ void Exchange::send_tcp(std::size_t i) {
   if (!sent) {
     // In connect backoff (the failure is already counted where it happened),
     // or every connection to the server is full: not the server's failure.
-    attempt_failed(i, false, Status::Failed);
+    attempt_failed(i, Blame::NotServer, Status::Failed);
     return;
   }
   a.conn = sent->conn;
@@ -243,7 +244,7 @@ void Exchange::on_tcp_answer(const TcpConnection* conn, std::uint16_t id, dns::B
   if (!a) return;
   a->conn.reset();  // the connection no longer holds this query
   if (!rv) {
-    attempt_failed(i, !a->late, Status::Failed);
+    attempt_failed(i, a->late ? Blame::NotServer : Blame::Server, Status::Failed);
     return;
   }
   handle_answer(i, msg, *rv);
@@ -255,7 +256,7 @@ void Exchange::on_tcp_lost(const TcpConnection* conn, std::uint16_t id) {
   auto* a = find_tcp(conn, id, i);
   if (!a) return;
   a->conn.reset();
-  if (!a->reconnect_used && !fwd_.stopping() && Clock::now() < deadline_) {
+  if (!a->reconnect_used && !fwd_.stopping() && clock_.now() < deadline_) {
     // Servers close idle or old connections at any time; one resend on a
     // fresh connection to the same server is not a failed attempt. It runs
     // under the same deadline.
@@ -263,25 +264,25 @@ void Exchange::on_tcp_lost(const TcpConnection* conn, std::uint16_t id) {
     send_tcp(i);
     return;
   }
-  attempt_failed(i, false, Status::Failed);
+  attempt_failed(i, Blame::NotServer, Status::Failed);
 }
 
 void Exchange::handle_answer(std::size_t i, dns::Bytes msg, const dns::ResponseView& rv) {
   auto& a = *attempts_[i];
   auto& h = fwd_.health(a.server);
   h.record_success();
-  h.counters().observe_answer(static_cast<unsigned>(rv.header.rcode()), Clock::now() - a.sent);
-  if (rv.header.tc() && a.wire == Wire::Udp && cfg_.transport == config::Transport::PreferUdp) {
+  h.counters().observe_answer(static_cast<unsigned>(rv.header.rcode()), clock_.now() - a.sent);
+  if (rv.header.tc() && a.wire == Wire::Udp && settings_.transport == Transport::PreferUdp) {
     // Same server, same attempt and deadline: truncation is not a failure.
     error_code ignored;
     a.udp->close(ignored);
     a.udp.reset();
-    a.sent = Clock::now();
+    a.sent = clock_.now();
     h.counters().requests.fetch_add(1, std::memory_order_relaxed);
     send_tcp(i);
     return;
   }
-  if (retryable(rv.header.rcode()) && cfg_.servers.size() > 1 && pinned_server_ < 0) {
+  if (retryable(rv.header.rcode()) && settings_.servers.size() > 1 && pinned_server_ < 0) {
     // Keep it in case no other server does better, and try the next one.
     if (fallback_.empty()) fallback_.assign(msg.begin(), msg.end());
     close_attempt(a);
@@ -295,14 +296,14 @@ void Exchange::handle_answer(std::size_t i, dns::Bytes msg, const dns::ResponseV
 void Exchange::local_error(std::size_t i) {
   auto& a = *attempts_[i];
   fwd_.health(a.server).counters().local_errors.fetch_add(1, std::memory_order_relaxed);
-  attempt_failed(i, false, Status::Failed);
+  attempt_failed(i, Blame::NotServer, Status::Failed);
 }
 
-void Exchange::attempt_failed(std::size_t i, bool count_against_server, Status status) {
+void Exchange::attempt_failed(std::size_t i, Blame blame, Status status) {
   if (finished_) return;
   auto& a = *attempts_[i];
   if (!a.open) return;
-  if (count_against_server) fwd_.health(a.server).record_failure();
+  if (blame == Blame::Server) fwd_.health(a.server).record_failure();
   if (pinned_server_ >= 0 && !a.late) {
     fwd_.health(a.server).counters().healthcheck_failures.fetch_add(1, std::memory_order_relaxed);
   }

@@ -1,14 +1,20 @@
-#include <stdlib.h>  // arc4random_uniform
-
 #include <localdns/dns/name.hpp>
 #include <localdns/upstream/forwarder.hpp>
 
 namespace localdns::upstream {
 
-Forwarder::Forwarder(boost::asio::io_context& ctx, std::shared_ptr<GroupState> group)
-    : ctx_(ctx), group_(std::move(group)), probe_timer_(ctx) {
-  for (std::size_t i = 0; i < group_->config.servers.size(); ++i) {
-    pools_.push_back(std::make_unique<TcpPool>(ctx_, group_->config, *group_->health[i]));
+Forwarder::Forwarder(boost::asio::io_context& ctx, std::shared_ptr<GroupState> group,
+                     const util::Clock& clock, util::Random& random)
+    : ctx_(ctx),
+      group_(std::move(group)),
+      clock_(clock),
+      random_(random),
+      selector_(group_->settings.policy, random),
+      probe_timer_(ctx) {
+  const auto& s = group_->settings;
+  for (std::size_t i = 0; i < s.servers.size(); ++i) {
+    pools_.push_back(
+        std::make_unique<TcpPool>(ctx_, s.tcp, s.timeout, *group_->health[i], clock_, random_));
   }
 }
 
@@ -43,34 +49,15 @@ void Forwarder::resolve(const Request& req, Completion done) {
 
 int Forwarder::pick_server(std::uint64_t tried_mask) {
   const auto n = static_cast<unsigned>(pools_.size());
-  if (n == 0) return -1;
-  // Prefer servers not yet tried for this query and not marked down; then
-  // untried ones even if down; then any.
-  unsigned candidates[64];
-  unsigned count = 0;
-  for (int pass = 0; pass < 3 && count == 0; ++pass) {
-    for (unsigned i = 0; i < n && i < 64; ++i) {
-      bool tried = tried_mask & (std::uint64_t{1} << i);
-      bool down = group_->health[i]->is_down();
-      if ((pass == 0 && !tried && !down) || (pass == 1 && !tried) || pass == 2) {
-        candidates[count++] = i;
-      }
-    }
-  }
-  switch (group_->config.policy) {
-    case config::Policy::Sequential:
-      return static_cast<int>(candidates[0]);
-    case config::Policy::Random:
-      return static_cast<int>(candidates[arc4random_uniform(count)]);
-    case config::Policy::RoundRobin:
-      return static_cast<int>(candidates[rr_next_++ % count]);
-  }
-  return static_cast<int>(candidates[0]);
+  std::uint64_t down = 0;
+  for (unsigned i = 0; i < n && i < 64; ++i)
+    if (group_->health[i]->is_down()) down |= server_bit(static_cast<int>(i));
+  return selector_.pick(n, tried_mask, down);
 }
 
 void Forwarder::start_probing() {
   if (stopping_) return;
-  probe_timer_.expires_after(group_->config.probe_interval);
+  probe_timer_.expires_after(group_->settings.probe_interval);
   probe_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec && !stopping_) probe_tick();
   });

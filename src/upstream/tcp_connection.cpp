@@ -1,20 +1,18 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <stdlib.h>  // arc4random (glibc 2.36)
 
 #include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
 
 #include <localdns/dns/message.hpp>
-#include <localdns/upstream/exchange.hpp>
 #include <localdns/upstream/tcp_connection.hpp>
 
 namespace localdns::upstream {
 
 namespace asio = boost::asio;
 using boost::system::error_code;
-using Clock = std::chrono::steady_clock;
+using Duration = util::SteadyClock::duration;
 
 namespace {
 constexpr std::size_t kReadBufferSize = 2 + dns::kMaxMessageSize + 4096;
@@ -45,15 +43,17 @@ TcpConnection::TcpConnection(asio::io_context& ctx, TcpPool& pool)
       timer_(ctx),
       write_timer_(ctx),
       pool_(&pool),
-      born_(Clock::now()),
+      clock_(pool.clock()),
+      random_(pool.random()),
+      born_(clock_.now()),
       last_active_(born_) {}
 
 TcpConnection::~TcpConnection() = default;
 
-void TcpConnection::connect(const asio::ip::tcp::endpoint& ep, config::Duration timeout) {
+void TcpConnection::connect(const asio::ip::tcp::endpoint& ep, util::Duration timeout) {
   timer_.expires_after(timeout);
   timer_.async_wait([self = shared_from_this()](error_code ec) {
-    if (!ec && self->state_ == State::Connecting) self->fail(Cause::ConnectFailed);
+    if (!ec && self->state_ == State::Connecting) self->fail(CloseCause::ConnectFailed);
   });
   sock_.async_connect(ep, [self = shared_from_this()](error_code ec) { self->on_connect(ec); });
 }
@@ -61,7 +61,7 @@ void TcpConnection::connect(const asio::ip::tcp::endpoint& ep, config::Duration 
 void TcpConnection::on_connect(error_code ec) {
   if (state_ != State::Connecting) return;
   if (ec) {
-    fail(is_local_error(ec) ? Cause::LocalError : Cause::ConnectFailed);
+    fail(is_local_error(ec) ? CloseCause::LocalError : CloseCause::ConnectFailed);
     return;
   }
   state_ = State::Open;
@@ -75,9 +75,9 @@ void TcpConnection::on_connect(error_code ec) {
 }
 
 bool TcpConnection::past_limits() const {
-  const auto& cfg = pool_->config();
+  const auto& cfg = pool_->settings();
   if (cfg.max_queries != 0 && queries_ >= cfg.max_queries) return true;
-  return cfg.max_age.count() != 0 && Clock::now() - born_ >= cfg.max_age;
+  return cfg.max_age.count() != 0 && clock_.now() - born_ >= cfg.max_age;
 }
 
 bool TcpConnection::usable() const {
@@ -85,20 +85,20 @@ bool TcpConnection::usable() const {
          outbox_.size() < kMaxQueuedBytes && !past_limits();
 }
 
-std::optional<std::uint16_t> TcpConnection::send(std::shared_ptr<Exchange> ex,
+std::optional<std::uint16_t> TcpConnection::send(std::shared_ptr<PendingQuery> q,
                                                  dns::MutableBytes query) {
   if (!usable()) return std::nullopt;
-  auto id = static_cast<std::uint16_t>(arc4random());
+  auto id = static_cast<std::uint16_t>(random_.next());
   while (pending_.contains(id))
     ++id;  // bounded: pending_ < kMaxPendingPerConnection
   dns::write_u16(query.data(), id);
-  pending_.emplace(id, std::move(ex));
+  pending_.emplace(id, std::move(q));
   std::uint8_t len[2];
   dns::write_u16(len, static_cast<std::uint16_t>(query.size()));
   outbox_.insert(outbox_.end(), len, len + 2);
   outbox_.insert(outbox_.end(), query.begin(), query.end());
   ++queries_;
-  last_active_ = Clock::now();
+  last_active_ = clock_.now();
   if (state_ == State::Open) start_write();
   return id;
 }
@@ -120,7 +120,7 @@ void TcpConnection::start_write() {
   }
   write_in_flight_ = true;
   if (!write_timer_armed_) {
-    write_progress_ = Clock::now();
+    write_progress_ = clock_.now();
     arm_write_timer();
   }
   sock_.async_write_some(
@@ -132,11 +132,11 @@ void TcpConnection::on_write(error_code ec, std::size_t n) {
   write_in_flight_ = false;
   if (state_ != State::Open) return;
   if (ec) {
-    fail(is_local_error(ec) ? Cause::LocalError : Cause::Closed);
+    fail(is_local_error(ec) ? CloseCause::LocalError : CloseCause::Closed);
     return;
   }
   written_ += n;
-  write_progress_ = Clock::now();
+  write_progress_ = clock_.now();
   start_write();
 }
 
@@ -144,16 +144,16 @@ void TcpConnection::arm_write_timer() {
   if (!pool_) return;
   auto stall = pool_->timeout();
   write_timer_armed_ = true;
-  write_timer_.expires_at(write_progress_ + stall);
+  write_timer_.expires_after(write_progress_ + stall - clock_.now());
   write_timer_.async_wait([self = shared_from_this(), stall](error_code ec) {
     self->write_timer_armed_ = false;
     if (ec || self->state_ != State::Open || !self->write_in_flight_) return;
-    if (Clock::now() - self->write_progress_ >= stall) {
+    if (self->clock_.now() - self->write_progress_ >= stall) {
       // The server stopped reading: give the connection up; its queries are
       // resent on a fresh one.
       spdlog::debug("upstream TCP connection: no write progress for {} ms, closing",
                     std::chrono::duration_cast<std::chrono::milliseconds>(stall).count());
-      self->fail(Cause::Closed);
+      self->fail(CloseCause::Closed);
       return;
     }
     self->arm_write_timer();
@@ -169,14 +169,14 @@ void TcpConnection::start_read() {
 void TcpConnection::on_read(error_code ec, std::size_t n) {
   if (state_ != State::Open) return;
   if (ec) {
-    fail(Cause::Closed);  // EOF or reset; pending exchanges retry elsewhere
+    fail(CloseCause::Closed);  // EOF or reset; pending exchanges retry elsewhere
     return;
   }
   rlen_ += n;
-  last_active_ = Clock::now();
+  last_active_ = clock_.now();
   auto self = shared_from_this();  // exchanges may drop the pool's reference
   if (!process_frames()) {
-    fail(Cause::Closed);
+    fail(CloseCause::Closed);
     return;
   }
   if (state_ != State::Open) return;
@@ -203,9 +203,9 @@ bool TcpConnection::process_frames() {
       // keeps waiting for its own, as over UDP.
       continue;
     }
-    auto ex = std::move(it->second);
+    auto q = std::move(it->second);
     pending_.erase(it);
-    ex->on_tcp_answer(this, id, msg, rv ? &*rv : nullptr);
+    q->on_tcp_answer(this, id, msg, rv ? &*rv : nullptr);
     if (state_ != State::Open) return true;
   }
   if (off > 0) {
@@ -217,12 +217,12 @@ bool TcpConnection::process_frames() {
 }
 
 void TcpConnection::arm_idle_timer() {
-  auto idle = pool_ ? pool_->config().idle_timeout : config::Duration(0);
+  auto idle = pool_ ? pool_->settings().idle_timeout : util::Duration(0);
   if (idle.count() == 0 || state_ != State::Open) return;
   timer_.expires_after(idle);
   timer_.async_wait([self = shared_from_this(), idle](error_code ec) {
     if (ec || self->state_ != State::Open || !self->pending_.empty()) return;
-    if (Clock::now() - self->last_active_ >= idle) {
+    if (self->clock_.now() - self->last_active_ >= idle) {
       self->close();
     } else {
       self->arm_idle_timer();
@@ -236,10 +236,10 @@ void TcpConnection::maybe_retire() {
 
 void TcpConnection::close() {
   if (state_ == State::Closed) return;
-  fail(Cause::Closed);
+  fail(CloseCause::Closed);
 }
 
-void TcpConnection::fail(Cause cause) {
+void TcpConnection::fail(CloseCause cause) {
   if (state_ == State::Closed) return;
   auto self = shared_from_this();
   const bool was_open = state_ == State::Open;
@@ -254,23 +254,28 @@ void TcpConnection::fail(Cause cause) {
   if (pool_) {
     TcpPool* pool = pool_;
     pool_ = nullptr;
-    pool->on_closed(this, cause == Cause::ConnectFailed, cause == Cause::LocalError, was_open);
+    pool->on_closed(this, CloseInfo{cause, was_open});
   }
-  for (auto& [id, ex] : lost)
-    ex->on_tcp_lost(this, id);
+  for (auto& [id, q] : lost)
+    q->on_tcp_lost(this, id);
 }
 
-TcpPool::TcpPool(asio::io_context& ctx, const config::UpstreamGroup& group, ServerHealth& health)
+TcpPool::TcpPool(asio::io_context& ctx, const TcpPoolSettings& tcp, util::Duration timeout,
+                 ServerHealth& health, const util::Clock& clock, util::Random& random)
     : ctx_(ctx),
-      group_(group),
+      tcp_(tcp),
+      timeout_(timeout),
       health_(health),
+      clock_(clock),
+      random_(random),
       endpoint_(health.endpoint().address, health.endpoint().port) {}
 
 TcpPool::~TcpPool() {
   close_all();
 }
 
-std::optional<TcpPool::Sent> TcpPool::send(std::shared_ptr<Exchange> ex, dns::MutableBytes query) {
+std::optional<TcpPool::Sent> TcpPool::send(std::shared_ptr<PendingQuery> q,
+                                           dns::MutableBytes query) {
   TcpConnection* best = nullptr;
   std::shared_ptr<TcpConnection> best_ptr;
   for (auto& c : conns_) {
@@ -285,15 +290,15 @@ std::optional<TcpPool::Sent> TcpPool::send(std::shared_ptr<Exchange> ex, dns::Mu
   // With all full and the cap reached, the query is not sent.
   std::size_t counted = static_cast<std::size_t>(
       std::count_if(conns_.begin(), conns_.end(), [](const auto& c) { return !c->retiring(); }));
-  bool want_new = (!best || best->pending() > 0) && counted < group_.tcp.connections;
-  if (want_new && !closed_ && Clock::now() >= next_connect_) {
+  bool want_new = (!best || best->pending() > 0) && counted < tcp_.connections;
+  if (want_new && !closed_ && clock_.now() >= next_connect_) {
     auto conn = std::make_shared<TcpConnection>(ctx_, *this);
     conns_.push_back(conn);
-    conn->connect(endpoint_, group_.timeout);
+    conn->connect(endpoint_, timeout_);
     best_ptr = std::move(conn);
   }
   if (!best_ptr) return std::nullopt;
-  auto id = best_ptr->send(std::move(ex), query);
+  auto id = best_ptr->send(std::move(q), query);
   if (!id) return std::nullopt;
   return Sent{std::move(best_ptr), *id};
 }
@@ -304,18 +309,18 @@ void TcpPool::on_connected() {
   health_.counters().tcp_open.fetch_add(1, std::memory_order_relaxed);
 }
 
-void TcpPool::on_closed(TcpConnection* conn, bool connect_failed, bool local_error, bool was_open) {
-  if (was_open) health_.counters().tcp_open.fetch_sub(1, std::memory_order_relaxed);
-  if (local_error) {
+void TcpPool::on_closed(TcpConnection* conn, CloseInfo info) {
+  if (info.was_open) health_.counters().tcp_open.fetch_sub(1, std::memory_order_relaxed);
+  if (info.cause == CloseCause::LocalError) {
     // Not the server's fault: counted apart, and only a short pause before
     // the next connect so that a lack of descriptors does not spin.
     health_.counters().local_errors.fetch_add(1, std::memory_order_relaxed);
     backoff_ = {};
-    next_connect_ = Clock::now() + kMinBackoff;
-  } else if (connect_failed) {
+    next_connect_ = clock_.now() + kMinBackoff;
+  } else if (info.cause == CloseCause::ConnectFailed) {
     health_.record_failure();
-    backoff_ = std::clamp<Clock::duration>(backoff_ * 2, kMinBackoff, kMaxBackoff);
-    next_connect_ = Clock::now() + backoff_;
+    backoff_ = std::clamp<Duration>(backoff_ * 2, kMinBackoff, kMaxBackoff);
+    next_connect_ = clock_.now() + backoff_;
     spdlog::debug("upstream {}: TCP connect failed, next attempt in {} ms",
                   health_.endpoint().to_string(),
                   std::chrono::duration_cast<std::chrono::milliseconds>(backoff_).count());

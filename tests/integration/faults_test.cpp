@@ -238,7 +238,7 @@ TEST_CASE("a truncated answer in the shutdown window opens no upstream connectio
                                        'x', 'a', 'm', 'p', 'l', 'e', 0};
   std::optional<upstream::Status> got;
   {
-    upstream::Forwarder fwd(ctx, state);
+    upstream::Forwarder fwd(ctx, state, util::Clock::real(), util::Random::system());
     upstream::Request req;
     req.question = {dns::Bytes(kName, sizeof kName), 1, 1};
     fwd.resolve(req, [&](const upstream::Result& r) { got = r.status; });

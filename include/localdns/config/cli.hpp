@@ -160,7 +160,8 @@ std::expected<Config, Errors> build_config(const CliOptions& o);
 // The same from a Startup already built.
 std::expected<Config, Errors> finish_config(Config c);
 
-// Fills groups marked servers_from_resolv_conf from c.resolv_conf.
+// Reads c.resolv_conf into c.resolv_conf_servers when a group takes its
+// servers from it (see servers_of()); the groups are left as written.
 Errors fill_resolv_conf_servers(Config& c);
 
 std::string usage();

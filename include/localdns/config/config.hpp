@@ -13,6 +13,7 @@
 
 #include <localdns/node/settings.hpp>
 #include <localdns/server/settings.hpp>
+#include <localdns/upstream/settings.hpp>
 #include <localdns/util/endpoint.hpp>
 
 namespace localdns::config {
@@ -20,23 +21,12 @@ namespace localdns::config {
 using util::Duration;
 using util::Endpoint;
 
-enum class Transport { Tcp, Udp, PreferUdp };
-enum class Policy { Sequential, Random, RoundRobin };
-
-std::string_view to_string(Transport t);
-std::string_view to_string(Policy p);
+using upstream::Policy;
+using upstream::to_string;
+using upstream::Transport;
 
 // Long-lived pipelined connections to each server of a group, per worker thread.
-struct TcpPoolConfig {
-  unsigned connections = 2;  // per server and worker thread
-  // Retiring connections lets new CoreDNS replicas behind a ClusterIP get
-  // their share of the load; 0 disables the limit.
-  Duration max_age{std::chrono::seconds(60)};
-  std::uint32_t max_queries = 10000;
-  Duration idle_timeout{std::chrono::seconds(30)};
-
-  friend bool operator==(const TcpPoolConfig&, const TcpPoolConfig&) = default;
-};
+using TcpPoolConfig = upstream::TcpPoolSettings;
 
 // Per-group cache limits; unset fields take the global `cache` values.
 struct GroupCacheConfig {
@@ -51,22 +41,14 @@ struct GroupCacheConfig {
 
 // Servers one group may list; the forwarder's failover order is built on
 // the stack with this bound, so more is a configuration error.
-inline constexpr std::size_t kMaxServersPerGroup = 64;
+using upstream::kMaxServersPerGroup;
 
-struct UpstreamGroup {
+// One `forward` entry: the upstream module's settings plus what only the
+// file format has. `servers` is what the user wrote: empty when the group
+// takes its servers from resolv.conf.
+struct UpstreamGroup : upstream::GroupSettings {
   std::vector<std::string> zones;  // presentation form, lower case, trailing dot; "." for root
-  std::vector<Endpoint> servers;
   bool servers_from_resolv_conf = false;
-  Transport transport = Transport::PreferUdp;
-  Policy policy = Policy::Sequential;
-  // Per attempt. Defaults give SERVFAIL after at most 3 s, well before
-  // glibc's 5 s resolver timeout.
-  Duration timeout{1500};
-  unsigned attempts = 2;
-  unsigned max_in_flight = 4096;  // per group across all threads; past it, REFUSED
-  unsigned fail_threshold = 3;    // consecutive failures before a server is marked down
-  Duration probe_interval{std::chrono::seconds(1)};
-  TcpPoolConfig tcp;
   GroupCacheConfig cache;
 
   friend bool operator==(const UpstreamGroup&, const UpstreamGroup&) = default;
@@ -158,6 +140,9 @@ struct Config {
   std::vector<UpstreamGroup> forward;
   Duration shutdown_grace{std::chrono::seconds(2)};
   std::string resolv_conf = "/etc/resolv.conf";
+  // Resolved, not written: the nameservers finish_config() read from
+  // resolv_conf, for the groups with servers_from_resolv_conf. Empty until then.
+  std::vector<Endpoint> resolv_conf_servers;
   NodeConfig node;
   HttpEndpoint metrics;  // Prometheus, default port 9253
   HttpEndpoint health;   // /health and /ready, default port 8080
@@ -175,6 +160,12 @@ inline constexpr std::uint16_t kDefaultHealthPort = 8080;
 // Where an endpoint listens: its own address, else the first node local
 // address, else loopback.
 Endpoint resolve(const HttpEndpoint& e, const Config& c, std::uint16_t default_port);
+
+// The servers group `g` of `c` uses: those written, or for a group with
+// servers_from_resolv_conf the nameservers read from resolv.conf.
+const std::vector<Endpoint>& servers_of(const Config& c, const UpstreamGroup& g);
+// The upstream module's settings for group `g` of `c`, its servers resolved.
+upstream::GroupSettings upstream_settings(const Config& c, const UpstreamGroup& g);
 
 // The built-in standalone default: 127.0.0.1:5353, "." forwarded to the
 // nameservers of /etc/resolv.conf.

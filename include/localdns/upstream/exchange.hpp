@@ -1,8 +1,11 @@
 // One upstream resolution: a question sent to the servers of a group, one
 // attempt at a time, until a usable answer, the attempt budget or the deadline.
-// Owned by shared_ptr: the TCP connection or UDP receive handler of the current
-// attempts and its timer hold it; the forwarder tracks it until it finishes. Lives on one worker's
-// io_context; not thread-safe.
+//
+// Owned by shared_ptr: the TCP connection or UDP receive handler of the
+// current attempts and its timer hold it; the forwarder tracks it (by raw
+// pointer) until it finishes. Lives on one worker's io_context and is touched
+// only by its thread. Deadlines are computed on the forwarder's clock (timers
+// wait in real time for the difference); query IDs come from its random source.
 #pragma once
 
 #include <array>
@@ -16,9 +19,12 @@
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include <localdns/config/config.hpp>
 #include <localdns/dns/builder.hpp>
-#include <localdns/upstream/server_health.hpp>
+#include <localdns/upstream/group_state.hpp>
+#include <localdns/upstream/pending_query.hpp>
+#include <localdns/upstream/settings.hpp>
+#include <localdns/util/clock.hpp>
+#include <localdns/util/random.hpp>
 
 namespace localdns::upstream {
 
@@ -49,7 +55,7 @@ struct Request {
   int pinned_server = -1;  // >= 0: only this server, one attempt (health probes)
 };
 
-class Exchange : public std::enable_shared_from_this<Exchange> {
+class Exchange final : public PendingQuery, public std::enable_shared_from_this<Exchange> {
  public:
   Exchange(Forwarder& fwd, const Request& req, Completion done, InFlightTicket ticket);
   ~Exchange();
@@ -64,17 +70,18 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // destroyed without a shutdown().
   void detach();
 
-  // From a TCP connection carrying one of our attempts, identified by the ID
-  // it gave the query. `rv` is null when the frame did not parse; a frame for
-  // another question is not passed on.
+  // PendingQuery: from a TCP connection carrying one of our attempts,
+  // identified by the ID it gave the query. `rv` is null when the frame did
+  // not parse; a frame for another question is not passed on.
   void on_tcp_answer(const TcpConnection* conn, std::uint16_t id, dns::Bytes msg,
-                     const dns::ResponseView* rv);
-  void on_tcp_lost(const TcpConnection* conn, std::uint16_t id);
-
-  const dns::Question& question() const { return asked_; }
+                     const dns::ResponseView* rv) override;
+  void on_tcp_lost(const TcpConnection* conn, std::uint16_t id) override;
+  const dns::Question& question() const override { return asked_; }
 
  private:
   enum class Wire : std::uint8_t { Udp, Tcp };
+  // Whether a failed attempt counts against its server's health.
+  enum class Blame : std::uint8_t { Server, NotServer };
 
   // One query sent to one server. An attempt whose time is up stays open
   // (its socket or its pending TCP query) so that a late answer still counts,
@@ -86,7 +93,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
     std::optional<boost::asio::ip::udp::socket> udp;
     std::vector<std::uint8_t> buf;
     std::weak_ptr<TcpConnection> conn;
-    std::chrono::steady_clock::time_point sent;
+    util::TimePoint sent;
     bool reconnect_used = false;
     bool late = false;  // timed out; its answer is still taken
     bool open = true;
@@ -101,7 +108,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void on_timer(std::uint32_t gen);
   void on_udp_receive(std::size_t i, boost::system::error_code ec, std::size_t n);
   void handle_answer(std::size_t i, dns::Bytes msg, const dns::ResponseView& rv);
-  void attempt_failed(std::size_t i, bool count_against_server, Status status);
+  void attempt_failed(std::size_t i, Blame blame, Status status);
   void local_error(std::size_t i);
   void close_attempt(Attempt& a);
   Attempt* find_tcp(const TcpConnection* conn, std::uint16_t id, std::size_t& index);
@@ -109,7 +116,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void finish(Status status, dns::Bytes answer = {}, const dns::ResponseView* rv = nullptr);
 
   Forwarder& fwd_;
-  const config::UpstreamGroup& cfg_;
+  const GroupSettings& settings_;
+  const util::Clock& clock_;
+  util::Random& random_;
   InFlightTicket ticket_;
   Completion done_;
   std::array<std::uint8_t, dns::kHeaderSize + dns::kMaxNameSize + 4 + dns::kOptRecordSize> query_{};
@@ -119,8 +128,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
 
   // One deadline for the whole exchange (timeout x attempts), whatever path
   // it takes; the timer wakes at the current attempt's end or at the deadline.
-  std::chrono::steady_clock::time_point deadline_;
-  std::chrono::steady_clock::time_point attempt_end_;
+  util::TimePoint deadline_;
+  util::TimePoint attempt_end_;
   boost::asio::steady_timer timer_;
   std::uint32_t timer_gen_ = 0;
   std::uint64_t tried_mask_ = 0;

@@ -1,11 +1,14 @@
 // The upstream side of one group on one worker thread: server selection,
 // per-server TCP pools, health probes of servers marked down.
-// Lives on one worker's io_context; not thread-safe. Health and the in-flight
-// budget are shared with the other workers through GroupState.
+//
+// One Forwarder per group and worker, owned by the worker (app/). Lives on
+// that worker's io_context and is touched only by its thread. Health and the
+// in-flight budget are shared with the other workers through GroupState. The
+// clock and random source it is given (Clock::real(), Random::system() when
+// serving) reach its exchanges, pools and server selection; they must outlive it.
 #pragma once
 
 #include <memory>
-#include <random>
 #include <unordered_set>
 #include <vector>
 
@@ -13,13 +16,18 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <localdns/upstream/exchange.hpp>
+#include <localdns/upstream/group_state.hpp>
+#include <localdns/upstream/selection.hpp>
 #include <localdns/upstream/tcp_connection.hpp>
+#include <localdns/util/clock.hpp>
+#include <localdns/util/random.hpp>
 
 namespace localdns::upstream {
 
 class Forwarder {
  public:
-  Forwarder(boost::asio::io_context& ctx, std::shared_ptr<GroupState> group);
+  Forwarder(boost::asio::io_context& ctx, std::shared_ptr<GroupState> group,
+            const util::Clock& clock, util::Random& random);
   ~Forwarder();
   Forwarder(const Forwarder&) = delete;
   Forwarder& operator=(const Forwarder&) = delete;
@@ -38,9 +46,12 @@ class Forwarder {
 
   // For Exchange.
   boost::asio::io_context& context() { return ctx_; }
-  const GroupState& group() const { return *group_; }
+  const GroupSettings& settings() const { return group_->settings; }
+  const util::Clock& clock() const { return clock_; }
+  util::Random& random() const { return random_; }
   ServerHealth& health(int server) { return *group_->health[server]; }
   TcpPool& pool(int server) { return *pools_[server]; }
+  // The server for a query's next attempt; -1 when the group has none.
   int pick_server(std::uint64_t tried_mask);
   bool stopping() const { return stopping_; }
   void track(Exchange* ex) { live_.insert(ex); }
@@ -51,9 +62,11 @@ class Forwarder {
 
   boost::asio::io_context& ctx_;
   std::shared_ptr<GroupState> group_;
+  const util::Clock& clock_;
+  util::Random& random_;
+  ServerSelector selector_;
   std::vector<std::unique_ptr<TcpPool>> pools_;
   boost::asio::steady_timer probe_timer_;
-  unsigned rr_next_ = 0;
   bool stopping_ = false;
   std::unordered_set<Exchange*> live_;  // exchanges started and not finished
 };

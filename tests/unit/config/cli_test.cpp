@@ -85,7 +85,12 @@ TEST_CASE("build_config reads resolv.conf and catches loops", "[config][cli]") {
   o.listen = {"127.0.0.1:5399"};
   c = build_config(o);
   REQUIRE(c.has_value());
-  CHECK(c->forward[0].servers[0].to_string() == "127.0.0.1:53");
+  // Read into what was resolved; the group stays as written.
+  REQUIRE(c->resolv_conf_servers.size() == 1);
+  CHECK(c->resolv_conf_servers[0].to_string() == "127.0.0.1:53");
+  CHECK(c->forward[0].servers.empty());
+  CHECK(servers_of(*c, c->forward[0]) == c->resolv_conf_servers);
+  CHECK(upstream_settings(*c, c->forward[0]).servers == c->resolv_conf_servers);
   std::remove(path);
   std::remove(file.c_str());
 }
