@@ -45,7 +45,7 @@ using ClientRef = std::variant<UdpClient, TcpClient>;
 // metrics): a relaxed load and store, no locked read-modify-write.
 class Counter {
  public:
-  void inc(std::uint64_t n = 1) {
+  [[gnu::always_inline]] void inc(std::uint64_t n = 1) {
     value_.store(value_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
   std::uint64_t get() const { return value_.load(std::memory_order_relaxed); }
