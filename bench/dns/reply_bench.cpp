@@ -35,10 +35,8 @@ void BM_ParseQuery(benchmark::State& state) {
 BENCHMARK(BM_ParseQuery);
 
 void BM_Route(benchmark::State& state) {
-  config::UpstreamGroup cluster, root;
-  cluster.zones = {"cluster.local.", "in-addr.arpa.", "ip6.arpa."};
-  root.zones = {"."};
-  server::ZoneRouter router({cluster.zones, root.zones});
+  server::ZoneRouter router(
+      server::GroupZones{{"cluster.local.", "in-addr.arpa.", "ip6.arpa."}, {"."}});
   auto q = query_bytes();
   auto v = dns::parse_query(q);
   for (auto _ : state)

@@ -26,9 +26,7 @@ std::string name(int i) {
 
 void run(benchmark::State& state, server::HandlerOptions options) {
   constexpr int kNames = 1000;
-  config::UpstreamGroup g;
-  g.zones = {"cluster.local", "."};
-  server::ZoneRouter router({g.zones});
+  server::ZoneRouter router(server::GroupZones{{"cluster.local", "."}});
   std::vector<std::unique_ptr<upstream::Forwarder>> forwarders;  // hits only
   cache::PacketCache cache({});
   server::CacheWiring wiring;

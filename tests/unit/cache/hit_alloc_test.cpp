@@ -57,9 +57,7 @@ TEST_CASE("a cache hit does not allocate", "[cache][alloc]") {
 
 TEST_CASE("a hit through the query handler does not allocate, metrics and top sampling on",
           "[server][alloc]") {
-  config::UpstreamGroup g;
-  g.zones = {"."};
-  server::ZoneRouter router({g.zones});
+  server::ZoneRouter router(server::GroupZones{{"."}});
   std::vector<std::unique_ptr<upstream::Forwarder>> forwarders;  // hits only
   cache::PacketCache c({});
   server::CacheWiring wiring;

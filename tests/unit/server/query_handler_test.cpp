@@ -28,6 +28,8 @@
 #include <localdns/server/query_handler.hpp>
 #include <localdns/server/zone_router.hpp>
 #include <localdns/upstream/forwarder.hpp>
+#include <localdns/util/clock.hpp>
+#include <localdns/util/random.hpp>
 
 #include "dns_client.hpp"
 #include "fake_upstream.hpp"
@@ -44,7 +46,8 @@ class TestWorker {
   TestWorker(const server::ZoneRouter& router, std::shared_ptr<upstream::GroupState> group,
              const server::CacheWiring& wiring)
       : guard_(boost::asio::make_work_guard(io_)) {
-    forwarders_.push_back(std::make_unique<upstream::Forwarder>(io_, std::move(group)));
+    forwarders_.push_back(std::make_unique<upstream::Forwarder>(
+        io_, std::move(group), util::Clock::real(), util::Random::system()));
     // Every answer in the query log: its line is written by the thread that
     // builds the reply.
     handler_.emplace(router, forwarders_, wiring, io_.get_executor(),
@@ -195,12 +198,11 @@ class LogCapture {
 // One group for every zone, served by the fake upstream.
 struct Setup {
   explicit Setup(const test::FakeUpstream& up, std::chrono::milliseconds timeout = 1500ms) {
-    config::UpstreamGroup g;
-    g.zones = {"."};
+    upstream::GroupSettings g;
     g.servers = {util::Endpoint{boost::asio::ip::make_address("127.0.0.1"), up.port()}};
     g.timeout = timeout;
     g.attempts = 1;
-    router = std::make_unique<server::ZoneRouter>(server::GroupZones{g.zones});
+    router = std::make_unique<server::ZoneRouter>(server::GroupZones{{"."}});
     group = std::make_shared<upstream::GroupState>(g);
     wiring.cache = &cache;
     wiring.policies = {cache::TtlPolicy{}};
