@@ -129,9 +129,11 @@ void Runtime::stop() {
         total += g->in_flight.load(std::memory_order_relaxed);
       return total;
     };
-    auto grace_end = Clock::now() + shared_.config->shutdown_grace;
-    while (in_flight() > 0 && Clock::now() < grace_end)
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    // Woken by the last ticket of a group to go; in_flight() decides.
+    for (const auto& g : shared_.groups)
+      g->on_idle.store(&upstreams_idle_, std::memory_order_release);
+    upstreams_idle_.wait_until(Clock::now() + shared_.config->shutdown_grace,
+                               [&] { return in_flight() == 0; });
     if (unsigned left = in_flight(); left > 0) {
       spdlog::warn("shutdown: {} upstream queries still in flight after {} ms; answering SERVFAIL",
                    left, shared_.config->shutdown_grace.count());

@@ -21,7 +21,9 @@ InFlightTicket InFlightTicket::acquire(const std::shared_ptr<GroupState>& g) {
 }
 
 void InFlightTicket::release() {
-  if (group_) group_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+  if (group_ && group_->in_flight.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    if (auto* idle = group_->on_idle.load(std::memory_order_acquire)) idle->notify();
+  }
   group_.reset();
 }
 

@@ -9,6 +9,7 @@
 
 #include <localdns/app/worker.hpp>
 #include <localdns/config/config.hpp>
+#include <localdns/util/notifier.hpp>
 
 namespace localdns::app {
 
@@ -57,6 +58,9 @@ class Runtime {
   cache::PacketCache* cache() const { return shared_.cache.get(); }
 
  private:
+  // Every group's on_idle from stop() on; declared first so that it outlives
+  // the workers and every in-flight ticket they hold.
+  util::Notifier upstreams_idle_;
   Shared shared_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;

@@ -13,6 +13,7 @@
 
 #include <localdns/upstream/server_health.hpp>
 #include <localdns/upstream/settings.hpp>
+#include <localdns/util/notifier.hpp>
 
 namespace localdns::upstream {
 
@@ -23,6 +24,9 @@ struct GroupState {
   std::vector<std::unique_ptr<ServerHealth>> health;  // index = server index
   std::atomic<unsigned> in_flight{0};
   std::atomic<std::uint64_t> rejects{0};  // queries refused over max_in_flight
+  // Told when in_flight drops to zero, while set (shutdown waits on it). The
+  // notifier must outlive every ticket of the group.
+  std::atomic<util::Notifier*> on_idle{nullptr};
 };
 
 // Holds one unit of a group's in-flight budget; released on destruction.
