@@ -1,0 +1,75 @@
+// The base module: the lock-guarded value, the manual clock, the fixed random
+// sequence and the notifier that shutdown waits on.
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include <localdns/util/clock.hpp>
+#include <localdns/util/lock_guarded.hpp>
+#include <localdns/util/notifier.hpp>
+#include <localdns/util/random.hpp>
+
+using namespace localdns;
+using namespace std::chrono_literals;
+
+TEST_CASE("a lock-guarded value is reached only through its lock", "[util]") {
+  util::LockGuarded<std::map<int, int>> table;
+  constexpr int kPerThread = 2000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i)
+        table.lock()->emplace(t * kPerThread + i, i);
+    });
+  }
+  for (auto& th : threads)
+    th.join();
+  const auto& view = table;
+  CHECK(view.with([](const auto& m) { return m.size(); }) == 4 * kPerThread);
+  CHECK(view.lock()->at(kPerThread + 7) == 7);
+}
+
+TEST_CASE("a manual clock moves only when told", "[util]") {
+  util::ManualClock clock;
+  auto t0 = clock.now();
+  CHECK(clock.now() == t0);
+  clock.advance(1500ms);
+  CHECK(clock.now() - t0 == 1500ms);
+  clock.set(t0);
+  CHECK(clock.now() == t0);
+  CHECK(util::Clock::real().now() >= t0);
+}
+
+TEST_CASE("a sequence random source repeats its values, reduced to the bound", "[util]") {
+  util::SequenceRandom r({7, 12, 3});
+  CHECK(r.next() == 7);
+  CHECK(r.below(5) == 2);
+  CHECK(r.next() == 3);
+  CHECK(r.next() == 7);
+  for (int i = 0; i < 100; ++i)
+    CHECK(util::Random::system().below(10) < 10);
+}
+
+TEST_CASE("a notifier wakes its waiter when the condition turns true", "[util]") {
+  util::Notifier n;
+  std::atomic<int> left{3};
+  std::thread worker([&] {
+    for (int i = 0; i < 3; ++i) {
+      left.fetch_sub(1);
+      n.notify();
+    }
+  });
+  // A deadline far away: the wait ends because the condition holds, not by timing out.
+  bool done = n.wait_until(util::SteadyClock::now() + 30s, [&] { return left.load() == 0; });
+  worker.join();
+  CHECK(done);
+  CHECK(left.load() == 0);
+  // A condition that never holds: false at the deadline.
+  auto start = util::SteadyClock::now();
+  CHECK_FALSE(n.wait_until(start + 50ms, [] { return false; }));
+  CHECK(util::SteadyClock::now() - start >= 50ms);
+}
