@@ -214,10 +214,9 @@ std::size_t render_reply(const AnswerParts& answer, const ReplyShape& shape,
     for (const std::uint16_t off : answer.ttl_offsets)
       if (p[off] & 0x80) write_u32(p + off, 0);  // RFC 2181 8
   }
-  Header h = Header::read(p);
-  h.id = shape.id;
-  h.flags = reply_flags(answer.flags, shape);
-  h.arcount = answer.arcount;
+  // Only ID, flags and ARCOUNT differ from the stored header.
+  std::uint8_t* const header = p;
+  std::uint16_t arcount = answer.arcount;
   p += answer.wire.size();
   if (shape.edns) {
     p = write_opt(p, static_cast<std::uint8_t>(rcode >> 4), shape.do_bit,
@@ -226,9 +225,11 @@ std::size_t render_reply(const AnswerParts& answer, const ReplyShape& shape,
       p = write_ede(p, own_ede);
       write_u16(p - ede - 2, static_cast<std::uint16_t>(ede));  // the OPT's RDLENGTH
     }
-    h.arcount = static_cast<std::uint16_t>(h.arcount + 1);
+    arcount = static_cast<std::uint16_t>(arcount + 1);
   }
-  h.write(out.data());
+  write_u16(header, shape.id);
+  write_u16(header + 2, reply_flags(answer.flags, shape));
+  write_u16(header + 10, arcount);
   std::memcpy(out.data() + kHeaderSize, shape.qname.data(), shape.qname_len);
   return static_cast<std::size_t>(p - out.data());
 }
