@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include <localdns/app/control.hpp>
+#include <localdns/app/doctor_main.hpp>
 #include <localdns/app/health.hpp>
 #include <localdns/app/logging.hpp>
 #include <localdns/app/metrics.hpp>
@@ -26,7 +27,6 @@
 #include <localdns/config/duration.hpp>
 #include <localdns/config/emit.hpp>
 #include <localdns/config/module_settings.hpp>
-#include <localdns/app/doctor_main.hpp>
 #include <localdns/node/node_setup.hpp>
 
 namespace localdns::app {

@@ -57,7 +57,8 @@ std::vector<std::string> assign_fallbacks(const Config& c, node::RuleTargets& t)
   if (n.fallback_auto) {
     source = "the \".\" servers";
     for (const auto& g : c.forward) {
-      if (std::find(g.zones.begin(), g.zones.end(), ".") != g.zones.end()) candidates = servers_of(c, g);
+      if (std::find(g.zones.begin(), g.zones.end(), ".") != g.zones.end())
+        candidates = servers_of(c, g);
     }
   }
   for (auto& l : t.locals) {
