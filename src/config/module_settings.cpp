@@ -16,16 +16,7 @@ server::ServerSettings server_settings(const Config& c) {
 node::NodeSettings node_settings(const Config& c) {
   const auto& n = c.node;
   node::NodeSettings s;
-  s.local_addresses = n.local_addresses;
-  s.port = n.port;
-  s.setup_interface = n.setup_interface;
-  s.interface_name = n.interface_name;
-  s.interface_kind = n.interface_kind;
-  s.setup_rules = n.setup_rules;
-  s.rules_backend = n.rules_backend;
-  s.health_port = n.health_port;
-  s.sync_interval = n.sync_interval;
-  s.skip_teardown = n.skip_teardown;
+  static_cast<node::NodeOptions&>(s) = n;
   s.targets = rule_targets(c, &s.target_notes);
   return s;
 }

@@ -90,15 +90,10 @@ std::optional<Cidr> parse_cidr(std::string_view text);
 // Node setup: the local addresses on an interface of their own, and the
 // NOTRACK rules that keep their DNS traffic out of conntrack. Nothing happens
 // unless local_addresses is set.
-struct NodeConfig {
-  // Each is added to `listen` on `port` unless listen already has it.
-  std::vector<boost::asio::ip::address> local_addresses;
-  std::uint16_t port = 53;
-  bool setup_interface = true;
-  std::string interface_name = "nodelocaldns";
-  std::string interface_kind = "dummy";  // tests use bridge: some kernels lack dummy
-  bool setup_rules = true;
-  RulesBackend rules_backend = RulesBackend::Auto;
+// Each local address is added to `listen` on `port` unless listen already
+// has it. The fallback inputs below exist only here: config/ resolves them
+// into node::NodeSettings::targets.
+struct NodeConfig : node::NodeOptions {
   // While no localdns socket exists, send traffic for the addresses in
   // fallback_for to these servers (a DNAT); empty with fallback_auto: the
   // servers of the group that routes ".". A target that cannot work (a local
@@ -112,11 +107,6 @@ struct NodeConfig {
   // The cluster's Service ranges: kube-proxy cannot translate a packet that
   // was already DNATed, so no fallback target may lie inside them.
   std::vector<Cidr> service_cidr;
-  std::uint16_t health_port = 0;  // also kept out of conntrack when set
-  Duration sync_interval{std::chrono::seconds(60)};
-  bool skip_teardown = false;  // leave interface and rules in place on exit
-
-  bool enabled() const { return !local_addresses.empty(); }
 
   friend bool operator==(const NodeConfig&, const NodeConfig&) = default;
 };

@@ -41,8 +41,9 @@ struct RuleTargets {
   friend bool operator==(const RuleTargets&, const RuleTargets&) = default;
 };
 
-struct NodeSettings {
-  // As the user wrote them (node.* in the configuration, or the flags).
+// What the user wrote for node setup (node.* in the configuration, or the
+// flags); config::NodeConfig adds what only the file format has.
+struct NodeOptions {
   std::vector<boost::asio::ip::address> local_addresses;
   std::uint16_t port = 53;
   bool setup_interface = true;
@@ -50,10 +51,16 @@ struct NodeSettings {
   std::string interface_kind = "dummy";  // tests use bridge: some kernels lack dummy
   bool setup_rules = true;
   RulesBackendKind rules_backend = RulesBackendKind::Auto;
-  std::uint16_t health_port = 0;  // explicit; 0: see targets.health_port
+  std::uint16_t health_port = 0;  // explicit; 0: see NodeSettings::targets.health_port
   util::Duration sync_interval{std::chrono::seconds(60)};
   bool skip_teardown = false;  // leave interface and rules in place on exit
 
+  bool enabled() const { return !local_addresses.empty(); }
+
+  friend bool operator==(const NodeOptions&, const NodeOptions&) = default;
+};
+
+struct NodeSettings : NodeOptions {
   // Resolved from the whole configuration, not written by the user: the
   // listen entries on local addresses, each with the fallback DNAT target it
   // gets (only addresses in the resolved fallback_for get one: the listed
@@ -63,8 +70,6 @@ struct NodeSettings {
   RuleTargets targets;
   // Why an address that wanted a fallback got none, one line each.
   std::vector<std::string> target_notes;
-
-  bool enabled() const { return !local_addresses.empty(); }
 
   friend bool operator==(const NodeSettings&, const NodeSettings&) = default;
 };
