@@ -57,10 +57,10 @@ Bytes make_answer(const Bytes& q, const Behaviour& b, bool udp,
   if (truncated) {
     r.tc();
   } else if (rcode == 0 && qtype == kTypeA) {
-    r.answer(a_record(300, address));
+    r.answer(a_record(b.answer_ttl, address));
   } else if (rcode == 0 && qtype == kTypeTxt) {
     for (int i = 0; i < 12; ++i) {  // 12 x ~250 bytes: needs TCP without EDNS
-      Rr txt{kTypeTxt, 300, {240}};
+      Rr txt{kTypeTxt, b.answer_ttl, {240}};
       for (int k = 0; k < 240; ++k)
         txt.rdata.push_back(static_cast<std::uint8_t>('a' + (i + k) % 26));
       r.answer(std::move(txt));
@@ -140,6 +140,13 @@ struct FakeUpstream::Impl {
         if (b.close_tcp_after && number == 1 && seen >= b.close_tcp_after) {
           closed = true;
           error_code ignored;
+          sock.close(ignored);
+          return;
+        }
+        if (b.reset_tcp_after && seen >= b.reset_tcp_after) {
+          closed = true;
+          error_code ignored;
+          sock.set_option(asio::socket_base::linger(true, 0), ignored);  // RST, not FIN
           sock.close(ignored);
           return;
         }
@@ -288,7 +295,12 @@ void FakeUpstream::count(const std::string& name, bool tcp, bool rd) {
   (tcp ? tcp_queries_ : udp_queries_)++;
   if (!rd) ++no_rd_;
   std::lock_guard lock(mu_);
-  per_name_[name]++;
+  auto it = per_name_.find(name);
+  if (it != per_name_.end()) {
+    ++it->second;
+  } else if (per_name_.size() < kMaxNames) {
+    per_name_.emplace(name, 1);
+  }
 }
 
 unsigned FakeUpstream::tcp_opened() {

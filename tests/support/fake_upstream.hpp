@@ -22,16 +22,18 @@ struct Behaviour {
   std::chrono::milliseconds delay{0};
   bool truncate_udp = false;       // UDP answers carry TC=1 and no records
   unsigned close_tcp_after = 0;    // close the first connection when its Nth query arrives
+  unsigned reset_tcp_after = 0;    // reset (RST) every connection when its Nth query arrives
   unsigned reverse_tcp_batch = 0;  // hold TCP answers until N are due, send them reversed
   bool spoof_first = false;     // over UDP, first send an answer with a wrong ID (A 198.51.100.66)
   bool spoof_question = false;  // over UDP, first send an answer with the right ID for another
                                 // name (A 198.51.100.77)
   bool drop_tcp = false;        // TCP queries are read and counted, never answered
   bool tcp_no_read = false;     // TCP connections are accepted and never read from
-  bool tcp_stale_answer = false;  // over TCP, first answer the connection's previous question
-                                  // (A 198.51.100.88) with this query's ID: a late answer whose
-                                  // ID was reused
-  std::string drop_prefix{};      // queries for names starting with it are never answered
+  bool tcp_stale_answer = false;   // over TCP, first answer the connection's previous question
+                                   // (A 198.51.100.88) with this query's ID: a late answer whose
+                                   // ID was reused
+  std::string drop_prefix{};       // queries for names starting with it are never answered
+  std::uint32_t answer_ttl = 300;  // TTL of the synthetic A and TXT records
 };
 
 // A query as it reached the upstream.
@@ -56,12 +58,14 @@ class FakeUpstream {
   unsigned tcp_connections() const { return tcp_connections_; }
   unsigned max_open_tcp_connections() const { return max_open_tcp_; }
   unsigned open_tcp_connections() const { return open_tcp_; }
+  // Counted for the first kMaxNames distinct names only (a long soak asks millions).
   unsigned queries_for(const std::string& lower_name) const;
+  static constexpr std::size_t kMaxNames = 100000;
   unsigned queries_without_rd() const { return no_rd_; }
   // The first 1000 queries received, in order.
   std::vector<SeenQuery> seen_queries() const;
 
-  // The synthetic answer: A 192.0.2.1 (TTL 300) for any name; TXT answers of
+  // The synthetic answer: A 192.0.2.1 (TTL answer_ttl, 300) for any name; TXT answers of
   // about 3000 bytes; NXDOMAIN with an SOA for names starting with "nx".
   static std::string answer_address() { return "192.0.2.1"; }
 
