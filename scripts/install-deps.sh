@@ -7,14 +7,15 @@ set -euo pipefail
 
 # The libraries localdns links (ldd; libc6 and libgcc-s1 are in every Debian
 # base), iptables and nftables: node setup drives them for the NOTRACK rules.
-# libsystemd: sd_notify readiness under systemd (Type=notify).
+# libsystemd: sd_notify readiness under systemd (Type=notify). libcap-ng:
+# dropping the capabilities a run no longer needs, bounding set included.
 runtime=(libstdc++6 libyaml-cpp0.7 libspdlog1.10 libfmt9 libnl-3-200 libnl-route-3-200 libnl-nf-3-200
-  libprometheus-cpp-core1.0 libsystemd0 iptables nftables)
+  libprometheus-cpp-core1.0 libsystemd0 libcap-ng0 iptables nftables)
 # What compiling localdns needs (the image's build stage installs only these).
 build=(
   build-essential cmake ninja-build pkg-config
   libboost1.81-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
-  libnl-3-dev libnl-route-3-dev libnl-nf-3-dev prometheus-cpp-dev libsystemd-dev
+  libnl-3-dev libnl-route-3-dev libnl-nf-3-dev prometheus-cpp-dev libsystemd-dev libcap-ng-dev
 )
 # What the tests, the benchmark, fuzzing and the format check add.
 test=(

@@ -21,6 +21,7 @@
 #include <localdns/app/logging.hpp>
 #include <localdns/app/metrics.hpp>
 #include <localdns/app/notify.hpp>
+#include <localdns/app/privileges.hpp>
 #include <localdns/app/run.hpp>
 #include <localdns/app/runtime.hpp>
 #include <localdns/config/cli.hpp>
@@ -323,10 +324,11 @@ int serve_until_signal(Running& run, const config::CliOptions& opts, config::Con
                        std::optional<PidFile>& pidfile, std::optional<ShutdownSignals>& signals) {
   if (!run.node.start(cfg)) return 1;
   if (!start_server(run, std::move(cfg))) return 1;
-  if (auto* node = run.node.get()) {
-    node->flush_conntrack();
-    node->start_sync();
-  }
+  auto* node = run.node.get();
+  if (node) node->flush_conntrack();
+  // Still one thread: the sync loop, endpoints and workers start below.
+  drop_capabilities(run.server->config(), node);
+  if (node) node->start_sync();
   if (!opts.node_cache.quiet) log_summary(run.server->config(), run.server->threads());
   if (!start_endpoints(run)) return 1;
   start_control(run);
