@@ -43,6 +43,15 @@ start() {  # ARGS...
   fail "localdns did not start: $*"
 }
 stop() { kill -TERM "$PID"; wait "$PID" || fail "exit status $?"; PID=""; }
+# The drop happens before any other thread starts, so each thread inherits
+# the reduced sets: wait for the dropping line and for the workers' threads.
+await_threads() {  # WHAT
+  for _ in $(seq 100); do
+    grep -q "capabilities:" "$TMP/log" && [ "$(ls /proc/$PID/task | wc -l)" -gt 1 ] && return 0
+    sleep 0.1
+  done
+  fail "$1: no capabilities line, or a single thread, after 10 s"
+}
 
 fresh_ns() {  # iptables-legacy's tables outlive its rules: a new namespace each time
   ip netns del "$NS" 2>/dev/null || true
@@ -66,12 +75,11 @@ forward:
     servers: ["127.0.0.1:9"]
 CONF
   start --config "$TMP/conf.yaml"
-  sleep 0.5  # threads started after "listening on"
+  await_threads "$backend"
   if [ $backend = iptables-legacy ]; then mask=0000000000003400; else mask=0000000000001400; fi
   sets=$(thread_sets)
   [ "$sets" = "$mask $mask $mask 0000000000000000 0000000000000000" ] ||
     fail "$backend: thread capability sets: $sets (want $mask in effective, permitted, bounding)"
-  [ "$(ls /proc/$PID/task | wc -l)" -gt 1 ] || fail "$backend: expected several threads"
   # Delete one of localdns's rules: the sync loop restores it.
   if [ $backend = iptables-legacy ]; then
     count() { in_ns iptables-legacy-save | grep -c '"localdns:' || true; }
@@ -94,7 +102,7 @@ done
 
 fresh_ns
 start --listen 127.0.0.1:25353 --forward .=udp://127.0.0.1:9 --control off --metrics off --health off
-sleep 0.5
+await_threads standalone
 sets=$(thread_sets)
 z=0000000000000000
 [ "$sets" = "$z $z $z $z $z" ] || fail "standalone: $sets"

@@ -32,7 +32,7 @@ using CapMask = std::uint64_t;
 // What a running localdns does after start that needs a capability.
 struct PrivilegeNeeds {
   // The node sync loop repairs the interface and rules, teardown removes them,
-  // and a reload may add a listener on port 53: CAP_NET_ADMIN and
+  // and the node's listeners may need port 53 again: CAP_NET_ADMIN and
   // CAP_NET_BIND_SERVICE.
   bool node_setup = false;
   // iptables-legacy's raw socket (its rules, or node-local-dns's rules the
