@@ -24,6 +24,7 @@ test=(
   python3     # scripts/check-layering.py: the include graph and the 600-line rule
   systemd     # systemd-analyze verify/security for deploy/systemd/localdns.service
   prometheus  # promtool: the alert rules in deploy/monitoring
+  dnsperf curl  # tests/soak/soak.sh: the load, and the metrics it reads
   # scripts/image-test.sh builds the container image from a Debian base it
   # makes locally.
   buildah debootstrap
