@@ -288,8 +288,8 @@ void start_control(Running& run) {
 
 // Reloads when an input file changes (README.md, "Reload"); without
 // inotify, a warning: SIGHUP and `ctl reload` still work.
-void start_watcher(Running& run) {
-  if (run.reloader->inputs().empty()) return;
+void start_watcher(Running& run, const config::CliOptions& opts) {
+  if (!opts.watch_inputs || run.reloader->inputs().empty()) return;
   try {
     run.watcher = std::make_unique<ConfigWatcher>(
         run.reloader->inputs(),
@@ -360,7 +360,7 @@ int serve_until_signal(Running& run, const config::CliOptions& opts, const confi
   start_control(run);
   signals.emplace(run.reloader.get());
   run.server->start();
-  start_watcher(run);
+  start_watcher(run, opts);
   pidfile.emplace(opts.node_cache.pidfile.value_or(""));  // every listener is bound by now
   const auto& c = run.server->config();
   notify_ready(c, run.node.backend_name());
