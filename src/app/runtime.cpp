@@ -221,7 +221,8 @@ std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& pla
   auto applied = std::make_shared<Countdown>(workers_.size());
   for (auto& w : workers_)
     w->apply(gen, [applied] { applied->count_down(); });
-  if (!threads_.empty() && !applied->wait_until(Clock::now() + kApplyBound)) {
+  // Before start() the workers apply it first thing when they run.
+  if (running() && !applied->wait_until(Clock::now() + kApplyBound)) {
     // They apply it when they get to it; the cache is cleaned below regardless.
     spdlog::warn("reload: {} of {} workers had not applied generation {} after {} ms",
                  applied->left(), workers_.size(), gen->number, kApplyBound.count());
