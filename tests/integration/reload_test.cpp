@@ -39,9 +39,12 @@ struct Running {
       replace_file(config_path, cfg.yaml());
     }
   }
-  void start() {
-    d = std::make_unique<Daemon>(std::vector<std::string>{"--config", config_path},
-                                 dir.file("log"));
+  // Without `watch`, only SIGHUP and `ctl reload` reload (--no-watch), so
+  // that the tests' own edits of the file trigger nothing by themselves.
+  void start(bool watch = false) {
+    std::vector<std::string> args{"--config", config_path};
+    if (!watch) args.push_back("--no-watch");
+    d = std::make_unique<Daemon>(args, dir.file("log"));
     REQUIRE(d->wait_ready(ep, 10s));
   }
   // Until `n` reloads have succeeded (the metric); false on timeout.
@@ -167,7 +170,7 @@ TEST_CASE("reload: an invalid config is refused with --check-config's errors; th
 TEST_CASE("reload: a changed config file applies without a signal", "[integration][reload]") {
   SECTION("a new file renamed over it") {
     Running r;
-    r.start();
+    r.start(true);
     REQUIRE(answer(r.ep, "w1.a.test") == kAddr);
     r.cfg.a_upstream = r.a2.address();
     auto t0 = Clock::now();
@@ -190,7 +193,7 @@ TEST_CASE("reload: a changed config file applies without a signal", "[integratio
     std::filesystem::create_symlink("..data/localdns.yaml", vol.file("localdns.yaml"));
     Running r(vol.file("localdns.yaml"));
     replace_file(vol.file("..2026_01/localdns.yaml"), r.cfg.yaml());
-    r.start();
+    r.start(true);
     REQUIRE(answer(r.ep, "k1.a.test") == kAddr);
     // As the kubelet does: a new timestamped directory, a new ..data
     // symlink beside the old one, renamed over it.
@@ -269,9 +272,12 @@ TEST_CASE("reload: five reloads under continuous queries lose none", "[integrati
 TEST_CASE("reload: SIGTERM right after SIGHUP still stops within the grace and its bound",
           "[integration][reload]") {
   Running r;
+  r.cfg.a_timeout = "5s";  // longer than the grace: only the shutdown ends the query below
+  replace_file(r.config_path, r.cfg.yaml());
   r.start();
   REQUIRE(answer(r.ep, "t1.a.test") == kAddr);
-  // A silent upstream keeps a query in flight for the whole grace.
+  // A silent upstream keeps a query in flight for the whole grace; the
+  // reload then retires its group with the query still in flight.
   r.a1.set(Behaviour{.mode = Behaviour::Mode::Drop});
   auto pending = std::async(std::launch::async, [&] { return answer(r.ep, "stuck.a.test"); });
   REQUIRE(wait_until(within(5s), [&] { return r.a1.queries_for("stuck.a.test") == 1; }));
