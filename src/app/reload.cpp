@@ -33,7 +33,8 @@ std::vector<WatchedDir> inputs_of(const config::CliOptions& opts, const config::
   } else {
     // No template: the Corefile itself is the input (localdns writes no
     // rendered copy then).
-    out.push_back(watch_file(s.rendered_path));
+    out.push_back(
+        watch_file(nc.conf.value_or(nc.corefile.value_or(std::string(config::kDefaultCorefile)))));
   }
   return out;
 }

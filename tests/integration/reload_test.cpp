@@ -297,3 +297,30 @@ TEST_CASE("reload: SIGTERM right after SIGHUP still stops within the grace and i
   CHECK(ms < 3500);
   CHECK(pending.get() == "SERVFAIL");
 }
+
+TEST_CASE("reload: node-local-dns's Corefile (-conf) applies when it changes",
+          "[integration][reload]") {
+  FakeUpstream a1, a2;
+  TempDir dir;
+  auto port = free_port();
+  Endpoint ep{"127.0.0.1", port};
+  auto corefile = [&](const FakeUpstream& up) {
+    return "a.test:" + std::to_string(port) + " {\n  bind 127.0.0.1\n  forward . " + up.address() +
+           "\n}\n";
+  };
+  const auto path = dir.file("Corefile");
+  replace_file(path, corefile(a1));
+  Daemon d({"-conf", path, "--control-socket", "off", "--threads", "2"}, dir.file("log"));
+  REQUIRE(d.wait_ready(ep, 10s));
+  REQUIRE(answer(ep, "c1.a.test") == kAddr);
+  REQUIRE(a1.queries_for("c1.a.test.") == 1);
+  replace_file(path, corefile(a2));
+  bool applied = d.wait_log("reload (file change): generation 1 serving", 1, 10s);
+  INFO(d.log());
+  REQUIRE(applied);
+  CHECK(answer(ep, "c2.a.test") == kAddr);
+  CHECK(a2.queries_for("c2.a.test.") == 1);
+  CHECK(a1.queries_for("c2.a.test.") == 0);
+  d.signal(SIGTERM);
+  CHECK(d.wait_exit(10s));
+}
