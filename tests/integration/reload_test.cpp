@@ -118,8 +118,9 @@ TEST_CASE("reload: SIGHUP moves a zone to a new upstream and drops only its cach
   CHECK(r.d->wait_exit(10s));
 }
 
-TEST_CASE("reload: an invalid config is refused with --check-config's errors; the old one serves",
-          "[integration][reload]") {
+TEST_CASE(
+    "reload: an invalid config is refused with --check-config's errors and the old one serves",
+    "[integration][reload]") {
   Running r;
   r.start();
   REQUIRE(answer(r.ep, "one.a.test") == kAddr);

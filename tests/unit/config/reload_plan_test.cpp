@@ -55,7 +55,7 @@ TEST_CASE("reload plan: new servers replace the group and drop its zones' answer
   CHECK(p.drop_cached == std::vector<bool>{false, true, false});
 }
 
-TEST_CASE("reload plan: a new transport drops answers; a new timeout only replaces the pools",
+TEST_CASE("reload plan: a new transport drops answers, a new timeout only replaces the pools",
           "[config][reload]") {
   auto a = load(kBase);
   auto transport = load(with(kBase, "transport: tcp", "transport: udp"));
