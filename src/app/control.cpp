@@ -74,10 +74,12 @@ std::vector<std::string> words(const std::string& line) {
 
 }  // namespace
 
-ControlServer::ControlServer(Runtime& server, node::NodeSetup* node, std::string path)
+ControlServer::ControlServer(Runtime& server, node::NodeSetup* node, std::string path,
+                             ReloadFn reload)
     : server_(server),
       node_(node),
       path_(std::move(path)),
+      reload_(std::move(reload)),
       started_(Clock::now()),
       acceptor_(ctx_),
       timer_(ctx_),
@@ -212,8 +214,11 @@ std::string ControlServer::execute(const std::string& line) {
   }
   if (cmd == "flush" && w.size() <= 2) return flush(w.size() == 2 ? w[1] : "", json);
   if (cmd == "dump" && w.size() == 1) return dump(json);
+  if (cmd == "reload" && w.size() == 1) {
+    return reload_ ? reload_() : "error: reload is not available on this socket\n";
+  }
   return "error: unknown command '" + line.substr(0, line.find('\n')) +
-         "' (stats, top KIND N, flush [NAME], dump)\n";
+         "' (stats, top KIND N, flush [NAME], dump, reload)\n";
 }
 
 std::string ControlServer::stats(bool json) {
@@ -267,8 +272,9 @@ std::string ControlServer::stats(bool json) {
     out += "upstreams\n";
   }
   bool first = true;
-  for (std::size_t gi = 0; gi < server_.groups().size(); ++gi) {
-    const auto& g = server_.groups()[gi];
+  const auto groups = server_.groups();
+  for (std::size_t gi = 0; gi < groups.size(); ++gi) {
+    const auto& g = groups[gi];
     std::string zones;
     for (const auto& z : server_.config().forward[gi].zones)
       zones += (zones.empty() ? "" : ",") + z;
@@ -415,7 +421,7 @@ int run_ctl(const std::vector<std::string>& args) {
   if (cmd.empty()) {
     std::cerr << "usage: localdns ctl [--socket PATH | --config FILE] [--json] stats | top "
                  "[--names|--nxdomain|"
-                 "--clients] [-n N] | flush [NAME] | dump\n";
+                 "--clients] [-n N] | flush [NAME] | dump | reload\n";
     return 2;
   }
   // "top -n 5" without a kind: names.

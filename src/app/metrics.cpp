@@ -1,3 +1,4 @@
+#include <cstdio>
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
@@ -223,8 +224,9 @@ class Collector final : public prometheus::Collectable {
     auto in_flight = family("localdns_inflight_queries",
                             "Upstream queries in flight per forward group.", MetricType::Gauge);
     std::uint64_t rejected = 0;
-    for (std::size_t gi = 0; gi < server_.groups().size(); ++gi) {
-      const auto& g = server_.groups()[gi];
+    const auto groups = server_.groups();
+    for (std::size_t gi = 0; gi < groups.size(); ++gi) {
+      const auto& g = groups[gi];
       rejected += g->rejects.load(std::memory_order_relaxed);
       std::string zones;
       for (const auto& z : server_.config().forward[gi].zones)
@@ -277,6 +279,7 @@ class Collector final : public prometheus::Collectable {
     out.push_back(std::move(build));
     out.push_back(std::move(coalesced));
     out.push_back(std::move(cache_bytes));
+    collect_reloads(out);
     if (node_) {
       const auto& c = node_->counters();
       // node-local-dns's name for the same thing.
@@ -292,6 +295,28 @@ class Collector final : public prometheus::Collectable {
       out.push_back(std::move(errors));
       out.push_back(std::move(repairs));
     }
+  }
+
+  void collect_reloads(std::vector<MetricFamily>& out) const {
+    const auto& r = server_.reloads();
+    auto reloads = family("localdns_config_reloads_total",
+                          "Configuration reloads, by result (failure: the old one kept serving).",
+                          MetricType::Counter);
+    add_value(reloads, {{"result", "success"}},
+              static_cast<double>(r.success.load(std::memory_order_relaxed)));
+    add_value(reloads, {{"result", "failure"}},
+              static_cast<double>(r.failure.load(std::memory_order_relaxed)));
+    auto info = family("localdns_config_info",
+                       "The configuration serving: its generation (0 as read at start, one more "
+                       "per successful reload) and a hash of it.",
+                       MetricType::Gauge);
+    char hash[17];
+    std::snprintf(hash, sizeof hash, "%016llx",
+                  static_cast<unsigned long long>(r.hash.load(std::memory_order_relaxed)));
+    add_value(info, {{"hash", hash}},
+              static_cast<double>(r.generation.load(std::memory_order_relaxed)));
+    out.push_back(std::move(reloads));
+    out.push_back(std::move(info));
   }
 
   const Runtime& server_;

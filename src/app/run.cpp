@@ -22,6 +22,7 @@
 #include <localdns/app/metrics.hpp>
 #include <localdns/app/notify.hpp>
 #include <localdns/app/privileges.hpp>
+#include <localdns/app/reload.hpp>
 #include <localdns/app/run.hpp>
 #include <localdns/app/runtime.hpp>
 #include <localdns/config/cli.hpp>
@@ -213,7 +214,11 @@ struct Running {
   std::unique_ptr<Runtime> server;
   std::unique_ptr<MetricsEndpoint> metrics;
   std::unique_ptr<HealthEndpoint> health;
+  // Before the control socket and the watcher, which call it, and after the
+  // server: both stop (waiting for a reload in progress) before it does.
+  std::unique_ptr<Reloader> reloader;
   std::unique_ptr<ControlServer> control;
+  std::unique_ptr<ConfigWatcher> watcher;
 };
 
 // Binds every listener; false (logged) when one cannot be bound.
@@ -271,7 +276,9 @@ void start_control(Running& run) {
   const auto& path = run.server->config().control_socket;
   if (path.empty()) return;
   try {
-    run.control = std::make_unique<ControlServer>(*run.server, run.node.get(), path);
+    run.control = std::make_unique<ControlServer>(
+        *run.server, run.node.get(), path,
+        [reloader = run.reloader.get()] { return reloader->reload("ctl reload").text(); });
     spdlog::info("control socket {} (localdns ctl)", path);
   } catch (const std::exception& e) {
     spdlog::warn("control socket: {}; `localdns ctl` is unavailable (--control-socket PATH or off)",
@@ -279,12 +286,30 @@ void start_control(Running& run) {
   }
 }
 
-// SIGINT and SIGTERM end the run; SIGHUP is said to be unsupported. The
-// set handles them from construction to destruction, so a second signal
-// during shutdown cannot kill localdns halfway through its teardown.
+// Reloads when an input file changes (README.md, "Reload"); without
+// inotify, a warning: SIGHUP and `ctl reload` still work.
+void start_watcher(Running& run, const config::CliOptions& opts) {
+  if (!opts.watch_inputs || run.reloader->inputs().empty()) return;
+  try {
+    run.watcher = std::make_unique<ConfigWatcher>(
+        run.reloader->inputs(),
+        [reloader = run.reloader.get()] { reloader->reload("file change"); });
+    std::string dirs;
+    for (const auto& d : run.reloader->inputs())
+      dirs += (dirs.empty() ? "" : ", ") + d.dir;
+    spdlog::info("reload: watching {} (debounce {} ms)", dirs, ConfigWatcher::kDebounce.count());
+  } catch (const std::exception& e) {
+    spdlog::warn("reload: cannot watch the configuration ({}); reload with SIGHUP", e.what());
+  }
+}
+
+// SIGINT and SIGTERM end the run; SIGHUP reloads (on this, the main,
+// thread). The set handles them from construction to destruction, so a
+// second signal during shutdown cannot kill localdns halfway through its
+// teardown.
 class ShutdownSignals {
  public:
-  ShutdownSignals() { wait(); }
+  explicit ShutdownSignals(Reloader* reloader) : reloader_(reloader) { wait(); }
   // Blocks until SIGINT or SIGTERM.
   void run() { ctx_.run(); }
 
@@ -293,9 +318,7 @@ class ShutdownSignals {
     signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
-        spdlog::warn(
-            "received SIGHUP: reload is not supported yet; still serving with the configuration "
-            "read at start");
+        if (reloader_ != nullptr) reloader_->reload("SIGHUP");
         wait();
         return;
       }
@@ -303,6 +326,7 @@ class ShutdownSignals {
     });
   }
 
+  Reloader* reloader_;
   boost::asio::io_context ctx_;
   boost::asio::signal_set signals_{ctx_, SIGINT, SIGTERM, SIGHUP};
 };
@@ -320,8 +344,9 @@ void prepare_process(const config::Config& cfg, const config::Startup& startup) 
 
 // Sets up, serves until a shutdown signal, returns the exit status; what
 // it set up is released when `run` goes, on every way out.
-int serve_until_signal(Running& run, const config::CliOptions& opts, config::Config cfg,
-                       std::optional<PidFile>& pidfile, std::optional<ShutdownSignals>& signals) {
+int serve_until_signal(Running& run, const config::CliOptions& opts, const config::Startup& startup,
+                       config::Config cfg, std::optional<PidFile>& pidfile,
+                       std::optional<ShutdownSignals>& signals) {
   if (!run.node.start(cfg)) return 1;
   if (!start_server(run, std::move(cfg))) return 1;
   auto* node = run.node.get();
@@ -331,9 +356,11 @@ int serve_until_signal(Running& run, const config::CliOptions& opts, config::Con
   if (node) node->start_sync();
   if (!opts.node_cache.quiet) log_summary(run.server->config(), run.server->threads());
   if (!start_endpoints(run)) return 1;
+  run.reloader = std::make_unique<Reloader>(opts, startup, *run.server);
   start_control(run);
-  signals.emplace();
+  signals.emplace(run.reloader.get());
   run.server->start();
+  start_watcher(run, opts);
   pidfile.emplace(opts.node_cache.pidfile.value_or(""));  // every listener is bound by now
   const auto& c = run.server->config();
   notify_ready(c, run.node.backend_name());
@@ -354,7 +381,7 @@ int serve(const config::CliOptions& opts, const config::Startup& startup, config
   int status = 0;
   {
     Running run;
-    status = serve_until_signal(run, opts, std::move(cfg), pidfile, signals);
+    status = serve_until_signal(run, opts, startup, std::move(cfg), pidfile, signals);
   }
   if (status == 0) spdlog::info("stopped");
   return status;

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -42,6 +43,33 @@ class Countdown {
   std::size_t left_;
 };
 
+// How long each group's answers may stay cached (index = group).
+std::vector<cache::TtlPolicy> ttl_policies(const config::Config& c) {
+  auto secs = [](config::Duration d) {
+    return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
+  };
+  std::vector<cache::TtlPolicy> out;
+  for (const auto& g : c.forward) {
+    cache::TtlPolicy p;
+    p.min_ttl = secs(c.cache.min_ttl);
+    p.max_ttl = secs(g.cache.max_ttl.value_or(c.cache.max_ttl));
+    p.denial_max_ttl = secs(g.cache.denial_max_ttl.value_or(c.cache.denial_max_ttl));
+    p.stale_window = secs(g.cache.serve_stale);
+    out.push_back(p);
+  }
+  return out;
+}
+
+bool answered(const upstream::GroupState& g) {
+  if (g.answered_before.load(std::memory_order_relaxed)) return true;
+  for (const auto& h : g.health)
+    if (h->counters().answered.load(std::memory_order_relaxed) != 0) return true;
+  return false;
+}
+
+// How long a reload waits for every worker to swap in the new generation.
+constexpr std::chrono::milliseconds kApplyBound{1000};
+
 }  // namespace
 
 Runtime::Runtime(config::Config cfg) {
@@ -66,17 +94,8 @@ Runtime::Runtime(config::Config cfg) {
     shared_.coalescer = std::make_unique<server::QueryCoalescer>();
     shared_.cache_wiring.coalescer = shared_.coalescer.get();
   }
-  auto secs = [](config::Duration d) {
-    return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
-  };
-  for (const auto& g : shared_.config->forward) {
-    cache::TtlPolicy p;
-    p.min_ttl = secs(cc.min_ttl);
-    p.max_ttl = secs(g.cache.max_ttl.value_or(cc.max_ttl));
-    p.denial_max_ttl = secs(g.cache.denial_max_ttl.value_or(cc.denial_max_ttl));
-    p.stale_window = secs(g.cache.serve_stale);
-    shared_.cache_wiring.policies.push_back(p);
-  }
+  shared_.cache_wiring.policies = ttl_policies(*shared_.config);
+  current_ = shared_.config;
   for (unsigned i = 0; i < n; ++i)
     workers_.push_back(std::make_unique<Worker>(i, shared_));
 }
@@ -123,20 +142,26 @@ void Runtime::stop() {
   if (!threads_.empty()) {
     for (auto& w : workers_)
       w->stop_listening();
-    auto in_flight = [this] {
+    auto all = groups();
+    config::Duration grace{};
+    {
+      std::lock_guard lock(mu_);
+      all.insert(all.end(), retired_groups_.begin(), retired_groups_.end());
+      grace = current_->shutdown_grace;
+    }
+    auto in_flight = [&all] {
       unsigned total = 0;
-      for (const auto& g : shared_.groups)
+      for (const auto& g : all)
         total += g->in_flight.load(std::memory_order_relaxed);
       return total;
     };
     // Woken by the last ticket of a group to go; in_flight() decides.
-    for (const auto& g : shared_.groups)
+    for (const auto& g : all)
       g->on_idle.store(&upstreams_idle_, std::memory_order_release);
-    upstreams_idle_.wait_until(Clock::now() + shared_.config->shutdown_grace,
-                               [&] { return in_flight() == 0; });
+    upstreams_idle_.wait_until(Clock::now() + grace, [&] { return in_flight() == 0; });
     if (unsigned left = in_flight(); left > 0) {
       spdlog::warn("shutdown: {} upstream queries still in flight after {} ms; answering SERVFAIL",
-                   left, shared_.config->shutdown_grace.count());
+                   left, grace.count());
     }
     auto bound = Clock::now() + kFlushBound;
     auto failed = std::make_shared<Countdown>(workers_.size());
@@ -161,6 +186,76 @@ void Runtime::stop() {
   for (auto& t : threads_)
     t.join();
   threads_.clear();
+}
+
+std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& plan) {
+  auto cfg = std::make_shared<const config::Config>(std::move(next));
+  auto gen = std::make_shared<Generation>();
+  gen->number = reloads_.generation.load(std::memory_order_relaxed) + 1;
+  gen->policies = ttl_policies(*cfg);
+  gen->query_log_sample = cfg->query_log_sample;
+  std::vector<std::shared_ptr<upstream::GroupState>> replaced;
+  auto old = groups();
+  for (std::size_t i = 0; i < cfg->forward.size(); ++i) {
+    if (i < old.size() && i < plan.keep_group.size() && plan.keep_group[i]) {
+      gen->groups.push_back(old[i]);
+      continue;
+    }
+    auto g =
+        std::make_shared<upstream::GroupState>(config::upstream_settings(*cfg, cfg->forward[i]));
+    if (i < old.size()) {
+      g->answered_before.store(answered(*old[i]), std::memory_order_relaxed);
+      replaced.push_back(old[i]);
+    }
+    gen->groups.push_back(std::move(g));
+  }
+  {
+    std::lock_guard lock(mu_);
+    // Groups replaced earlier that have nothing left in flight are done.
+    std::erase_if(retired_groups_,
+                  [](const auto& g) { return g->in_flight.load(std::memory_order_relaxed) == 0; });
+    retired_groups_.insert(retired_groups_.end(), replaced.begin(), replaced.end());
+    shared_.groups = gen->groups;
+    current_ = cfg;
+  }
+  auto applied = std::make_shared<Countdown>(workers_.size());
+  for (auto& w : workers_)
+    w->apply(gen, [applied] { applied->count_down(); });
+  // Before start() the workers apply it first thing when they run.
+  if (running() && !applied->wait_until(Clock::now() + kApplyBound)) {
+    // They apply it when they get to it; the cache is cleaned below regardless.
+    spdlog::warn("reload: {} of {} workers had not applied generation {} after {} ms",
+                 applied->left(), workers_.size(), gen->number, kApplyBound.count());
+  }
+  if (shared_.cache) {
+    std::size_t dropped = 0;
+    bool any =
+        std::find(plan.drop_cached.begin(), plan.drop_cached.end(), true) != plan.drop_cached.end();
+    if (any) {
+      const auto& router = *shared_.router;
+      dropped = shared_.cache->erase_if([&](dns::Bytes qname) {
+        int g = router.route(qname);
+        return g >= 0 && static_cast<std::size_t>(g) < plan.drop_cached.size() &&
+               plan.drop_cached[static_cast<std::size_t>(g)];
+      });
+    }
+    shared_.cache->set_limits(cfg->cache.max_entries, cfg->cache.max_bytes);
+    if (dropped != 0) {
+      spdlog::info("reload: dropped {} cached answers of zones whose upstream changed", dropped);
+    }
+  }
+  reloads_.generation.store(gen->number, std::memory_order_relaxed);
+  return gen->number;
+}
+
+std::shared_ptr<const config::Config> Runtime::current_config() const {
+  std::lock_guard lock(mu_);
+  return current_;
+}
+
+std::vector<std::shared_ptr<upstream::GroupState>> Runtime::groups() const {
+  std::lock_guard lock(mu_);
+  return shared_.groups;
 }
 
 Stats Runtime::stats() const {

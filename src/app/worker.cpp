@@ -1,3 +1,5 @@
+#include <utility>
+
 #include <boost/asio/post.hpp>
 
 #include <localdns/app/worker.hpp>
@@ -19,11 +21,13 @@ Worker::Worker(unsigned index, Shared& shared)
     : index_(index),
       shared_(shared),
       guard_(asio::make_work_guard(ctx_)),
-      handler_(*shared.router, forwarders_, shared.cache_wiring, ctx_.get_executor(),
+      wiring_(shared.cache_wiring),
+      handler_(*shared.router, forwarders_, wiring_, ctx_.get_executor(),
                handler_options(*shared.config)) {
   for (const auto& g : shared_.groups) {
     forwarders_.push_back(std::make_unique<upstream::Forwarder>(ctx_, g, util::Clock::real(),
                                                                 util::Random::system()));
+    groups_.push_back(g);
   }
   const auto& settings = shared_.server;
   for (const auto& ep : settings.listen) {
@@ -39,6 +43,7 @@ Worker::~Worker() {
   tcp_.clear();
   udp_.clear();
   forwarders_.clear();
+  retired_.clear();
 }
 
 void Worker::run() {
@@ -66,6 +71,8 @@ void Worker::fail_upstreams(std::function<void()> done) {
   asio::post(ctx_, [this, done = std::move(done)] {
     for (auto& f : forwarders_)
       f->shutdown();
+    for (auto& f : retired_)
+      f->shutdown();
     done();
   });
 }
@@ -86,6 +93,37 @@ void Worker::drain_clients(std::function<void()> done) {
         if (--left->listeners == 0) left->done();
       });
     }
+  });
+}
+
+void Worker::apply(std::shared_ptr<const Generation> gen, std::function<void()> done) {
+  asio::post(ctx_, [this, gen = std::move(gen), done = std::move(done)] {
+    for (std::size_t i = 0; i < gen->groups.size() && i < groups_.size(); ++i) {
+      if (gen->groups[i] == groups_[i]) continue;
+      auto fresh = std::make_unique<upstream::Forwarder>(ctx_, gen->groups[i], util::Clock::real(),
+                                                         util::Random::system());
+      if (index_ == 0) fresh->start_probing();
+      forwarders_[i]->retire();
+      retired_.push_back(std::exchange(forwarders_[i], std::move(fresh)));
+      groups_[i] = gen->groups[i];
+    }
+    wiring_.policies = gen->policies;
+    handler_.set_query_log_sample(gen->query_log_sample);
+    reap();
+    done();
+  });
+}
+
+// Destroys the retired forwarders that have nothing in flight; looks again
+// later while some are left (each exchange ends within its group's timeouts).
+void Worker::reap() {
+  std::erase_if(retired_, [](const auto& f) { return f->idle(); });
+  if (retired_.empty() || reaping_) return;
+  reaping_ = true;
+  reap_timer_.expires_after(std::chrono::milliseconds(500));
+  reap_timer_.async_wait([this](boost::system::error_code ec) {
+    reaping_ = false;
+    if (!ec) reap();
   });
 }
 

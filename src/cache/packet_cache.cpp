@@ -135,8 +135,8 @@ struct ShardData {
   Entry* tail = nullptr;
   std::size_t count = 0;
   std::size_t bytes = 0;
-  const std::size_t max_entries;
-  const std::size_t max_bytes;
+  std::size_t max_entries;
+  std::size_t max_bytes;
   CacheStats stats;
 
   void link_front(Entry* e) {
@@ -327,6 +327,37 @@ std::size_t PacketCache::erase_name(dns::Bytes qname) {
     }
   }
   return erased;
+}
+
+std::size_t PacketCache::erase_if(const std::function<bool(dns::Bytes qname)>& pred) {
+  std::size_t erased = 0;
+  for (auto& shard : shards_) {
+    auto s = shard->data.lock();
+    for (Entry* e = s->head; e != nullptr;) {
+      Entry* next = e->next;
+      auto key = e->key();
+      const auto* k = reinterpret_cast<const std::uint8_t*>(key.data());
+      if (pred(dns::Bytes(k, key.size() - kKeySuffix))) {
+        s->erase(e);
+        ++erased;
+      }
+      e = next;
+    }
+  }
+  return erased;
+}
+
+void PacketCache::set_limits(std::size_t max_entries, std::size_t max_bytes) {
+  const std::size_t n = shards_.size();
+  for (auto& shard : shards_) {
+    auto s = shard->data.lock();
+    s->max_entries = std::max<std::size_t>(1, max_entries / n);
+    s->max_bytes = std::max<std::size_t>(1, max_bytes / n);
+    while (s->count > s->max_entries || s->bytes > s->max_bytes) {
+      s->erase(s->tail);
+      ++s->stats.evictions;
+    }
+  }
 }
 
 CacheStats PacketCache::stats() const {

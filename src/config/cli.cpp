@@ -56,6 +56,8 @@ Observability:
                            --control is the same)
   --log-format text|json   json: one object per line
   --query-log N            log 1 in N answered queries (0: off)
+  --no-watch               reload on SIGHUP and `localdns ctl reload` only, not
+                           when an input file changes
 
 Commands:
   cleanup                  remove every interface address and rule localdns may
@@ -178,6 +180,9 @@ std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_vie
       ok = take_into(o.log_format);
     } else if (arg == "--query-log") {
       ok = take_into(o.query_log);
+    } else if (arg == "--no-watch") {
+      ok = flag_without_value();
+      o.watch_inputs = false;
     } else if (arg == "--local-ip") {
       ok = take_into(o.local_ips);
     } else if (arg == "--setup-interface" || arg == "--no-setup-interface") {

@@ -303,7 +303,7 @@ void server_block(Ctx& ctx, Global& g, const ServerBlock& b, Config& c, bool v6)
     } else if (n == "debug") {
       c.log_level = "debug";
     } else if (n == "reload") {
-      ctx.drop(d, "localdns reads the Corefile once, at start: restart it to apply a change");
+      ctx.drop(d, "localdns reloads when the Corefile changes and on SIGHUP, by itself");
     } else if (n == "loop") {
       ctx.drop(d,
                "localdns has no run-time loop probe; at start it refuses a group that "

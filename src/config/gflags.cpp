@@ -223,8 +223,8 @@ std::expected<void, std::string> store(const GoFlag& f, std::string_view value, 
   } else if (name == "reloadwithsignal") {
     if (flag_value) {
       nc.warnings.push_back(dash +
-                            ": localdns does not reload its configuration on a signal; "
-                            "the configuration read at start stays in use");
+                            ": localdns reloads on SIGHUP and when its inputs change, without "
+                            "this flag; ignored");
     }
   } else if (name == "tls-enabled") {
     // The -tls-* flags configure node-cache's -metrics-listen-address

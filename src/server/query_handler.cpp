@@ -205,8 +205,9 @@ Outcome QueryHandler::handle(dns::Bytes query, Transport transport, const Client
     }
   }
   stats_.forwarded.inc();
-  forwarders_[group]->resolve(req, [this, asker, key, group](const upstream::Result& r) {
-    store(group, key, r);
+  auto* fwd = forwarders_[group].get();
+  fwd->resolve(req, [this, asker, key, group, fwd](const upstream::Result& r) {
+    store(group, key, r, fwd);
     deliver(asker, r, key, group);
   });
   return {Action::Async, 0};
@@ -214,8 +215,9 @@ Outcome QueryHandler::handle(dns::Bytes query, Transport transport, const Client
 
 void QueryHandler::lead(int group, const cache::Key& key, const upstream::Request& req) {
   stats_.forwarded.inc();
-  forwarders_[group]->resolve(req, [this, key, group](const upstream::Result& r) {
-    store(group, key, r);  // first, so that later askers hit the cache
+  auto* fwd = forwarders_[group].get();
+  fwd->resolve(req, [this, key, group, fwd](const upstream::Result& r) {
+    store(group, key, r, fwd);  // first, so that later askers hit the cache
     complete(group, key, r);
   });
 }
@@ -263,8 +265,13 @@ void QueryHandler::prefetch(int group, const cache::Key& key, const upstream::Re
   lead(group, key, req);
 }
 
-void QueryHandler::store(int group, const cache::Key& key, const upstream::Result& result) {
+void QueryHandler::store(int group, const cache::Key& key, const upstream::Result& result,
+                         const upstream::Forwarder* from) {
   if (!cache_.cache || result.status != upstream::Status::Ok) return;
+  // Replaced by a reload while this was in flight: the old upstream's answer.
+  // (A replaced forwarder lives until its last exchange is done, so the
+  // address cannot have been reused.)
+  if (forwarders_[group].get() != from) return;
   const auto& policy = cache_.policies[group];
   auto life = cache::cache_lifetime(*result.view, policy);
   if (life.kind == cache::AnswerKind::Uncacheable) return;

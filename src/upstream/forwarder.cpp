@@ -55,11 +55,16 @@ int Forwarder::pick_server(std::uint64_t tried_mask) {
   return selector_.pick(n, tried_mask, down);
 }
 
+void Forwarder::retire() {
+  retired_ = true;
+  probe_timer_.cancel();
+}
+
 void Forwarder::start_probing() {
-  if (stopping_) return;
+  if (stopping_ || retired_) return;
   probe_timer_.expires_after(group_->settings.probe_interval);
   probe_timer_.async_wait([this](boost::system::error_code ec) {
-    if (!ec && !stopping_) probe_tick();
+    if (!ec && !stopping_ && !retired_) probe_tick();
   });
 }
 

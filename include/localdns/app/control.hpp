@@ -1,12 +1,13 @@
 // The control socket behind `localdns ctl`: a Unix stream socket (mode 0600,
 // so root only by default; never a network port). One command line per
 // connection; the answer is text, or JSON when the line ends in " json".
-//   stats | top names|nxdomain|clients N | flush [NAME] | dump
+//   stats | top names|nxdomain|clients N | flush [NAME] | dump | reload
 #pragma once
 
 #include <chrono>
 #include <deque>
 #include <expected>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -34,7 +35,10 @@ class ControlServer {
 
   // Throws std::runtime_error when the socket cannot be created, or when a
   // live localdns already answers on `path`.
-  ControlServer(Runtime& server, node::NodeSetup* node, std::string path);
+  // `reload` answers `reload` (empty: the command is unavailable); it runs
+  // on the socket's thread, which the destructor joins.
+  using ReloadFn = std::function<std::string()>;
+  ControlServer(Runtime& server, node::NodeSetup* node, std::string path, ReloadFn reload = {});
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -55,6 +59,7 @@ class ControlServer {
   Runtime& server_;
   node::NodeSetup* node_;
   std::string path_;
+  ReloadFn reload_;
   std::chrono::steady_clock::time_point started_;
   boost::asio::io_context ctx_{1};
   boost::asio::local::stream_protocol::acceptor acceptor_;

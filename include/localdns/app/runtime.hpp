@@ -4,11 +4,13 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 #include <localdns/app/worker.hpp>
 #include <localdns/config/config.hpp>
+#include <localdns/config/reload.hpp>
 #include <localdns/util/notifier.hpp>
 
 namespace localdns::app {
@@ -28,6 +30,15 @@ struct Stats {
   std::uint64_t stale = 0;
 };
 
+// Reloads so far (the localdns_config_reloads_total family) and the
+// generation serving (0: the configuration read at start).
+struct ReloadCounters {
+  std::atomic<std::uint64_t> success{0};
+  std::atomic<std::uint64_t> failure{0};
+  std::atomic<std::uint64_t> generation{0};
+  std::atomic<std::uint64_t> hash{0};  // of the serving configuration's YAML
+};
+
 class Runtime {
  public:
   // Throws std::system_error when a listener cannot be bound.
@@ -42,17 +53,30 @@ class Runtime {
   // those replies (at most one more second), then joins the threads.
   void stop();
 
+  // Applies `next`, a validated configuration that config::reload_rejections
+  // accepts, following `plan` (config::plan_reload against current_config()):
+  // the workers swap in the new generation between two events (this waits
+  // for them, at most one second), then the cached answers of groups whose
+  // upstream changed are dropped and the cache's budgets applied. Not
+  // concurrently with itself or stop(); from the controlling thread or one
+  // that stop() waits for. Returns the new generation's number.
+  std::uint64_t reload(config::Config next, const config::ReloadPlan& plan);
+
   Stats stats() const;
   cache::CacheStats cache_stats() const;
+  // As read at start. The keys a reload cannot change are the same in both.
   const config::Config& config() const { return *shared_.config; }
+  // As last reloaded; any thread.
+  std::shared_ptr<const config::Config> current_config() const;
+  ReloadCounters& reloads() { return reloads_; }
+  const ReloadCounters& reloads() const { return reloads_; }
   unsigned threads() const { return static_cast<unsigned>(workers_.size()); }
 
   // For metrics, health and control; safe from any thread while running.
   bool running() const { return running_.load(std::memory_order_relaxed); }
   const server::ZoneRouter& router() const { return *shared_.router; }
-  const std::vector<std::shared_ptr<upstream::GroupState>>& groups() const {
-    return shared_.groups;
-  }
+  // The groups serving now (a reload may replace one); a copy, any thread.
+  std::vector<std::shared_ptr<upstream::GroupState>> groups() const;
   std::vector<const metrics::QueryMetrics*> query_metrics() const;
   std::vector<metrics::TopTracker*> top_trackers() const;
   cache::PacketCache* cache() const { return shared_.cache.get(); }
@@ -66,6 +90,11 @@ class Runtime {
   std::vector<std::thread> threads_;
   bool stopped_ = false;
   std::atomic<bool> running_{false};
+  ReloadCounters reloads_;
+  mutable std::mutex mu_;  // current_, shared_.groups, retired_groups_
+  std::shared_ptr<const config::Config> current_;
+  // Replaced by reloads and perhaps still in flight: shutdown waits for them too.
+  std::vector<std::shared_ptr<upstream::GroupState>> retired_groups_;
 };
 
 }  // namespace localdns::app

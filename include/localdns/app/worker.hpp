@@ -16,6 +16,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <localdns/config/config.hpp>
 #include <localdns/server/query_handler.hpp>
@@ -26,7 +27,20 @@
 
 namespace localdns::app {
 
-// State shared by all workers of one server.
+// What a reload hands every worker: immutable once built, shared by all.
+// Group i is the same object as before when the reload kept it (its
+// forwarders and pools stay), a new one when its settings changed.
+struct Generation {
+  std::uint64_t number = 0;
+  std::vector<std::shared_ptr<upstream::GroupState>> groups;  // index = group
+  std::vector<cache::TtlPolicy> policies;                     // index = group
+  unsigned query_log_sample = 0;
+};
+
+// State shared by all workers of one server. `config` is the configuration
+// read at start and `groups` the groups at start (Runtime keeps the current
+// ones); each worker keeps its own copy of `cache_wiring`, which reloads
+// change on the worker's thread.
 struct Shared {
   std::shared_ptr<const config::Config> config;
   server::ServerSettings server;  // config::server_settings(*config)
@@ -66,6 +80,12 @@ class Worker {
   // destruction.
   void stop();
 
+  // Reload: on the worker's thread, between two events, so that no query
+  // sees half of it: replaces the forwarders of the groups `gen` replaced
+  // (the old ones finish what they have in flight, then are destroyed) and
+  // the TTL policies; `done` runs there afterwards. Thread-safe.
+  void apply(std::shared_ptr<const Generation> gen, std::function<void()> done);
+
   const server::HandlerStats& stats() const { return handler_.stats(); }
   const metrics::QueryMetrics* metrics() const { return handler_.metrics(); }
   metrics::TopTracker* top() const { return handler_.top(); }
@@ -73,9 +93,17 @@ class Worker {
  private:
   unsigned index_;
   Shared& shared_;
+  void reap();
+
   boost::asio::io_context ctx_{1};
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   std::vector<std::unique_ptr<upstream::Forwarder>> forwarders_;
+  std::vector<std::shared_ptr<upstream::GroupState>> groups_;  // of forwarders_, by index
+  // Replaced by a reload, destroyed once idle (checked every 500 ms).
+  std::vector<std::unique_ptr<upstream::Forwarder>> retired_;
+  boost::asio::steady_timer reap_timer_{ctx_};
+  bool reaping_ = false;
+  server::CacheWiring wiring_;  // this worker's copy: apply() swaps its policies
   server::QueryHandler handler_;
   std::vector<std::unique_ptr<server::UdpListener>> udp_;
   std::vector<std::unique_ptr<server::TcpListener>> tcp_;

@@ -16,7 +16,7 @@
 //   util::LockGuarded<ShardData>: its hash index, its LRU list, its entry
 //   and byte counts, its CacheStats and every entry linked into them are
 //   reachable only through the shard's locked handle. Budgets (the global
-//   ones divided evenly) are fixed at construction.
+//   ones divided evenly) are set at construction and by set_limits().
 // - Under the lock: the index lookup, the age check, rendering the reply into
 //   the caller's buffer (a copy of at most one answer, no allocation), the LRU
 //   move and the counters; for insert, replacing, linking and evicting (the
@@ -129,6 +129,13 @@ class PacketCache {
   void for_each(const std::function<void(const EntryInfo&)>& fn) const;
   // Drops every entry for `qname` (wire form, any case): all types and flags.
   std::size_t erase_name(dns::Bytes qname);
+  // Drops every entry whose question name (wire form, lower case) `pred`
+  // picks; `pred` runs under the shard's lock and must not call back into
+  // the cache. Each shard is visited once: work bounded by the entry count.
+  std::size_t erase_if(const std::function<bool(dns::Bytes qname)>& pred);
+  // New entry and byte budgets (divided over the shards as at construction);
+  // a shard over its new budget evicts from the LRU end at once.
+  void set_limits(std::size_t max_entries, std::size_t max_bytes);
 
   // Bytes charged for an entry beyond its key, wire answer and TTL offsets: the
   // entry header and its share of the index.

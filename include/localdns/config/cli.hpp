@@ -81,6 +81,7 @@ struct CliOptions {
   std::optional<std::string> control_socket;  // --control-socket (or --control)
   std::optional<std::string> log_format;
   std::optional<std::string> query_log;
+  bool watch_inputs = true;  // --no-watch: no reload when an input file changes
   NodeCacheOptions node_cache;
   // `localdns migrate`: --corefile FILE, --kube-dns-dir DIR.
   std::optional<std::string> migrate_corefile;

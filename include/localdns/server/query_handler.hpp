@@ -132,6 +132,12 @@ class QueryHandler {
   metrics::QueryMetrics* metrics() { return metrics_.get(); }
   metrics::TopTracker* top() const { return top_.get(); }
 
+  // Reload, on this handler's thread. The forwarders and the cache wiring
+  // the handler was given are the worker's to swap between queries; an
+  // answer from a forwarder that was replaced meanwhile is delivered but not
+  // cached (it came from the old upstream).
+  void set_query_log_sample(unsigned n) { query_log_sample_ = n; }
+
  private:
   // Replies to one of this worker's clients; on this handler's thread.
   void deliver(const Asker& asker, const upstream::Result& result, const cache::Key& key,
@@ -144,7 +150,8 @@ class QueryHandler {
   // Runs on this handler's thread, posted by the leader's worker.
   void deliver_all(std::span<const Waiter> waiters, const upstream::Result& result,
                    const cache::Key& key, int group);
-  void store(int group, const cache::Key& key, const upstream::Result& result);
+  void store(int group, const cache::Key& key, const upstream::Result& result,
+             const upstream::Forwarder* from);
   void prefetch(int group, const cache::Key& key, const upstream::Request& req);
   // Leads the shared upstream query for `key`; waiters already joined.
   void lead(int group, const cache::Key& key, const upstream::Request& req);

@@ -43,6 +43,10 @@ class Forwarder {
   // clients get SERVFAIL) and closes connections; later resolves fail at once
   // and no exchange opens or uses a connection again.
   void shutdown();
+  // Replaced on reload: no more probes; exchanges in flight finish normally.
+  void retire();
+  // No exchange in flight (a retired forwarder may then be destroyed).
+  bool idle() const { return live_.empty(); }
 
   // For Exchange.
   boost::asio::io_context& context() { return ctx_; }
@@ -68,6 +72,7 @@ class Forwarder {
   std::vector<std::unique_ptr<TcpPool>> pools_;
   boost::asio::steady_timer probe_timer_;
   bool stopping_ = false;
+  bool retired_ = false;
   std::unordered_set<Exchange*> live_;  // exchanges started and not finished
 };
 

@@ -27,6 +27,9 @@ struct GroupState {
   // Told when in_flight drops to zero, while set (shutdown waits on it). The
   // notifier must outlive every ticket of the group.
   std::atomic<util::Notifier*> on_idle{nullptr};
+  // A group this one replaced on reload had an answering server: readiness
+  // does not wait for this one's first answer. Set before workers see it.
+  std::atomic<bool> answered_before{false};
 };
 
 // Holds one unit of a group's in-flight budget; released on destruction.

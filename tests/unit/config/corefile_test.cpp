@@ -65,7 +65,7 @@ TEST_CASE("the official template, installed and rendered, translates", "[corefil
       "cache.prefetch_hits 2 times in the last cache.prefetch_percent 10% of their lifetime "
       "(cache.prefetch_hits: 0 turns it off)",
       "directive reload at Corefile:7, Corefile:19, Corefile:30, Corefile:41 is not carried over: "
-      "localdns reads the Corefile once, at start: restart it to apply a change",
+      "localdns reloads when the Corefile changes and on SIGHUP, by itself",
       "directive loop at Corefile:8, Corefile:20, Corefile:31, Corefile:42 is not carried over: "
       "localdns has no run-time loop probe; at start it refuses a group that forwards to one of "
       "its own listen addresses",
@@ -235,8 +235,8 @@ TEST_CASE("extra plugins are named with their lines; what carries over does", "[
   const std::vector<std::string> tail(t.warnings.end() - 4, t.warnings.end());
   CHECK(tail == std::vector<std::string>{
                     "directive reload at Corefile:7, Corefile:25, Corefile:36, Corefile:47 is not "
-                    "carried over: localdns reads the Corefile once, at start: restart it to "
-                    "apply a change",
+                    "carried over: localdns reloads when the Corefile changes and on SIGHUP, "
+                    "by itself",
                     "directive loop at Corefile:8, Corefile:26, Corefile:37, Corefile:48 is not "
                     "carried over: localdns has no run-time loop probe; at start it refuses a "
                     "group that forwards to one of its own listen addresses",

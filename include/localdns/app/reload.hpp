@@ -1,0 +1,55 @@
+// Reloading a running localdns: reads every input again as at start (the
+// YAML file, or node-local-dns's Corefile template and the kube-dns
+// ConfigMap, then the flags and resolv.conf), checks the result as
+// --check-config does, refuses keys a reload cannot change
+// (config::reload_rejections), and hands the rest to Runtime::reload. An
+// invalid configuration changes nothing: the running one keeps serving.
+// Every attempt is logged and counted (Runtime::reloads()).
+//
+// Threads: reload() may be called from any thread (SIGHUP on the main
+// thread, `ctl reload` on the control socket's, the watcher's); calls run one
+// at a time. Whoever calls it must be stopped before Runtime::stop().
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <localdns/app/config_watch.hpp>
+#include <localdns/app/runtime.hpp>
+#include <localdns/config/cli.hpp>
+
+namespace localdns::app {
+
+struct ReloadOutcome {
+  bool ok = false;
+  std::uint64_t generation = 0;
+  std::vector<std::string> errors;  // as --check-config prints them, one per line
+  std::string text() const;         // the `ctl reload` answer
+};
+
+class Reloader {
+ public:
+  // `startup` is what the run started from (it tells which inputs to watch).
+  Reloader(config::CliOptions opts, const config::Startup& startup, Runtime& server);
+
+  ReloadOutcome reload(std::string_view trigger);
+
+  // The directories whose changes reload (for ConfigWatcher); empty when the
+  // configuration comes from flags alone.
+  const std::vector<WatchedDir>& inputs() const { return inputs_; }
+
+ private:
+  config::CliOptions opts_;
+  Runtime& server_;
+  std::vector<WatchedDir> inputs_;
+  std::mutex mu_;
+};
+
+// A hash of the configuration as YAML (the generation's identity in logs
+// and the localdns_config_info metric).
+std::uint64_t config_hash(const config::Config& c);
+
+}  // namespace localdns::app

@@ -1,0 +1,98 @@
+#include <localdns/config/module_settings.hpp>
+#include <localdns/config/reload.hpp>
+
+namespace localdns::config {
+
+namespace {
+
+std::string restart(const std::string& key) {
+  return key + " cannot change on reload; restart localdns to apply it";
+}
+
+// `next` with every reloadable key taken from `running`: equal to `running`
+// exactly when nothing but reloadable keys changed.
+Config without_reloadable(const Config& running, Config next) {
+  next.log_level = running.log_level;
+  next.query_log_sample = running.query_log_sample;
+  next.shutdown_grace = running.shutdown_grace;
+  next.resolv_conf = running.resolv_conf;
+  next.resolv_conf_servers = running.resolv_conf_servers;
+  next.cache.max_entries = running.cache.max_entries;
+  next.cache.max_bytes = running.cache.max_bytes;
+  next.cache.min_ttl = running.cache.min_ttl;
+  next.cache.max_ttl = running.cache.max_ttl;
+  next.cache.denial_max_ttl = running.cache.denial_max_ttl;
+  if (next.forward.size() == running.forward.size()) {
+    for (std::size_t i = 0; i < next.forward.size(); ++i) {
+      auto zones = std::move(next.forward[i].zones);
+      next.forward[i] = running.forward[i];
+      next.forward[i].zones = std::move(zones);
+    }
+  }
+  return next;
+}
+
+}  // namespace
+
+Errors reload_rejections(const Config& running, const Config& next) {
+  Errors out;
+  auto key = [&](bool changed, const std::string& name) {
+    if (changed) out.push_back(restart(name));
+  };
+  key(running.listen != next.listen, "listen");
+  key(running.threads != next.threads, "threads");
+  key(running.log_format != next.log_format, "log_format");
+  key(running.top_sample != next.top_sample, "top_sample");
+  key(running.tcp_clients != next.tcp_clients, "tcp_clients");
+  key(running.cache.enabled != next.cache.enabled, "cache.enabled");
+  key(running.cache.prefetch_hits != next.cache.prefetch_hits, "cache.prefetch_hits");
+  key(running.cache.prefetch_percent != next.cache.prefetch_percent, "cache.prefetch_percent");
+  key(running.metrics != next.metrics, "metrics");
+  key(running.health != next.health, "health");
+  key(running.control_socket != next.control_socket, "control_socket");
+  const auto& rn = running.node;
+  const auto& nn = next.node;
+  key(rn.local_addresses != nn.local_addresses, "node.local_addresses");
+  key(static_cast<const node::NodeOptions&>(rn) != static_cast<const node::NodeOptions&>(nn) &&
+          rn.local_addresses == nn.local_addresses,
+      "node");
+  key(rn.fallback_auto != nn.fallback_auto || rn.fallback != nn.fallback ||
+          rn.fallback_for != nn.fallback_for,
+      "node.rules.fallback");
+  key(rn.service_cidr != nn.service_cidr, "node.service_cidr");
+  // The node rules' fallback targets come from the "." servers: node setup
+  // is not redone on reload.
+  if (out.empty() && rn.enabled() && node_settings(running) != node_settings(next)) {
+    out.push_back(restart("node (the rules' fallback targets, from the \".\" servers)"));
+  }
+  if (running.forward.size() != next.forward.size()) {
+    out.push_back(restart("forward (the number of groups)"));
+  } else {
+    for (std::size_t i = 0; i < next.forward.size(); ++i)
+      key(running.forward[i].zones != next.forward[i].zones,
+          "forward[" + std::to_string(i) + "].zones");
+  }
+  // A key no check above names (one added later): still not applied.
+  if (out.empty() && without_reloadable(running, next) != running) {
+    out.push_back("a key that needs a restart changed; restart localdns to apply it");
+  }
+  return out;
+}
+
+ReloadPlan plan_reload(const Config& running, const Config& next) {
+  ReloadPlan p;
+  for (std::size_t i = 0; i < next.forward.size(); ++i) {
+    auto fresh = upstream_settings(next, next.forward[i]);
+    if (i >= running.forward.size()) {
+      p.keep_group.push_back(false);
+      p.drop_cached.push_back(true);
+      continue;
+    }
+    auto old = upstream_settings(running, running.forward[i]);
+    p.keep_group.push_back(old == fresh);
+    p.drop_cached.push_back(old.servers != fresh.servers || old.transport != fresh.transport);
+  }
+  return p;
+}
+
+}  // namespace localdns::config

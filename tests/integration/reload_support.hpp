@@ -1,0 +1,209 @@
+// For the reload tests: one localdns process run from a YAML file the test
+// rewrites, its log in a file, and the config it is given.
+#pragma once
+
+#include <chrono>
+#include <cstdio>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <signal.h>
+#include <sstream>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "dns_client.hpp"
+#include "fake_upstream.hpp"
+#include "http_get.hpp"
+#include "wait.hpp"
+
+namespace localdns::test {
+
+using namespace std::chrono_literals;
+
+// A scratch directory, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    static int serial = 0;
+    path_ = "/tmp/localdns-reload-" + std::to_string(::getpid()) + "-" + std::to_string(++serial);
+    std::filesystem::create_directories(path_);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Replaces `path` as editors and config tools do: a new file renamed over it.
+inline void replace_file(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::trunc);
+    f << text;
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+// The config the tests run: zones a.test and b.test on their own upstreams.
+struct ReloadConfig {
+  std::uint16_t port = 0;
+  std::uint16_t metrics_port = 0;
+  std::uint16_t health_port = 0;
+  std::string control_socket;
+  std::string a_upstream;
+  std::string b_upstream;
+  std::string grace = "500ms";
+  std::string a_timeout = "1s";
+
+  std::string yaml() const {
+    std::ostringstream y;
+    y << "listen: [\"127.0.0.1:" << port << "\"]\n"
+      << "threads: 2\n"
+      << "log_level: info\n"
+      << "shutdown_grace: " << grace << "\n"
+      << "metrics: \"127.0.0.1:" << metrics_port << "\"\n"
+      << "health: \"127.0.0.1:" << health_port << "\"\n"
+      << "control_socket: " << control_socket << "\n"
+      << "forward:\n"
+      << "  - zones: [a.test]\n"
+      << "    servers: [\"" << a_upstream << "\"]\n"
+      << "    transport: udp\n"
+      << "    timeout: " << a_timeout << "\n"
+      << "    attempts: 1\n"
+      << "  - zones: [b.test]\n"
+      << "    servers: [\"" << b_upstream << "\"]\n"
+      << "    transport: udp\n"
+      << "    attempts: 1\n";
+    return y.str();
+  }
+};
+
+// One localdns process, its output in a file. Killed (SIGKILL) when the test
+// leaves it running.
+class Daemon {
+ public:
+  explicit Daemon(const std::vector<std::string>& args, const std::string& log_path)
+      : log_path_(log_path) {
+    // Built before fork(): the child of a threaded process may only call
+    // async-signal-safe functions until exec.
+    std::vector<char*> argv;
+    argv.push_back(const_cast<char*>(LOCALDNS_BINARY));
+    for (const auto& a : args)
+      argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    int out = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    REQUIRE(out >= 0);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out, 1);
+      ::dup2(out, 2);
+      ::execv(LOCALDNS_BINARY, argv.data());
+      ::_exit(127);
+    }
+    ::close(out);
+    REQUIRE(pid_ > 0);
+  }
+  ~Daemon() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+  }
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  void signal(int sig) const { ::kill(pid_, sig); }
+
+  std::string log() const {
+    std::ifstream in(log_path_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  std::size_t log_count(const std::string& needle) const {
+    auto text = log();
+    std::size_t n = 0;
+    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
+      ++n;
+    return n;
+  }
+  // Until `needle` was logged `count` times; false on timeout or exit.
+  bool wait_log(const std::string& needle, std::size_t count, std::chrono::milliseconds timeout) {
+    bool seen = false;
+    wait_until(
+        within(timeout),
+        [&] {
+          seen = log_count(needle) >= count;
+          return seen || !alive();
+        },
+        20ms);
+    return seen;
+  }
+  bool alive() {
+    if (exited_) return false;
+    if (::waitpid(pid_, &status_, WNOHANG) == pid_) exited_ = true;
+    return !exited_;
+  }
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
+    wait_until(
+        within(timeout), [&] { return !alive(); }, 5ms);
+    if (!exited_) return std::nullopt;
+    return status_;
+  }
+  bool wait_ready(const Endpoint& ep, std::chrono::milliseconds timeout) {
+    bool answered = false;
+    wait_until(
+        within(timeout),
+        [&] {
+          answered = udp_query(ep, make_query("health.localdns.invalid", "A"), 100ms).has_value();
+          return answered || !alive();
+        },
+        50ms);
+    return answered;
+  }
+
+ private:
+  std::string log_path_;
+  pid_t pid_ = -1;
+  int status_ = 0;
+  bool exited_ = false;
+};
+
+// A sample of a metric family; -1 when the endpoint does not answer.
+inline double metric(std::uint16_t port, const std::string& name,
+                     std::initializer_list<std::string> labels = {}) {
+  try {
+    auto [status, body] = http_get(port, "/metrics");
+    return status == 200 ? metric_sum(body, name, labels) : -1;
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+inline double reloads(std::uint16_t metrics_port, const std::string& result) {
+  return metric(metrics_port, "localdns_config_reloads_total", {"result=\"" + result + "\""});
+}
+
+// The A answer for `name`, or the rcode / "no reply".
+inline std::string answer(const Endpoint& ep, const std::string& name) {
+  auto r = udp_query(ep, make_query(name, "A"), 3000ms);
+  if (!r) return "no reply";
+  auto d = decode(*r);
+  if (d.rcode != "NOERROR" || d.answers.empty()) return d.rcode;
+  return d.answers.front();
+}
+
+}  // namespace localdns::test
