@@ -9,13 +9,15 @@ set -euo pipefail
 # base), iptables and nftables: node setup drives them for the NOTRACK rules.
 # libsystemd: sd_notify readiness under systemd (Type=notify). libcap-ng:
 # dropping the capabilities a run no longer needs, bounding set included.
+# zlib1g: the CRC-32 of the warm-restart cache file.
 runtime=(libstdc++6 libyaml-cpp0.7 libspdlog1.10 libfmt9 libnl-3-200 libnl-route-3-200 libnl-nf-3-200
-  libprometheus-cpp-core1.0 libsystemd0 libcap-ng0 iptables nftables)
+  libprometheus-cpp-core1.0 libsystemd0 libcap-ng0 zlib1g iptables nftables)
 # What compiling localdns needs (the image's build stage installs only these).
 build=(
   build-essential cmake ninja-build pkg-config
   libboost1.81-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libnl-3-dev libnl-route-3-dev libnl-nf-3-dev prometheus-cpp-dev libsystemd-dev libcap-ng-dev
+  zlib1g-dev
 )
 # What the tests, the benchmark, fuzzing and the format check add.
 test=(

@@ -295,6 +295,30 @@ class Collector final : public prometheus::Collectable {
       out.push_back(std::move(errors));
       out.push_back(std::move(repairs));
     }
+    if (const auto* p = server_.persister()) collect_persist(out, p->counters());
+  }
+
+  static void collect_persist(std::vector<MetricFamily>& out, const CachePersister::Counters& c) {
+    auto get = [](const std::atomic<std::uint64_t>& v) {
+      return static_cast<double>(v.load(std::memory_order_relaxed));
+    };
+    auto entries = family("localdns_cache_persist_entries",
+                          "Cache entries loaded from cache.persist_file at start, and written by "
+                          "the last save.",
+                          MetricType::Gauge);
+    add_value(entries, {{"op", "loaded"}}, get(c.entries_loaded));
+    add_value(entries, {{"op", "saved"}}, get(c.entries_saved));
+    auto saves = family("localdns_cache_persist_saves_total",
+                        "Saves of the cache to cache.persist_file.", MetricType::Counter);
+    add_value(saves, {{"result", "success"}}, get(c.saves));
+    add_value(saves, {{"result", "failure"}}, get(c.save_failures));
+    auto loads = family("localdns_cache_persist_load_failures_total",
+                        "Persisted cache files ignored at start (corrupt, truncated, foreign).",
+                        MetricType::Counter);
+    add_value(loads, {}, get(c.load_failures));
+    out.push_back(std::move(entries));
+    out.push_back(std::move(saves));
+    out.push_back(std::move(loads));
   }
 
   void collect_reloads(std::vector<MetricFamily>& out) const {

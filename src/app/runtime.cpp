@@ -96,6 +96,13 @@ Runtime::Runtime(config::Config cfg) {
   }
   shared_.cache_wiring.policies = ttl_policies(*shared_.config);
   current_ = shared_.config;
+  if (shared_.cache && !cc.persist_file.empty()) {
+    CachePersister::Options po{cc.persist_file, cc.persist_interval, 0,
+                               2 * cc.max_bytes + (1u << 20)};
+    for (const auto& p : shared_.cache_wiring.policies)
+      po.max_stale_window = std::max(po.max_stale_window, p.stale_window);
+    persister_ = std::make_unique<CachePersister>(*shared_.cache, std::move(po));
+  }
   for (unsigned i = 0; i < n; ++i)
     workers_.push_back(std::make_unique<Worker>(i, shared_));
 }
@@ -105,9 +112,11 @@ Runtime::~Runtime() {
 }
 
 void Runtime::start() {
+  if (persister_) persister_->load();
   for (auto& w : workers_)
     threads_.emplace_back([w = w.get()] { w->run(); });
   running_.store(true, std::memory_order_relaxed);
+  if (persister_) persister_->start();
 }
 
 std::vector<metrics::TopTracker*> Runtime::top_trackers() const {
@@ -186,6 +195,7 @@ void Runtime::stop() {
   for (auto& t : threads_)
     t.join();
   threads_.clear();
+  if (persister_) persister_->stop_and_save();
 }
 
 std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& plan) {

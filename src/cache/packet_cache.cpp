@@ -193,37 +193,113 @@ PacketCache::Shard& PacketCache::shard_for(std::string_view key) {
   return *shards_[Hash{}(key) % shards_.size()];
 }
 
+namespace {
+
+// A new entry for `msg` (parsed as `rv`), built outside any lock; nullptr when
+// it cannot be stored. The stored form is what every reply is rendered from:
+// the records before the OPT (ours is added per client), or, when a name reads
+// TTL bytes (only a hostile upstream compresses so), the records with names
+// expanded, so that rewriting TTLs cannot change a name.
+Entry* make_entry(const Key& key, dns::Bytes msg, const dns::ResponseView& rv) {
+  // A reply is rendered with the client's qname, which has the key's length.
+  if (rv.question.qname.size() + kKeySuffix != key.view().size()) return nullptr;
+  msg = msg.first(std::min(rv.end, msg.size()));  // without trailing bytes
+  auto parts = dns::answer_parts(msg, rv, tl_scratch);
+  if (!parts) return nullptr;
+  return Entry::create(key.view(), *parts);
+}
+
+// Links `e` into shard `s` (locked), replacing an entry with its key unless
+// `keep_existing`, and evicts from the tail down to the budgets. False (and
+// `e` freed) when it was not stored.
+bool store(ShardData& s, Entry* e, bool keep_existing) {
+  if (e->charge() > s.max_bytes) {
+    Entry::destroy(e);
+    return false;
+  }
+  if (auto it = s.index.find(e->key()); it != s.index.end()) {
+    if (keep_existing) {
+      Entry::destroy(e);
+      return false;
+    }
+    s.erase(it->second);
+  }
+  s.link_front(e);
+  s.index.emplace(e->key(), e);
+  ++s.count;
+  s.bytes += e->charge();
+  ++s.stats.inserts;
+  bool kept = true;
+  while (s.count > s.max_entries || s.bytes > s.max_bytes) {
+    kept = kept && s.tail != e;
+    s.erase(s.tail);
+    ++s.stats.evictions;
+  }
+  return kept;
+}
+
+}  // namespace
+
 void PacketCache::insert(const Key& key, dns::Bytes msg, const dns::ResponseView& rv,
                          std::uint32_t lifetime, std::uint32_t stale_window) {
   if (lifetime == 0) return;
-  // A reply is rendered with the client's qname, which has the key's length.
-  if (rv.question.qname.size() + kKeySuffix != key.view().size()) return;
-  msg = msg.first(std::min(rv.end, msg.size()));  // without trailing bytes
-  // The stored form is what every reply is rendered from: the records before
-  // the OPT (ours is added per client), or, when a name reads TTL bytes (only
-  // a hostile upstream compresses so), the records with names expanded, so
-  // that rewriting TTLs cannot change a name. Built outside the lock.
-  auto parts = dns::answer_parts(msg, rv, tl_scratch);
-  if (!parts) return;
-  Entry* e = Entry::create(key.view(), *parts);
+  Entry* e = make_entry(key, msg, rv);
+  if (e == nullptr) return;
   e->stored = now_();
   e->lifetime = lifetime;
   e->stale_window = stale_window;
+  store(*shard_for(key.view()).data.lock(), e, false);
+}
 
-  auto s = shard_for(key.view()).data.lock();
-  if (e->charge() > s->max_bytes) {
-    Entry::destroy(e);
-    return;
+bool PacketCache::restore(const Key& key, dns::Bytes msg, const dns::ResponseView& rv,
+                          std::uint32_t lifetime, std::uint32_t stale_window, Clock::duration age) {
+  if (lifetime == 0 || age < Clock::duration::zero() ||
+      age >= std::chrono::seconds(std::int64_t{lifetime} + stale_window)) {
+    return false;
   }
-  if (auto it = s->index.find(key.view()); it != s->index.end()) s->erase(it->second);
-  s->link_front(e);
-  s->index.emplace(e->key(), e);
-  ++s->count;
-  s->bytes += e->charge();
-  ++s->stats.inserts;
-  while (s->count > s->max_entries || s->bytes > s->max_bytes) {
-    s->erase(s->tail);
-    ++s->stats.evictions;
+  // The key must be the one this answer's question makes, flags included.
+  const auto flags = static_cast<std::uint8_t>(key.view().back());
+  if (Key::make(rv.question, (flags & kFlagDO) != 0, (flags & kFlagCD) != 0).view() != key.view()) {
+    return false;
+  }
+  Entry* e = make_entry(key, msg, rv);
+  if (e == nullptr) return false;
+  e->stored = now_() - age;
+  e->lifetime = lifetime;
+  e->stale_window = stale_window;
+  return store(*shard_for(key.view()).data.lock(), e, true);
+}
+
+void PacketCache::export_entries(const std::function<void(std::vector<SavedEntry>&)>& fn) const {
+  std::vector<SavedEntry> out;
+  for (const auto& shard : shards_) {
+    out.clear();
+    {
+      const auto now = now_();
+      auto s = std::as_const(shard->data).lock();
+      out.reserve(s->count);
+      for (const Entry* e = s->head; e != nullptr; e = e->next) {
+        const auto age = now - e->stored;
+        if (age >= std::chrono::seconds(std::int64_t{e->lifetime} + e->stale_window)) continue;
+        SavedEntry& saved = out.emplace_back();
+        saved.key.assign(e->key());
+        saved.lifetime = e->lifetime;
+        saved.stale_window = e->stale_window;
+        saved.age = age;
+        const std::size_t opt = e->ede_len != 0 ? dns::kOptRecordSize + e->ede_len : 0;
+        saved.answer.resize(e->wire_len + opt);
+        std::memcpy(saved.answer.data(), e->wire(), e->wire_len);
+        if (opt != 0) {
+          // The upstream's EDE options travel in an OPT, where insert found them.
+          std::uint8_t* p = saved.answer.data() + e->wire_len;
+          p = dns::write_opt_record(p, false, e->ede_len);
+          std::memcpy(p, e->ede(), e->ede_len);
+          dns::write_u16(saved.answer.data() + 10,
+                         static_cast<std::uint16_t>(dns::read_u16(e->wire() + 10) + 1));
+        }
+      }
+    }
+    if (!out.empty()) fn(out);
   }
 }
 

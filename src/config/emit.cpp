@@ -152,6 +152,9 @@ std::string emit_yaml(const Config& c) {
   out << YAML::Key << "denial_max_ttl" << YAML::Value << format_duration(k.denial_max_ttl);
   out << YAML::Key << "prefetch_hits" << YAML::Value << k.prefetch_hits;
   out << YAML::Key << "prefetch_percent" << YAML::Value << k.prefetch_percent;
+  out << YAML::Key << "persist_file" << YAML::Value
+      << (k.persist_file.empty() ? "off" : k.persist_file);
+  out << YAML::Key << "persist_interval" << YAML::Value << format_duration(k.persist_interval);
   out << YAML::EndMap;
 
   out << YAML::Key << "forward" << YAML::Value << YAML::BeginSeq;

@@ -184,7 +184,7 @@ void read_group_cache(Reader& r, const YAML::Node& n, const std::string& path,
 void read_cache(Reader& r, const YAML::Node& n, CacheConfig& c) {
   if (!r.expect_map(n, "cache",
                     {"enabled", "max_entries", "max_bytes", "min_ttl", "max_ttl", "denial_max_ttl",
-                     "prefetch_hits", "prefetch_percent"})) {
+                     "prefetch_hits", "prefetch_percent", "persist_file", "persist_interval"})) {
     return;
   }
   using std::chrono::hours;
@@ -210,6 +210,29 @@ void read_cache(Reader& r, const YAML::Node& n, CacheConfig& c) {
   if (n["denial_max_ttl"]) {
     r.duration(n["denial_max_ttl"], "cache.denial_max_ttl", c.denial_max_ttl, Duration(0),
                hours(24 * 7));
+  }
+  if (n["persist_file"]) {
+    if (auto s = r.scalar(n["persist_file"], "cache.persist_file")) {
+      if (s->empty() || *s == "off") {
+        c.persist_file.clear();
+      } else if (s->front() != '/' || s->back() == '/' || s->size() > 4000 ||
+                 s->find('\0') != std::string::npos) {
+        r.error(n["persist_file"], "cache.persist_file",
+                "expected an absolute file path (or off), got '" + *s + "'");
+      } else {
+        c.persist_file = *s;
+      }
+    }
+  }
+  if (n["persist_interval"]) {
+    Duration d = c.persist_interval;
+    r.duration(n["persist_interval"], "cache.persist_interval", d, Duration(0), hours(24));
+    if (d > Duration(0) && d < std::chrono::seconds(1)) {
+      r.error(n["persist_interval"], "cache.persist_interval",
+              "must be 0 (save only at shutdown) or at least 1s");
+    } else {
+      c.persist_interval = d;
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include <localdns/app/cache_persister.hpp>
 #include <localdns/app/worker.hpp>
 #include <localdns/config/config.hpp>
 #include <localdns/config/reload.hpp>
@@ -47,10 +48,13 @@ class Runtime {
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
+  // Loads the persisted cache (cache.persist_file), if any, then starts the
+  // workers and the periodic cache saver.
   void start();
   // Stops reading queries, lets answers in flight finish for at most
   // shutdown_grace, answers SERVFAIL to every query still in flight, writes
-  // those replies (at most one more second), then joins the threads.
+  // those replies (at most one more second), joins the threads, then saves
+  // the cache to cache.persist_file, if set.
   void stop();
 
   // Applies `next`, a validated configuration that config::reload_rejections
@@ -80,6 +84,8 @@ class Runtime {
   std::vector<const metrics::QueryMetrics*> query_metrics() const;
   std::vector<metrics::TopTracker*> top_trackers() const;
   cache::PacketCache* cache() const { return shared_.cache.get(); }
+  // Null unless cache.persist_file is set (and the cache enabled).
+  const CachePersister* persister() const { return persister_.get(); }
 
  private:
   // Every group's on_idle from stop() on; declared first so that it outlives
@@ -88,6 +94,7 @@ class Runtime {
   Shared shared_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::thread> threads_;
+  std::unique_ptr<CachePersister> persister_;
   bool stopped_ = false;
   std::atomic<bool> running_{false};
   ReloadCounters reloads_;

@@ -9,7 +9,8 @@
 // with their names expanded, so a reply reads the same at every age.
 //
 // Threads: one PacketCache is shared by all workers (lookups and inserts), the
-// control thread (for_each, erase_name, clear) and the metrics scraper (stats).
+// control thread (for_each, erase_name, clear), the metrics scraper (stats)
+// and the persister of a warm restart (export_entries, restore).
 //
 // Locking (the rules live here and in packet_cache.cpp's ShardData):
 // - Entries are split over shards by key hash. Each shard is one
@@ -36,6 +37,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -136,6 +138,30 @@ class PacketCache {
   // New entry and byte budgets (divided over the shards as at construction);
   // a shard over its new budget evicts from the LRU end at once.
   void set_limits(std::size_t max_entries, std::size_t max_bytes);
+
+  // Warm restarts (cache/persist.hpp). An entry copied out: a DNS message that
+  // parse_response reads back into the same entry (ID 0, the records kept for
+  // clients with their TTLs as they came, an OPT carrying the upstream's
+  // Extended DNS Errors when there were any), with its key and timing.
+  struct SavedEntry {
+    std::string key;                   // Key::view()
+    std::vector<std::uint8_t> answer;  // the message
+    std::uint32_t lifetime = 0;        // seconds, as inserted
+    std::uint32_t stale_window = 0;
+    Clock::duration
+        age{};  // when copied; at least `lifetime` for entries kept only for serve-stale
+  };
+  // Copies the entries of one shard at a time under its lock (most recently
+  // used first, entries past their stale window left out), then calls `fn`
+  // with that shard's copies outside the lock, so no lock is held longer than
+  // one shard's copy. `fn` may call into the cache.
+  void export_entries(const std::function<void(std::vector<SavedEntry>&)>& fn) const;
+  // Stores an answer read back (`msg` parsed as `rv`) as insert() does, aged
+  // `age` already; the budgets apply as for insert. An existing entry for the
+  // key is newer and stays. False when not stored: no lifetime, past its
+  // stale window, too large, or the key does not match the answer's question.
+  bool restore(const Key& key, dns::Bytes msg, const dns::ResponseView& rv, std::uint32_t lifetime,
+               std::uint32_t stale_window, Clock::duration age);
 
   // Bytes charged for an entry beyond its key, wire answer and TTL offsets: the
   // entry header and its share of the index.

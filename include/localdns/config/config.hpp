@@ -64,6 +64,10 @@ struct CacheConfig {
   Duration denial_max_ttl{std::chrono::minutes(30)};
   unsigned prefetch_hits = 2;      // refresh entries asked this often...
   unsigned prefetch_percent = 10;  // ...once in this last part of their lifetime; 0 hits: off
+  // Warm restarts: the cache is written to this file every persist_interval
+  // (0: only at shutdown) and at shutdown, and read back at start. Empty: off.
+  std::string persist_file;
+  Duration persist_interval{std::chrono::seconds(60)};
 
   friend bool operator==(const CacheConfig&, const CacheConfig&) = default;
 };

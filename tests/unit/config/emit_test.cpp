@@ -63,6 +63,8 @@ cache:
   denial_max_ttl: 31m
   prefetch_hits: 0
   prefetch_percent: 42
+  persist_file: /var/lib/localdns/cache.bin
+  persist_interval: 30s
 forward:
   - zones: [cluster.local, in-addr.arpa, ip6.arpa]
     servers: ["10.96.0.10", "[fd00::10]:5353"]

@@ -328,3 +328,33 @@ TEST_CASE("zones are kept in one form: lower case, one trailing dot", "[config]"
   REQUIRE(c.has_value());
   CHECK(c->forward[0].zones == std::vector<std::string>{"cluster.local.", "cluster.local2.", "."});
 }
+
+TEST_CASE("cache.persist_file and cache.persist_interval", "[config]") {
+  auto c = load_config_text(
+      "cache:\n  persist_file: /var/lib/localdns/cache.bin\n  persist_interval: 5m\n", "t.yaml");
+  REQUIRE(c);
+  CHECK(c->cache.persist_file == "/var/lib/localdns/cache.bin");
+  CHECK(c->cache.persist_interval == std::chrono::minutes(5));
+  auto off = load_config_text("cache:\n  persist_file: off\n  persist_interval: 0s\n", "t.yaml");
+  REQUIRE(off);
+  CHECK(off->cache.persist_file.empty());
+  CHECK(off->cache.persist_interval == Duration(0));
+  auto dflt = load_config_text("cache:\n  enabled: true\n", "t.yaml");
+  REQUIRE(dflt);
+  CHECK(dflt->cache.persist_file.empty());
+  CHECK(dflt->cache.persist_interval == std::chrono::seconds(60));
+
+  auto relative = load_config_text("cache:\n  persist_file: cache.bin\n", "t.yaml");
+  REQUIRE_FALSE(relative);
+  CHECK_THAT(relative.error().at(0),
+             Catch::Contains("t.yaml:2: cache.persist_file: expected an absolute file path"));
+  auto dir = load_config_text("cache:\n  persist_file: /var/lib/\n", "t.yaml");
+  REQUIRE_FALSE(dir);
+  CHECK_THAT(dir.error().at(0), Catch::Contains("t.yaml:2: cache.persist_file"));
+  auto fast = load_config_text("cache:\n  enabled: true\n  persist_interval: 100ms\n", "t.yaml");
+  REQUIRE_FALSE(fast);
+  CHECK_THAT(fast.error().at(0), Catch::Contains("t.yaml:3: cache.persist_interval: must be 0"));
+  auto bad = load_config_text("cache:\n  persist_interval: soon\n", "t.yaml");
+  REQUIRE_FALSE(bad);
+  CHECK_THAT(bad.error().at(0), Catch::Contains("t.yaml:2: cache.persist_interval: expected a "));
+}
