@@ -218,13 +218,16 @@ LIMIT_KIB=$((CACHE_BYTES / 1024 + OVERHEAD_MIB * 1024))
 PHASES="healthy slow recover dead recover tcp-reset recover tc-silent-tcp recover servfail recover"
 # The load: per 10 queries, 7 cached names, 1 serve-stale name (expired every
 # second), 1 miss of the "." group (UDP) and 1 miss of the TCP group; misses are
-# names never asked before.
+# names never asked before. The cached names are asked in turn, each within a
+# second, so that none of them falls to the cache's LRU tail while the misses
+# fill it (the probes below ask any of them).
 queries() {  # PHASE_INDEX COUNT
   awk -v k="$1" -v n="$2" -v hits=$HITS -v stale=$STALE 'BEGIN {
     for (i = 0; i < n; i++) {
       j = i % 10
-      if (j < 7) printf "h%d.hit.soak A\n", (i * 7 + j) % hits
-      else if (j == 7) printf "s%d.stale.soak A\n", i % stale
+      r = int(i / 10)  # every cached name in turn, so that the load keeps them all hot
+      if (j < 7) printf "h%d.hit.soak A\n", (r * 7 + j) % hits
+      else if (j == 7) printf "s%d.stale.soak A\n", r % stale
       else if (j == 8) printf "m%d.p%d.miss.soak A\n", i, k
       else printf "t%d.p%d.tcp.soak A\n", i, k
     }
