@@ -17,6 +17,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "daemon.hpp"
 #include "dns_client.hpp"
 #include "fake_upstream.hpp"
 #include "http_get.hpp"
@@ -89,97 +90,6 @@ struct ReloadConfig {
       << "    attempts: 1\n";
     return y.str();
   }
-};
-
-// One localdns process, its output in a file. Killed (SIGKILL) when the test
-// leaves it running.
-class Daemon {
- public:
-  explicit Daemon(const std::vector<std::string>& args, const std::string& log_path)
-      : log_path_(log_path) {
-    // Built before fork(): the child of a threaded process may only call
-    // async-signal-safe functions until exec.
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(LOCALDNS_BINARY));
-    for (const auto& a : args)
-      argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    int out = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    REQUIRE(out >= 0);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out, 1);
-      ::dup2(out, 2);
-      ::execv(LOCALDNS_BINARY, argv.data());
-      ::_exit(127);
-    }
-    ::close(out);
-    REQUIRE(pid_ > 0);
-  }
-  ~Daemon() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  Daemon(const Daemon&) = delete;
-  Daemon& operator=(const Daemon&) = delete;
-
-  void signal(int sig) const { ::kill(pid_, sig); }
-
-  std::string log() const {
-    std::ifstream in(log_path_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  std::size_t log_count(const std::string& needle) const {
-    auto text = log();
-    std::size_t n = 0;
-    for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1))
-      ++n;
-    return n;
-  }
-  // Until `needle` was logged `count` times; false on timeout or exit.
-  bool wait_log(const std::string& needle, std::size_t count, std::chrono::milliseconds timeout) {
-    bool seen = false;
-    wait_until(
-        within(timeout),
-        [&] {
-          seen = log_count(needle) >= count;
-          return seen || !alive();
-        },
-        20ms);
-    return seen;
-  }
-  bool alive() {
-    if (exited_) return false;
-    if (::waitpid(pid_, &status_, WNOHANG) == pid_) exited_ = true;
-    return !exited_;
-  }
-  std::optional<int> wait_exit(std::chrono::milliseconds timeout) {
-    wait_until(
-        within(timeout), [&] { return !alive(); }, 5ms);
-    if (!exited_) return std::nullopt;
-    return status_;
-  }
-  bool wait_ready(const Endpoint& ep, std::chrono::milliseconds timeout) {
-    bool answered = false;
-    wait_until(
-        within(timeout),
-        [&] {
-          answered = udp_query(ep, make_query("health.localdns.invalid", "A"), 100ms).has_value();
-          return answered || !alive();
-        },
-        50ms);
-    return answered;
-  }
-
- private:
-  std::string log_path_;
-  pid_t pid_ = -1;
-  int status_ = 0;
-  bool exited_ = false;
 };
 
 // A sample of a metric family; -1 when the endpoint does not answer.

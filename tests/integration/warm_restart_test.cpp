@@ -16,6 +16,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "daemon.hpp"
 #include "dns_client.hpp"
 #include "fake_upstream.hpp"
 #include "http_get.hpp"
@@ -25,73 +26,6 @@ using namespace localdns::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-// One localdns process with its output in a file; killed if left running.
-class Daemon {
- public:
-  Daemon(const std::string& config, const std::string& log_path) : log_path_(log_path) {
-    // Built before fork(): the child of a threaded process may only call
-    // async-signal-safe functions until exec.
-    std::string flag = "--config";
-    std::vector<char*> argv{const_cast<char*>(LOCALDNS_BINARY), flag.data(),
-                            const_cast<char*>(config.c_str()), nullptr};
-    int out = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    REQUIRE(out >= 0);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out, 1);
-      ::dup2(out, 2);
-      ::execv(LOCALDNS_BINARY, argv.data());
-      ::_exit(127);
-    }
-    ::close(out);
-    REQUIRE(pid_ > 0);
-  }
-  ~Daemon() {
-    if (pid_ > 0 && !exited_) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  Daemon(const Daemon&) = delete;
-  Daemon& operator=(const Daemon&) = delete;
-
-  std::string log() const {
-    std::ifstream in(log_path_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  bool alive() {
-    if (exited_) return false;
-    if (::waitpid(pid_, &status_, WNOHANG) == pid_) exited_ = true;
-    return !exited_;
-  }
-  bool ready(const Endpoint& ep) {
-    bool answered = false;
-    wait_until(
-        within(10s),
-        [&] {
-          answered = udp_query(ep, make_query("health.localdns.invalid", "A"), 100ms).has_value();
-          return answered || !alive();
-        },
-        20ms);
-    return answered;
-  }
-  // SIGTERM, then true when it exited with status 0 within 10 s.
-  bool terminate() {
-    ::kill(pid_, SIGTERM);
-    wait_until(
-        within(10s), [&] { return !alive(); }, 10ms);
-    return exited_ && WIFEXITED(status_) && WEXITSTATUS(status_) == 0;
-  }
-
- private:
-  std::string log_path_;
-  pid_t pid_ = -1;
-  int status_ = 0;
-  bool exited_ = false;
-};
 
 struct Setup {
   std::filesystem::path dir =
@@ -149,8 +83,8 @@ RestartFigures restart_run(bool persist_file, unsigned n) {
   const auto cfg = s.config(up, persist_file);
   std::chrono::steady_clock::time_point filled;
   {
-    Daemon first(cfg, s.log("first"));
-    bool ready = first.ready(s.ep());
+    Daemon first({"--config", cfg}, s.log("first"));
+    bool ready = first.wait_ready(s.ep(), 10s);
     INFO(first.log());
     REQUIRE(ready);
     auto ttls = ask_all(s.ep(), n);
@@ -162,7 +96,7 @@ RestartFigures restart_run(bool persist_file, unsigned n) {
     // TTL that was reset to 300 cannot look aged.
     wait_until(
         filled + 2100ms, [&] { return std::chrono::steady_clock::now() >= filled + 2100ms; }, 50ms);
-    REQUIRE(first.terminate());
+    REQUIRE(first.terminate(10s));
     if (persist_file) {
       auto log = first.log();
       INFO(log);
@@ -171,8 +105,8 @@ RestartFigures restart_run(bool persist_file, unsigned n) {
     }
   }
   const unsigned before = up.queries();
-  Daemon second(cfg, s.log("second"));
-  REQUIRE(second.ready(s.ep()));
+  Daemon second({"--config", cfg}, s.log("second"));
+  REQUIRE(second.wait_ready(s.ep(), 10s));
   auto ttls = ask_all(s.ep(), n);
   RestartFigures f;
   f.upstream_after_restart = up.queries() - before;
@@ -184,7 +118,7 @@ RestartFigures restart_run(bool persist_file, unsigned n) {
     f.min_ttl_after = std::min(f.min_ttl_after, t);
   }
   f.metrics = http_get(s.metrics_port, "/metrics").second;
-  REQUIRE(second.terminate());
+  REQUIRE(second.terminate(10s));
   f.second_log = second.log();
   return f;
 }
@@ -226,10 +160,10 @@ TEST_CASE("a corrupt, truncated or foreign cache.persist_file is ignored with a 
     content = std::string(5000, '\x5a');
   }
   SECTION("a truncated file") {
-    Daemon d(cfg, s.log("fill"));
-    REQUIRE(d.ready(s.ep()));
+    Daemon d({"--config", cfg}, s.log("fill"));
+    REQUIRE(d.wait_ready(s.ep(), 10s));
     REQUIRE(ask_all(s.ep(), 20).at(19) == 300);
-    REQUIRE(d.terminate());
+    REQUIRE(d.terminate(10s));
     std::ifstream in(s.persist, std::ios::binary);
     content.assign(std::istreambuf_iterator<char>(in), {});
     REQUIRE(content.size() > 100);
@@ -239,21 +173,21 @@ TEST_CASE("a corrupt, truncated or foreign cache.persist_file is ignored with a 
   std::ofstream(s.persist, std::ios::binary | std::ios::trunc) << content;
 
   const unsigned before = up.queries();
-  Daemon d(cfg, s.log("corrupt"));
-  REQUIRE(d.ready(s.ep()));
+  Daemon d({"--config", cfg}, s.log("corrupt"));
+  REQUIRE(d.wait_ready(s.ep(), 10s));
   auto ttls = ask_all(s.ep(), 20);
   for (auto t : ttls)
     CHECK(t == 300);                   // served, from upstream
   CHECK(up.queries() - before == 20);  // nothing was believed
   auto metrics = http_get(s.metrics_port, "/metrics").second;
   CHECK(metric_sum(metrics, "localdns_cache_persist_load_failures_total") == 1);
-  REQUIRE(d.terminate());
+  REQUIRE(d.terminate(10s));
   auto log = d.log();
   INFO(log);
   CHECK_THAT(log, Catch::Contains("[warning]") && Catch::Contains("ignoring persisted cache"));
   // The shutdown save replaced it with a good file.
-  Daemon again(cfg, s.log("again"));
-  REQUIRE(again.ready(s.ep()));
-  REQUIRE(again.terminate());
+  Daemon again({"--config", cfg}, s.log("again"));
+  REQUIRE(again.wait_ready(s.ep(), 10s));
+  REQUIRE(again.terminate(10s));
   CHECK_THAT(again.log(), Catch::Contains("loaded 20 entries from"));
 }
