@@ -8,6 +8,7 @@
 #include <localdns/dns/message.hpp>
 #include <localdns/dns/name.hpp>
 
+#include "cache_query.hpp"
 #include "dns_client.hpp"
 #include "ldns_records.hpp"
 #include "packets.hpp"
@@ -16,19 +17,9 @@ using namespace localdns;
 
 namespace {
 
-struct Asked {
-  test::Packet query;
-  dns::QueryView view;
-  dns::ReplyShape shape;
-  cache::Key key;
-};
+using Asked = test::CacheQuery;
 Asked ask(const std::string& name) {
-  Asked a;
-  a.query = test::make_query(name, "A", {});
-  a.view = dns::parse_query(a.query);
-  a.shape = dns::make_reply_shape(a.view, a.view.udp_reply_limit());
-  a.key = cache::Key::make(a.view.question, false, false);
-  return a;
+  return test::cache_query(name);
 }
 
 void put(cache::PacketCache& c, const std::string& name) {

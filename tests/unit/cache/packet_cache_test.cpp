@@ -8,6 +8,7 @@
 #include <localdns/dns/message.hpp>
 #include <localdns/util/clock.hpp>
 
+#include "cache_query.hpp"
 #include "dns_client.hpp"
 #include "ldns_records.hpp"
 #include "packets.hpp"
@@ -45,19 +46,9 @@ dns::ResponseView view_of(const test::Packet& p) {
   return *rv;
 }
 
-struct Asked {
-  test::Packet query;
-  dns::QueryView view;
-  dns::ReplyShape shape;
-  cache::Key key;
-};
+using Asked = test::CacheQuery;
 Asked ask(const std::string& name, test::QueryOptions o = {}, std::size_t limit = 0) {
-  Asked a;
-  a.query = test::make_query(name, "A", o);
-  a.view = dns::parse_query(a.query);
-  a.shape = dns::make_reply_shape(a.view, limit ? limit : a.view.udp_reply_limit());
-  a.key = cache::Key::make(a.view.question, a.view.edns.do_bit, a.view.header.flags & dns::kFlagCD);
-  return a;
+  return test::cache_query(name, o, limit);
 }
 
 std::optional<test::Reply> hit(cache::PacketCache& c, const Asked& a) {

@@ -13,6 +13,7 @@
 #include <localdns/dns/message.hpp>
 #include <localdns/util/clock.hpp>
 
+#include "cache_query.hpp"
 #include "dns_client.hpp"
 #include "packets.hpp"
 
@@ -47,19 +48,9 @@ test::Packet answer(const std::string& name, std::uint32_t ttl, unsigned rcode =
   return b.opt(test::Opt{.options = std::move(ede)}).build();
 }
 
-struct Asked {
-  test::Packet query;
-  dns::QueryView view;
-  dns::ReplyShape shape;
-  cache::Key key;
-};
+using Asked = test::CacheQuery;
 Asked ask(const std::string& name) {
-  Asked a;
-  a.query = test::make_query(name, "A", {.edns = true});
-  a.view = dns::parse_query(a.query);
-  a.shape = dns::make_reply_shape(a.view, a.view.udp_reply_limit());
-  a.key = cache::Key::make(a.view.question, a.view.edns.do_bit, a.view.header.flags & dns::kFlagCD);
-  return a;
+  return test::cache_query(name, {.edns = true});
 }
 
 std::optional<test::Packet> hit(cache::PacketCache& c, const std::string& name,
