@@ -386,23 +386,12 @@ void PacketCache::for_each(const std::function<void(const EntryInfo&)>& fn) cons
 }
 
 std::size_t PacketCache::erase_name(dns::Bytes qname) {
-  std::string lower(qname.size(), '\0');
-  for (std::size_t i = 0; i < qname.size(); ++i)
-    lower[i] = static_cast<char>(dns::lower(qname[i]));
-  std::size_t erased = 0;
-  for (auto& shard : shards_) {
-    auto s = shard->data.lock();
-    for (Entry* e = s->head; e != nullptr;) {
-      Entry* next = e->next;
-      auto key = e->key();
-      if (key.size() == lower.size() + kKeySuffix && key.substr(0, lower.size()) == lower) {
-        s->erase(e);
-        ++erased;
-      }
-      e = next;
-    }
-  }
-  return erased;
+  // Keys hold the name in lower case.
+  return erase_if([qname](dns::Bytes key) {
+    return key.size() == qname.size() &&
+           std::equal(key.begin(), key.end(), qname.begin(),
+                      [](std::uint8_t k, std::uint8_t q) { return k == dns::lower(q); });
+  });
 }
 
 std::size_t PacketCache::erase_if(const std::function<bool(dns::Bytes qname)>& pred) {
