@@ -141,13 +141,16 @@ ReloadOutcome Reloader::reload(std::string_view trigger) {
       "connections, cached answers dropped for {}",
       trigger, out.generation, hash, kept, plan.keep_group.size(), dropped);
   if (listen != 0) {
-    std::string added, removed;
-    for (const auto& ep : plan.listen_added)
-      added += (added.empty() ? "" : ", ") + ep.to_string();
-    for (const auto& ep : plan.listen_removed)
-      removed += (removed.empty() ? "" : ", ") + ep.to_string();
-    spdlog::info("reload ({}): listening now also on [{}], no longer on [{}]", trigger, added,
-                 removed);
+    auto list = [](const std::vector<config::Endpoint>& eps) {
+      std::string text;
+      for (const auto& ep : eps)
+        text += (text.empty() ? "" : ", ") + ep.to_string();
+      return text;
+    };
+    if (!plan.listen_added.empty())
+      spdlog::info("reload ({}): now listening on {}", trigger, list(plan.listen_added));
+    if (!plan.listen_removed.empty())
+      spdlog::info("reload ({}): no longer listening on {}", trigger, list(plan.listen_removed));
   }
   return out;
 }

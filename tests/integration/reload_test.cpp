@@ -429,7 +429,7 @@ TEST_CASE(
   INFO(r.d->log());
   CHECK(answer(second, "add1.a.test") == kAddr);
   CHECK(tcp_answer(second, "add2.a.test") == kAddr);
-  CHECK(r.d->log_count("listening now also on [127.0.0.2:" + std::to_string(r.cfg.port)) == 1);
+  CHECK(r.d->log_count("now listening on 127.0.0.2:" + std::to_string(r.cfg.port)) == 1);
   // /health probes the addresses serving now.
   CHECK(wait_until(within(5s), [&] {
     try {
@@ -457,6 +457,7 @@ TEST_CASE(
     }
   }));
   CHECK(r.ready_status() == 200);
+  CHECK(r.d->log_count("no longer listening on 127.0.0.2:" + std::to_string(r.cfg.port)) == 1);
 
   auto t = loop.stop();
   for (const auto& b : t.bad)
@@ -520,5 +521,33 @@ TEST_CASE("reload: a listen address that cannot be bound fails the reload and ch
   auto res = r.ctl("reload");
   CHECK(res.output == "reloaded: generation 1\n");
   CHECK(answer(good, "good.a.test") == kAddr);
+  CHECK(r.d->terminate(10s));
+}
+
+TEST_CASE("reload: answers in flight on a removed listen address are still written",
+          "[integration][reload]") {
+  Running r;
+  const Endpoint second{"127.0.0.2", r.cfg.port};
+  r.cfg.extra_listen = {"127.0.0.2:" + std::to_string(r.cfg.port)};
+  replace_file(r.config_path, r.cfg.yaml());
+  r.start();
+  REQUIRE(answer(second, "warm.a.test") == kAddr);
+  // The upstream answers 400 ms late: both queries are upstream when the
+  // reload removes the address they came in on.
+  r.a1.set(Behaviour{.delay = 400ms});
+  auto udp = std::async(std::launch::async, [&] { return answer(second, "slow1.a.test"); });
+  auto tcp = std::async(std::launch::async, [&] { return tcp_answer(second, "slow2.a.test"); });
+  REQUIRE(wait_until(within(3s), [&] {
+    return r.a1.queries_for("slow1.a.test.") == 1 && r.a1.queries_for("slow2.a.test.") == 1;
+  }));
+  r.cfg.extra_listen.clear();
+  replace_file(r.config_path, r.cfg.yaml());
+  r.d->signal(SIGHUP);
+  REQUIRE(r.wait_reloads(1));
+  INFO(r.d->log());
+  CHECK(udp.get() == kAddr);
+  CHECK(tcp.get() == kAddr);
+  CHECK(wait_until(within(3s), [&] { return udp_refused(second) && tcp_refused(second); }));
+  CHECK(answer(r.ep, "kept.a.test") == kAddr);
   CHECK(r.d->terminate(10s));
 }
