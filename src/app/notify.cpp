@@ -88,7 +88,7 @@ bool listeners_answer(const std::vector<config::Endpoint>& listen,
   return !listen.empty();
 }
 
-Watchdog::Watchdog(std::vector<config::Endpoint> listen, std::chrono::microseconds interval)
+Watchdog::Watchdog(Listen listen, std::chrono::microseconds interval)
     : listen_(std::move(listen)), period_(std::max(interval / 4, std::chrono::microseconds(1000))) {
   thread_ = std::thread([this] { run(); });
 }
@@ -112,7 +112,7 @@ void Watchdog::run() {
     lock.unlock();
     bool ok = false;
     for (int attempt = 0; attempt < 3 && !ok; ++attempt)
-      ok = listeners_answer(listen_, timeout);
+      ok = listeners_answer(listen_(), timeout);
     if (ok) {
       ::sd_notify(0, "WATCHDOG=1");
       if (failing) spdlog::info("watchdog: the listeners answer again");
@@ -127,11 +127,11 @@ void Watchdog::run() {
   }
 }
 
-std::unique_ptr<Watchdog> start_watchdog(const config::Config& c) {
+std::unique_ptr<Watchdog> start_watchdog(Watchdog::Listen listen) {
   std::uint64_t usec = 0;
   if (::sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return nullptr;
   spdlog::info("watchdog: every {} ms, as long as the listeners answer", usec / 4000);
-  return std::make_unique<Watchdog>(c.listen, std::chrono::microseconds(usec));
+  return std::make_unique<Watchdog>(std::move(listen), std::chrono::microseconds(usec));
 }
 
 }  // namespace localdns::app

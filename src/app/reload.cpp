@@ -1,9 +1,13 @@
+#include <cerrno>
 #include <filesystem>
+#include <optional>
+#include <system_error>
 
 #include <spdlog/spdlog.h>
 
 #include <localdns/app/reload.hpp>
 #include <localdns/config/emit.hpp>
+#include <localdns/config/module_settings.hpp>
 #include <localdns/config/reload.hpp>
 
 namespace localdns::app {
@@ -59,8 +63,9 @@ std::string ReloadOutcome::text() const {
   return out;
 }
 
-Reloader::Reloader(config::CliOptions opts, const config::Startup& startup, Runtime& server)
-    : opts_(std::move(opts)), server_(server), inputs_(inputs_of(opts_, startup)) {
+Reloader::Reloader(config::CliOptions opts, const config::Startup& startup, Runtime& server,
+                   node::NodeSetup* node)
+    : opts_(std::move(opts)), server_(server), node_(node), inputs_(inputs_of(opts_, startup)) {
   server_.reloads().hash.store(config_hash(*server_.current_config()), std::memory_order_relaxed);
 }
 
@@ -93,9 +98,40 @@ ReloadOutcome Reloader::reload(std::string_view trigger) {
     kept += plan.keep_group[i] ? 1 : 0;
     dropped += plan.drop_cached[i] ? 1 : 0;
   }
+  // Node first (a listener cannot bind an address the host does not have
+  // yet), then the new listeners; either failing undoes the other.
+  std::optional<node::NodeSettings> node_next;
+  if (node_ != nullptr && plan.node_changed) {
+    node_next = config::node_settings(*next);
+    if (auto r = node_->extend(*node_next); !r) {
+      return fail({"node setup: " + r.error() + " (the node is as before)"});
+    }
+  }
+  std::vector<NewListeners> bound;
+  try {
+    bound = server_.bind_listeners(plan.listen_added);
+  } catch (const std::system_error& e) {
+    if (node_next) node_->revert();
+    std::string hint;
+    if (e.code().value() == EADDRNOTAVAIL) {
+      hint = " (the address is not on this host: add it, or list it in node.local_addresses)";
+    } else if (e.code().value() == EADDRINUSE) {
+      hint = " (another socket holds it)";
+    } else if (e.code().value() == EACCES) {
+      hint = " (ports below 1024 need CAP_NET_BIND_SERVICE)";
+    }
+    return fail({std::string("listen: ") + e.what() + hint});
+  }
   auto level = spdlog::level::from_str(next->log_level);
   auto hash = config_hash(*next);
-  out.generation = server_.reload(std::move(*next), plan);
+  auto listen = plan.listen_added.size() + plan.listen_removed.size();
+  out.generation = server_.reload(std::move(*next), plan, std::move(bound));
+  if (node_next) {
+    if (auto r = node_->update(*node_next); !r) {
+      spdlog::error("reload ({}): node setup: {}; the next sync repairs the rules", trigger,
+                    r.error());
+    }
+  }
   out.ok = true;
   spdlog::set_level(level);
   server_.reloads().hash.store(hash, std::memory_order_relaxed);
@@ -104,6 +140,18 @@ ReloadOutcome Reloader::reload(std::string_view trigger) {
       "reload ({}): generation {} serving (config {:016x}); {} of {} groups kept their "
       "connections, cached answers dropped for {}",
       trigger, out.generation, hash, kept, plan.keep_group.size(), dropped);
+  if (listen != 0) {
+    auto list = [](const std::vector<config::Endpoint>& eps) {
+      std::string text;
+      for (const auto& ep : eps)
+        text += (text.empty() ? "" : ", ") + ep.to_string();
+      return text;
+    };
+    if (!plan.listen_added.empty())
+      spdlog::info("reload ({}): now listening on {}", trigger, list(plan.listen_added));
+    if (!plan.listen_removed.empty())
+      spdlog::info("reload ({}): no longer listening on {}", trigger, list(plan.listen_removed));
+  }
   return out;
 }
 

@@ -356,7 +356,7 @@ int serve_until_signal(Running& run, const config::CliOptions& opts, const confi
   if (node) node->start_sync();
   if (!opts.node_cache.quiet) log_summary(run.server->config(), run.server->threads());
   if (!start_endpoints(run)) return 1;
-  run.reloader = std::make_unique<Reloader>(opts, startup, *run.server);
+  run.reloader = std::make_unique<Reloader>(opts, startup, *run.server, node);
   start_control(run);
   signals.emplace(run.reloader.get());
   run.server->start();
@@ -364,7 +364,8 @@ int serve_until_signal(Running& run, const config::CliOptions& opts, const confi
   pidfile.emplace(opts.node_cache.pidfile.value_or(""));  // every listener is bound by now
   const auto& c = run.server->config();
   notify_ready(c, run.node.backend_name());
-  auto watchdog = start_watchdog(c);
+  auto watchdog =
+      start_watchdog([server = run.server.get()] { return server->current_config()->listen; });
   signals->run();
   notify_stopping();
   watchdog.reset();

@@ -70,6 +70,23 @@ bool answered(const upstream::GroupState& g) {
 // How long a reload waits for every worker to swap in the new generation.
 constexpr std::chrono::milliseconds kApplyBound{1000};
 
+// How long a listener a reload removes keeps writing the answers in flight
+// before it closes.
+constexpr std::chrono::milliseconds kListenerDrain{1000};
+
+// The longest an upstream query of `c` may take (each group's attempts
+// times its timeout), and a second more: a UDP client's answer is owed no
+// longer than that.
+std::chrono::milliseconds answer_bound(const config::Config& c) {
+  std::chrono::milliseconds most{0};
+  for (const auto& g : c.forward) {
+    auto s = config::upstream_settings(c, g);
+    most = std::max(most, std::chrono::duration_cast<std::chrono::milliseconds>(
+                              s.timeout * std::max(1u, s.attempts)));
+  }
+  return most + std::chrono::milliseconds(1000);
+}
+
 }  // namespace
 
 Runtime::Runtime(config::Config cfg) {
@@ -198,13 +215,15 @@ void Runtime::stop() {
   if (persister_) persister_->stop_and_save();
 }
 
-std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& plan) {
+std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& plan,
+                              std::vector<NewListeners> bound) {
   auto cfg = std::make_shared<const config::Config>(std::move(next));
   auto gen = std::make_shared<Generation>();
   gen->number = reloads_.generation.load(std::memory_order_relaxed) + 1;
   gen->policies = ttl_policies(*cfg);
   gen->query_log_sample = cfg->query_log_sample;
   std::vector<std::shared_ptr<upstream::GroupState>> replaced;
+  std::shared_ptr<const config::Config> before;
   auto old = groups();
   for (std::size_t i = 0; i < cfg->forward.size(); ++i) {
     if (i < old.size() && i < plan.keep_group.size() && plan.keep_group[i]) {
@@ -226,6 +245,7 @@ std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& pla
                   [](const auto& g) { return g->in_flight.load(std::memory_order_relaxed) == 0; });
     retired_groups_.insert(retired_groups_.end(), replaced.begin(), replaced.end());
     shared_.groups = gen->groups;
+    before = current_;
     current_ = cfg;
   }
   auto applied = std::make_shared<Countdown>(workers_.size());
@@ -237,6 +257,7 @@ std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& pla
     spdlog::warn("reload: {} of {} workers had not applied generation {} after {} ms",
                  applied->left(), workers_.size(), gen->number, kApplyBound.count());
   }
+  change_listeners(std::move(bound), plan, *before, *cfg);
   if (shared_.cache) {
     std::size_t dropped = 0;
     bool any =
@@ -256,6 +277,30 @@ std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& pla
   }
   reloads_.generation.store(gen->number, std::memory_order_relaxed);
   return gen->number;
+}
+
+std::vector<NewListeners> Runtime::bind_listeners(const std::vector<config::Endpoint>& endpoints) {
+  std::vector<NewListeners> out;
+  if (endpoints.empty()) return out;
+  for (auto& w : workers_)
+    out.push_back(w->bind(endpoints));  // on a throw, `out` closes what it holds
+  return out;
+}
+
+void Runtime::change_listeners(std::vector<NewListeners> bound, const config::ReloadPlan& plan,
+                               const config::Config& before, const config::Config& after) {
+  if (bound.empty() && plan.listen_removed.empty()) return;
+  auto hold = std::max(answer_bound(before), answer_bound(after));
+  auto closed = std::make_shared<Countdown>(workers_.size());
+  for (std::size_t i = 0; i < workers_.size(); ++i) {
+    workers_[i]->change_listeners(i < bound.size() ? std::move(bound[i]) : NewListeners{},
+                                  plan.listen_removed, kListenerDrain, hold,
+                                  [closed] { closed->count_down(); });
+  }
+  if (running() && !closed->wait_until(Clock::now() + kListenerDrain + kApplyBound)) {
+    spdlog::warn("reload: {} of {} workers had not closed the removed listeners after {} ms",
+                 closed->left(), workers_.size(), (kListenerDrain + kApplyBound).count());
+  }
 }
 
 std::shared_ptr<const config::Config> Runtime::current_config() const {

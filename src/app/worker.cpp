@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <utility>
 
 #include <boost/asio/post.hpp>
@@ -31,6 +32,7 @@ Worker::Worker(unsigned index, Shared& shared)
   }
   const auto& settings = shared_.server;
   for (const auto& ep : settings.listen) {
+    endpoints_.push_back(ep);
     udp_.push_back(std::make_unique<server::UdpListener>(ctx_, ep, handler_));
     tcp_.push_back(std::make_unique<server::TcpListener>(ctx_, ep, settings.tcp_clients, handler_,
                                                          shared_.tcp_clients));
@@ -40,6 +42,7 @@ Worker::Worker(unsigned index, Shared& shared)
 Worker::~Worker() {
   // Listeners and sessions first, then upstreams; the io_context goes last and
   // destroys any handler that never ran without invoking it.
+  closing_.clear();
   tcp_.clear();
   udp_.clear();
   forwarders_.clear();
@@ -111,6 +114,66 @@ void Worker::apply(std::shared_ptr<const Generation> gen, std::function<void()> 
     handler_.set_query_log_sample(gen->query_log_sample);
     reap();
     done();
+  });
+}
+
+NewListeners Worker::bind(const std::vector<util::Endpoint>& endpoints) {
+  NewListeners out;
+  for (const auto& ep : endpoints) {
+    out.udp.push_back(std::make_unique<server::UdpListener>(ctx_, ep, handler_));
+    out.tcp.push_back(std::make_unique<server::TcpListener>(ctx_, ep, shared_.server.tcp_clients,
+                                                            handler_, shared_.tcp_clients));
+    out.endpoints.push_back(ep);
+  }
+  return out;
+}
+
+void Worker::change_listeners(NewListeners added, std::vector<util::Endpoint> removed,
+                              std::chrono::milliseconds drain, std::chrono::milliseconds hold,
+                              std::function<void()> closed) {
+  asio::post(ctx_, [this, added = std::move(added), removed = std::move(removed), drain, hold,
+                    closed = std::move(closed)]() mutable {
+    for (std::size_t i = 0; i < added.endpoints.size(); ++i) {
+      added.udp[i]->start();
+      added.tcp[i]->start();
+      endpoints_.push_back(added.endpoints[i]);
+      udp_.push_back(std::move(added.udp[i]));
+      tcp_.push_back(std::move(added.tcp[i]));
+    }
+    auto& c = closing_.emplace_back(ctx_);
+    for (const auto& ep : removed) {
+      auto at = std::find(endpoints_.begin(), endpoints_.end(), ep);
+      if (at == endpoints_.end()) continue;
+      auto i = static_cast<std::size_t>(at - endpoints_.begin());
+      udp_[i]->pause();
+      tcp_[i]->drain([] {});
+      c.udp.push_back(std::move(udp_[i]));
+      c.tcp.push_back(std::move(tcp_[i]));
+      endpoints_.erase(at);
+      udp_.erase(udp_.begin() + static_cast<std::ptrdiff_t>(i));
+      tcp_.erase(tcp_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+    if (c.udp.empty()) {
+      closing_.pop_back();
+      closed();
+      return;
+    }
+    auto it = std::prev(closing_.end());
+    it->timer.expires_after(drain);
+    it->timer.async_wait(
+        [this, it, hold, closed = std::move(closed)](boost::system::error_code ec) {
+          if (ec) return;  // the worker is going: its destructor closes them
+          for (auto& l : it->udp)
+            l->unbind();
+          for (auto& l : it->tcp)
+            l->stop(server::TcpListener::Sessions::close);
+          it->tcp.clear();
+          closed();
+          it->timer.expires_after(hold);
+          it->timer.async_wait([this, it](boost::system::error_code e) {
+            if (!e) closing_.erase(it);
+          });
+        });
   });
 }
 

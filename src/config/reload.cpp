@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include <localdns/config/module_settings.hpp>
 #include <localdns/config/reload.hpp>
 
@@ -22,6 +24,12 @@ Config without_reloadable(const Config& running, Config next) {
   next.cache.min_ttl = running.cache.min_ttl;
   next.cache.max_ttl = running.cache.max_ttl;
   next.cache.denial_max_ttl = running.cache.denial_max_ttl;
+  next.listen = running.listen;
+  next.node.local_addresses = running.node.local_addresses;
+  next.node.fallback_auto = running.node.fallback_auto;
+  next.node.fallback = running.node.fallback;
+  next.node.fallback_for = running.node.fallback_for;
+  next.node.service_cidr = running.node.service_cidr;
   if (next.forward.size() == running.forward.size()) {
     for (std::size_t i = 0; i < next.forward.size(); ++i) {
       auto zones = std::move(next.forward[i].zones);
@@ -39,7 +47,6 @@ Errors reload_rejections(const Config& running, const Config& next) {
   auto key = [&](bool changed, const std::string& name) {
     if (changed) out.push_back(restart(name));
   };
-  key(running.listen != next.listen, "listen");
   key(running.threads != next.threads, "threads");
   key(running.log_format != next.log_format, "log_format");
   key(running.top_sample != next.top_sample, "top_sample");
@@ -52,19 +59,25 @@ Errors reload_rejections(const Config& running, const Config& next) {
   key(running.control_socket != next.control_socket, "control_socket");
   const auto& rn = running.node;
   const auto& nn = next.node;
-  key(rn.local_addresses != nn.local_addresses, "node.local_addresses");
-  key(static_cast<const node::NodeOptions&>(rn) != static_cast<const node::NodeOptions&>(nn) &&
-          rn.local_addresses == nn.local_addresses,
-      "node");
-  key(rn.fallback_auto != nn.fallback_auto || rn.fallback != nn.fallback ||
-          rn.fallback_for != nn.fallback_for,
-      "node.rules.fallback");
-  key(rn.service_cidr != nn.service_cidr, "node.service_cidr");
-  // The node rules' fallback targets come from the "." servers: node setup
-  // is not redone on reload.
-  if (out.empty() && rn.enabled() && node_settings(running) != node_settings(next)) {
-    out.push_back(restart("node (the rules' fallback targets, from the \".\" servers)"));
-  }
+  // Node setup exists only when it was on at start: adding or removing
+  // addresses is a reload, turning it on or off is not.
+  key(rn.enabled() != nn.enabled(), "node.local_addresses (node setup on or off)");
+  auto options = [](const node::NodeOptions& o) {
+    auto copy = o;
+    copy.local_addresses.clear();
+    return copy;
+  };
+  key(options(rn) != options(nn),
+      "node (but local_addresses and the rules' fallback: its interface, rules backend, port, "
+      "health_port, sync_interval, skip_teardown)");
+  // Endpoints without an address of their own listen on the first local
+  // address: that one moves only with a restart.
+  key(running.metrics.enabled && resolve(running.metrics, running, kDefaultMetricsPort) !=
+                                     resolve(next.metrics, next, kDefaultMetricsPort),
+      "node.local_addresses (the first one, where the metrics endpoint listens)");
+  key(running.health.enabled && resolve(running.health, running, kDefaultHealthPort) !=
+                                    resolve(next.health, next, kDefaultHealthPort),
+      "node.local_addresses (the first one, where the health endpoint listens)");
   if (running.forward.size() != next.forward.size()) {
     out.push_back(restart("forward (the number of groups)"));
   } else {
@@ -92,6 +105,15 @@ ReloadPlan plan_reload(const Config& running, const Config& next) {
     p.keep_group.push_back(old == fresh);
     p.drop_cached.push_back(old.servers != fresh.servers || old.transport != fresh.transport);
   }
+  for (const auto& ep : next.listen) {
+    bool had = std::find(running.listen.begin(), running.listen.end(), ep) != running.listen.end();
+    (had ? p.listen_kept : p.listen_added).push_back(ep);
+  }
+  for (const auto& ep : running.listen) {
+    if (std::find(next.listen.begin(), next.listen.end(), ep) == next.listen.end())
+      p.listen_removed.push_back(ep);
+  }
+  p.node_changed = node_settings(running) != node_settings(next);
   return p;
 }
 

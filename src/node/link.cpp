@@ -231,6 +231,37 @@ std::expected<LinkRepair, std::string> Netlink::ensure(const LinkSpec& spec) {
   return repair;
 }
 
+std::expected<std::vector<boost::asio::ip::address>, std::string> Netlink::remove_addresses(
+    const std::string& name, const std::vector<boost::asio::ip::address>& addresses) {
+  std::vector<boost::asio::ip::address> removed;
+  auto state = inspect(name);
+  if (!state) return std::unexpected(state.error());
+  if (!state->exists) return removed;
+  for (const auto& a : addresses) {
+    bool held =
+        std::find(state->addresses.begin(), state->addresses.end(), a) != state->addresses.end() ||
+        std::find(state->tentative.begin(), state->tentative.end(), a) != state->tentative.end();
+    if (!held) continue;
+    nl_addr* raw_local = nullptr;
+    std::string text = a.to_string() + (a.is_v4() ? "/32" : "/128");
+    if (int err = nl_addr_parse(text.c_str(), a.is_v4() ? AF_INET : AF_INET6, &raw_local);
+        err < 0) {
+      return std::unexpected(explain(err, "address " + text));
+    }
+    NlAddrPtr local(raw_local);
+    AddrPtr addr(rtnl_addr_alloc());
+    rtnl_addr_set_ifindex(addr.get(), state->ifindex);
+    rtnl_addr_set_local(addr.get(), local.get());
+    rtnl_addr_set_prefixlen(addr.get(), a.is_v4() ? 32 : 128);
+    if (int err = rtnl_addr_delete(sock_, addr.get(), 0);
+        err < 0 && err != -NLE_OBJ_NOTFOUND && err != -NLE_NOADDR) {
+      return std::unexpected(explain(err, "removing " + text + " from " + name));
+    }
+    removed.push_back(a);
+  }
+  return removed;
+}
+
 std::expected<void, std::string> Netlink::mark(const LinkState& state, const std::string& name) {
   rtnl_link* raw = nullptr;
   if (int err = rtnl_link_get_kernel(sock_, state.ifindex, nullptr, &raw); err < 0) {

@@ -26,24 +26,62 @@ std::unique_ptr<RulesBackend> pick_backend(const NodeSettings& s, const util::Cl
   return make_rules_backend(kind, clock);
 }
 
+// `next` with what `current` has beyond it: the addresses and rule targets
+// of both (next's fallback where both have an address and port).
+NodeSettings merged(const NodeSettings& current, const NodeSettings& next) {
+  NodeSettings m = next;
+  for (const auto& a : current.local_addresses) {
+    if (std::find(m.local_addresses.begin(), m.local_addresses.end(), a) ==
+        m.local_addresses.end()) {
+      m.local_addresses.push_back(a);
+    }
+  }
+  for (const auto& l : current.targets.locals) {
+    bool there = std::any_of(m.targets.locals.begin(), m.targets.locals.end(), [&](const auto& x) {
+      return x.address == l.address && x.port == l.port;
+    });
+    if (!there) m.targets.locals.push_back(l);
+  }
+  return m;
+}
+
+std::vector<boost::asio::ip::address> minus(const std::vector<boost::asio::ip::address>& a,
+                                            const std::vector<boost::asio::ip::address>& b) {
+  std::vector<boost::asio::ip::address> out;
+  for (const auto& x : a)
+    if (std::find(b.begin(), b.end(), x) == b.end()) out.push_back(x);
+  return out;
+}
+
+std::string joined(const std::vector<boost::asio::ip::address>& a) {
+  std::string out;
+  for (const auto& x : a)
+    out += (out.empty() ? "" : ", ") + x.to_string();
+  return out;
+}
+
 }  // namespace
 
 NodeSetup::NodeSetup(const NodeSettings& s, const util::Clock& clock)
     : NodeSetup(s, nullptr, clock) {
   // Detected after the delegated constructor has said the fallback notes.
-  auto rules = pick_backend(settings_, clock_);
+  auto rules = pick_backend(s, clock_);
   if (rules) backend_name_ = rules->name();
   pass_.lock()->rules = std::move(rules);
 }
 
 NodeSetup::NodeSetup(const NodeSettings& s, std::unique_ptr<RulesBackend> rules,
                      const util::Clock& clock)
-    : settings_(s), clock_(clock), backend_name_(rules ? rules->name() : "none") {
-  if (settings_.setup_rules) {
-    for (const auto& note : settings_.target_notes)
+    : sync_interval_(s.sync_interval),
+      clock_(clock),
+      backend_name_(rules ? rules->name() : "none") {
+  if (s.setup_rules) {
+    for (const auto& note : s.target_notes)
       spdlog::warn("node setup: {}", note);
   }
-  pass_.lock()->rules = std::move(rules);
+  auto p = pass_.lock();
+  p->rules = std::move(rules);
+  p->settings = s;
 }
 
 NodeSetup::~NodeSetup() {
@@ -51,17 +89,17 @@ NodeSetup::~NodeSetup() {
 }
 
 std::expected<unsigned, std::string> NodeSetup::ensure_interface(PassState& p) {
-  if (!settings_.setup_interface) return 0u;
+  if (!p.settings.setup_interface) return 0u;
   auto nl = Netlink::open();
   if (!nl) return std::unexpected(nl.error());
-  auto r =
-      nl->ensure({settings_.interface_name, settings_.interface_kind, settings_.local_addresses});
+  auto r = nl->ensure(
+      {p.settings.interface_name, p.settings.interface_kind, p.settings.local_addresses});
   if (!r) return std::unexpected(r.error());
   auto level =
       in_place_.load(std::memory_order_relaxed) ? spdlog::level::warn : spdlog::level::info;
   if (r->created) {
-    spdlog::log(level, "node setup: created interface {} ({})", settings_.interface_name,
-                settings_.interface_kind);
+    spdlog::log(level, "node setup: created interface {} ({})", p.settings.interface_name,
+                p.settings.interface_kind);
   }
   if (r->adopted) {
     // Logged with the rules, in one line, by log_takeover().
@@ -73,15 +111,15 @@ std::expected<unsigned, std::string> NodeSetup::ensure_interface(PassState& p) {
           ((re ? untentative : added).empty() ? "" : ", ") + a.to_string();
     }
     p.takeover.details.push_back(
-        "interface " + settings_.interface_kind + ", marked as localdns's, its addresses kept" +
+        "interface " + p.settings.interface_kind + ", marked as localdns's, its addresses kept" +
         (added.empty() ? "" : ", added " + added) +
         (untentative.empty() ? "" : ", tentative " + untentative + " replaced without DAD"));
   }
   if (r->brought_up)
-    spdlog::log(level, "node setup: set interface {} up", settings_.interface_name);
+    spdlog::log(level, "node setup: set interface {} up", p.settings.interface_name);
   if (!r->adopted) {
     for (const auto& a : r->added)
-      spdlog::log(level, "node setup: added {} to {}", a.to_string(), settings_.interface_name);
+      spdlog::log(level, "node setup: added {} to {}", a.to_string(), p.settings.interface_name);
   }
   return r->count();
 }
@@ -91,7 +129,7 @@ std::expected<unsigned, std::string> NodeSetup::ensure_rules(PassState& p) {
   // node-local-dns's rules where our backend does not manage them: read
   // first, deleted right after ours are in place.
   auto foreign = find_foreign_rules(p);
-  auto r = p.rules->sync(settings_.targets);
+  auto r = p.rules->sync(p.settings.targets);
   if (!r) return std::unexpected(r.error());
   // At start-up this is installation (or adoption); later it is repair.
   auto level =
@@ -202,7 +240,7 @@ void NodeSetup::warn_foreign_rules() {
 void NodeSetup::log_takeover(const PassState& p, bool at_start) {
   if (!p.takeover.any()) return;
   spdlog::log(at_start ? spdlog::level::info : spdlog::level::warn, "node setup: {}",
-              p.takeover.summary(settings_.interface_name));
+              p.takeover.summary(p.settings.interface_name));
 }
 
 Takeover NodeSetup::last_takeover() {
@@ -230,7 +268,7 @@ std::expected<void, std::string> NodeSetup::apply() {
 }
 
 void NodeSetup::flush_conntrack() {
-  auto r = delete_conntrack_entries(settings_.targets);
+  auto r = delete_conntrack_entries(targets());
   if (!r) {
     counters_.setup_errors.fetch_add(1, std::memory_order_relaxed);
     spdlog::warn("node setup: {}", r.error());
@@ -268,7 +306,7 @@ unsigned NodeSetup::sync() {
   if (repaired > 0) spdlog::warn("node setup: repaired {} items", repaired);
   if (rule_repairs > 0) {
     // Flows that passed while rules were missing were tracked.
-    auto r = delete_conntrack_entries(settings_.targets);
+    auto r = delete_conntrack_entries(p.settings.targets);
     if (r && r->deleted > 0) spdlog::info("node setup: deleted {} conntrack entries", r->deleted);
   }
   return repaired;
@@ -280,26 +318,26 @@ std::string NodeSetup::verify() {
   auto now = clock_.now();
   if (const auto* recent = p.verified.fresh(now)) return *recent;
   std::string problem;
-  if (settings_.setup_interface) {
+  if (p.settings.setup_interface) {
     auto nl = Netlink::open();
-    auto state = nl ? nl->inspect(settings_.interface_name)
+    auto state = nl ? nl->inspect(p.settings.interface_name)
                     : std::expected<LinkState, std::string>(std::unexpected(nl.error()));
     if (!state) {
       problem = state.error();
     } else if (!state->exists || !state->up) {
-      problem = "interface " + settings_.interface_name + " is missing or down";
+      problem = "interface " + p.settings.interface_name + " is missing or down";
     } else {
-      for (const auto& a : settings_.local_addresses) {
+      for (const auto& a : p.settings.local_addresses) {
         if (std::find(state->addresses.begin(), state->addresses.end(), a) ==
             state->addresses.end()) {
-          problem = "address " + a.to_string() + " is missing from " + settings_.interface_name;
+          problem = "address " + a.to_string() + " is missing from " + p.settings.interface_name;
           break;
         }
       }
     }
   }
   if (problem.empty() && p.rules) {
-    auto r = p.rules->check(settings_.targets);
+    auto r = p.rules->check(p.settings.targets);
     if (!r) {
       problem = r.error();
     } else if (*r > 0) {
@@ -310,11 +348,117 @@ std::string NodeSetup::verify() {
   return problem;
 }
 
+RuleTargets NodeSetup::targets() {
+  return pass_.lock()->settings.targets;
+}
+
+void NodeSetup::undo_extend(PassState& p) {
+  if (!p.before_extend) return;
+  if (p.rules) {
+    if (auto r = p.rules->sync(p.before_extend->targets); !r)
+      spdlog::error("node setup: putting the rules back: {}", r.error());
+  }
+  if (p.settings.setup_interface && !p.extend_added.empty()) {
+    auto nl = Netlink::open();
+    auto r = nl ? nl->remove_addresses(p.settings.interface_name, p.extend_added)
+                : std::expected<std::vector<boost::asio::ip::address>, std::string>(
+                      std::unexpected(nl.error()));
+    if (!r) {
+      spdlog::error("node setup: removing {} again: {}", joined(p.extend_added), r.error());
+    } else if (!r->empty()) {
+      spdlog::info("node setup: removed {} from {} again", joined(*r), p.settings.interface_name);
+    }
+  }
+  p.settings = std::move(*p.before_extend);
+  p.before_extend.reset();
+  p.extend_added.clear();
+  p.verified = {};
+}
+
+std::expected<void, std::string> NodeSetup::extend(const NodeSettings& next) {
+  auto locked = pass_.lock();
+  PassState& p = *locked;
+  undo_extend(p);  // an extend() that neither update() nor revert() followed
+  p.before_extend = p.settings;
+  p.settings = merged(p.settings, next);
+  p.verified = {};
+  const auto& name = p.settings.interface_name;
+  auto fail = [&](const std::string& why) -> std::expected<void, std::string> {
+    counters_.setup_errors.fetch_add(1, std::memory_order_relaxed);
+    undo_extend(p);
+    return std::unexpected(why);
+  };
+  if (p.settings.setup_interface) {
+    auto nl = Netlink::open();
+    if (!nl) return fail(nl.error());
+    auto state = nl->inspect(name);
+    if (!state) return fail(state.error());
+    // The new addresses not on the interface yet: what undo_extend() removes
+    // (counted before ensure(), which may fail halfway).
+    for (const auto& a : minus(p.settings.local_addresses, p.before_extend->local_addresses)) {
+      if (std::find(state->addresses.begin(), state->addresses.end(), a) == state->addresses.end())
+        p.extend_added.push_back(a);
+    }
+    auto r = nl->ensure({name, p.settings.interface_kind, p.settings.local_addresses});
+    if (!r) return fail(r.error());
+    for (const auto& a : r->added)
+      spdlog::info("node setup: added {} to {} (reload)", a.to_string(), name);
+  }
+  if (p.rules) {
+    auto r = p.rules->sync(p.settings.targets);
+    if (!r) return fail(r.error());
+    for (const auto& note : r->notes)
+      spdlog::info("node setup: {} (reload)", note);
+  }
+  return {};
+}
+
+void NodeSetup::revert() {
+  auto locked = pass_.lock();
+  undo_extend(*locked);
+}
+
+std::expected<void, std::string> NodeSetup::update(const NodeSettings& next) {
+  auto locked = pass_.lock();
+  PassState& p = *locked;
+  auto gone = minus(p.settings.local_addresses, next.local_addresses);
+  p.before_extend.reset();
+  p.extend_added.clear();
+  p.settings = next;
+  p.verified = {};
+  std::string error;
+  if (p.rules) {
+    if (auto r = p.rules->sync(p.settings.targets); !r) {
+      error = r.error();
+    } else {
+      for (const auto& note : r->notes)
+        spdlog::info("node setup: {} (reload)", note);
+    }
+  }
+  if (p.settings.setup_interface && !gone.empty()) {
+    auto nl = Netlink::open();
+    auto r = nl ? nl->remove_addresses(p.settings.interface_name, gone)
+                : std::expected<std::vector<boost::asio::ip::address>, std::string>(
+                      std::unexpected(nl.error()));
+    if (!r) {
+      error += (error.empty() ? "" : "; ") + r.error();
+    } else if (!r->empty()) {
+      spdlog::info("node setup: removed {} from {} (reload)", joined(*r),
+                   p.settings.interface_name);
+    }
+  }
+  if (!error.empty()) {
+    counters_.setup_errors.fetch_add(1, std::memory_order_relaxed);
+    return std::unexpected(error);
+  }
+  return {};
+}
+
 void NodeSetup::start_sync() {
   if (sync_thread_.joinable()) return;
   stop_sync_ = {};
   sync_thread_ = std::thread([this, stop = stop_sync_.get_future()] {
-    while (stop.wait_for(settings_.sync_interval) == std::future_status::timeout)
+    while (stop.wait_for(sync_interval_) == std::future_status::timeout)
       sync();
   });
 }
@@ -337,17 +481,17 @@ void NodeSetup::teardown() {
       spdlog::error("node setup: removing rules: {}", r.error());
     }
   }
-  if (settings_.setup_interface) {
+  if (p.settings.setup_interface) {
     auto nl = Netlink::open();
-    auto r = nl ? nl->remove(settings_.interface_name)
+    auto r = nl ? nl->remove(p.settings.interface_name)
                 : std::expected<LinkRemoval, std::string>(std::unexpected(nl.error()));
     if (!r) {
       spdlog::error("node setup: {}", r.error());
     } else if (*r == LinkRemoval::removed) {
-      spdlog::info("node setup: removed interface {}", settings_.interface_name);
+      spdlog::info("node setup: removed interface {}", p.settings.interface_name);
     } else if (*r == LinkRemoval::not_ours) {
       spdlog::warn("node setup: interface {} is not marked as localdns's: left in place",
-                   settings_.interface_name);
+                   p.settings.interface_name);
     }
   }
 }

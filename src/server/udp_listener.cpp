@@ -1,7 +1,9 @@
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <system_error>
+#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
@@ -58,6 +60,10 @@ UdpListener::UdpListener(asio::io_context& ctx, const util::Endpoint& ep, QueryH
   }
 }
 
+UdpListener::~UdpListener() {
+  if (held_ >= 0) ::close(held_);
+}
+
 void UdpListener::start() {
   wait();
 }
@@ -72,6 +78,26 @@ void UdpListener::close() {
   stopped_ = true;
   error_code ignored;
   sock_.close(ignored);
+}
+
+void UdpListener::unbind() {
+  stopped_ = true;
+  if (!sock_.is_open()) return;
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null < 0) return;  // stays bound (paused) until destruction
+  error_code ec;
+  int fd = sock_.release(ec);
+  if (ec) {
+    ::close(null);
+    return;
+  }
+  // Atomically: the socket's last reference goes, the number stays taken.
+  if (::dup3(null, fd, O_CLOEXEC) < 0) {
+    ::close(fd);
+  } else {
+    held_ = fd;
+  }
+  ::close(null);
 }
 
 void UdpListener::wait() {

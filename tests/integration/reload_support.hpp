@@ -68,11 +68,17 @@ struct ReloadConfig {
   std::string b_upstream;
   std::string grace = "500ms";
   std::string a_timeout = "1s";
+  unsigned threads = 2;
+  // Listen addresses besides 127.0.0.1:port ("127.0.0.2:5300").
+  std::vector<std::string> extra_listen;
 
   std::string yaml() const {
     std::ostringstream y;
-    y << "listen: [\"127.0.0.1:" << port << "\"]\n"
-      << "threads: 2\n"
+    y << "listen: [\"127.0.0.1:" << port << "\"";
+    for (const auto& l : extra_listen)
+      y << ", \"" << l << "\"";
+    y << "]\n"
+      << "threads: " << threads << "\n"
       << "log_level: info\n"
       << "shutdown_grace: " << grace << "\n"
       << "metrics: \"127.0.0.1:" << metrics_port << "\"\n"

@@ -1,9 +1,14 @@
 // Reloading a running localdns: SIGHUP, `localdns ctl reload` and a change of
 // its config file apply a new configuration without a restart; an invalid one
 // changes nothing; no query is lost; SIGTERM still stops it in time.
+#include <arpa/inet.h>
 #include <atomic>
+#include <cerrno>
 #include <future>
 #include <memory>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <thread>
 
 #include <catch2/catch.hpp>
@@ -151,11 +156,11 @@ TEST_CASE(
   // A key that needs a restart is refused by name.
   auto moved = r.cfg;
   moved.a_timeout = "1s";
-  moved.port = free_port();
+  moved.threads = 3;
   replace_file(r.config_path, moved.yaml());
   res = r.ctl("reload");
   CHECK(res.status == 1);
-  CHECK(res.output.find("listen cannot change on reload; restart") != std::string::npos);
+  CHECK(res.output.find("threads cannot change on reload; restart") != std::string::npos);
   CHECK(reloads(r.cfg.metrics_port, "failure") == 2);
 
   // Fixed: `ctl reload` says so and applies it.
@@ -324,4 +329,225 @@ TEST_CASE("reload: node-local-dns's Corefile (-conf) applies when it changes",
   CHECK(a1.queries_for("c2.a.test.") == 0);
   d.signal(SIGTERM);
   CHECK(d.wait_exit(10s));
+}
+
+namespace {
+
+// A UDP query to `ep` is refused (ICMP port unreachable: nothing bound there).
+bool udp_refused(const Endpoint& ep) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(ep.port);
+  ::inet_pton(AF_INET, ep.address.c_str(), &sa.sin_addr);
+  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  auto q = make_query("refused.a.test", "A");
+  bool refused = false;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0 &&
+      ::send(fd, q.data(), q.size(), 0) == static_cast<ssize_t>(q.size())) {
+    pollfd p{fd, POLLIN, 0};
+    std::uint8_t buf[512];
+    refused =
+        ::poll(&p, 1, 500) == 1 && ::recv(fd, buf, sizeof buf, 0) < 0 && errno == ECONNREFUSED;
+  }
+  ::close(fd);
+  return refused;
+}
+
+bool tcp_refused(const Endpoint& ep) {
+  return !TcpStream(ep).connected();
+}
+
+std::string tcp_answer(const Endpoint& ep, const std::string& name) {
+  auto r = tcp_query(ep, make_query(name, "A"), 3000ms);
+  if (!r) return "no reply";
+  auto d = decode(*r);
+  if (d.rcode != "NOERROR" || d.answers.empty()) return d.rcode;
+  return d.answers.front();
+}
+
+// Queries `ep` over UDP and TCP, hits and misses, until stopped; counts what
+// got no answer.
+class QueryLoop {
+ public:
+  explicit QueryLoop(Endpoint ep) : ep_(std::move(ep)) {
+    for (int id = 0; id < 2; ++id)
+      clients_.push_back(std::async(std::launch::async, [this, id] { return loop(id); }));
+  }
+  struct Tally {
+    unsigned sent = 0, answered = 0;
+    std::vector<std::string> bad;
+  };
+  Tally stop() {
+    going_ = false;
+    Tally all;
+    for (auto& c : clients_) {
+      auto t = c.get();
+      all.sent += t.sent;
+      all.answered += t.answered;
+      all.bad.insert(all.bad.end(), t.bad.begin(), t.bad.end());
+    }
+    return all;
+  }
+
+ private:
+  Tally loop(int id) {
+    Tally t;
+    for (unsigned i = 0; going_ || i < 20; ++i) {
+      std::string name =
+          (i % 3 == 0 ? "hot" : "l" + std::to_string(id) + "-" + std::to_string(i)) + ".b.test";
+      ++t.sent;
+      auto got = i % 4 == 1 ? tcp_answer(ep_, name) : answer(ep_, name);
+      if (got == kAddr) {
+        ++t.answered;
+      } else if (t.bad.size() < 10) {
+        t.bad.push_back(name + ": " + got);
+      }
+    }
+    return t;
+  }
+  Endpoint ep_;
+  std::atomic<bool> going_{true};
+  std::vector<std::future<Tally>> clients_;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "reload: a listen address added by SIGHUP answers, removed it stops, the other loses "
+    "nothing",
+    "[integration][reload]") {
+  Running r;
+  r.start();
+  const Endpoint second{"127.0.0.2", r.cfg.port};
+  REQUIRE(udp_refused(second));
+  QueryLoop loop(r.ep);
+
+  r.cfg.extra_listen = {"127.0.0.2:" + std::to_string(r.cfg.port)};
+  replace_file(r.config_path, r.cfg.yaml());
+  r.d->signal(SIGHUP);
+  REQUIRE(r.wait_reloads(1));
+  INFO(r.d->log());
+  CHECK(answer(second, "add1.a.test") == kAddr);
+  CHECK(tcp_answer(second, "add2.a.test") == kAddr);
+  CHECK(r.d->log_count("now listening on 127.0.0.2:" + std::to_string(r.cfg.port)) == 1);
+  // /health probes the addresses serving now.
+  CHECK(wait_until(within(5s), [&] {
+    try {
+      return http_get(r.cfg.health_port, "/health").first == 200;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }));
+
+  r.cfg.extra_listen.clear();
+  replace_file(r.config_path, r.cfg.yaml());
+  auto t0 = Clock::now();
+  r.d->signal(SIGHUP);
+  REQUIRE(r.wait_reloads(2));
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+  // The reload returns once the removed listeners are closed.
+  CHECK(wait_until(within(3s), [&] { return udp_refused(second) && tcp_refused(second); }));
+  CHECK(answer(r.ep, "after.a.test") == kAddr);
+  CHECK(tcp_answer(r.ep, "after2.a.test") == kAddr);
+  CHECK(wait_until(within(5s), [&] {
+    try {
+      return http_get(r.cfg.health_port, "/health").first == 200;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }));
+  CHECK(r.ready_status() == 200);
+  CHECK(r.d->log_count("no longer listening on 127.0.0.2:" + std::to_string(r.cfg.port)) == 1);
+
+  auto t = loop.stop();
+  for (const auto& b : t.bad)
+    INFO(b);
+  WARN("listen added and removed under a query loop: "
+       << t.sent << " sent, " << t.answered << " answered; the removal took " << ms << " ms");
+  CHECK(t.sent >= 50);
+  CHECK(t.answered == t.sent);
+  CHECK(reloads(r.cfg.metrics_port, "failure") == 0);
+  CHECK(r.d->terminate(10s));
+}
+
+TEST_CASE("reload: a listen address that cannot be bound fails the reload and changes nothing",
+          "[integration][reload]") {
+  Running r;
+  r.start();
+  const Endpoint good{"127.0.0.3", r.cfg.port};
+  auto port = std::to_string(r.cfg.port);
+
+  SECTION("not on any interface") {
+    // TEST-NET-1 (RFC 5737): on no interface of this host. The good address
+    // comes first: bound, then closed again when the second fails.
+    r.cfg.extra_listen = {"127.0.0.3:" + port, "192.0.2.1:" + port};
+    replace_file(r.config_path, r.cfg.yaml());
+    auto res = r.ctl("reload");
+    INFO(res.output << "\n" << r.d->log());
+    CHECK(res.status == 1);
+    CHECK(res.output.find("listen: cannot listen on udp 192.0.2.1:" + port) != std::string::npos);
+    CHECK(res.output.find("not on this host") != std::string::npos);
+    CHECK(r.d->log_count("cannot listen on udp 192.0.2.1:" + port) >= 1);
+  }
+  SECTION("a port another socket holds") {
+    // Bound without SO_REUSEPORT: localdns's sockets cannot join it.
+    auto other = static_cast<std::uint16_t>(r.cfg.port + 1);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(other);
+    ::inet_pton(AF_INET, "127.0.0.4", &sa.sin_addr);
+    int held = ::socket(AF_INET, SOCK_DGRAM, 0);
+    REQUIRE(::bind(held, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0);
+    r.cfg.extra_listen = {"127.0.0.3:" + port, "127.0.0.4:" + std::to_string(other)};
+    replace_file(r.config_path, r.cfg.yaml());
+    auto res = r.ctl("reload");
+    ::close(held);
+    INFO(res.output << "\n" << r.d->log());
+    CHECK(res.status == 1);
+    CHECK(res.output.find("cannot listen on udp 127.0.0.4:" + std::to_string(other)) !=
+          std::string::npos);
+    CHECK(res.output.find("another socket holds it") != std::string::npos);
+  }
+  CHECK(reloads(r.cfg.metrics_port, "failure") == 1);
+  CHECK(reloads(r.cfg.metrics_port, "success") == 0);
+  // Nothing half-applied: the address bound before the failure is closed.
+  CHECK(wait_until(within(3s), [&] { return udp_refused(good) && tcp_refused(good); }));
+  CHECK(answer(r.ep, "still.a.test") == kAddr);
+  CHECK(tcp_answer(r.ep, "still2.a.test") == kAddr);
+  CHECK(r.ready_status() == 200);
+  // The good address alone applies.
+  r.cfg.extra_listen = {"127.0.0.3:" + port};
+  replace_file(r.config_path, r.cfg.yaml());
+  auto res = r.ctl("reload");
+  CHECK(res.output == "reloaded: generation 1\n");
+  CHECK(answer(good, "good.a.test") == kAddr);
+  CHECK(r.d->terminate(10s));
+}
+
+TEST_CASE("reload: answers in flight on a removed listen address are still written",
+          "[integration][reload]") {
+  Running r;
+  const Endpoint second{"127.0.0.2", r.cfg.port};
+  r.cfg.extra_listen = {"127.0.0.2:" + std::to_string(r.cfg.port)};
+  replace_file(r.config_path, r.cfg.yaml());
+  r.start();
+  REQUIRE(answer(second, "warm.a.test") == kAddr);
+  // The upstream answers 400 ms late: both queries are upstream when the
+  // reload removes the address they came in on.
+  r.a1.set(Behaviour{.delay = 400ms});
+  auto udp = std::async(std::launch::async, [&] { return answer(second, "slow1.a.test"); });
+  auto tcp = std::async(std::launch::async, [&] { return tcp_answer(second, "slow2.a.test"); });
+  REQUIRE(wait_until(within(3s), [&] {
+    return r.a1.queries_for("slow1.a.test.") == 1 && r.a1.queries_for("slow2.a.test.") == 1;
+  }));
+  r.cfg.extra_listen.clear();
+  replace_file(r.config_path, r.cfg.yaml());
+  r.d->signal(SIGHUP);
+  REQUIRE(r.wait_reloads(1));
+  INFO(r.d->log());
+  CHECK(udp.get() == kAddr);
+  CHECK(tcp.get() == kAddr);
+  CHECK(wait_until(within(3s), [&] { return udp_refused(second) && tcp_refused(second); }));
+  CHECK(answer(r.ep, "kept.a.test") == kAddr);
+  CHECK(r.d->terminate(10s));
 }

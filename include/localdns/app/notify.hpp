@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,16 +34,18 @@ bool listeners_answer(const std::vector<config::Endpoint>& listen,
 // systemd's watchdog (WatchdogSec=, WATCHDOG_USEC): four times per interval a
 // thread checks listeners_answer() (up to three tries) and sends WATCHDOG=1
 // only when they do, so a localdns that stops answering is restarted.
+// `listen` gives the listen addresses each time (a reload may change them).
 class Watchdog {
  public:
-  Watchdog(std::vector<config::Endpoint> listen, std::chrono::microseconds interval);
+  using Listen = std::function<std::vector<config::Endpoint>()>;
+  Watchdog(Listen listen, std::chrono::microseconds interval);
   ~Watchdog();
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
 
  private:
   void run();
-  std::vector<config::Endpoint> listen_;
+  Listen listen_;
   std::chrono::microseconds period_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -51,6 +54,6 @@ class Watchdog {
 };
 
 // A running Watchdog when the service manager asked for one, else nullptr.
-std::unique_ptr<Watchdog> start_watchdog(const config::Config& c);
+std::unique_ptr<Watchdog> start_watchdog(Watchdog::Listen listen);
 
 }  // namespace localdns::app

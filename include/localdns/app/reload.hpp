@@ -2,8 +2,12 @@
 // YAML file, or node-local-dns's Corefile template and the kube-dns
 // ConfigMap, then the flags and resolv.conf), checks the result as
 // --check-config does, refuses keys a reload cannot change
-// (config::reload_rejections), and hands the rest to Runtime::reload. An
-// invalid configuration changes nothing: the running one keeps serving.
+// (config::reload_rejections), and hands the rest to Runtime::reload. New
+// local addresses go on the node (NodeSetup::extend) and new listen
+// endpoints are bound (Runtime::bind_listeners) before anything serves them;
+// removed addresses leave the node (NodeSetup::update) once their listeners
+// are closed. An invalid configuration, or an address that cannot be added
+// or bound, changes nothing: the running one keeps serving.
 // Every attempt is logged and counted (Runtime::reloads()).
 //
 // Threads: reload() may be called from any thread (SIGHUP on the main
@@ -20,6 +24,7 @@
 #include <localdns/app/config_watch.hpp>
 #include <localdns/app/runtime.hpp>
 #include <localdns/config/cli.hpp>
+#include <localdns/node/node_setup.hpp>
 
 namespace localdns::app {
 
@@ -33,7 +38,9 @@ struct ReloadOutcome {
 class Reloader {
  public:
   // `startup` is what the run started from (it tells which inputs to watch).
-  Reloader(config::CliOptions opts, const config::Startup& startup, Runtime& server);
+  // `node`: node setup, when it is on (it must outlive this object).
+  Reloader(config::CliOptions opts, const config::Startup& startup, Runtime& server,
+           node::NodeSetup* node = nullptr);
 
   ReloadOutcome reload(std::string_view trigger);
 
@@ -44,6 +51,7 @@ class Reloader {
  private:
   config::CliOptions opts_;
   Runtime& server_;
+  node::NodeSetup* node_;
   std::vector<WatchedDir> inputs_;
   std::mutex mu_;
 };

@@ -64,11 +64,23 @@ class Runtime {
   // upstream changed are dropped and the cache's budgets applied. Not
   // concurrently with itself or stop(); from the controlling thread or one
   // that stop() waits for. Returns the new generation's number.
-  std::uint64_t reload(config::Config next, const config::ReloadPlan& plan);
+  std::uint64_t reload(config::Config next, const config::ReloadPlan& plan,
+                       std::vector<NewListeners> bound = {});
+
+  // For a reload that adds listen endpoints, before reload(): binds UDP and
+  // TCP on each of `endpoints` for every worker, on the calling thread, so
+  // that a failure (the address in use, or not on this host) fails the
+  // reload before anything changed. Throws std::system_error naming the
+  // address; what was bound is closed again. Hand the result to reload()
+  // (index = worker): the workers start them there, and stop and close the
+  // plan's removed endpoints once their answers are written (reload() waits
+  // for that, about a second).
+  std::vector<NewListeners> bind_listeners(const std::vector<config::Endpoint>& endpoints);
 
   Stats stats() const;
   cache::CacheStats cache_stats() const;
-  // As read at start. The keys a reload cannot change are the same in both.
+  // As read at start. The keys a reload cannot change are the same in both
+  // (not `listen` nor `node`: read those from current_config()).
   const config::Config& config() const { return *shared_.config; }
   // As last reloaded; any thread.
   std::shared_ptr<const config::Config> current_config() const;
@@ -88,6 +100,11 @@ class Runtime {
   const CachePersister* persister() const { return persister_.get(); }
 
  private:
+  // reload()'s listener step: hands each worker its new sockets and the
+  // endpoints to close, and waits (bounded) until those are closed.
+  void change_listeners(std::vector<NewListeners> bound, const config::ReloadPlan& plan,
+                        const config::Config& before, const config::Config& after);
+
   // Every group's on_idle from stop() on; declared first so that it outlives
   // the workers and every in-flight ticket they hold.
   util::Notifier upstreams_idle_;

@@ -10,7 +10,9 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
+#include <list>
 #include <memory>
 #include <vector>
 
@@ -52,6 +54,15 @@ struct Shared {
   server::TcpClientBudget tcp_clients;
 };
 
+// A reload's new listen endpoints, bound for one worker by the thread that
+// reloads (Worker::bind) and handed to the worker (change_listeners), which
+// starts them. Index = endpoint. Destroyed unstarted, they close again.
+struct NewListeners {
+  std::vector<util::Endpoint> endpoints;
+  std::vector<std::unique_ptr<server::UdpListener>> udp;
+  std::vector<std::unique_ptr<server::TcpListener>> tcp;
+};
+
 class Worker {
  public:
   // Binds every listener; throws std::system_error if one cannot be bound.
@@ -86,6 +97,21 @@ class Worker {
   // the TTL policies; `done` runs there afterwards. Thread-safe.
   void apply(std::shared_ptr<const Generation> gen, std::function<void()> done);
 
+  // Reload, listeners. bind(): on the calling thread (the worker may run),
+  // UDP and TCP sockets on each endpoint for this worker, not yet serving;
+  // throws std::system_error naming the address, what it bound closed again.
+  NewListeners bind(const std::vector<util::Endpoint>& endpoints);
+  // On the worker's thread: starts `added`; stops reading UDP and accepting
+  // TCP on each of `removed` at once, lets the answers in flight there be
+  // written for `drain` (TCP connections close once answered), then closes
+  // them and runs `closed` (on the worker's thread). A removed UDP socket's
+  // descriptor stays held `hold` longer (UdpListener::unbind), the longest a
+  // query still upstream may take to be answered. Other listeners are not
+  // touched. Thread-safe.
+  void change_listeners(NewListeners added, std::vector<util::Endpoint> removed,
+                        std::chrono::milliseconds drain, std::chrono::milliseconds hold,
+                        std::function<void()> closed);
+
   const server::HandlerStats& stats() const { return handler_.stats(); }
   const metrics::QueryMetrics* metrics() const { return handler_.metrics(); }
   metrics::TopTracker* top() const { return handler_.top(); }
@@ -105,8 +131,18 @@ class Worker {
   bool reaping_ = false;
   server::CacheWiring wiring_;  // this worker's copy: apply() swaps its policies
   server::QueryHandler handler_;
+  // Index = listen endpoint (endpoints_[i] for udp_[i] and tcp_[i]).
+  std::vector<util::Endpoint> endpoints_;
   std::vector<std::unique_ptr<server::UdpListener>> udp_;
   std::vector<std::unique_ptr<server::TcpListener>> tcp_;
+  // Listeners a reload removed, until closed and their descriptors released.
+  struct Closing {
+    explicit Closing(boost::asio::io_context& ctx) : timer(ctx) {}
+    std::vector<std::unique_ptr<server::UdpListener>> udp;
+    std::vector<std::unique_ptr<server::TcpListener>> tcp;
+    boost::asio::steady_timer timer;
+  };
+  std::list<Closing> closing_;
 };
 
 }  // namespace localdns::app

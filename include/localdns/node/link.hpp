@@ -85,6 +85,11 @@ class Netlink {
   // is refused with an error and left untouched.
   std::expected<LinkRepair, std::string> ensure(const LinkSpec& spec);
 
+  // Removes `addresses` from the link `name` (those it holds; the link
+  // stays); returns which it removed. A missing link holds none.
+  std::expected<std::vector<boost::asio::ip::address>, std::string> remove_addresses(
+      const std::string& name, const std::vector<boost::asio::ip::address>& addresses);
+
   // Deletes the link with its addresses if it is marked as localdns's, or,
   // given `adoptable`, if it is unmarked but ensure(*adoptable) would adopt it
   // (node-local-dns's leftover: adoptable->kind, no address but adoptable's).

@@ -15,13 +15,16 @@
 // Threads and locking. apply(), flush_conntrack(), start_sync(), stop_sync()
 // and teardown() are called by app/'s controlling thread; sync() also runs
 // on the sync thread (start_sync()); verify() and last_takeover() on the
-// health and control threads; counters(), in_place(), targets() and
-// backend_name() from any thread. Every pass (apply, sync, verify, teardown)
+// health and control threads; extend() and update() on the thread that
+// reloads; counters(), in_place(), targets() and backend_name() from any
+// thread. Every pass (apply, sync, verify, teardown)
 // holds the one lock of `pass_` from start to end, so passes never overlap;
 // what they share (the rules backend, the takeover being recorded, the last
 // verify result) is reachable only through that lock (util::LockGuarded).
-// The settings, the targets and the backend's name are immutable after
-// construction; the counters and in_place() are atomics, written under the
+// The settings are in `pass_` too: a reload changes the local addresses and
+// the rule targets (extend(), update()), so sync() and verify() work to the
+// settings of the pass that runs. The sync interval and the backend's name
+// are immutable after construction; the counters and in_place() are atomics, written under the
 // lock and read without it. The sync thread is stopped by a promise, not a
 // flag under a lock.
 #pragma once
@@ -95,8 +98,28 @@ class NodeSetup {
   // Removes the rules, then the interface. Logged; never throws.
   void teardown();
 
+  // A reload that changes the local addresses or the rule targets, in two
+  // steps around the listeners (README.md, "Reload"):
+  //  1. extend(next): adds to the interface the addresses `next` has and the
+  //     current settings lack, and installs the rules for the union of both
+  //     sets of targets (the listeners on addresses `next` drops still serve
+  //     until they close). Works to that union from then on. On failure it
+  //     removes again the addresses it added, puts the current rules back
+  //     and keeps the current settings: nothing changed. revert() does the
+  //     same after a success (the reload failed later: a listener could not
+  //     bind).
+  //  2. update(next), once the listeners on removed addresses are closed:
+  //     `next` becomes the settings; the addresses and rules it lacks are
+  //     removed. An error is logged and counted; the next sync() repairs the
+  //     rules to `next` (a leftover address stays until teardown).
+  // Each runs under the pass lock, as one pass.
+  std::expected<void, std::string> extend(const NodeSettings& next);
+  std::expected<void, std::string> update(const NodeSettings& next);
+  void revert();
+
   const NodeCounters& counters() const { return counters_; }
-  const RuleTargets& targets() const { return settings_.targets; }
+  // The rules' inputs now (update() changes them); a copy, under the pass lock.
+  RuleTargets targets();
   const std::string& backend_name() const { return backend_name_; }
   // Checks the interface, addresses and rules now, repairing nothing; an empty
   // string when all is in place, else what is missing. Results are reused
@@ -114,7 +137,15 @@ class NodeSetup {
     Takeover takeover;                    // of the current pass
     bool foreign_unreadable = false;      // a variant could not be read (said once)
     RecentCheck verified;                 // verify()'s last result
+    // What the passes work to: as constructed, then as extend() and update()
+    // set it. Only the local addresses and the rule targets ever change.
+    NodeSettings settings;
+    // Between extend() and update() or revert(): the settings before, and
+    // the addresses extend() put on the interface.
+    std::optional<NodeSettings> before_extend;
+    std::vector<boost::asio::ip::address> extend_added;
   };
+  void undo_extend(PassState& p);
 
   std::expected<unsigned, std::string> ensure_interface(PassState& p);
   std::expected<unsigned, std::string> ensure_rules(PassState& p);
@@ -130,7 +161,7 @@ class NodeSetup {
   // With rule setup off: says so if node-local-dns's rules are there.
   void warn_foreign_rules();
 
-  const NodeSettings settings_;
+  const util::Duration sync_interval_;
   const util::Clock& clock_;
   std::string backend_name_;  // "none" without rules
   NodeCounters counters_;

@@ -28,10 +28,19 @@ class UdpListener {
   static constexpr std::size_t kMaxQuerySize = 4096;
 
   UdpListener(boost::asio::io_context& ctx, const util::Endpoint& ep, QueryHandler& handler);
+  ~UdpListener();
+  UdpListener(const UdpListener&) = delete;
+  UdpListener& operator=(const UdpListener&) = delete;
   void start();
   // Stops reading but keeps the socket, so answers in flight still go out.
   void pause();
   void close();
+  // Closes the socket (its address is free at once, a datagram to it is
+  // refused) but keeps the descriptor's number taken, by /dev/null, until
+  // destruction: a reply still owed to a client of this socket (UdpClient
+  // holds the raw descriptor) fails then instead of reaching a socket that
+  // reused the number. For a listen address a reload removes.
+  void unbind();
 
  private:
   void wait();
@@ -40,6 +49,7 @@ class UdpListener {
   boost::asio::ip::udp::socket sock_;
   QueryHandler& handler_;
   bool stopped_ = false;
+  int held_ = -1;  // after unbind(): the descriptor number, on /dev/null
   // Batch buffers, allocated once.
   std::vector<std::uint8_t> in_;
   std::vector<std::uint8_t> out_;

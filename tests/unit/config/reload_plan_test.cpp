@@ -11,6 +11,10 @@ namespace {
 
 Config load(const std::string& yaml) {
   auto c = load_config_text(yaml, "t.yaml");
+  if (!c) {
+    for (const auto& e : c.error())
+      UNSCOPED_INFO(e);
+  }
   REQUIRE(c);
   return *c;
 }
@@ -86,11 +90,8 @@ TEST_CASE("reload rejections name each key that needs a restart", "[config][relo
       if (x.find(text) != std::string::npos) return true;
     return false;
   };
-  auto listen = reload_rejections(a, load(with(kBase, "127.0.0.1:5300", "127.0.0.1:5301")));
-  REQUIRE(listen.size() == 1);
-  CHECK(listen[0] == "listen cannot change on reload; restart localdns to apply it");
   auto node = reload_rejections(a, load("node: {local_addresses: [169.254.20.10]}\n" + kBase));
-  CHECK(has(node, "node.local_addresses cannot change on reload"));
+  CHECK(has(node, "node.local_addresses (node setup on or off) cannot change on reload"));
   auto zones = reload_rejections(a, load(with(kBase, "[example.org]", "[example.net]")));
   REQUIRE(zones.size() == 1);
   CHECK(zones[0] == "forward[1].zones cannot change on reload; restart localdns to apply it");
@@ -100,4 +101,107 @@ TEST_CASE("reload rejections name each key that needs a restart", "[config][relo
   auto threads = reload_rejections(a, load("threads: 3\ncache: {enabled: false}\n" + kBase));
   CHECK(has(threads, "threads cannot change"));
   CHECK(has(threads, "cache.enabled cannot change"));
+}
+
+namespace {
+
+using Endpoints = std::vector<Endpoint>;
+
+Endpoint ep(const std::string& address, std::uint16_t port) {
+  return Endpoint{boost::asio::ip::make_address(address), port};
+}
+
+const std::string kNode = R"(
+listen: ["169.254.20.10:53", "10.96.0.10:53"]
+metrics: "127.0.0.1:9253"
+health: "127.0.0.1:8080"
+node:
+  local_addresses: [169.254.20.10, 10.96.0.10]
+  interface: {name: nodelocaldns, kind: bridge}
+forward:
+  - zones: .
+    servers: ["10.0.0.1:53"]
+)";
+
+}  // namespace
+
+TEST_CASE("reload plan: listen endpoints added, removed and kept", "[config][reload]") {
+  auto a = load(kBase);
+  auto same = plan_reload(a, a);
+  CHECK(same.listen_added.empty());
+  CHECK(same.listen_removed.empty());
+  CHECK(same.listen_kept == Endpoints{ep("127.0.0.1", 5300)});
+  CHECK_FALSE(same.node_changed);
+
+  auto two = load(with(kBase, R"(["127.0.0.1:5300"])", R"(["127.0.0.1:5300", "127.0.0.2:5300"])"));
+  CHECK(reload_rejections(a, two).empty());
+  auto grow = plan_reload(a, two);
+  CHECK(grow.listen_added == Endpoints{ep("127.0.0.2", 5300)});
+  CHECK(grow.listen_removed.empty());
+  CHECK(grow.listen_kept == Endpoints{ep("127.0.0.1", 5300)});
+
+  auto shrink = plan_reload(two, a);
+  CHECK(shrink.listen_added.empty());
+  CHECK(shrink.listen_removed == Endpoints{ep("127.0.0.2", 5300)});
+  CHECK(shrink.listen_kept == Endpoints{ep("127.0.0.1", 5300)});
+
+  // A new port is a new endpoint: the old one goes.
+  auto port = load(with(kBase, "127.0.0.1:5300", "127.0.0.1:5301"));
+  CHECK(reload_rejections(a, port).empty());
+  auto moved = plan_reload(a, port);
+  CHECK(moved.listen_added == Endpoints{ep("127.0.0.1", 5301)});
+  CHECK(moved.listen_removed == Endpoints{ep("127.0.0.1", 5300)});
+  CHECK(moved.listen_kept.empty());
+  // Listen changes alone touch no group.
+  CHECK(moved.keep_group == std::vector<bool>{true, true, true});
+}
+
+TEST_CASE("reload plan: local addresses and their rules change with node setup on",
+          "[config][reload]") {
+  auto a = load(kNode);
+  auto b = load(with(with(kNode, R"("10.96.0.10:53"])", R"("10.96.0.10:53", "169.254.20.11:53"])"),
+                     "[169.254.20.10, 10.96.0.10]", "[169.254.20.10, 10.96.0.10, 169.254.20.11]"));
+  CHECK(reload_rejections(a, b).empty());
+  auto p = plan_reload(a, b);
+  CHECK(p.node_changed);
+  CHECK(p.listen_added == Endpoints{ep("169.254.20.11", 53)});
+  CHECK(p.listen_removed.empty());
+  CHECK(p.listen_kept.size() == 2);
+  auto back = plan_reload(b, a);
+  CHECK(back.node_changed);
+  CHECK(back.listen_removed == Endpoints{ep("169.254.20.11", 53)});
+
+  // The "." servers are the link-local address's fallback: reloadable now.
+  auto servers = load(with(kNode, "10.0.0.1:53", "10.0.0.2:53"));
+  CHECK(reload_rejections(a, servers).empty());
+  CHECK(plan_reload(a, servers).node_changed);
+  auto fallback =
+      load(with(kNode, "kind: bridge}", "kind: bridge}\n  rules: {fallback: [\"10.0.0.7:53\"]}"));
+  CHECK(reload_rejections(a, fallback).empty());
+  CHECK(plan_reload(a, fallback).node_changed);
+}
+
+TEST_CASE("reload rejections: what node setup still needs a restart for", "[config][reload]") {
+  auto a = load(kNode);
+  auto has = [](const Errors& e, const std::string& text) {
+    for (const auto& x : e)
+      if (x.find(text) != std::string::npos) return true;
+    return false;
+  };
+  auto name = reload_rejections(a, load(with(kNode, "name: nodelocaldns", "name: other0")));
+  CHECK(has(name, "node (but local_addresses"));
+  auto backend = reload_rejections(
+      a, load(with(kNode, "kind: bridge}", "kind: bridge}\n  rules: {backend: nftables}")));
+  CHECK(has(backend, "node (but local_addresses"));
+  auto off = reload_rejections(
+      a, load(with(kNode, "  local_addresses: [169.254.20.10, 10.96.0.10]\n", "")));
+  CHECK(has(off, "node.local_addresses (node setup on or off)"));
+  // The health endpoint without an address of its own is on the first local address.
+  auto defaulted = with(kNode, "health: \"127.0.0.1:8080\"\n", "");
+  auto first = reload_rejections(
+      load(defaulted), load(with(defaulted, "[169.254.20.10, 10.96.0.10]", "[10.96.0.10]")));
+  CHECK(has(first, "the first one, where the health endpoint listens"));
+  auto second = reload_rejections(
+      load(defaulted), load(with(defaulted, "[169.254.20.10, 10.96.0.10]", "[169.254.20.10]")));
+  CHECK(second.empty());
 }
