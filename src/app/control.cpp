@@ -272,11 +272,12 @@ std::string ControlServer::stats(bool json) {
     out += "upstreams\n";
   }
   bool first = true;
-  const auto groups = server_.groups();
+  const auto serving = server_.serving();
+  const auto& groups = serving.groups;
   for (std::size_t gi = 0; gi < groups.size(); ++gi) {
     const auto& g = groups[gi];
     std::string zones;
-    for (const auto& z : server_.config().forward[gi].zones)
+    for (const auto& z : serving.config->forward[gi].zones)
       zones += (zones.empty() ? "" : ",") + z;
     for (const auto& h : g->health) {
       const auto& c = h->counters();

@@ -61,8 +61,6 @@ class Collector final : public prometheus::Collectable {
   Collector(const Runtime& server, const node::NodeSetup* node) : server_(server), node_(node) {
     const auto& c = server.config();
     server_label_ = "dns://:" + std::to_string(c.listen.empty() ? 53 : c.listen.front().port);
-    zones_ = server.router().zone_labels();
-    zones_.push_back("dropped");
   }
 
   std::vector<MetricFamily> Collect() const override {
@@ -98,7 +96,13 @@ class Collector final : public prometheus::Collectable {
                             "Size of the returned response in bytes per zone and protocol.",
                             MetricType::Histogram);
     const char* protos[] = {"udp", "tcp"};
-    for (std::size_t z = 0; z < zones_.size(); ++z) {
+    // The zones of every generation so far (a reload keeps a zone's label
+    // index), the slots no zone has taken yet, then the dropped queries.
+    auto zones = server_.router()->zone_labels();
+    zones.resize(server_.zone_labels());
+    zones.push_back("dropped");
+    for (std::size_t z = 0; z < zones.size(); ++z) {
+      if (zones[z].empty()) continue;
       for (std::size_t p = 0; p < 2; ++p) {
         for (std::size_t f = 0; f < 2; ++f) {
           for (std::size_t t = 0; t < metrics::kTypeNames.size(); ++t) {
@@ -106,7 +110,7 @@ class Collector final : public prometheus::Collectable {
             for (const auto* w : workers)
               n += w->requests(z, static_cast<Proto>(p), static_cast<Family>(f), t);
             if (n == 0) continue;
-            auto l = base(zones_[z]);
+            auto l = base(zones[z]);
             l.push_back({"proto", protos[p]});
             l.push_back({"family", f == 0 ? "1" : "2"});
             l.push_back({"type", std::string(metrics::kTypeNames[t])});
@@ -119,16 +123,16 @@ class Collector final : public prometheus::Collectable {
         for (const auto* w : workers)
           n += w->responses(z, r);
         if (n == 0) continue;
-        auto l = base(zones_[z]);
+        auto l = base(zones[z]);
         l.push_back({"rcode", std::string(metrics::kRcodeNames[r])});
         l.push_back({"plugin", ""});
         add_value(responses, std::move(l), static_cast<double>(n));
       }
       sum_histogram(
-          duration, base(zones_[z]), workers, duration_bounds(),
+          duration, base(zones[z]), workers, duration_bounds(),
           1e-6, [z](const metrics::QueryMetrics* w) -> const auto& { return w->duration(z); });
       for (std::size_t p = 0; p < 2; ++p) {
-        auto l = base(zones_[z]);
+        auto l = base(zones[z]);
         l.push_back({"proto", protos[p]});
         sum_histogram(
             req_size, l, workers, size_bounds(), 1.0,
@@ -224,12 +228,13 @@ class Collector final : public prometheus::Collectable {
     auto in_flight = family("localdns_inflight_queries",
                             "Upstream queries in flight per forward group.", MetricType::Gauge);
     std::uint64_t rejected = 0;
-    const auto groups = server_.groups();
+    const auto serving = server_.serving();
+    const auto& groups = serving.groups;
     for (std::size_t gi = 0; gi < groups.size(); ++gi) {
       const auto& g = groups[gi];
       rejected += g->rejects.load(std::memory_order_relaxed);
       std::string zones;
-      for (const auto& z : server_.config().forward[gi].zones)
+      for (const auto& z : serving.config->forward[gi].zones)
         zones += (zones.empty() ? "" : ",") + z;
       add_value(in_flight, {{"zones", zones}}, g->in_flight.load(std::memory_order_relaxed));
       for (const auto& h : g->health) {
@@ -346,7 +351,6 @@ class Collector final : public prometheus::Collectable {
   const Runtime& server_;
   const node::NodeSetup* node_;
   std::string server_label_;
-  std::vector<std::string> zones_;
 };
 
 }  // namespace

@@ -93,11 +93,8 @@ ReloadOutcome Reloader::reload(std::string_view trigger) {
     return fail(std::move(rejected));
   }
   auto plan = config::plan_reload(*running, *next);
-  std::size_t kept = 0, dropped = 0;
-  for (std::size_t i = 0; i < plan.keep_group.size(); ++i) {
-    kept += plan.keep_group[i] ? 1 : 0;
-    dropped += plan.drop_cached[i] ? 1 : 0;
-  }
+  const std::size_t groups = next->forward.size();
+  const std::size_t before = running->forward.size();
   // Node first (a listener cannot bind an address the host does not have
   // yet), then the new listeners; either failing undoes the other.
   std::optional<node::NodeSettings> node_next;
@@ -137,9 +134,9 @@ ReloadOutcome Reloader::reload(std::string_view trigger) {
   server_.reloads().hash.store(hash, std::memory_order_relaxed);
   server_.reloads().success.fetch_add(1, std::memory_order_relaxed);
   spdlog::info(
-      "reload ({}): generation {} serving (config {:016x}); {} of {} groups kept their "
-      "connections, cached answers dropped for {}",
-      trigger, out.generation, hash, kept, plan.keep_group.size(), dropped);
+      "reload ({}): generation {} serving (config {:016x}); {} groups (were {}), {} kept "
+      "their connections",
+      trigger, out.generation, hash, groups, before, plan.kept());
   if (listen != 0) {
     auto list = [](const std::vector<config::Endpoint>& eps) {
       std::string text;

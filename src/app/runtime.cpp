@@ -7,6 +7,7 @@
 
 #include <localdns/app/runtime.hpp>
 #include <localdns/config/module_settings.hpp>
+#include <localdns/dns/name.hpp>
 
 namespace localdns::app {
 
@@ -87,7 +88,43 @@ std::chrono::milliseconds answer_bound(const config::Config& c) {
   return most + std::chrono::milliseconds(1000);
 }
 
+// Zone metric labels beyond those at start that reloads may add; later new
+// zones share the label "other" (the query metrics are sized once).
+constexpr std::size_t kReloadZoneLabels = 64;
+
+// Next group `i` takes over the readiness of the running groups that
+// answered for the same upstream or for its zones (so that /ready stays 200
+// when a reload replaces or moves the "." group).
+bool inherits_answered(const config::ReloadPlan& plan, std::size_t i,
+                       const std::vector<std::string>& zones,
+                       const std::vector<std::shared_ptr<upstream::GroupState>>& old,
+                       const server::ZoneRouter& old_router) {
+  for (std::size_t j = 0; j < old.size(); ++j) {
+    if (plan.same_upstream(static_cast<int>(j), static_cast<int>(i)) && answered(*old[j])) {
+      return true;
+    }
+  }
+  for (const auto& z : zones) {
+    auto wire = dns::name_from_text(z);
+    if (!wire) continue;
+    int j = old_router.route(
+        dns::Bytes(reinterpret_cast<const std::uint8_t*>(wire->data()), wire->size()));
+    if (j >= 0 && static_cast<std::size_t>(j) < old.size() &&
+        answered(*old[static_cast<std::size_t>(j)])) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
+
+bool keeps_cached_answer(const config::ReloadPlan& plan, const server::ZoneRouter& before,
+                         const server::ZoneRouter& after, dns::Bytes qname) {
+  int j = before.route(qname);
+  int i = after.route(qname);
+  return (j < 0 && i < 0) || plan.same_upstream(j, i);
+}
 
 Runtime::Runtime(config::Config cfg) {
   // spdlog creates its registry and default logger on first use. Create them
@@ -99,6 +136,7 @@ Runtime::Runtime(config::Config cfg) {
   shared_.config = std::make_shared<const config::Config>(std::move(cfg));
   shared_.server = config::server_settings(*shared_.config);
   shared_.router = std::make_shared<const server::ZoneRouter>(shared_.server.routing);
+  shared_.zone_labels = shared_.router->zone_labels().size() + kReloadZoneLabels;
   for (const auto& g : shared_.config->forward) {
     shared_.groups.push_back(
         std::make_shared<upstream::GroupState>(config::upstream_settings(*shared_.config, g)));
@@ -218,26 +256,34 @@ void Runtime::stop() {
 std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& plan,
                               std::vector<NewListeners> bound) {
   auto cfg = std::make_shared<const config::Config>(std::move(next));
+  auto now = serving();
+  const auto& old = now.groups;
   auto gen = std::make_shared<Generation>();
   gen->number = reloads_.generation.load(std::memory_order_relaxed) + 1;
+  auto routing = config::server_settings(*cfg).routing;
+  gen->router =
+      std::make_shared<const server::ZoneRouter>(routing, *now.router, shared_.zone_labels);
   gen->policies = ttl_policies(*cfg);
   gen->query_log_sample = cfg->query_log_sample;
-  std::vector<std::shared_ptr<upstream::GroupState>> replaced;
-  std::shared_ptr<const config::Config> before;
-  auto old = groups();
+  // Groups kept whole by the plan (by content, wherever their index moved),
+  // else new; the running groups not kept are retired.
+  std::vector<bool> kept(old.size(), false);
   for (std::size_t i = 0; i < cfg->forward.size(); ++i) {
-    if (i < old.size() && i < plan.keep_group.size() && plan.keep_group[i]) {
-      gen->groups.push_back(old[i]);
+    int j = i < plan.kept_from.size() ? plan.kept_from[i] : -1;
+    if (j >= 0 && static_cast<std::size_t>(j) < old.size() && !kept[static_cast<std::size_t>(j)]) {
+      kept[static_cast<std::size_t>(j)] = true;
+      gen->groups.push_back(old[static_cast<std::size_t>(j)]);
       continue;
     }
     auto g =
         std::make_shared<upstream::GroupState>(config::upstream_settings(*cfg, cfg->forward[i]));
-    if (i < old.size()) {
-      g->answered_before.store(answered(*old[i]), std::memory_order_relaxed);
-      replaced.push_back(old[i]);
-    }
+    g->answered_before.store(inherits_answered(plan, i, cfg->forward[i].zones, old, *now.router),
+                             std::memory_order_relaxed);
     gen->groups.push_back(std::move(g));
   }
+  std::vector<std::shared_ptr<upstream::GroupState>> replaced;
+  for (std::size_t j = 0; j < old.size(); ++j)
+    if (!kept[j]) replaced.push_back(old[j]);
   {
     std::lock_guard lock(mu_);
     // Groups replaced earlier that have nothing left in flight are done.
@@ -245,7 +291,7 @@ std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& pla
                   [](const auto& g) { return g->in_flight.load(std::memory_order_relaxed) == 0; });
     retired_groups_.insert(retired_groups_.end(), replaced.begin(), replaced.end());
     shared_.groups = gen->groups;
-    before = current_;
+    shared_.router = gen->router;
     current_ = cfg;
   }
   auto applied = std::make_shared<Countdown>(workers_.size());
@@ -257,18 +303,21 @@ std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& pla
     spdlog::warn("reload: {} of {} workers had not applied generation {} after {} ms",
                  applied->left(), workers_.size(), gen->number, kApplyBound.count());
   }
-  change_listeners(std::move(bound), plan, *before, *cfg);
+  change_listeners(std::move(bound), plan, *now.config, *cfg);
   if (shared_.cache) {
+    // An answer stays when its name's upstream (servers and transport) is
+    // the same under the new routing as under the old; else it came from
+    // another upstream than the one that would answer now.
+    bool may_drop =
+        routing != config::server_settings(*now.config).routing || old.size() != gen->groups.size();
+    for (std::size_t i = 0; !may_drop && i < old.size(); ++i)
+      may_drop = !plan.same_upstream(static_cast<int>(i), static_cast<int>(i));
     std::size_t dropped = 0;
-    bool any =
-        std::find(plan.drop_cached.begin(), plan.drop_cached.end(), true) != plan.drop_cached.end();
-    if (any) {
-      const auto& router = *shared_.router;
-      dropped = shared_.cache->erase_if([&](dns::Bytes qname) {
-        int g = router.route(qname);
-        return g >= 0 && static_cast<std::size_t>(g) < plan.drop_cached.size() &&
-               plan.drop_cached[static_cast<std::size_t>(g)];
-      });
+    if (may_drop) {
+      const auto& before = *now.router;
+      const auto& after = *gen->router;
+      dropped = shared_.cache->erase_if(
+          [&](dns::Bytes qname) { return !keeps_cached_answer(plan, before, after, qname); });
     }
     shared_.cache->set_limits(cfg->cache.max_entries, cfg->cache.max_bytes);
     if (dropped != 0) {
@@ -311,6 +360,16 @@ std::shared_ptr<const config::Config> Runtime::current_config() const {
 std::vector<std::shared_ptr<upstream::GroupState>> Runtime::groups() const {
   std::lock_guard lock(mu_);
   return shared_.groups;
+}
+
+std::shared_ptr<const server::ZoneRouter> Runtime::router() const {
+  std::lock_guard lock(mu_);
+  return shared_.router;
+}
+
+Serving Runtime::serving() const {
+  std::lock_guard lock(mu_);
+  return {current_, shared_.groups, shared_.router};
 }
 
 Stats Runtime::stats() const {

@@ -10,10 +10,11 @@ namespace localdns::app {
 namespace asio = boost::asio;
 
 namespace {
-server::HandlerOptions handler_options(const config::Config& c) {
+server::HandlerOptions handler_options(const Shared& s) {
   server::HandlerOptions o;
-  o.query_log_sample = c.query_log_sample;
-  o.top_sample = c.top_sample;
+  o.query_log_sample = s.config->query_log_sample;
+  o.top_sample = s.config->top_sample;
+  o.zone_labels = s.zone_labels;
   return o;
 }
 }  // namespace
@@ -23,8 +24,8 @@ Worker::Worker(unsigned index, Shared& shared)
       shared_(shared),
       guard_(asio::make_work_guard(ctx_)),
       wiring_(shared.cache_wiring),
-      handler_(*shared.router, forwarders_, wiring_, ctx_.get_executor(),
-               handler_options(*shared.config)) {
+      router_(shared.router),
+      handler_(*router_, forwarders_, wiring_, ctx_.get_executor(), handler_options(shared)) {
   for (const auto& g : shared_.groups) {
     forwarders_.push_back(std::make_unique<upstream::Forwarder>(ctx_, g, util::Clock::real(),
                                                                 util::Random::system()));
@@ -101,15 +102,31 @@ void Worker::drain_clients(std::function<void()> done) {
 
 void Worker::apply(std::shared_ptr<const Generation> gen, std::function<void()> done) {
   asio::post(ctx_, [this, gen = std::move(gen), done = std::move(done)] {
-    for (std::size_t i = 0; i < gen->groups.size() && i < groups_.size(); ++i) {
-      if (gen->groups[i] == groups_[i]) continue;
-      auto fresh = std::make_unique<upstream::Forwarder>(ctx_, gen->groups[i], util::Clock::real(),
-                                                         util::Random::system());
-      if (index_ == 0) fresh->start_probing();
-      forwarders_[i]->retire();
-      retired_.push_back(std::exchange(forwarders_[i], std::move(fresh)));
-      groups_[i] = gen->groups[i];
+    // A kept group's forwarder follows its GroupState to its new index.
+    std::vector<std::unique_ptr<upstream::Forwarder>> next;
+    for (const auto& g : gen->groups) {
+      auto at = std::find(groups_.begin(), groups_.end(), g);
+      if (at != groups_.end()) {
+        auto& old = forwarders_[static_cast<std::size_t>(at - groups_.begin())];
+        if (old) {
+          next.push_back(std::move(old));
+          continue;
+        }
+      }
+      next.push_back(std::make_unique<upstream::Forwarder>(ctx_, g, util::Clock::real(),
+                                                           util::Random::system()));
+      if (index_ == 0) next.back()->start_probing();
     }
+    for (auto& f : forwarders_) {
+      if (!f) continue;
+      f->retire();
+      retired_.push_back(std::move(f));
+    }
+    // The same vector object: the handler holds it by reference.
+    forwarders_ = std::move(next);
+    groups_ = gen->groups;
+    router_ = gen->router;
+    handler_.set_router(*router_);
     wiring_.policies = gen->policies;
     handler_.set_query_log_sample(gen->query_log_sample);
     reap();

@@ -30,13 +30,7 @@ Config without_reloadable(const Config& running, Config next) {
   next.node.fallback = running.node.fallback;
   next.node.fallback_for = running.node.fallback_for;
   next.node.service_cidr = running.node.service_cidr;
-  if (next.forward.size() == running.forward.size()) {
-    for (std::size_t i = 0; i < next.forward.size(); ++i) {
-      auto zones = std::move(next.forward[i].zones);
-      next.forward[i] = running.forward[i];
-      next.forward[i].zones = std::move(zones);
-    }
-  }
+  next.forward = running.forward;
   return next;
 }
 
@@ -78,13 +72,6 @@ Errors reload_rejections(const Config& running, const Config& next) {
   key(running.health.enabled && resolve(running.health, running, kDefaultHealthPort) !=
                                     resolve(next.health, next, kDefaultHealthPort),
       "node.local_addresses (the first one, where the health endpoint listens)");
-  if (running.forward.size() != next.forward.size()) {
-    out.push_back(restart("forward (the number of groups)"));
-  } else {
-    for (std::size_t i = 0; i < next.forward.size(); ++i)
-      key(running.forward[i].zones != next.forward[i].zones,
-          "forward[" + std::to_string(i) + "].zones");
-  }
   // A key no check above names (one added later): still not applied.
   if (out.empty() && without_reloadable(running, next) != running) {
     out.push_back("a key that needs a restart changed; restart localdns to apply it");
@@ -92,19 +79,59 @@ Errors reload_rejections(const Config& running, const Config& next) {
   return out;
 }
 
+bool ReloadPlan::drops_any() const {
+  for (int u : running_upstream)
+    if (std::find(next_upstream.begin(), next_upstream.end(), u) == next_upstream.end()) {
+      return true;
+    }
+  return false;
+}
+
+std::size_t ReloadPlan::kept() const {
+  return static_cast<std::size_t>(
+      std::count_if(kept_from.begin(), kept_from.end(), [](int j) { return j >= 0; }));
+}
+
 ReloadPlan plan_reload(const Config& running, const Config& next) {
   ReloadPlan p;
-  for (std::size_t i = 0; i < next.forward.size(); ++i) {
-    auto fresh = upstream_settings(next, next.forward[i]);
-    if (i >= running.forward.size()) {
-      p.keep_group.push_back(false);
-      p.drop_cached.push_back(true);
-      continue;
+  std::vector<upstream::GroupSettings> old, fresh;
+  for (const auto& g : running.forward)
+    old.push_back(upstream_settings(running, g));
+  for (const auto& g : next.forward)
+    fresh.push_back(upstream_settings(next, g));
+
+  // Groups kept whole: the same index first, then the first equal one left.
+  p.kept_from.assign(fresh.size(), -1);
+  std::vector<bool> claimed(old.size(), false);
+  for (std::size_t i = 0; i < fresh.size() && i < old.size(); ++i) {
+    if (fresh[i] == old[i]) {
+      p.kept_from[i] = static_cast<int>(i);
+      claimed[i] = true;
     }
-    auto old = upstream_settings(running, running.forward[i]);
-    p.keep_group.push_back(old == fresh);
-    p.drop_cached.push_back(old.servers != fresh.servers || old.transport != fresh.transport);
   }
+  for (std::size_t i = 0; i < fresh.size(); ++i) {
+    if (p.kept_from[i] >= 0) continue;
+    for (std::size_t j = 0; j < old.size(); ++j) {
+      if (!claimed[j] && fresh[i] == old[j]) {
+        p.kept_from[i] = static_cast<int>(j);
+        claimed[j] = true;
+        break;
+      }
+    }
+  }
+
+  // One number per distinct upstream (servers and transport), over both.
+  std::vector<std::pair<std::vector<util::Endpoint>, upstream::Transport>> seen;
+  auto number = [&seen](const upstream::GroupSettings& s) {
+    std::pair key{s.servers, s.transport};
+    auto at = std::find(seen.begin(), seen.end(), key);
+    if (at == seen.end()) at = seen.insert(seen.end(), std::move(key));
+    return static_cast<int>(at - seen.begin());
+  };
+  for (const auto& s : old)
+    p.running_upstream.push_back(number(s));
+  for (const auto& s : fresh)
+    p.next_upstream.push_back(number(s));
   for (const auto& ep : next.listen) {
     bool had = std::find(running.listen.begin(), running.listen.end(), ep) != running.listen.end();
     (had ? p.listen_kept : p.listen_added).push_back(ep);

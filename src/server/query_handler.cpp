@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <arpa/inet.h>
 #include <array>
+#include <cstring>
 #include <iterator>
 #include <optional>
 
@@ -55,8 +56,8 @@ QueryHandler::QueryHandler(const ZoneRouter& router,
                            std::vector<std::unique_ptr<upstream::Forwarder>>& fwds,
                            const CacheWiring& cache,
                            boost::asio::io_context::executor_type executor, HandlerOptions options)
-    : router_(router), forwarders_(fwds), cache_(cache), executor_(executor) {
-  dropped_zone_ = router.zone_labels().size();
+    : router_(&router), forwarders_(fwds), cache_(cache), executor_(executor) {
+  dropped_zone_ = options.zone_labels != 0 ? options.zone_labels : router.zone_labels().size();
   if (options.metrics) metrics_ = std::make_unique<metrics::QueryMetrics>(dropped_zone_ + 1);
   if (options.top_sample != 0) {
     top_ = std::make_unique<metrics::TopTracker>(options.top_capacity, options.top_sample,
@@ -122,6 +123,14 @@ std::pair<std::string, std::uint16_t> question_of(dns::Bytes reply) {
 
 }  // namespace
 
+FlightKey::FlightKey(const cache::Key& key, const upstream::GroupState* group) {
+  auto k = key.view();
+  auto tag = reinterpret_cast<std::uintptr_t>(group);
+  std::memcpy(bytes_.data(), &tag, sizeof tag);
+  std::memcpy(bytes_.data() + sizeof tag, k.data(), k.size());
+  len_ = static_cast<std::uint16_t>(sizeof tag + k.size());
+}
+
 Outcome QueryHandler::handle(dns::Bytes query, Transport transport, const ClientRef& client,
                              dns::MutableBytes out) {
   stats_.queries.inc();
@@ -148,8 +157,8 @@ Outcome QueryHandler::handle(dns::Bytes query, Transport transport, const Client
   if (q.status == dns::QueryStatus::Ok && dns::is_health_name(q.question.qname)) {
     return {Action::Reply, dns::build_error_reply(q, dns::Rcode::NoError, out)};
   }
-  auto route =
-      q.status == dns::QueryStatus::Ok ? router_.route_zone(q.question.qname) : ZoneRouter::Route{};
+  auto route = q.status == dns::QueryStatus::Ok ? router_->route_zone(q.question.qname)
+                                                : ZoneRouter::Route{};
   if (route.zone >= 0) zone = static_cast<std::size_t>(route.zone);
   if (metrics_) {
     metrics_->request(zone, proto, family_of(client), q.question.qtype, query.size());
@@ -193,37 +202,40 @@ Outcome QueryHandler::handle(dns::Bytes query, Transport transport, const Client
   }
   Asker asker{client, shape, static_cast<int>(zone), proto, {}};
   if (metrics_) asker.start = std::chrono::steady_clock::now();
+  auto* fwd = forwarders_[group].get();
   if (cache_.coalescer) {
-    auto role = cache_.coalescer->join(key.view(), Waiter{this, asker});
+    FlightKey flight(key, fwd->group());
+    auto role = cache_.coalescer->join(flight.view(), Waiter{this, asker});
     if (role == JoinRole::Waiting) {
       stats_.coalesced.inc();
       return {Action::Async, 0};
     }
     if (role == JoinRole::Leader) {
-      lead(group, key, req);
+      lead(group, flight, key, req);
       return {Action::Async, 0};
     }
   }
   stats_.forwarded.inc();
-  auto* fwd = forwarders_[group].get();
-  fwd->resolve(req, [this, asker, key, group, fwd](const upstream::Result& r) {
-    store(group, key, r, fwd);
-    deliver(asker, r, key, group);
+  fwd->resolve(req, [this, asker, key, fwd](const upstream::Result& r) {
+    store(key, r, fwd);
+    deliver(asker, r, key);
   });
   return {Action::Async, 0};
 }
 
-void QueryHandler::lead(int group, const cache::Key& key, const upstream::Request& req) {
+void QueryHandler::lead(int group, const FlightKey& flight, const cache::Key& key,
+                        const upstream::Request& req) {
   stats_.forwarded.inc();
   auto* fwd = forwarders_[group].get();
-  fwd->resolve(req, [this, key, group, fwd](const upstream::Result& r) {
-    store(group, key, r, fwd);  // first, so that later askers hit the cache
-    complete(group, key, r);
+  fwd->resolve(req, [this, flight, key, fwd](const upstream::Result& r) {
+    store(key, r, fwd);  // first, so that later askers hit the cache
+    complete(flight, key, r);
   });
 }
 
-void QueryHandler::complete(int group, const cache::Key& key, const upstream::Result& result) {
-  auto waiters = cache_.coalescer->take(key.view());
+void QueryHandler::complete(const FlightKey& flight, const cache::Key& key,
+                            const upstream::Result& result) {
+  auto waiters = cache_.coalescer->take(flight.view());
   // This worker's waiters first (in join order), then the others' by worker.
   auto others = std::stable_partition(waiters.begin(), waiters.end(),
                                       [this](const Waiter& w) { return w.home == this; });
@@ -241,52 +253,71 @@ void QueryHandler::complete(int group, const cache::Key& key, const upstream::Re
     // app::Worker::fail_upstreams). A worker stopped before it runs this
     // destroys it unrun: nothing then touches `home`.
     boost::asio::post(home->executor_,
-                      [home, shared, key, group,
+                      [home, shared, key,
                        batch = std::vector<Waiter>(std::make_move_iterator(first),
                                                    std::make_move_iterator(last))] {
-                        home->deliver_all(batch, shared->result(), key, group);
+                        home->deliver_all(batch, shared->result(), key);
                       });
     first = last;
   }
-  deliver_all(std::span<const Waiter>(waiters.begin(), others), result, key, group);
+  deliver_all(std::span<const Waiter>(waiters.begin(), others), result, key);
 }
 
 void QueryHandler::deliver_all(std::span<const Waiter> waiters, const upstream::Result& result,
-                               const cache::Key& key, int group) {
+                               const cache::Key& key) {
   for (const auto& w : waiters)
-    deliver(w.asker, result, key, group);
+    deliver(w.asker, result, key);
 }
 
 void QueryHandler::prefetch(int group, const cache::Key& key, const upstream::Request& req) {
   // Joins like a client that needs no reply: if a refresh or a miss for this
   // key is already in flight, it will refresh the entry anyway.
-  if (!cache_.coalescer || !cache_.coalescer->lead_if_idle(key.view())) return;
+  if (!cache_.coalescer) return;
+  FlightKey flight(key, forwarders_[group]->group());
+  if (!cache_.coalescer->lead_if_idle(flight.view())) return;
   stats_.prefetches.inc();
-  lead(group, key, req);
+  lead(group, flight, key, req);
 }
 
-void QueryHandler::store(int group, const cache::Key& key, const upstream::Result& result,
+int QueryHandler::index_of(const upstream::Forwarder* fwd) const {
+  for (std::size_t i = 0; i < forwarders_.size(); ++i)
+    if (forwarders_[i].get() == fwd) return static_cast<int>(i);
+  return -1;
+}
+
+const cache::TtlPolicy* QueryHandler::policy_for(const cache::Key& key) const {
+  int g = router_->route(key.qname());
+  return g >= 0 && static_cast<std::size_t>(g) < cache_.policies.size()
+             ? &cache_.policies[static_cast<std::size_t>(g)]
+             : nullptr;
+}
+
+void QueryHandler::store(const cache::Key& key, const upstream::Result& result,
                          const upstream::Forwarder* from) {
   if (!cache_.cache || result.status != upstream::Status::Ok) return;
-  // Replaced by a reload while this was in flight: the old upstream's answer.
-  // (A replaced forwarder lives until its last exchange is done, so the
-  // address cannot have been reused.)
-  if (forwarders_[group].get() != from) return;
-  const auto& policy = cache_.policies[group];
+  // Replaced by a reload while this was in flight, or the name now routes to
+  // another group: the old upstream's answer. (A replaced forwarder lives
+  // until its last exchange is done, so the address cannot have been reused.)
+  int group = index_of(from);
+  if (group < 0 || router_->route(key.qname()) != group) return;
+  const auto& policy = cache_.policies[static_cast<std::size_t>(group)];
   auto life = cache::cache_lifetime(*result.view, policy);
   if (life.kind == cache::AnswerKind::Uncacheable) return;
   cache_.cache->insert(key, result.answer, *result.view, life.seconds, policy.stale_window);
 }
 
 void QueryHandler::deliver(const Asker& asker, const upstream::Result& result,
-                           const cache::Key& key, int group) {
+                           const cache::Key& key) {
   const auto& shape = asker.shape;
   const auto& client = asker.client;
   dns::MutableBytes buf(tl_reply.data(), tl_reply.size());
   std::size_t n = 0;
   bool failed = result.status != upstream::Status::Ok ||
                 result.view->rcode() == static_cast<std::uint16_t>(dns::Rcode::ServFail);
-  if (failed && cache_.cache && cache_.policies[group].stale_window != 0) {
+  // The serve-stale window of the group the name routes to now, on this
+  // worker (a reload may have moved it since the query started).
+  const auto* policy = failed && cache_.cache ? policy_for(key) : nullptr;
+  if (policy != nullptr && policy->stale_window != 0) {
     // RFC 8767: every upstream failed; an expired answer beats SERVFAIL.
     n = cache_.cache->lookup(key, shape, buf, cache::Freshness::AllowStale).size;
     if (n != 0) stats_.stale.inc();

@@ -1,17 +1,39 @@
+#include <algorithm>
+#include <limits>
+
 #include <localdns/dns/name.hpp>
 #include <localdns/server/zone_router.hpp>
 
 namespace localdns::server {
 
 ZoneRouter::ZoneRouter(const GroupZones& groups) {
+  add(groups, std::numeric_limits<std::size_t>::max());
+}
+
+ZoneRouter::ZoneRouter(const GroupZones& groups, const ZoneRouter& previous, std::size_t max_labels)
+    : labels_(previous.labels_) {
+  add(groups, std::max<std::size_t>(max_labels, 1));
+}
+
+void ZoneRouter::add(const GroupZones& groups, std::size_t max_labels) {
+  auto label_of = [&](std::string text) {
+    auto at = std::find(labels_.begin(), labels_.end(), text);
+    if (at != labels_.end()) return static_cast<int>(at - labels_.begin());
+    // Full but for one: the rest share kOtherZones, in the last place.
+    if (labels_.size() + 1 >= max_labels) text = std::string(kOtherZones);
+    at = std::find(labels_.begin(), labels_.end(), text);
+    if (at != labels_.end()) return static_cast<int>(at - labels_.begin());
+    if (labels_.size() >= max_labels) return static_cast<int>(max_labels - 1);
+    labels_.push_back(std::move(text));
+    return static_cast<int>(labels_.size() - 1);
+  };
   for (std::size_t i = 0; i < groups.size(); ++i) {
     for (const auto& z : groups[i]) {
       auto wire = dns::name_from_text(z);
-      if (!wire) continue;
-      Route r{static_cast<int>(i), static_cast<int>(labels_.size())};
+      if (!wire || zones_.contains(*wire)) continue;
       // The label is the zone's canonical text ("cluster.local.", "."),
       // however the configuration spelled it.
-      if (zones_.emplace(*wire, r).second) labels_.push_back(dns::name_to_text(*wire));
+      zones_.emplace(*wire, Route{static_cast<int>(i), label_of(dns::name_to_text(*wire))});
     }
   }
 }

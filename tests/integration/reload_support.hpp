@@ -58,7 +58,15 @@ inline void replace_file(const std::string& path, const std::string& text) {
   std::filesystem::rename(tmp, path);
 }
 
-// The config the tests run: zones a.test and b.test on their own upstreams.
+// One forward group of a test's config: its zones and one UDP server.
+struct ReloadGroup {
+  std::vector<std::string> zones;
+  std::string server;
+  std::string timeout = "1s";
+};
+
+// The config the tests run: zones a.test and b.test on their own upstreams
+// (yaml()), or the groups a test lists (yaml(groups)).
 struct ReloadConfig {
   std::uint16_t port = 0;
   std::uint16_t metrics_port = 0;
@@ -72,7 +80,39 @@ struct ReloadConfig {
   // Listen addresses besides 127.0.0.1:port ("127.0.0.2:5300").
   std::vector<std::string> extra_listen;
 
+  std::string yaml(const std::vector<ReloadGroup>& groups) const {
+    std::ostringstream y;
+    y << header() << "forward:\n";
+    for (const auto& g : groups) {
+      y << "  - zones: [";
+      for (std::size_t i = 0; i < g.zones.size(); ++i)
+        y << (i == 0 ? "" : ", ") << "\"" << g.zones[i] << "\"";
+      y << "]\n"
+        << "    servers: [\"" << g.server << "\"]\n"
+        << "    transport: udp\n"
+        << "    timeout: " << g.timeout << "\n"
+        << "    attempts: 1\n";
+    }
+    return y.str();
+  }
+
   std::string yaml() const {
+    std::ostringstream y;
+    y << header() << "forward:\n"
+      << "  - zones: [a.test]\n"
+      << "    servers: [\"" << a_upstream << "\"]\n"
+      << "    transport: udp\n"
+      << "    timeout: " << a_timeout << "\n"
+      << "    attempts: 1\n"
+      << "  - zones: [b.test]\n"
+      << "    servers: [\"" << b_upstream << "\"]\n"
+      << "    transport: udp\n"
+      << "    attempts: 1\n";
+    return y.str();
+  }
+
+ private:
+  std::string header() const {
     std::ostringstream y;
     y << "listen: [\"127.0.0.1:" << port << "\"";
     for (const auto& l : extra_listen)
@@ -83,17 +123,7 @@ struct ReloadConfig {
       << "shutdown_grace: " << grace << "\n"
       << "metrics: \"127.0.0.1:" << metrics_port << "\"\n"
       << "health: \"127.0.0.1:" << health_port << "\"\n"
-      << "control_socket: " << control_socket << "\n"
-      << "forward:\n"
-      << "  - zones: [a.test]\n"
-      << "    servers: [\"" << a_upstream << "\"]\n"
-      << "    transport: udp\n"
-      << "    timeout: " << a_timeout << "\n"
-      << "    attempts: 1\n"
-      << "  - zones: [b.test]\n"
-      << "    servers: [\"" << b_upstream << "\"]\n"
-      << "    transport: udp\n"
-      << "    attempts: 1\n";
+      << "control_socket: " << control_socket << "\n";
     return y.str();
   }
 };

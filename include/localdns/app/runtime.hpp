@@ -40,6 +40,21 @@ struct ReloadCounters {
   std::atomic<std::uint64_t> hash{0};  // of the serving configuration's YAML
 };
 
+// What serves now, taken together under one lock: groups[i] serves the
+// zones of config->forward[i]; router routes names to those indexes.
+struct Serving {
+  std::shared_ptr<const config::Config> config;
+  std::vector<std::shared_ptr<upstream::GroupState>> groups;
+  std::shared_ptr<const server::ZoneRouter> router;
+};
+
+// On reload: whether an answer cached for `qname` (wire form) stays, given
+// the routers before and after and the plan: when its name's group before
+// and after forward to the same upstream (config::ReloadPlan). Names that
+// route nowhere either way have nothing cached.
+bool keeps_cached_answer(const config::ReloadPlan& plan, const server::ZoneRouter& before,
+                         const server::ZoneRouter& after, dns::Bytes qname);
+
 class Runtime {
  public:
   // Throws std::system_error when a listener cannot be bound.
@@ -59,9 +74,10 @@ class Runtime {
 
   // Applies `next`, a validated configuration that config::reload_rejections
   // accepts, following `plan` (config::plan_reload against current_config()):
-  // the workers swap in the new generation between two events (this waits
-  // for them, at most one second), then the cached answers of groups whose
-  // upstream changed are dropped and the cache's budgets applied. Not
+  // the workers swap in the new generation (router, groups, TTL policies)
+  // between two events (this waits for them, at most one second), then every
+  // cached answer whose name routed to another upstream before than it does
+  // now is dropped and the cache's budgets applied. Not
   // concurrently with itself or stop(); from the controlling thread or one
   // that stop() waits for. Returns the new generation's number.
   std::uint64_t reload(config::Config next, const config::ReloadPlan& plan,
@@ -90,9 +106,15 @@ class Runtime {
 
   // For metrics, health and control; safe from any thread while running.
   bool running() const { return running_.load(std::memory_order_relaxed); }
-  const server::ZoneRouter& router() const { return *shared_.router; }
-  // The groups serving now (a reload may replace one); a copy, any thread.
+  // The router serving now (a reload may replace it); any thread.
+  std::shared_ptr<const server::ZoneRouter> router() const;
+  // The groups serving now (a reload may add, remove, replace or move
+  // them); a copy, any thread. With their zones: serving().
   std::vector<std::shared_ptr<upstream::GroupState>> groups() const;
+  Serving serving() const;
+  // The zone label slot of queries that were dropped, and the number of
+  // zone label slots: every router's labels are below it.
+  std::size_t zone_labels() const { return shared_.zone_labels; }
   std::vector<const metrics::QueryMetrics*> query_metrics() const;
   std::vector<metrics::TopTracker*> top_trackers() const;
   cache::PacketCache* cache() const { return shared_.cache.get(); }
@@ -115,7 +137,7 @@ class Runtime {
   bool stopped_ = false;
   std::atomic<bool> running_{false};
   ReloadCounters reloads_;
-  mutable std::mutex mu_;  // current_, shared_.groups, retired_groups_
+  mutable std::mutex mu_;  // current_, shared_.groups, shared_.router, retired_groups_
   std::shared_ptr<const config::Config> current_;
   // Replaced by reloads and perhaps still in flight: shutdown waits for them too.
   std::vector<std::shared_ptr<upstream::GroupState>> retired_groups_;

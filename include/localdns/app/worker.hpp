@@ -30,24 +30,31 @@
 namespace localdns::app {
 
 // What a reload hands every worker: immutable once built, shared by all.
-// Group i is the same object as before when the reload kept it (its
-// forwarders and pools stay), a new one when its settings changed.
+// `router` maps names to indexes of `groups` and `policies`. A group the
+// reload kept (config::ReloadPlan::kept_from) is the same GroupState as
+// before, perhaps at another index: each worker keeps its forwarder and
+// pools; a new GroupState gets new forwarders, and the forwarders of groups
+// no longer listed are retired (they finish what they have in flight).
 struct Generation {
   std::uint64_t number = 0;
+  std::shared_ptr<const server::ZoneRouter> router;
   std::vector<std::shared_ptr<upstream::GroupState>> groups;  // index = group
   std::vector<cache::TtlPolicy> policies;                     // index = group
   unsigned query_log_sample = 0;
 };
 
 // State shared by all workers of one server. `config` is the configuration
-// read at start and `groups` the groups at start (Runtime keeps the current
-// ones); each worker keeps its own copy of `cache_wiring`, which reloads
-// change on the worker's thread.
+// read at start, `router` and `groups` those at start (Runtime keeps the
+// current ones, under its mutex); each worker keeps its own router and copy
+// of `cache_wiring`, which reloads change on the worker's thread.
 struct Shared {
   std::shared_ptr<const config::Config> config;
   server::ServerSettings server;  // config::server_settings(*config)
   std::shared_ptr<const server::ZoneRouter> router;
   std::vector<std::shared_ptr<upstream::GroupState>> groups;
+  // Zone labels the query metrics have room for, for the whole run: the
+  // zones at start plus room for zones that reloads add.
+  std::size_t zone_labels = 0;
   std::unique_ptr<cache::PacketCache> cache;
   std::unique_ptr<server::QueryCoalescer> coalescer;
   server::CacheWiring cache_wiring;
@@ -92,8 +99,9 @@ class Worker {
   void stop();
 
   // Reload: on the worker's thread, between two events, so that no query
-  // sees half of it: replaces the forwarders of the groups `gen` replaced
-  // (the old ones finish what they have in flight, then are destroyed) and
+  // sees half of it: swaps in the router, the forwarders (a kept group's
+  // forwarder moves to its new index; the groups `gen` no longer lists are
+  // retired: they finish what they have in flight, then are destroyed) and
   // the TTL policies; `done` runs there afterwards. Thread-safe.
   void apply(std::shared_ptr<const Generation> gen, std::function<void()> done);
 
@@ -130,6 +138,7 @@ class Worker {
   boost::asio::steady_timer reap_timer_{ctx_};
   bool reaping_ = false;
   server::CacheWiring wiring_;  // this worker's copy: apply() swaps its policies
+  std::shared_ptr<const server::ZoneRouter> router_;  // the handler's; apply() swaps it
   server::QueryHandler handler_;
   // Index = listen endpoint (endpoints_[i] for udp_[i] and tcp_[i]).
   std::vector<util::Endpoint> endpoints_;

@@ -53,9 +53,14 @@ class Key {
  public:
   static Key make(const dns::Question& q, bool do_bit, bool cd);
   std::string_view view() const { return {bytes_.data(), len_}; }
+  // The question's name, wire form, lower case.
+  dns::Bytes qname() const {
+    return {reinterpret_cast<const std::uint8_t*>(bytes_.data()), len_ > 5 ? len_ - 5u : 0u};
+  }
+  static constexpr std::size_t kMaxSize = dns::kMaxNameSize + 5;
 
  private:
-  std::array<char, dns::kMaxNameSize + 5> bytes_{};
+  std::array<char, kMaxSize> bytes_{};
   std::uint16_t len_ = 0;
 };
 

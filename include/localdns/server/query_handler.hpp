@@ -6,6 +6,7 @@
 // another worker's query brings (coalescing) is posted back here first.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -90,6 +91,21 @@ struct Waiter {
 };
 using QueryCoalescer = Coalescer<Waiter>;
 
+// A coalescer key: the cache key and the group that resolves it. Queries
+// for one question share an upstream query only when they route to the
+// same group: after a reload moved a zone, a query routed to its new group
+// never waits for the old group's answer. The group is named by its
+// GroupState, which lives while any of its queries is in flight.
+class FlightKey {
+ public:
+  FlightKey(const cache::Key& key, const upstream::GroupState* group);
+  std::string_view view() const { return {bytes_.data(), len_}; }
+
+ private:
+  std::array<char, cache::Key::kMaxSize + sizeof(std::uintptr_t)> bytes_;
+  std::uint16_t len_ = 0;
+};
+
 // The cache and how long each upstream group's answers may stay in it.
 struct CacheWiring {
   cache::PacketCache* cache = nullptr;     // null: caching off
@@ -103,6 +119,9 @@ struct HandlerOptions {
   std::size_t top_capacity = 1024;
   std::string cluster_domain = "cluster.local";  // for grouping NXDOMAINs
   unsigned query_log_sample = 0;                 // log 1 in N answers; 0: off
+  // Zone labels the metrics have room for (every router this handler is
+  // given labels its zones below it); 0: the first router's label count.
+  std::size_t zone_labels = 0;
 };
 
 enum class Action : std::uint8_t { Reply, Async, Drop };
@@ -127,37 +146,47 @@ class QueryHandler {
 
   // Any thread may read these; only this handler's thread writes them.
   const HandlerStats& stats() const { return stats_; }
-  // Null when metrics are off. Labels: router.zone_labels() plus "dropped".
+  // Null when metrics are off. Labels: router.zone_labels() (up to
+  // HandlerOptions::zone_labels), then "dropped" at dropped_zone().
   const metrics::QueryMetrics* metrics() const { return metrics_.get(); }
   metrics::QueryMetrics* metrics() { return metrics_.get(); }
   metrics::TopTracker* top() const { return top_.get(); }
+  std::size_t dropped_zone() const { return dropped_zone_; }
 
   // Reload, on this handler's thread. The forwarders and the cache wiring
-  // the handler was given are the worker's to swap between queries; an
-  // answer from a forwarder that was replaced meanwhile is delivered but not
-  // cached (it came from the old upstream).
+  // the handler was given are the worker's to swap between queries (group
+  // i: forwarders[i] and policies[i] of the same generation), and so is the
+  // router: `router` must outlive its use here (until the next
+  // set_router). A query in flight keeps the forwarder it started on; its
+  // answer is delivered, and cached only if that forwarder is still current
+  // and the name still routes to it (else it came from the old upstream).
   void set_query_log_sample(unsigned n) { query_log_sample_ = n; }
+  void set_router(const ZoneRouter& router) { router_ = &router; }
 
  private:
   // Replies to one of this worker's clients; on this handler's thread.
-  void deliver(const Asker& asker, const upstream::Result& result, const cache::Key& key,
-               int group);
+  void deliver(const Asker& asker, const upstream::Result& result, const cache::Key& key);
   // The leader's query for `key` is done (on this, the leader's, thread):
   // this worker's waiters are answered here and now; each other worker gets
   // one posted completion with all of its waiters and a shared copy of the
   // answer.
-  void complete(int group, const cache::Key& key, const upstream::Result& result);
+  void complete(const FlightKey& flight, const cache::Key& key, const upstream::Result& result);
   // Runs on this handler's thread, posted by the leader's worker.
   void deliver_all(std::span<const Waiter> waiters, const upstream::Result& result,
-                   const cache::Key& key, int group);
-  void store(int group, const cache::Key& key, const upstream::Result& result,
+                   const cache::Key& key);
+  void store(const cache::Key& key, const upstream::Result& result,
              const upstream::Forwarder* from);
+  // The current index of `fwd`, or -1 once a reload replaced it.
+  int index_of(const upstream::Forwarder* fwd) const;
+  // The TTL policy of the group `key` routes to now; null without one.
+  const cache::TtlPolicy* policy_for(const cache::Key& key) const;
   void prefetch(int group, const cache::Key& key, const upstream::Request& req);
   // Leads the shared upstream query for `key`; waiters already joined.
-  void lead(int group, const cache::Key& key, const upstream::Request& req);
+  void lead(int group, const FlightKey& flight, const cache::Key& key,
+            const upstream::Request& req);
   void send(const ClientRef& client, dns::Bytes reply);
 
-  const ZoneRouter& router_;
+  const ZoneRouter* router_;
   std::vector<std::unique_ptr<upstream::Forwarder>>& forwarders_;
   const CacheWiring& cache_;
   boost::asio::io_context::executor_type executor_;

@@ -1,5 +1,7 @@
 // Maps a query name to the upstream group of its longest matching zone suffix.
 // Immutable after construction; thread-safe for concurrent route() calls.
+// A reload builds a new one from the previous one's labels, so that a zone
+// keeps its metrics label index for the whole run.
 #pragma once
 
 #include <string>
@@ -16,6 +18,13 @@ class ZoneRouter {
  public:
   // `groups[i]`: the zones of upstream group i (ServerSettings::routing).
   explicit ZoneRouter(const GroupZones& groups);
+  // For a reload: the zones of `groups`, labelled as in `previous` (which
+  // keeps every label it had, zones since removed included) and new zones
+  // appended, up to `max_labels` labels in all; past that, new zones share
+  // the label kOtherZones. Every zone index is below `max_labels` (>= 1).
+  ZoneRouter(const GroupZones& groups, const ZoneRouter& previous, std::size_t max_labels);
+
+  static constexpr std::string_view kOtherZones = "other";
 
   // Group index for `qname` (wire form, any letter case), or -1 when no zone
   // (not even ".") covers it. Does not allocate.
@@ -37,6 +46,7 @@ class ZoneRouter {
   };
   std::unordered_map<std::string, Route, Hash, std::equal_to<>> zones_;  // lowercased wire names
   std::vector<std::string> labels_;
+  void add(const GroupZones& groups, std::size_t max_labels);
 };
 
 }  // namespace localdns::server

@@ -51,6 +51,9 @@ class Forwarder {
   // For Exchange.
   boost::asio::io_context& context() { return ctx_; }
   const GroupSettings& settings() const { return group_->settings; }
+  // The group's shared state: one per group for the whole run of the group,
+  // the same on every worker (a reload that keeps the group keeps it).
+  const GroupState* group() const { return group_.get(); }
   const util::Clock& clock() const { return clock_; }
   util::Random& random() const { return random_; }
   ServerHealth& health(int server) { return *group_->health[server]; }

@@ -1,10 +1,15 @@
 // What a reload does to the cache: erase_if drops the entries of the zones it
-// names and keeps the rest; set_limits shrinks (evicting) and grows budgets.
+// names and keeps the rest; set_limits shrinks (evicting) and grows budgets;
+// app::keeps_cached_answer picks the answers whose upstream a reload changed.
 #include <array>
 
 #include <catch2/catch.hpp>
 
+#include <localdns/app/runtime.hpp>
 #include <localdns/cache/packet_cache.hpp>
+#include <localdns/config/loader.hpp>
+#include <localdns/config/module_settings.hpp>
+#include <localdns/config/reload.hpp>
 #include <localdns/dns/message.hpp>
 #include <localdns/dns/name.hpp>
 
@@ -74,4 +79,69 @@ TEST_CASE("set_limits evicts down to a smaller budget and admits more after grow
   for (int i = 0; i < 100; ++i)
     put(c, "m" + std::to_string(i) + ".test");
   CHECK(c.stats().entries == 100);
+}
+
+namespace {
+
+config::Config load(const std::string& yaml) {
+  auto c = config::load_config_text(yaml, "t.yaml");
+  REQUIRE(c);
+  return *c;
+}
+
+server::ZoneRouter router_of(const config::Config& c) {
+  return server::ZoneRouter(config::server_settings(c).routing);
+}
+
+}  // namespace
+
+TEST_CASE("a reload drops the answers of names whose upstream changed, wherever they moved",
+          "[cache][reload]") {
+  auto before = load(R"(
+forward:
+  - zones: [moved.test, kept.test]
+    servers: ["10.0.0.2:53"]
+  - zones: [gone.test]
+    servers: ["10.0.0.3:53"]
+  - zones: .
+    servers: ["10.0.0.1:53"]
+)");
+  // moved.test goes to a new upstream, gone.test's group is removed (its
+  // names fall to "."), new.test is carved out of "." onto 10.0.0.2, and the
+  // groups change places.
+  auto after = load(R"(
+forward:
+  - zones: .
+    servers: ["10.0.0.1:53"]
+  - zones: [kept.test, new.test]
+    servers: ["10.0.0.2:53"]
+  - zones: [moved.test]
+    servers: ["10.0.0.4:53"]
+)");
+  REQUIRE(config::reload_rejections(before, after).empty());
+  auto plan = config::plan_reload(before, after);
+  CHECK(plan.kept_from == std::vector<int>{2, 0, -1});
+  auto r1 = router_of(before);
+  auto r2 = server::ZoneRouter(config::server_settings(after).routing, r1, 16);
+
+  cache::PacketCache c(cache::CacheSettings{1000, 1 << 20, 4});
+  for (const char* n : {"a.moved.test", "a.kept.test", "a.gone.test", "a.new.test", "example.org"})
+    put(c, n);
+  auto erased =
+      c.erase_if([&](dns::Bytes q) { return !app::keeps_cached_answer(plan, r1, r2, q); });
+  CHECK(erased == 3);
+  CHECK_FALSE(cached(c, "a.moved.test"));  // 10.0.0.2 -> 10.0.0.4
+  CHECK(cached(c, "a.kept.test"));         // 10.0.0.2, at another index
+  CHECK_FALSE(cached(c, "a.gone.test"));   // 10.0.0.3 -> "." (10.0.0.1)
+  CHECK_FALSE(cached(c, "a.new.test"));    // "." (10.0.0.1) -> 10.0.0.2
+  CHECK(cached(c, "example.org"));         // ".", at another index
+
+  // The same reload backwards restores nothing but drops the same names.
+  auto back = config::plan_reload(after, before);
+  auto r3 = server::ZoneRouter(config::server_settings(before).routing, r2, 16);
+  for (const char* n : {"a.moved.test", "a.gone.test", "a.new.test"})
+    put(c, n);
+  erased = c.erase_if([&](dns::Bytes q) { return !app::keeps_cached_answer(back, r2, r3, q); });
+  CHECK(erased == 3);
+  CHECK(c.stats().entries == 2);
 }

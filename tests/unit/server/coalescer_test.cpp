@@ -3,7 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <localdns/dns/name.hpp>
 #include <localdns/server/coalescer.hpp>
+#include <localdns/server/query_handler.hpp>
 
 using namespace localdns::server;
 
@@ -40,4 +42,25 @@ TEST_CASE("a refresh leads a round with no waiter only when none is in flight", 
   CHECK_FALSE(c.lead_if_idle("k"));  // a client's miss is in flight: it refreshes the entry
   CHECK(c.take("k") == std::vector<std::string>{"first"});
   CHECK(c.pending_keys() == 0);
+}
+
+TEST_CASE("one question routed to two groups is two rounds (FlightKey)", "[coalescer][reload]") {
+  // As after a reload moved the question's zone: the old group's query in
+  // flight and a new query of the new group must not share a round.
+  localdns::upstream::GroupState old_group{localdns::upstream::GroupSettings{}};
+  localdns::upstream::GroupState new_group{localdns::upstream::GroupSettings{}};
+  auto name = *localdns::dns::name_from_text("www.moved.test");
+  localdns::dns::Question q{
+      localdns::dns::Bytes(reinterpret_cast<const std::uint8_t*>(name.data()), name.size()), 1, 1};
+  auto key = localdns::cache::Key::make(q, false, false);
+  FlightKey before(key, &old_group), after(key, &new_group), again(key, &old_group);
+  CHECK(before.view() != after.view());
+  CHECK(before.view() == again.view());
+  CHECK(before.view().ends_with(key.view()));
+  Coalescer<int> c;
+  CHECK(c.join(before.view(), 1) == JoinRole::Leader);
+  CHECK(c.join(after.view(), 2) == JoinRole::Leader);
+  CHECK(c.join(again.view(), 3) == JoinRole::Waiting);
+  CHECK(c.take(before.view()) == std::vector<int>{1, 3});
+  CHECK(c.take(after.view()) == std::vector<int>{2});
 }
