@@ -1,3 +1,4 @@
+#include <fcntl.h>
 #include <utility>
 
 #include <boost/asio/post.hpp>
@@ -17,7 +18,7 @@ server::HandlerOptions handler_options(const config::Config& c) {
 }
 }  // namespace
 
-Worker::Worker(unsigned index, Shared& shared)
+Worker::Worker(unsigned index, Shared& shared, FdPool* adopted, unsigned workers)
     : index_(index),
       shared_(shared),
       guard_(asio::make_work_guard(ctx_)),
@@ -31,10 +32,67 @@ Worker::Worker(unsigned index, Shared& shared)
   }
   const auto& settings = shared_.server;
   for (const auto& ep : settings.listen) {
-    udp_.push_back(std::make_unique<server::UdpListener>(ctx_, ep, handler_));
-    tcp_.push_back(std::make_unique<server::TcpListener>(ctx_, ep, settings.tcp_clients, handler_,
-                                                         shared_.tcp_clients));
+    auto where = ep.to_string();
+    std::vector<UniqueFd> udp, tcp;
+    if (adopted != nullptr) {
+      udp = adopted->take(FdKind::udp, where, index_, workers);
+      tcp = adopted->take(FdKind::tcp, where, index_, workers);
+    }
+    for (auto& fd : udp) {
+      udp_.push_back(std::make_unique<server::UdpListener>(
+          server::adopt_udp_socket(ctx_, ep, fd.release()), handler_));
+      udp_where_.push_back(where);
+    }
+    if (udp.empty()) {
+      udp_.push_back(std::make_unique<server::UdpListener>(ctx_, ep, handler_));
+      udp_where_.push_back(where);
+    }
+    for (auto& fd : tcp) {
+      tcp_.push_back(std::make_unique<server::TcpListener>(
+          server::adopt_tcp_acceptor(ctx_, ep, fd.release()), settings.tcp_clients, handler_,
+          shared_.tcp_clients));
+      tcp_where_.push_back(where);
+    }
+    if (tcp.empty()) {
+      tcp_.push_back(std::make_unique<server::TcpListener>(ctx_, ep, settings.tcp_clients, handler_,
+                                                           shared_.tcp_clients));
+      tcp_where_.push_back(where);
+    }
   }
+}
+
+void Worker::export_listeners(std::function<void(std::vector<PassedFd>)> done) {
+  asio::post(ctx_, [this, done = std::move(done)] {
+    std::vector<PassedFd> out;
+    auto add = [&](FdKind kind, int fd, const std::string& where) {
+      if (fd < 0) return;
+      int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (copy < 0) return;  // EMFILE: that one stays unpassed; the successor binds its own
+      out.push_back({kind, static_cast<std::uint16_t>(index_), where, UniqueFd(copy)});
+    };
+    for (std::size_t i = 0; i < udp_.size(); ++i)
+      add(FdKind::udp, udp_[i]->native_fd(), udp_where_[i]);
+    for (std::size_t i = 0; i < tcp_.size(); ++i)
+      add(FdKind::tcp, tcp_[i]->native_fd(), tcp_where_[i]);
+    done(std::move(out));
+  });
+}
+
+void Worker::hand_over(std::function<void()> done) {
+  asio::post(ctx_, [this, done = std::move(done)] {
+    for (auto& l : udp_)
+      l->pause();
+    if (tcp_.empty()) {
+      done();
+      return;
+    }
+    auto left = std::make_shared<std::pair<std::size_t, std::function<void()>>>(tcp_.size(), done);
+    for (auto& l : tcp_) {
+      l->release_when_idle([left] {
+        if (--left->first == 0) left->second();
+      });
+    }
+  });
 }
 
 Worker::~Worker() {

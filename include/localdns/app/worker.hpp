@@ -18,6 +18,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <localdns/app/fd_passing.hpp>
 #include <localdns/config/config.hpp>
 #include <localdns/server/query_handler.hpp>
 #include <localdns/server/tcp_listener.hpp>
@@ -55,7 +56,9 @@ struct Shared {
 class Worker {
  public:
   // Binds every listener; throws std::system_error if one cannot be bound.
-  Worker(unsigned index, Shared& shared);
+  // With `adopted` (an upgrade handover), first takes the sockets passed for
+  // this worker (FdPool::take, `workers` in all); binds only where none was.
+  Worker(unsigned index, Shared& shared, FdPool* adopted = nullptr, unsigned workers = 1);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -86,6 +89,14 @@ class Worker {
   // the TTL policies; `done` runs there afterwards. Thread-safe.
   void apply(std::shared_ptr<const Generation> gen, std::function<void()> done);
 
+  // Upgrade handover, each on the worker's thread. A dup() of every listening
+  // socket with its description; then `done(fds)`.
+  void export_listeners(std::function<void(std::vector<PassedFd>)> done);
+  // The successor took the sockets: stops reading UDP and accepting TCP, and
+  // closes each client connection once idle (TcpListener::release_when_idle);
+  // `done` runs when none is left.
+  void hand_over(std::function<void()> done);
+
   const server::HandlerStats& stats() const { return handler_.stats(); }
   const metrics::QueryMetrics* metrics() const { return handler_.metrics(); }
   metrics::TopTracker* top() const { return handler_.top(); }
@@ -107,6 +118,7 @@ class Worker {
   server::QueryHandler handler_;
   std::vector<std::unique_ptr<server::UdpListener>> udp_;
   std::vector<std::unique_ptr<server::TcpListener>> tcp_;
+  std::vector<std::string> udp_where_, tcp_where_;  // each listener's endpoint, as text
 };
 
 }  // namespace localdns::app
