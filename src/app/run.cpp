@@ -419,6 +419,7 @@ void log_adopted(Takeover& t) {
   spdlog::info("handover: serving on {} of the {} sockets of pid {}{}{}", t.pool.taken(),
                t.pool.received(), t.donor, left.empty() ? "" : "; not listening any more on ",
                list);
+  t.adopted = t.pool.taken();
   t.pool = FdPool({});  // closes those
 }
 
@@ -447,7 +448,12 @@ int serve_until_signal(Running& run, const config::CliOptions& opts, const confi
   signals.emplace(run.reloader.get());
   if (!takeover) run.server->start();
   start_watcher(run, opts);
-  if (takeover) {
+  if (takeover && takeover->adopted == 0) {
+    // Nothing matched (another address): the donor must not stop serving.
+    spdlog::warn("handover: none of the sockets of pid {} matches this configuration; it serves on",
+                 takeover->donor);
+    takeover.reset();  // closes the connection: the donor goes on
+  } else if (takeover) {
     // Bounded: the donor's grace for what it has in flight, and a little more.
     auto grace =
         std::chrono::duration_cast<std::chrono::milliseconds>(run.server->config().shutdown_grace);

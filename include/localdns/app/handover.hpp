@@ -43,6 +43,7 @@ struct Takeover {
   UniqueFd conn;  // to the donor, until finish_handover
   pid_t donor = 0;
   FdPool pool{{}};
+  std::size_t adopted = 0;  // of the pool's sockets, taken by listeners
 };
 
 // Asks the localdns answering on `path` for its sockets.
