@@ -99,8 +99,11 @@ std::expected<Takeover, std::string> request_handover(const std::string& path) {
   // An older localdns answers "error: unknown command": say that, not "bad magic".
   char first = 0;
   pollfd p{t.conn.get(), POLLIN, 0};
-  if (::poll(&p, 1, static_cast<int>(std::chrono::milliseconds(kFrameTimeout).count())) == 1 &&
-      ::recv(t.conn.get(), &first, 1, MSG_PEEK | MSG_DONTWAIT) == 1 && first != 'L') {
+  if (::poll(&p, 1, static_cast<int>(std::chrono::milliseconds(kFrameTimeout).count())) != 1) {
+    return std::unexpected("the localdns on " + path + " (pid " + std::to_string(t.donor) +
+                           ") did not answer in " + std::to_string(kFrameTimeout.count()) + " s");
+  }
+  if (::recv(t.conn.get(), &first, 1, MSG_PEEK | MSG_DONTWAIT) == 1 && first != 'L') {
     auto line = read_line(t.conn.get(), std::chrono::seconds(1), nullptr);
     return std::unexpected("the localdns on " + path + " (pid " + std::to_string(t.donor) +
                            ") answered: " + line.value_or(line.error()));
