@@ -227,12 +227,14 @@ struct Running {
   // Before the control socket and the watcher, which call it, and after the
   // server: both stop (waiting for a reload in progress) before it does.
   std::unique_ptr<Reloader> reloader;
-  std::unique_ptr<ControlServer> control;
-  std::unique_ptr<ConfigWatcher> watcher;
   // Where the HTTP endpoints listen, for a handover's descriptions.
   std::string metrics_where, health_where;
-  // Goes first: a handover in progress ends before what it uses.
+  // After the control socket, which starts handovers (its thread is joined
+  // first), before the endpoints and the server, which a handover in
+  // progress uses (it is cancelled and joined here).
   std::unique_ptr<HandoverDonor> donor;
+  std::unique_ptr<ControlServer> control;
+  std::unique_ptr<ConfigWatcher> watcher;
 };
 
 // Binds every listener; false (logged) when one cannot be bound.

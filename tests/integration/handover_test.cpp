@@ -16,6 +16,7 @@
 #include <string>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
 
@@ -176,7 +177,8 @@ Result run_upgrade(Setup& s, const std::vector<std::string>& b_args, bool handov
       mark("B serves");
     }
     a.signal(SIGTERM);
-    CHECK(a.wait_exit(5s).has_value());
+    auto status = a.wait_exit(5s);
+    CHECK((status && WIFEXITED(*status) && WEXITSTATUS(*status) == 0));
     mark("A exited");
     auto exited = std::chrono::steady_clock::now();
     // A second more on B alone.
