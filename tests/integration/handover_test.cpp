@@ -34,6 +34,18 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// Queries per second of each of the 4 UDP clients: a rate that keeps
+// datagrams queued in a release build, lower where a sanitizer makes
+// localdns several times slower (the point is the handover, not the load the
+// build can take).
+#if defined(__SANITIZE_THREAD__)
+constexpr unsigned kUdpQps = 500;
+#elif defined(__SANITIZE_ADDRESS__)
+constexpr unsigned kUdpQps = 2000;
+#else
+constexpr unsigned kUdpQps = 6000;
+#endif
+
 // GETs /health and /metrics every 20 ms; counts what did not answer 200.
 class HttpPoller {
  public:
@@ -153,7 +165,7 @@ Result run_upgrade(Setup& s, const std::vector<std::string>& b_args, bool handov
   Result r;
   {
     HttpPoller http(s.health, s.metrics);
-    HandoverLoad load(s.port, 4, 6000, 2);
+    HandoverLoad load(s.port, 4, kUdpQps, 2);
     auto t0 = std::chrono::steady_clock::now();
     auto mark = [&](const char* what) {
       r.phases += std::string(r.phases.empty() ? "" : ", ") + what + " " +
@@ -208,8 +220,8 @@ TEST_CASE("handover: an upgrade under load loses no query and delays none past 1
   INFO("A:\n" << r.a_log << "\nB:\n" << r.b_log);
   WARN("handover under load: " << r.load.text() << "; http " << r.http_asked << " asked, "
                                << r.http_failed << " failed; ms: " << r.phases);
-  CHECK(r.load.sent > 15000);
-  CHECK(r.load.tcp_sent > 2000);
+  CHECK(r.load.sent > 4 * kUdpQps);  // at least a second's worth
+  CHECK(r.load.tcp_sent > 100);
   CHECK(r.load.lost == 0);
   CHECK(r.load.late == 0);
   CHECK(r.load.servfail == 0);
@@ -220,7 +232,7 @@ TEST_CASE("handover: an upgrade under load loses no query and delays none past 1
   // A did not answer SERVFAIL to what it had in flight: it finished it.
   CHECK(r.a_log.find("answering SERVFAIL") == std::string::npos);
   // The slow upstream saw misses, so some were in flight at the handover.
-  CHECK(s.slow.queries() > 100);
+  CHECK(s.slow.queries() > 20);
 }
 
 TEST_CASE("handover: ctl reaches the new instance, and the old one leaves its socket alone",
