@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cerrno>
+#include <fcntl.h>
 #include <iostream>
 #include <map>
 #include <sys/stat.h>
@@ -75,29 +76,41 @@ std::vector<std::string> words(const std::string& line) {
 }  // namespace
 
 ControlServer::ControlServer(Runtime& server, node::NodeSetup* node, std::string path,
-                             ReloadFn reload)
+                             ReloadFn reload, HandoverFn handover, bool replace)
     : server_(server),
       node_(node),
       path_(std::move(path)),
       reload_(std::move(reload)),
+      handover_(std::move(handover)),
       started_(Clock::now()),
       acceptor_(ctx_),
       timer_(ctx_),
       retry_(ctx_) {
   boost::system::error_code ec;
-  {
+  if (!replace) {
     // A live localdns answers here: never take its socket away.
     local::socket probe(ctx_);
     probe.connect(local::endpoint(path_), ec);
     if (!ec) throw std::runtime_error(path_ + " is in use by another running localdns");
   }
-  ::unlink(path_.c_str());  // a stale socket from a crash
+  // After a handover: bound beside it, renamed over it once listening, so that
+  // `path_` always answers, the previous instance until the rename.
+  std::string bind_path = replace ? path_ + ".new." + std::to_string(::getpid()) : path_;
+  ::unlink(bind_path.c_str());  // a stale socket from a crash
   acceptor_.open(local(), ec);
-  if (!ec) acceptor_.bind(local::endpoint(path_), ec);
-  if (ec) throw std::runtime_error("cannot create " + path_ + ": " + ec.message());
-  ::chmod(path_.c_str(), 0600);
+  if (!ec) acceptor_.bind(local::endpoint(bind_path), ec);
+  if (ec) throw std::runtime_error("cannot create " + bind_path + ": " + ec.message());
+  ::chmod(bind_path.c_str(), 0600);
   acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) throw std::runtime_error("cannot listen on " + path_ + ": " + ec.message());
+  if (!ec && bind_path != path_ && ::rename(bind_path.c_str(), path_.c_str()) != 0) {
+    ec.assign(errno, boost::system::system_category());
+  }
+  if (ec) {
+    if (bind_path != path_) ::unlink(bind_path.c_str());
+    throw std::runtime_error("cannot listen on " + path_ + ": " + ec.message());
+  }
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) == 0) inode_ = st.st_ino;
   accept();
   tick();
   thread_ = std::thread([this] { ctx_.run(); });
@@ -109,7 +122,9 @@ ControlServer::~ControlServer() {
   boost::system::error_code ec;
   acceptor_.close(ec);
   conns_.clear();
-  ::unlink(path_.c_str());
+  // A successor may have renamed its own socket over ours: leave that one.
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) == 0 && st.st_ino == inode_) ::unlink(path_.c_str());
 }
 
 void ControlServer::tick() {
@@ -186,7 +201,16 @@ void ControlServer::accept() {
           } else {
             std::string line(asio::buffers_begin(conn->buf.data()),
                              asio::buffers_begin(conn->buf.data()) + static_cast<long>(n));
-            conn->answer = execute(line);
+            if (handover_ && words(line) == std::vector<std::string>{"handover", "1"}) {
+              // The connection goes to the handover's thread; this one forgets it.
+              conn->answer = handover_(::fcntl(conn->sock.native_handle(), F_DUPFD_CLOEXEC, 0));
+              if (conn->answer.empty()) {
+                finish(id);
+                return;
+              }
+            } else {
+              conn->answer = execute(line);
+            }
           }
           asio::async_write(
               conn->sock, asio::buffer(conn->answer),
@@ -214,6 +238,10 @@ std::string ControlServer::execute(const std::string& line) {
   }
   if (cmd == "flush" && w.size() <= 2) return flush(w.size() == 2 ? w[1] : "", json);
   if (cmd == "dump" && w.size() == 1) return dump(json);
+  if (cmd == "handover") {
+    return handover_ ? "error: handover: this localdns speaks version 1 ('handover 1')\n"
+                     : "error: handover is not available on this socket\n";
+  }
   if (cmd == "reload" && w.size() == 1) {
     return reload_ ? reload_() : "error: reload is not available on this socket\n";
   }

@@ -1,9 +1,13 @@
+#include <future>
+
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
 #include <localdns/app/http.hpp>
+#include <localdns/server/tcp_listener.hpp>
 
 namespace localdns::app {
 
@@ -67,16 +71,22 @@ struct HttpServer::Session : std::enable_shared_from_this<Session> {
   }
 };
 
-HttpServer::HttpServer(const util::Endpoint& ep, Handler handler)
+HttpServer::HttpServer(const util::Endpoint& ep, Handler handler, int adopt_fd)
     : handler_(std::move(handler)), acceptor_(ctx_), retry_(ctx_) {
   asio::ip::tcp::endpoint where(ep.address, ep.port);
-  acceptor_.open(where.protocol());
-  acceptor_.set_option(asio::socket_base::reuse_address(true));
-  // Lets a new localdns bind while the old one still serves (upgrades).
-  int one = 1;
-  ::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  acceptor_.bind(where);
-  acceptor_.listen();
+  if (adopt_fd >= 0) {
+    // server::adopt_tcp_acceptor checks it is listening on `ep` (closes it otherwise).
+    acceptor_ = server::adopt_tcp_acceptor(ctx_, ep, adopt_fd);
+  } else {
+    acceptor_.open(where.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    // Lets a new localdns bind while the old one still serves (upgrades with --no-handover).
+    int one = 1;
+    ::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    acceptor_.bind(where);
+    acceptor_.listen();
+  }
+  listen_fd_ = acceptor_.native_handle();
   accept();
   thread_ = std::thread([this] { ctx_.run(); });
 }
@@ -84,6 +94,18 @@ HttpServer::HttpServer(const util::Endpoint& ep, Handler handler)
 HttpServer::~HttpServer() {
   ctx_.stop();
   if (thread_.joinable()) thread_.join();
+}
+
+void HttpServer::stop_accepting() {
+  auto done = std::make_shared<std::promise<void>>();
+  auto fut = done->get_future();
+  asio::post(ctx_, [this, done] {
+    beast::error_code ignored;
+    acceptor_.close(ignored);
+    retry_.cancel();
+    done->set_value();
+  });
+  fut.wait_for(std::chrono::seconds(1));
 }
 
 void HttpServer::close_oldest() {

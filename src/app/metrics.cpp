@@ -361,11 +361,14 @@ std::string metrics_text(const Runtime& server, const node::NodeSetup* node) {
 }
 
 MetricsEndpoint::MetricsEndpoint(const Runtime& server, const node::NodeSetup* node,
-                                 const util::Endpoint& ep)
-    : http_(std::make_unique<HttpServer>(ep, [&server, node](const std::string& path) {
-        if (path != "/metrics") return HttpServer::Response{404, "not found: try /metrics\n"};
-        return HttpServer::Response{200, metrics_text(server, node),
-                                    "text/plain; version=0.0.4; charset=utf-8"};
-      })) {}
+                                 const util::Endpoint& ep, int adopt_fd)
+    : http_(std::make_unique<HttpServer>(
+          ep,
+          [&server, node](const std::string& path) {
+            if (path != "/metrics") return HttpServer::Response{404, "not found: try /metrics\n"};
+            return HttpServer::Response{200, metrics_text(server, node),
+                                        "text/plain; version=0.0.4; charset=utf-8"};
+          },
+          adopt_fd)) {}
 
 }  // namespace localdns::app

@@ -1,6 +1,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -8,6 +9,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <system_error>
+#include <type_traits>
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
@@ -17,6 +19,7 @@
 
 #include <localdns/app/control.hpp>
 #include <localdns/app/doctor_main.hpp>
+#include <localdns/app/handover.hpp>
 #include <localdns/app/health.hpp>
 #include <localdns/app/logging.hpp>
 #include <localdns/app/metrics.hpp>
@@ -161,6 +164,9 @@ class PidFile {
 // Node setup for the length of a run. Interface and rules come first (so
 // the listeners can bind the local addresses); on every way out the
 // periodic check stops and, unless skip_teardown, everything is removed.
+// The last instance out tears down: one that was asked for a handover
+// leaves node setup to its successor (set_handed_over, from the handover's
+// thread, before the destructor runs on the main thread).
 class NodeLifetime {
  public:
   // Nothing to do when node setup is off; false when it failed (logged).
@@ -186,12 +192,15 @@ class NodeLifetime {
   ~NodeLifetime() {
     if (!node_) return;
     node_->stop_sync();
-    if (teardown_) {
+    if (handed_over_.load()) {
+      spdlog::info("node setup: left in place for the instance that took over");
+    } else if (teardown_) {
       node_->teardown();
     } else if (ended_) {
       spdlog::info("node setup: left in place (--skip-teardown)");
     }
   }
+  void set_handed_over(bool on) { handed_over_.store(on); }
   // The run ends normally (not at start): say so if setup stays in place.
   void stop_sync() {
     ended_ = true;
@@ -204,6 +213,7 @@ class NodeLifetime {
   std::unique_ptr<node::NodeSetup> node_;
   bool teardown_ = true;
   bool ended_ = false;
+  std::atomic<bool> handed_over_{false};
 };
 
 // What a run holds, released in reverse order on every way out: the
@@ -217,14 +227,20 @@ struct Running {
   // Before the control socket and the watcher, which call it, and after the
   // server: both stop (waiting for a reload in progress) before it does.
   std::unique_ptr<Reloader> reloader;
+  // Where the HTTP endpoints listen, for a handover's descriptions.
+  std::string metrics_where, health_where;
+  // After the control socket, which starts handovers (its thread is joined
+  // first), before the endpoints and the server, which a handover in
+  // progress uses (it is cancelled and joined here).
+  std::unique_ptr<HandoverDonor> donor;
   std::unique_ptr<ControlServer> control;
   std::unique_ptr<ConfigWatcher> watcher;
 };
 
 // Binds every listener; false (logged) when one cannot be bound.
-bool start_server(Running& run, config::Config cfg) {
+bool start_server(Running& run, config::Config cfg, FdPool* adopted) {
   try {
-    run.server = std::make_unique<Runtime>(std::move(cfg));
+    run.server = std::make_unique<Runtime>(std::move(cfg), adopted);
     return true;
   } catch (const std::system_error& e) {
     spdlog::critical("{}", e.what());
@@ -242,14 +258,23 @@ bool start_server(Running& run, config::Config cfg) {
 // Starts one HTTP endpoint. Endpoints the operator asked for must come up;
 // defaulted ones may be taken (another process on 8080): then a warning,
 // not a failure. False when an explicitly configured one cannot bind.
+// With `adopted`, takes over the socket a handover passed for it, if any.
 template <class Endpoint>
 bool start_http(Running& run, std::unique_ptr<Endpoint>& out, const char* what, const char* flag,
-                const config::HttpEndpoint& endpoint, std::uint16_t default_port,
-                const char* paths) {
+                const config::HttpEndpoint& endpoint, std::uint16_t default_port, const char* paths,
+                FdPool* adopted, FdKind kind, std::string& where) {
   if (!endpoint.enabled) return true;
   auto ep = config::resolve(endpoint, run.server->config(), default_port);
+  where = ep.to_string();
   try {
-    out = std::make_unique<Endpoint>(*run.server, run.node.get(), ep);
+    UniqueFd fd;
+    if (adopted != nullptr) fd = adopted->take_one(kind, where);
+    if constexpr (std::is_same_v<Endpoint, HealthEndpoint>) {
+      out = std::make_unique<Endpoint>(*run.server, run.node.get(), ep, HealthEndpoint::NodeCheck{},
+                                       fd.release());
+    } else {
+      out = std::make_unique<Endpoint>(*run.server, run.node.get(), ep, fd.release());
+    }
     spdlog::info("{} on http://{}{}", what, ep.to_string(), paths);
     return true;
   } catch (const std::exception& e) {
@@ -263,22 +288,52 @@ bool start_http(Running& run, std::unique_ptr<Endpoint>& out, const char* what, 
   }
 }
 
-bool start_endpoints(Running& run) {
+bool start_endpoints(Running& run, FdPool* adopted) {
   const auto& c = run.server->config();
   return start_http(run, run.metrics, "metrics", "--metrics", c.metrics,
-                    config::kDefaultMetricsPort, "/metrics") &&
+                    config::kDefaultMetricsPort, "/metrics", adopted, FdKind::http,
+                    run.metrics_where) &&
          start_http(run, run.health, "health", "--health", c.health, config::kDefaultHealthPort,
-                    "/health and /ready");
+                    "/health and /ready", adopted, FdKind::health, run.health_where);
 }
 
-// The control socket is never required: without it, a warning.
-void start_control(Running& run) {
+// What a handover to a successor does with this run (handover.hpp).
+std::unique_ptr<HandoverDonor> make_donor(Running& run) {
+  HandoverDonor::Hooks hooks;
+  hooks.export_fds = [&run] {
+    auto fds = run.server->export_listeners();
+    auto add = [&fds](FdKind kind, int fd, const std::string& where) {
+      int copy = fd >= 0 ? ::fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+      if (copy >= 0) fds.push_back({kind, 0, where, UniqueFd(copy)});
+    };
+    if (run.metrics) add(FdKind::http, run.metrics->http().listen_fd(), run.metrics_where);
+    if (run.health) add(FdKind::health, run.health->http().listen_fd(), run.health_where);
+    return fds;
+  };
+  hooks.on_request = [&run] { run.node.set_handed_over(true); };
+  hooks.on_abort = [&run] { run.node.set_handed_over(false); };
+  hooks.hand_over = [&run](const std::atomic<bool>& cancel) {
+    if (run.metrics) run.metrics->http().stop_accepting();
+    if (run.health) run.health->http().stop_accepting();
+    // The grace for upstream answers, one second more for the clients' last replies.
+    auto grace = std::chrono::duration_cast<std::chrono::milliseconds>(
+        run.server->current_config()->shutdown_grace);
+    return run.server->hand_over(grace + std::chrono::seconds(1), cancel);
+  };
+  return std::make_unique<HandoverDonor>(std::move(hooks));
+}
+
+// The control socket is never required: without it, a warning. `replace`:
+// this instance took over from the one answering there (ControlServer).
+void start_control(Running& run, bool replace) {
   const auto& path = run.server->config().control_socket;
   if (path.empty()) return;
   try {
+    run.donor = make_donor(run);
     run.control = std::make_unique<ControlServer>(
         *run.server, run.node.get(), path,
-        [reloader = run.reloader.get()] { return reloader->reload("ctl reload").text(); });
+        [reloader = run.reloader.get()] { return reloader->reload("ctl reload").text(); },
+        [donor = run.donor.get()](int fd) { return donor->start(UniqueFd(fd)); }, replace);
     spdlog::info("control socket {} (localdns ctl)", path);
   } catch (const std::exception& e) {
     spdlog::warn("control socket: {}; `localdns ctl` is unavailable (--control-socket PATH or off)",
@@ -342,25 +397,74 @@ void prepare_process(const config::Config& cfg, const config::Startup& startup) 
   raise_fd_limit();
 }
 
+// When a live localdns answers on the control socket (an upgrade: the new
+// pod starts beside the old one), takes over its listening sockets, unless
+// --no-handover. Nullopt: bind as usual (and the control socket will say it
+// is taken).
+std::optional<Takeover> take_over(const config::Config& cfg, const config::CliOptions& opts) {
+  const auto& path = cfg.control_socket;
+  if (path.empty() || !opts.handover || !control_socket_live(path)) return std::nullopt;
+  auto t = request_handover(path);
+  if (!t) {
+    spdlog::warn("handover: {}; binding new sockets beside it (SO_REUSEPORT)", t.error());
+    return std::nullopt;
+  }
+  spdlog::info("handover: received {} listening sockets from pid {}", t->pool.received(), t->donor);
+  return std::move(*t);
+}
+
+void log_adopted(Takeover& t) {
+  auto left = t.pool.left();
+  std::string list;
+  for (const auto& l : left)
+    list += (list.empty() ? "" : ", ") + l;
+  spdlog::info("handover: serving on {} of the {} sockets of pid {}{}{}", t.pool.taken(),
+               t.pool.received(), t.donor, left.empty() ? "" : "; not listening any more on ",
+               list);
+  t.adopted = t.pool.taken();
+  t.pool = FdPool({});  // closes those
+}
+
 // Sets up, serves until a shutdown signal, returns the exit status; what
 // it set up is released when `run` goes, on every way out.
 int serve_until_signal(Running& run, const config::CliOptions& opts, const config::Startup& startup,
                        config::Config cfg, std::optional<PidFile>& pidfile,
                        std::optional<ShutdownSignals>& signals) {
   if (!run.node.start(cfg)) return 1;
-  if (!start_server(run, std::move(cfg))) return 1;
+  auto takeover = take_over(cfg, opts);
+  FdPool* adopted = takeover ? &takeover->pool : nullptr;
+  if (!start_server(run, std::move(cfg), adopted)) return 1;
   auto* node = run.node.get();
   if (node) node->flush_conntrack();
   // Still one thread: the sync loop, endpoints and workers start below.
   drop_capabilities(run.server->config(), node);
   if (node) node->start_sync();
   if (!opts.node_cache.quiet) log_summary(run.server->config(), run.server->threads());
-  if (!start_endpoints(run)) return 1;
+  // Taking over: serve DNS on the sockets first, so that the HTTP endpoints,
+  // which accept as soon as they exist, answer /health from a running server.
+  if (takeover) run.server->start();
+  if (!start_endpoints(run, adopted)) return 1;
+  if (takeover) log_adopted(*takeover);
   run.reloader = std::make_unique<Reloader>(opts, startup, *run.server, node);
-  start_control(run);
+  start_control(run, takeover.has_value());
   signals.emplace(run.reloader.get());
-  run.server->start();
+  if (!takeover) run.server->start();
   start_watcher(run, opts);
+  if (takeover && takeover->adopted == 0) {
+    // Nothing matched (another address): the donor must not stop serving.
+    spdlog::warn("handover: none of the sockets of pid {} matches this configuration; it serves on",
+                 takeover->donor);
+    takeover.reset();  // closes the connection: the donor goes on
+  } else if (takeover) {
+    // Bounded: the donor's grace for what it has in flight, and a little more.
+    auto grace =
+        std::chrono::duration_cast<std::chrono::milliseconds>(run.server->config().shutdown_grace);
+    if (auto done = finish_handover(*takeover, grace + std::chrono::seconds(3)); done) {
+      spdlog::info("handover: pid {} finished what it had in flight", takeover->donor);
+    } else {
+      spdlog::warn("handover: pid {} did not confirm: {}", takeover->donor, done.error());
+    }
+  }
   pidfile.emplace(opts.node_cache.pidfile.value_or(""));  // every listener is bound by now
   const auto& c = run.server->config();
   notify_ready(c, run.node.backend_name());

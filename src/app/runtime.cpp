@@ -126,7 +126,7 @@ bool keeps_cached_answer(const config::ReloadPlan& plan, const server::ZoneRoute
   return (j < 0 && i < 0) || plan.same_upstream(j, i);
 }
 
-Runtime::Runtime(config::Config cfg) {
+Runtime::Runtime(config::Config cfg, FdPool* adopted) {
   // spdlog creates its registry and default logger on first use. Create them
   // here, before any worker thread exists, so that workers only ever find
   // them made (the construction is otherwise ordered only by a guard inside
@@ -159,7 +159,56 @@ Runtime::Runtime(config::Config cfg) {
     persister_ = std::make_unique<CachePersister>(*shared_.cache, std::move(po));
   }
   for (unsigned i = 0; i < n; ++i)
-    workers_.push_back(std::make_unique<Worker>(i, shared_));
+    workers_.push_back(std::make_unique<Worker>(i, shared_, adopted, n));
+}
+
+std::vector<PassedFd> Runtime::export_listeners() {
+  struct Collected {
+    std::mutex mu;
+    std::vector<PassedFd> fds;
+  };
+  auto got = std::make_shared<Collected>();
+  auto done = std::make_shared<Countdown>(workers_.size());
+  for (auto& w : workers_) {
+    w->export_listeners([got, done](std::vector<PassedFd> fds) {
+      {
+        std::lock_guard lock(got->mu);
+        for (auto& f : fds)
+          got->fds.push_back(std::move(f));
+      }
+      done->count_down();
+    });
+  }
+  if (!done->wait_until(Clock::now() + kApplyBound)) {
+    spdlog::warn("handover: {} of {} workers did not hand their sockets in time", done->left(),
+                 workers_.size());
+  }
+  std::lock_guard lock(got->mu);
+  return std::move(got->fds);
+}
+
+bool Runtime::hand_over(std::chrono::milliseconds bound, const std::atomic<bool>& cancel) {
+  auto deadline = Clock::now() + bound;
+  auto released = std::make_shared<Countdown>(workers_.size());
+  for (auto& w : workers_)
+    w->hand_over([released] { released->count_down(); });
+  auto all = groups();
+  {
+    std::lock_guard lock(mu_);
+    all.insert(all.end(), retired_groups_.begin(), retired_groups_.end());
+  }
+  auto idle = [&all] {
+    for (const auto& g : all)
+      if (g->in_flight.load(std::memory_order_relaxed) != 0) return false;
+    return true;
+  };
+  // In slices, so that a SIGTERM meanwhile (cancel) is not held up.
+  while (!cancel.load() && Clock::now() < deadline) {
+    auto slice = std::min(deadline, Clock::now() + std::chrono::milliseconds(50));
+    if (idle() && released->wait_until(slice)) return true;
+    if (!idle()) std::this_thread::sleep_until(slice);
+  }
+  return idle() && released->left() == 0;
 }
 
 Runtime::~Runtime() {

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <fcntl.h>
 #include <utility>
 
 #include <boost/asio/post.hpp>
@@ -19,7 +20,7 @@ server::HandlerOptions handler_options(const Shared& s) {
 }
 }  // namespace
 
-Worker::Worker(unsigned index, Shared& shared)
+Worker::Worker(unsigned index, Shared& shared, FdPool* adopted, unsigned workers)
     : index_(index),
       shared_(shared),
       guard_(asio::make_work_guard(ctx_)),
@@ -33,11 +34,67 @@ Worker::Worker(unsigned index, Shared& shared)
   }
   const auto& settings = shared_.server;
   for (const auto& ep : settings.listen) {
-    endpoints_.push_back(ep);
-    udp_.push_back(std::make_unique<server::UdpListener>(ctx_, ep, handler_));
-    tcp_.push_back(std::make_unique<server::TcpListener>(ctx_, ep, settings.tcp_clients, handler_,
-                                                         shared_.tcp_clients));
+    auto where = ep.to_string();
+    std::vector<UniqueFd> udp, tcp;
+    if (adopted != nullptr) {
+      udp = adopted->take(FdKind::udp, where, index_, workers);
+      tcp = adopted->take(FdKind::tcp, where, index_, workers);
+    }
+    for (auto& fd : udp) {
+      udp_.push_back(std::make_unique<server::UdpListener>(
+          server::adopt_udp_socket(ctx_, ep, fd.release()), handler_));
+      udp_where_.push_back(where);
+    }
+    if (udp.empty()) {
+      udp_.push_back(std::make_unique<server::UdpListener>(ctx_, ep, handler_));
+      udp_where_.push_back(where);
+    }
+    for (auto& fd : tcp) {
+      tcp_.push_back(std::make_unique<server::TcpListener>(
+          server::adopt_tcp_acceptor(ctx_, ep, fd.release()), settings.tcp_clients, handler_,
+          shared_.tcp_clients));
+      tcp_where_.push_back(where);
+    }
+    if (tcp.empty()) {
+      tcp_.push_back(std::make_unique<server::TcpListener>(ctx_, ep, settings.tcp_clients, handler_,
+                                                           shared_.tcp_clients));
+      tcp_where_.push_back(where);
+    }
   }
+}
+
+void Worker::export_listeners(std::function<void(std::vector<PassedFd>)> done) {
+  asio::post(ctx_, [this, done = std::move(done)] {
+    std::vector<PassedFd> out;
+    auto add = [&](FdKind kind, int fd, const std::string& where) {
+      if (fd < 0) return;
+      int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+      if (copy < 0) return;  // EMFILE: that one stays unpassed; the successor binds its own
+      out.push_back({kind, static_cast<std::uint16_t>(index_), where, UniqueFd(copy)});
+    };
+    for (std::size_t i = 0; i < udp_.size(); ++i)
+      add(FdKind::udp, udp_[i]->native_fd(), udp_where_[i]);
+    for (std::size_t i = 0; i < tcp_.size(); ++i)
+      add(FdKind::tcp, tcp_[i]->native_fd(), tcp_where_[i]);
+    done(std::move(out));
+  });
+}
+
+void Worker::hand_over(std::function<void()> done) {
+  asio::post(ctx_, [this, done = std::move(done)] {
+    for (auto& l : udp_)
+      l->pause();
+    if (tcp_.empty()) {
+      done();
+      return;
+    }
+    auto left = std::make_shared<std::pair<std::size_t, std::function<void()>>>(tcp_.size(), done);
+    for (auto& l : tcp_) {
+      l->release_when_idle([left] {
+        if (--left->first == 0) left->second();
+      });
+    }
+  });
 }
 
 Worker::~Worker() {
@@ -153,22 +210,30 @@ void Worker::change_listeners(NewListeners added, std::vector<util::Endpoint> re
     for (std::size_t i = 0; i < added.endpoints.size(); ++i) {
       added.udp[i]->start();
       added.tcp[i]->start();
-      endpoints_.push_back(added.endpoints[i]);
+      auto where = added.endpoints[i].to_string();
       udp_.push_back(std::move(added.udp[i]));
+      udp_where_.push_back(where);
       tcp_.push_back(std::move(added.tcp[i]));
+      tcp_where_.push_back(std::move(where));
     }
     auto& c = closing_.emplace_back(ctx_);
     for (const auto& ep : removed) {
-      auto at = std::find(endpoints_.begin(), endpoints_.end(), ep);
-      if (at == endpoints_.end()) continue;
-      auto i = static_cast<std::size_t>(at - endpoints_.begin());
-      udp_[i]->pause();
-      tcp_[i]->drain([] {});
-      c.udp.push_back(std::move(udp_[i]));
-      c.tcp.push_back(std::move(tcp_[i]));
-      endpoints_.erase(at);
-      udp_.erase(udp_.begin() + static_cast<std::ptrdiff_t>(i));
-      tcp_.erase(tcp_.begin() + static_cast<std::ptrdiff_t>(i));
+      auto where = ep.to_string();
+      // Every listener on `ep` (several after a handover to fewer workers).
+      for (std::size_t i = udp_.size(); i-- > 0;) {
+        if (udp_where_[i] != where) continue;
+        udp_[i]->pause();
+        c.udp.push_back(std::move(udp_[i]));
+        udp_.erase(udp_.begin() + static_cast<std::ptrdiff_t>(i));
+        udp_where_.erase(udp_where_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+      for (std::size_t i = tcp_.size(); i-- > 0;) {
+        if (tcp_where_[i] != where) continue;
+        tcp_[i]->drain([] {});
+        c.tcp.push_back(std::move(tcp_[i]));
+        tcp_.erase(tcp_.begin() + static_cast<std::ptrdiff_t>(i));
+        tcp_where_.erase(tcp_where_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
     }
     if (c.udp.empty()) {
       closing_.pop_back();

@@ -58,6 +58,8 @@ Observability:
   --query-log N            log 1 in N answered queries (0: off)
   --no-watch               reload on SIGHUP and `localdns ctl reload` only, not
                            when an input file changes
+  --no-handover            never take over the listening sockets of a localdns
+                           answering on the control socket (upgrades)
 
 Commands:
   cleanup                  remove every interface address and rule localdns may
@@ -183,6 +185,9 @@ std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_vie
     } else if (arg == "--no-watch") {
       ok = flag_without_value();
       o.watch_inputs = false;
+    } else if (arg == "--no-handover") {
+      ok = flag_without_value();
+      o.handover = false;
     } else if (arg == "--local-ip") {
       ok = take_into(o.local_ips);
     } else if (arg == "--setup-interface" || arg == "--no-setup-interface") {

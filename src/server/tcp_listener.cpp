@@ -1,8 +1,10 @@
 #include <algorithm>
 #include <cstring>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <system_error>
+#include <unistd.h>
 
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
@@ -197,6 +199,7 @@ void TcpSession::on_read(error_code ec, std::size_t n) {
   rlen_ += n;
   process_frames();
   read();
+  release_if_idle();
 }
 
 void TcpSession::process_frames() {
@@ -275,7 +278,11 @@ void TcpSession::queue(dns::Bytes reply) {
 void TcpSession::write() {
   if (writing_now_ || closed_) return;
   if (outbox_.empty()) {
-    if (peer_done_ && pending_ == 0) close();
+    if (peer_done_ && pending_ == 0) {
+      close();
+    } else {
+      release_if_idle();
+    }
     return;
   }
   writing_now_ = true;
@@ -317,6 +324,21 @@ void TcpSession::close_when_flushed() {
   if (!writing_now_ && outbox_.empty() && pending_ == 0) close();
 }
 
+void TcpSession::release_when_idle() {
+  release_ = true;
+  release_if_idle();
+}
+
+void TcpSession::release_if_idle() {
+  if (!release_ || closed_ || in_process_ || pending_ > 0 || queued_ > 0 || writing_now_ ||
+      !outbox_.empty() || rlen_ > 0) {
+    return;
+  }
+  int unread = 0;
+  if (::ioctl(sock_.native_handle(), FIONREAD, &unread) == 0 && unread > 0) return;
+  close();
+}
+
 void TcpSession::close() {
   if (closed_) return;
   closed_ = true;
@@ -329,31 +351,69 @@ void TcpSession::close() {
   owner_->on_session_closed(this);
 }
 
-TcpListener::TcpListener(asio::io_context& ctx, const util::Endpoint& ep,
-                         const TcpClientLimits& limits, QueryHandler& handler,
-                         TcpClientBudget& budget)
-    : acceptor_(ctx),
-      limits_(limits),
-      handler_(handler),
-      budget_(budget),
-      retry_(ctx),
-      scratch_(dns::kMaxMessageSize) {
+asio::ip::tcp::acceptor open_tcp_acceptor(asio::io_context& ctx, const util::Endpoint& ep) {
+  asio::ip::tcp::acceptor acceptor(ctx);
   asio::ip::tcp::endpoint local(ep.address, ep.port);
   error_code ec;
-  acceptor_.open(local.protocol(), ec);
+  acceptor.open(local.protocol(), ec);
   int one = 1;
-  if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec &&
-      ::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      ::setsockopt(acceptor.native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
     ec.assign(errno, boost::system::system_category());
   }
-  if (!ec && ep.address.is_v6()) acceptor_.set_option(asio::ip::v6_only(true), ec);
-  if (!ec) acceptor_.bind(local, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec && ep.address.is_v6()) acceptor.set_option(asio::ip::v6_only(true), ec);
+  if (!ec) acceptor.bind(local, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) {
     throw std::system_error(ec.value(), std::generic_category(),
                             "cannot listen on tcp " + ep.to_string());
   }
+  return acceptor;
+}
+
+asio::ip::tcp::acceptor adopt_tcp_acceptor(asio::io_context& ctx, const util::Endpoint& ep,
+                                           int fd) {
+  auto fail = [&](int err, const std::string& why) {
+    ::close(fd);
+    throw std::system_error(err, std::generic_category(),
+                            "cannot take over tcp " + ep.to_string() + ": " + why);
+  };
+  int type = 0, listening = 0;
+  socklen_t len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) fail(errno, "not a socket");
+  len = sizeof listening;
+  if (type != SOCK_STREAM || ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 ||
+      listening == 0) {
+    fail(EINVAL, "not a listening TCP socket");
+  }
+  asio::ip::tcp::endpoint want(ep.address, ep.port), bound;
+  len = static_cast<socklen_t>(bound.capacity());
+  if (::getsockname(fd, bound.data(), &len) != 0) fail(errno, "getsockname");
+  bound.resize(len);
+  if (bound != want)
+    fail(EINVAL,
+         "it is bound to " + bound.address().to_string() + " port " + std::to_string(bound.port()));
+  asio::ip::tcp::acceptor acceptor(ctx);
+  error_code ec;
+  acceptor.assign(want.protocol(), fd, ec);
+  if (ec) fail(ec.value(), ec.message());
+  return acceptor;
+}
+
+TcpListener::TcpListener(asio::io_context& ctx, const util::Endpoint& ep,
+                         const TcpClientLimits& limits, QueryHandler& handler,
+                         TcpClientBudget& budget)
+    : TcpListener(open_tcp_acceptor(ctx, ep), limits, handler, budget) {}
+
+TcpListener::TcpListener(asio::ip::tcp::acceptor acceptor, const TcpClientLimits& limits,
+                         QueryHandler& handler, TcpClientBudget& budget)
+    : acceptor_(std::move(acceptor)),
+      limits_(limits),
+      handler_(handler),
+      budget_(budget),
+      retry_(acceptor_.get_executor()),
+      scratch_(dns::kMaxMessageSize) {
   budget_.enlist(this);
 }
 
@@ -462,6 +522,20 @@ void TcpListener::drain(std::function<void()> done) {
     sessions.push_back(s);
   for (auto& s : sessions)
     s->close_when_flushed();  // may close and erase at once
+}
+
+void TcpListener::release_when_idle(std::function<void()> done) {
+  stop(Sessions::keep);
+  if (sessions_.empty()) {
+    done();
+    return;
+  }
+  drained_ = std::move(done);
+  std::vector<std::shared_ptr<TcpSession>> sessions;
+  for (auto& [ptr, s] : sessions_)
+    sessions.push_back(s);
+  for (auto& s : sessions)
+    s->release_when_idle();  // may close and erase at once
 }
 
 void TcpListener::stop(Sessions sessions) {

@@ -47,8 +47,36 @@ asio::ip::udp::socket open_udp_socket(asio::io_context& ctx, const util::Endpoin
   return sock;
 }
 
+asio::ip::udp::socket adopt_udp_socket(asio::io_context& ctx, const util::Endpoint& ep, int fd) {
+  auto fail = [&](int err, const std::string& why) {
+    ::close(fd);
+    throw std::system_error(err, std::generic_category(),
+                            "cannot take over udp " + ep.to_string() + ": " + why);
+  };
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) fail(errno, "not a socket");
+  if (type != SOCK_DGRAM) fail(EINVAL, "not a UDP socket");
+  asio::ip::udp::endpoint want(ep.address, ep.port), bound;
+  len = static_cast<socklen_t>(bound.capacity());
+  if (::getsockname(fd, bound.data(), &len) != 0) fail(errno, "getsockname");
+  bound.resize(len);
+  if (bound != want)
+    fail(EINVAL,
+         "it is bound to " + bound.address().to_string() + " port " + std::to_string(bound.port()));
+  asio::ip::udp::socket sock(ctx);
+  error_code ec;
+  sock.assign(want.protocol(), fd, ec);
+  if (!ec) sock.non_blocking(true, ec);
+  if (ec) fail(ec.value(), ec.message());
+  return sock;
+}
+
 UdpListener::UdpListener(asio::io_context& ctx, const util::Endpoint& ep, QueryHandler& handler)
-    : sock_(open_udp_socket(ctx, ep)),
+    : UdpListener(open_udp_socket(ctx, ep), handler) {}
+
+UdpListener::UdpListener(asio::ip::udp::socket sock, QueryHandler& handler)
+    : sock_(std::move(sock)),
       handler_(handler),
       in_(kBatch * kMaxQuerySize),
       out_(kBatch * kReplySlot) {

@@ -178,15 +178,29 @@ function common(objs, where) {
   check(pod.priorityClassName === 'system-node-critical', `${where}: priorityClassName system-node-critical`);
   check(pod.dnsPolicy === 'Default', `${where}: dnsPolicy Default`);
   check((pod.tolerations || []).some((t) => t.operator === 'Exists' && !t.key && !t.effect), `${where}: a toleration for every taint`);
-  check(ds.spec.updateStrategy.type === 'RollingUpdate' && ds.spec.updateStrategy.rollingUpdate.maxUnavailable === '10%',
-    `${where}: rolling update with maxUnavailable 10%`);
+  // Surge upgrades: the new pod takes the old one's sockets over (README, "Upgrades").
+  check(ds.spec.updateStrategy.type === 'RollingUpdate' && ds.spec.updateStrategy.rollingUpdate.maxSurge === 1 &&
+        ds.spec.updateStrategy.rollingUpdate.maxUnavailable === 0,
+    `${where}: rolling update with maxSurge 1 and maxUnavailable 0`);
   check(same(c.securityContext.capabilities.drop, ['ALL']) && !c.securityContext.privileged, `${where}: drops every other capability, not privileged`);
   const sa = find(objs, 'ServiceAccount', pod.serviceAccountName);
   check(sa, `${where}: the ServiceAccount ${pod.serviceAccountName} is in the build`);
   const ann = ds.spec.template.metadata.annotations || {};
   check(ann['prometheus.io/scrape'] === 'true' && ann['prometheus.io/port'] === '9253', `${where}: Prometheus scrape annotations for 9253`);
-  check(c.ports.some((p) => p.containerPort === 53 && p.protocol === 'UDP' && p.name === 'dns') &&
-        c.ports.some((p) => p.containerPort === 53 && p.protocol === 'TCP' && p.name === 'dns-tcp'), `${where}: ports dns (53/UDP) and dns-tcp (53/TCP)`);
+  if (pod.hostNetwork === true) {
+    // Host ports: the scheduler would refuse the surge pod while the old one holds them.
+    check(!c.ports || c.ports.length === 0, `${where}: no container ports on the host network (surge upgrades)`);
+    // The control socket where the next pod of an upgrade finds this one.
+    const ctl = pod.volumes.find((v) => v.hostPath && v.hostPath.path === '/run/localdns');
+    check(ctl && ctl.hostPath.type === 'DirectoryOrCreate' &&
+          c.volumeMounts.some((m) => m.name === ctl.name && m.mountPath === '/run/localdns'),
+      `${where}: /run/localdns is a hostPath (DirectoryOrCreate) mounted at /run/localdns`);
+    check(c.args[c.args.indexOf('--control-socket') + 1] === '/run/localdns/localdns.sock',
+      `${where}: --control-socket /run/localdns/localdns.sock`);
+  } else {
+    check(c.ports.some((p) => p.containerPort === 53 && p.protocol === 'UDP' && p.name === 'dns') &&
+          c.ports.some((p) => p.containerPort === 53 && p.protocol === 'TCP' && p.name === 'dns-tcp'), `${where}: ports dns (53/UDP) and dns-tcp (53/TCP)`);
+  }
   check(c.livenessProbe.httpGet.path === '/health' && c.livenessProbe.httpGet.port === 8080, `${where}: liveness on /health:8080`);
   check(c.readinessProbe.httpGet.path === '/ready' && c.readinessProbe.httpGet.port === 8080, `${where}: readiness on /ready:8080`);
   const up = find(objs, 'Service', 'kube-dns-upstream');

@@ -2,6 +2,8 @@
 // so root only by default; never a network port). One command line per
 // connection; the answer is text, or JSON when the line ends in " json".
 //   stats | top names|nxdomain|clients N | flush [NAME] | dump | reload
+// and "handover 1" (handover.hpp), which hands the connection to a
+// HandoverDonor.
 #pragma once
 
 #include <chrono>
@@ -13,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <sys/types.h>
 #include <thread>
 #include <vector>
 
@@ -34,11 +37,17 @@ class ControlServer {
   static constexpr std::chrono::seconds kCommandTime{5};
 
   // Throws std::runtime_error when the socket cannot be created, or when a
-  // live localdns already answers on `path`.
+  // live localdns already answers on `path` and `replace` is off. With
+  // `replace` (this instance took over from that one), binds PATH.new.PID
+  // and renames it over `path`, so that `localdns ctl` reaches this one.
+  // The destructor unlinks `path` only while it is still this socket.
   // `reload` answers `reload` (empty: the command is unavailable); it runs
-  // on the socket's thread, which the destructor joins.
+  // on the socket's thread, which the destructor joins. `handover` takes the
+  // connection of a "handover 1" and returns "" or an error line for it.
   using ReloadFn = std::function<std::string()>;
-  ControlServer(Runtime& server, node::NodeSetup* node, std::string path, ReloadFn reload = {});
+  using HandoverFn = std::function<std::string(int fd)>;
+  ControlServer(Runtime& server, node::NodeSetup* node, std::string path, ReloadFn reload = {},
+                HandoverFn handover = {}, bool replace = false);
   ~ControlServer();
   ControlServer(const ControlServer&) = delete;
   ControlServer& operator=(const ControlServer&) = delete;
@@ -60,6 +69,8 @@ class ControlServer {
   node::NodeSetup* node_;
   std::string path_;
   ReloadFn reload_;
+  HandoverFn handover_;
+  ino_t inode_ = 0;  // of the socket file bound, to unlink only our own
   std::chrono::steady_clock::time_point started_;
   boost::asio::io_context ctx_{1};
   boost::asio::local::stream_protocol::acceptor acceptor_;

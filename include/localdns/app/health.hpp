@@ -34,8 +34,10 @@ class HealthEndpoint {
   // What /ready checks of the node: node->verify() unless given (tests give a
   // check of their own, e.g. a slow one).
   using NodeCheck = std::function<std::string()>;
+  // `adopt_fd`: a listening socket passed in a handover (HttpServer).
   HealthEndpoint(const Runtime& server, node::NodeSetup* node, const util::Endpoint& ep,
-                 NodeCheck node_check = {});
+                 NodeCheck node_check = {}, int adopt_fd = -1);
+  HttpServer& http() { return *http_; }
   ~HealthEndpoint();
   HealthEndpoint(const HealthEndpoint&) = delete;
   HealthEndpoint& operator=(const HealthEndpoint&) = delete;

@@ -37,13 +37,20 @@ class HttpServer {
   };
   using Handler = std::function<Response(const std::string& path)>;
 
-  // Throws std::system_error when the address cannot be bound.
-  HttpServer(const util::Endpoint& ep, Handler handler);
+  // Throws std::system_error when the address cannot be bound. With
+  // `adopt_fd` (a listening socket on `ep` another localdns passed in a
+  // handover), takes it over instead of binding.
+  HttpServer(const util::Endpoint& ep, Handler handler, int adopt_fd = -1);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
   const Handler& handler() const { return handler_; }
+  // The listening socket, for a handover to dup(); any thread.
+  int listen_fd() const { return listen_fd_; }
+  // Accepts no more connections (the successor accepts on the same socket);
+  // those open are still answered. Waits for the server's thread, at most 1 s.
+  void stop_accepting();
 
   struct Session;
   void forget(std::uint64_t id) { sessions_.erase(id); }  // on the server's thread
@@ -59,6 +66,7 @@ class HttpServer {
   boost::asio::io_context ctx_{1};
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer retry_;
+  int listen_fd_ = -1;
   std::thread thread_;
 };
 

@@ -19,7 +19,10 @@ std::string metrics_text(const Runtime& server, const node::NodeSetup* node);
 // /metrics on its own port.
 class MetricsEndpoint {
  public:
-  MetricsEndpoint(const Runtime& server, const node::NodeSetup* node, const util::Endpoint& ep);
+  // `adopt_fd`: a listening socket passed in a handover (HttpServer).
+  MetricsEndpoint(const Runtime& server, const node::NodeSetup* node, const util::Endpoint& ep,
+                  int adopt_fd = -1);
+  HttpServer& http() { return *http_; }
 
  private:
   std::unique_ptr<HttpServer> http_;

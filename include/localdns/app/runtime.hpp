@@ -57,8 +57,9 @@ bool keeps_cached_answer(const config::ReloadPlan& plan, const server::ZoneRoute
 
 class Runtime {
  public:
-  // Throws std::system_error when a listener cannot be bound.
-  explicit Runtime(config::Config cfg);
+  // Throws std::system_error when a listener cannot be bound. With `adopted`,
+  // the workers take over the listening sockets a handover passed (Worker).
+  explicit Runtime(config::Config cfg, FdPool* adopted = nullptr);
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
@@ -92,6 +93,16 @@ class Runtime {
   // plan's removed endpoints once their answers are written (reload() waits
   // for that, about a second).
   std::vector<NewListeners> bind_listeners(const std::vector<config::Endpoint>& endpoints);
+
+  // Upgrade handover (handover.hpp), from the donor's handover thread while
+  // running: a dup() of every worker's listening sockets (waits at most 1 s
+  // for the workers).
+  std::vector<PassedFd> export_listeners();
+  // The successor serves on those sockets: every worker stops reading UDP
+  // and accepting TCP; then waits, at most `bound` or until `cancel`, until
+  // nothing is in flight upstream and every client connection closed once
+  // idle. True when it all finished. stop() still follows, at SIGTERM.
+  bool hand_over(std::chrono::milliseconds bound, const std::atomic<bool>& cancel);
 
   Stats stats() const;
   cache::CacheStats cache_stats() const;

@@ -20,6 +20,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <localdns/app/fd_passing.hpp>
 #include <localdns/config/config.hpp>
 #include <localdns/server/query_handler.hpp>
 #include <localdns/server/tcp_listener.hpp>
@@ -73,7 +74,9 @@ struct NewListeners {
 class Worker {
  public:
   // Binds every listener; throws std::system_error if one cannot be bound.
-  Worker(unsigned index, Shared& shared);
+  // With `adopted` (an upgrade handover), first takes the sockets passed for
+  // this worker (FdPool::take, `workers` in all); binds only where none was.
+  Worker(unsigned index, Shared& shared, FdPool* adopted = nullptr, unsigned workers = 1);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -119,6 +122,13 @@ class Worker {
   void change_listeners(NewListeners added, std::vector<util::Endpoint> removed,
                         std::chrono::milliseconds drain, std::chrono::milliseconds hold,
                         std::function<void()> closed);
+  // Upgrade handover, each on the worker's thread. A dup() of every listening
+  // socket with its description; then `done(fds)`.
+  void export_listeners(std::function<void(std::vector<PassedFd>)> done);
+  // The successor took the sockets: stops reading UDP and accepting TCP, and
+  // closes each client connection once idle (TcpListener::release_when_idle);
+  // `done` runs when none is left.
+  void hand_over(std::function<void()> done);
 
   const server::HandlerStats& stats() const { return handler_.stats(); }
   const metrics::QueryMetrics* metrics() const { return handler_.metrics(); }
@@ -140,8 +150,6 @@ class Worker {
   server::CacheWiring wiring_;  // this worker's copy: apply() swaps its policies
   std::shared_ptr<const server::ZoneRouter> router_;  // the handler's; apply() swaps it
   server::QueryHandler handler_;
-  // Index = listen endpoint (endpoints_[i] for udp_[i] and tcp_[i]).
-  std::vector<util::Endpoint> endpoints_;
   std::vector<std::unique_ptr<server::UdpListener>> udp_;
   std::vector<std::unique_ptr<server::TcpListener>> tcp_;
   // Listeners a reload removed, until closed and their descriptors released.
@@ -152,6 +160,9 @@ class Worker {
     boost::asio::steady_timer timer;
   };
   std::list<Closing> closing_;
+  // Each listener's endpoint, as text (udp_where_[i] for udp_[i]): after a
+  // handover to fewer workers, one worker may hold several per endpoint.
+  std::vector<std::string> udp_where_, tcp_where_;
 };
 
 }  // namespace localdns::app

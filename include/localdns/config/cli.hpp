@@ -82,6 +82,7 @@ struct CliOptions {
   std::optional<std::string> log_format;
   std::optional<std::string> query_log;
   bool watch_inputs = true;  // --no-watch: no reload when an input file changes
+  bool handover = true;      // --no-handover: never take over a running localdns's sockets
   NodeCacheOptions node_cache;
   // `localdns migrate`: --corefile FILE, --kube-dns-dir DIR.
   std::optional<std::string> migrate_corefile;

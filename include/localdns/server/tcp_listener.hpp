@@ -98,6 +98,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   // Stops reading; closes once every answer still owed is written (or the
   // writes stall for write_timeout).
   void close_when_flushed();
+  // Closes the first time nothing is owed, read or unread (TcpListener::release_when_idle).
+  void release_when_idle();
 
   // For the listener: caps and eviction.
   bool exempt() const { return exempt_; }
@@ -122,6 +124,7 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   void set_queued(std::size_t q);
   void arm_timer();
   void on_timer();
+  void release_if_idle();
 
   boost::asio::ip::tcp::socket sock_;
   bool v6_ = false;   // the client's address family, for the metrics
@@ -142,16 +145,31 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   bool peer_done_ = false;   // client half-closed (or we are closing): finish answers, then close
   bool exempt_ = false;      // a health probe of this process: no caps
   bool counted_ = false;     // counted in the connection caps
+  bool release_ = false;     // handed over: close once idle
   unsigned pending_ = 0;     // queries read but not answered yet
   // Last complete query read or queue written out; trickled bytes do not count.
   std::chrono::steady_clock::time_point last_active_;
   std::chrono::steady_clock::time_point last_progress_;  // of the writes, while queued_ > 0
 };
 
+// Opens, binds (SO_REUSEPORT) and listens; throws std::system_error naming
+// the address on failure.
+boost::asio::ip::tcp::acceptor open_tcp_acceptor(boost::asio::io_context& ctx,
+                                                 const util::Endpoint& ep);
+// Takes over `fd`, a listening TCP socket bound to `ep` that another process
+// passed (upgrade handover); closes it and throws std::system_error otherwise.
+boost::asio::ip::tcp::acceptor adopt_tcp_acceptor(boost::asio::io_context& ctx,
+                                                  const util::Endpoint& ep, int fd);
+
 class TcpListener {
  public:
   TcpListener(boost::asio::io_context& ctx, const util::Endpoint& ep, const TcpClientLimits& limits,
               QueryHandler& handler, TcpClientBudget& budget);
+  // On a listening socket already open (open_tcp_acceptor or adopt_tcp_acceptor).
+  TcpListener(boost::asio::ip::tcp::acceptor acceptor, const TcpClientLimits& limits,
+              QueryHandler& handler, TcpClientBudget& budget);
+  // The listening socket, for a handover to dup(); -1 once closed.
+  int native_fd() { return acceptor_.is_open() ? acceptor_.native_handle() : -1; }
   ~TcpListener();
   void start();
   // What stop() does with the client connections already open.
@@ -165,6 +183,12 @@ class TcpListener {
   // written (TcpSession::close_when_flushed); `done` runs once none is left,
   // perhaps before this returns. stop() forgets `done`.
   void drain(std::function<void()> done);
+  // After a handover: stops accepting (the successor accepts on the same
+  // socket) and closes each connection the first time it is idle: every
+  // query read answered and written, no partial query, nothing unread in the
+  // kernel. Reading goes on until then, so a query the client sent before
+  // the close is answered. `done` as for drain().
+  void release_when_idle(std::function<void()> done);
 
   QueryHandler& handler() { return handler_; }
   const TcpClientLimits& limits() const { return limits_; }

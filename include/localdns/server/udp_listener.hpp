@@ -21,6 +21,11 @@ namespace localdns::server {
 // the address on failure.
 boost::asio::ip::udp::socket open_udp_socket(boost::asio::io_context& ctx,
                                              const util::Endpoint& ep);
+// Takes over `fd`, a UDP socket bound to `ep` that another process passed
+// (upgrade handover): checks that it is one and assigns it; closes it and
+// throws std::system_error naming the address otherwise.
+boost::asio::ip::udp::socket adopt_udp_socket(boost::asio::io_context& ctx,
+                                              const util::Endpoint& ep, int fd);
 
 class UdpListener {
  public:
@@ -31,6 +36,10 @@ class UdpListener {
   ~UdpListener();
   UdpListener(const UdpListener&) = delete;
   UdpListener& operator=(const UdpListener&) = delete;
+  // On a socket already bound (open_udp_socket or adopt_udp_socket).
+  UdpListener(boost::asio::ip::udp::socket sock, QueryHandler& handler);
+  // The socket, for a handover to dup(); -1 once closed.
+  int native_fd() { return sock_.is_open() ? sock_.native_handle() : -1; }
   void start();
   // Stops reading but keeps the socket, so answers in flight still go out.
   void pause();

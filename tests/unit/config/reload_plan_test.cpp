@@ -234,7 +234,7 @@ TEST_CASE("reload plan: listen endpoints added, removed and kept", "[config][rel
   CHECK(moved.listen_removed == Endpoints{ep("127.0.0.1", 5300)});
   CHECK(moved.listen_kept.empty());
   // Listen changes alone touch no group.
-  CHECK(moved.keep_group == std::vector<bool>{true, true, true});
+  CHECK(moved.kept_from == std::vector<int>{0, 1, 2});
 }
 
 TEST_CASE("reload plan: local addresses and their rules change with node setup on",
