@@ -30,6 +30,7 @@ Config without_reloadable(const Config& running, Config next) {
   next.node.fallback = running.node.fallback;
   next.node.fallback_for = running.node.fallback_for;
   next.node.service_cidr = running.node.service_cidr;
+  next.clients = running.clients;
   if (next.forward.size() == running.forward.size()) {
     for (std::size_t i = 0; i < next.forward.size(); ++i) {
       auto zones = std::move(next.forward[i].zones);

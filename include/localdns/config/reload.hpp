@@ -20,7 +20,8 @@ namespace localdns::config {
 // listens there by default), forward[].{servers, transport, policy, timeout,
 // attempts, max_in_flight, fail_threshold, probe_interval, tcp, cache} (not
 // zones), resolv_conf, log_level, cache.{max_entries, max_bytes, min_ttl,
-// max_ttl, denial_max_ttl}, query_log_sample, shutdown_grace.
+// max_ttl, denial_max_ttl}, clients (every key), query_log_sample,
+// shutdown_grace.
 Errors reload_rejections(const Config& running, const Config& next);
 
 // Per group, by index (both configurations have the same groups once
