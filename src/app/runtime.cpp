@@ -222,6 +222,7 @@ std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& pla
   gen->number = reloads_.generation.load(std::memory_order_relaxed) + 1;
   gen->policies = ttl_policies(*cfg);
   gen->query_log_sample = cfg->query_log_sample;
+  gen->clients = config::server_settings(*cfg).clients;
   std::vector<std::shared_ptr<upstream::GroupState>> replaced;
   std::shared_ptr<const config::Config> before;
   auto old = groups();
@@ -329,6 +330,10 @@ Stats Runtime::stats() const {
     s.coalesced += h.coalesced.get();
     s.prefetches += h.prefetches.get();
     s.stale += h.stale.get();
+    s.client_not_allowed += h.client_not_allowed.get();
+    s.client_rate_limited += h.client_rate_limited.get();
+    s.client_dropped += h.client_dropped.get();
+    s.client_evictions += h.client_evictions.get();
   }
   return s;
 }

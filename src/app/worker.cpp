@@ -31,6 +31,7 @@ Worker::Worker(unsigned index, Shared& shared)
     groups_.push_back(g);
   }
   const auto& settings = shared_.server;
+  handler_.set_client_limits(settings.clients);
   for (const auto& ep : settings.listen) {
     endpoints_.push_back(ep);
     udp_.push_back(std::make_unique<server::UdpListener>(ctx_, ep, handler_));
@@ -112,6 +113,7 @@ void Worker::apply(std::shared_ptr<const Generation> gen, std::function<void()> 
     }
     wiring_.policies = gen->policies;
     handler_.set_query_log_sample(gen->query_log_sample);
+    handler_.set_client_limits(gen->clients);  // buckets start full again
     reap();
     done();
   });
