@@ -61,7 +61,7 @@ struct HandlerStats {
   Counter dropped;  // unreadable header or QR set: no reply
   Counter formerr;
   Counter notimp;
-  Counter refused;   // no zone, or group over its in-flight cap
+  Counter refused;   // no zone, group over its in-flight cap, or the client limits
   Counter servfail;  // upstream timeout or failure
   Counter forwarded;
   Counter truncated;  // replies sent with TC=1 because they did not fit
