@@ -27,15 +27,9 @@ std::uint64_t load64(const std::uint8_t* p) {
   return v;
 }
 
-bool in_network(const ClientAddress& a, const ClientNetwork& n) {
-  ClientAddress base = ClientAddress::of(n.base);
-  unsigned prefix = n.prefix + (n.base.is_v4() ? 96 : 0);
-  if (n.base.is_v4() != a.v4()) return false;
-  unsigned full = prefix / 8, rest = prefix % 8;
-  if (!std::equal(a.bytes.begin(), a.bytes.begin() + full, base.bytes.begin())) return false;
-  if (rest == 0) return true;
-  auto mask = static_cast<std::uint8_t>(0xff << (8 - rest));
-  return (a.bytes[full] & mask) == (base.bytes[full] & mask);
+// The top `bits` bits (0 to 64) of a 64-bit word.
+std::uint64_t top_bits(unsigned bits) {
+  return bits == 0 ? 0 : bits >= 64 ? ~std::uint64_t{0} : ~std::uint64_t{0} << (64 - bits);
 }
 
 }  // namespace
@@ -89,7 +83,16 @@ std::vector<boost::asio::ip::address> interface_addresses() {
 ClientLimiter::ClientLimiter(const ClientLimits& limits,
                              const std::vector<boost::asio::ip::address>& exempt,
                              const util::Clock& clock)
-    : allow_(limits.allow), rate_(limits.rate_limit), clock_(clock) {
+    : rate_(limits.rate_limit), clock_(clock) {
+  for (const auto& n : limits.allow) {
+    auto b = ClientAddress::of(n.base);
+    unsigned prefix = std::min(n.prefix + (n.base.is_v4() ? 96u : 0u), 128u);
+    Network net;
+    net.mask = {top_bits(std::min(prefix, 64u)), top_bits(prefix > 64 ? prefix - 64 : 0)};
+    net.base = {load64(b.bytes.data()) & net.mask.hi, load64(b.bytes.data() + 8) & net.mask.lo};
+    net.v4 = n.base.is_v4();
+    allow_.push_back(net);
+  }
   if (rate_.exempt_node_addresses) {
     exempt_loopback_ = true;
     for (const auto& a : exempt)
@@ -115,8 +118,11 @@ ClientLimiter::ClientLimiter(const ClientLimits& limits,
 
 bool ClientLimiter::allowed(const ClientAddress& a) const {
   if (allow_.empty()) return true;
-  return std::any_of(allow_.begin(), allow_.end(),
-                     [&](const ClientNetwork& n) { return in_network(a, n); });
+  const std::uint64_t hi = load64(a.bytes.data()), lo = load64(a.bytes.data() + 8);
+  const bool v4 = hi == 0 && (lo >> 32) == 0xffff;
+  return std::any_of(allow_.begin(), allow_.end(), [&](const Network& n) {
+    return n.v4 == v4 && (hi & n.mask.hi) == n.base.hi && (lo & n.mask.lo) == n.base.lo;
+  });
 }
 
 bool ClientLimiter::exempt(const ClientAddress& a) const {

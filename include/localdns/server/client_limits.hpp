@@ -85,7 +85,13 @@ class ClientLimiter {
   void push_front(std::int32_t n);
   void erase_slot(std::size_t slot);
 
-  std::vector<ClientNetwork> allow_;
+  // An allowed network as masks over the 16-byte form (an IPv4 one under
+  // ::ffff:0:0/96), matched with two ANDs and compares.
+  struct Network {
+    Key base, mask;
+    bool v4 = false;
+  };
+  std::vector<Network> allow_;
   RateLimit rate_;
   std::vector<ClientAddress> exempt_;
   bool exempt_loopback_ = false;
