@@ -1,6 +1,7 @@
 // The whole hit path through QueryHandler::handle, as a listener calls it,
 // with the per-worker metrics and heavy-hitter sampling on and off: what
-// counting costs per query.
+// counting costs per query; and with the client limits (clients.*) on: an
+// allow-list, and a rate limit that exempts hits or counts every one.
 #include <array>
 #include <benchmark/benchmark.h>
 #include <netinet/in.h>
@@ -24,7 +25,8 @@ std::string name(int i) {
   return "svc-" + std::to_string(i) + ".default.svc.cluster.local";
 }
 
-void run(benchmark::State& state, server::HandlerOptions options) {
+void run(benchmark::State& state, server::HandlerOptions options,
+         const server::ClientLimits& limits = {}) {
   constexpr int kNames = 1000;
   server::ZoneRouter router(server::GroupZones{{"cluster.local", "."}});
   std::vector<std::unique_ptr<upstream::Forwarder>> forwarders;  // hits only
@@ -42,6 +44,7 @@ void run(benchmark::State& state, server::HandlerOptions options) {
   }
   boost::asio::io_context io;
   server::QueryHandler handler(router, forwarders, wiring, io.get_executor(), options);
+  handler.set_client_limits(limits);
   server::UdpClient udp;
   auto* sin = reinterpret_cast<sockaddr_in*>(&udp.addr);
   sin->sin_family = AF_INET;
@@ -68,8 +71,29 @@ void BM_HandleHit_MetricsAndTop(benchmark::State& state) {
   run(state, {});  // the defaults: metrics on, 1 in 16 queries into the top sketches
 }
 
+// Ten allowed networks, the client in the last; a rate no hit reaches.
+server::ClientLimits limits(bool exempt_hits) {
+  server::ClientLimits l;
+  for (int i = 0; i < 9; ++i)
+    l.allow.push_back({boost::asio::ip::make_address("192.168." + std::to_string(i) + ".0"), 24});
+  l.allow.push_back({boost::asio::ip::make_address("10.0.0.0"), 8});
+  l.rate_limit.qps = 1'000'000;
+  l.rate_limit.burst = 10'000'000;
+  l.rate_limit.exempt_cache_hits = exempt_hits;
+  l.rate_limit.exempt_node_addresses = false;
+  return l;
+}
+void BM_HandleHit_ClientLimitsExemptHits(benchmark::State& state) {
+  run(state, {.metrics = false, .top_sample = 0}, limits(true));
+}
+void BM_HandleHit_ClientLimitsCountHits(benchmark::State& state) {
+  run(state, {.metrics = false, .top_sample = 0}, limits(false));
+}
+
 }  // namespace
 
 BENCHMARK(BM_HandleHit_MetricsOff);
+BENCHMARK(BM_HandleHit_ClientLimitsExemptHits);
+BENCHMARK(BM_HandleHit_ClientLimitsCountHits);
 BENCHMARK(BM_HandleHit_MetricsOn);
 BENCHMARK(BM_HandleHit_MetricsAndTop);

@@ -284,6 +284,7 @@ class Collector final : public prometheus::Collectable {
     out.push_back(std::move(build));
     out.push_back(std::move(coalesced));
     out.push_back(std::move(cache_bytes));
+    collect_clients(out, st);
     collect_reloads(out);
     if (node_) {
       const auto& c = node_->counters();
@@ -324,6 +325,27 @@ class Collector final : public prometheus::Collectable {
     out.push_back(std::move(entries));
     out.push_back(std::move(saves));
     out.push_back(std::move(loads));
+  }
+
+  // The client limits (clients.*), all workers.
+  static void collect_clients(std::vector<MetricFamily>& out, const Stats& st) {
+    auto refused =
+        family("localdns_client_refused_total",
+               "Queries answered REFUSED by the client limits, by reason.", MetricType::Counter);
+    add_value(refused, {{"reason", "not_allowed"}}, static_cast<double>(st.client_not_allowed));
+    add_value(refused, {{"reason", "rate_limited"}}, static_cast<double>(st.client_rate_limited));
+    auto dropped = family("localdns_client_dropped_total",
+                          "Queries not answered: over the client rate limit with action drop.",
+                          MetricType::Counter);
+    add_value(dropped, {}, static_cast<double>(st.client_dropped));
+    auto evictions = family("localdns_client_limit_table_evictions_total",
+                            "Clients evicted (least recently seen) from a worker's rate-limit "
+                            "table to track a new one.",
+                            MetricType::Counter);
+    add_value(evictions, {}, static_cast<double>(st.client_evictions));
+    out.push_back(std::move(refused));
+    out.push_back(std::move(dropped));
+    out.push_back(std::move(evictions));
   }
 
   void collect_reloads(std::vector<MetricFamily>& out) const {

@@ -314,6 +314,7 @@ std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& pla
       std::make_shared<const server::ZoneRouter>(routing, *now.router, shared_.zone_labels);
   gen->policies = ttl_policies(*cfg);
   gen->query_log_sample = cfg->query_log_sample;
+  gen->clients = config::server_settings(*cfg).clients;
   // Groups kept whole by the plan (by content, wherever their index moved),
   // else new; the running groups not kept are retired.
   std::vector<bool> kept(old.size(), false);
@@ -437,6 +438,10 @@ Stats Runtime::stats() const {
     s.coalesced += h.coalesced.get();
     s.prefetches += h.prefetches.get();
     s.stale += h.stale.get();
+    s.client_not_allowed += h.client_not_allowed.get();
+    s.client_rate_limited += h.client_rate_limited.get();
+    s.client_dropped += h.client_dropped.get();
+    s.client_evictions += h.client_evictions.get();
   }
   return s;
 }

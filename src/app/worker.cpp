@@ -33,6 +33,7 @@ Worker::Worker(unsigned index, Shared& shared, FdPool* adopted, unsigned workers
     groups_.push_back(g);
   }
   const auto& settings = shared_.server;
+  handler_.set_client_limits(settings.clients);
   for (const auto& ep : settings.listen) {
     auto where = ep.to_string();
     std::vector<UniqueFd> udp, tcp;
@@ -186,6 +187,7 @@ void Worker::apply(std::shared_ptr<const Generation> gen, std::function<void()> 
     handler_.set_router(*router_);
     wiring_.policies = gen->policies;
     handler_.set_query_log_sample(gen->query_log_sample);
+    handler_.set_client_limits(gen->clients);  // buckets start full again
     reap();
     done();
   });

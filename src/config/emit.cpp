@@ -111,6 +111,28 @@ void node(YAML::Emitter& out, const NodeConfig& n) {
   out << YAML::EndMap;
 }
 
+void clients(YAML::Emitter& out, const ClientsConfig& c) {
+  out << YAML::Key << "clients" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "allow" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+  for (const auto& n : c.allow)
+    str(out, n.to_string());
+  out << YAML::EndSeq;
+  const auto& r = c.rate_limit;
+  out << YAML::Key << "rate_limit" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "qps" << YAML::Value << r.qps;
+  out << YAML::Key << "burst" << YAML::Value << r.burst;
+  out << YAML::Key << "action" << YAML::Value
+      << (r.action == server::RateAction::Drop ? "drop" : "refuse");
+  out << YAML::Key << "exempt_cache_hits" << YAML::Value << YAML::TrueFalseBool
+      << r.exempt_cache_hits;
+  out << YAML::Key << "exempt_node_addresses" << YAML::Value << YAML::TrueFalseBool
+      << r.exempt_node_addresses;
+  out << YAML::Key << "table_size" << YAML::Value << r.table_size;
+  out << YAML::Key << "ipv6_prefix" << YAML::Value << r.ipv6_prefix;
+  out << YAML::EndMap;
+  out << YAML::EndMap;
+}
+
 }  // namespace
 
 std::string emit_yaml(const Config& c) {
@@ -141,6 +163,7 @@ std::string emit_yaml(const Config& c) {
   out << YAML::Key << "max_queued_bytes_total" << YAML::Value << t.max_queued_bytes_total;
   out << YAML::Key << "write_timeout" << YAML::Value << format_duration(t.write_timeout);
   out << YAML::EndMap;
+  clients(out, c.clients);
 
   const auto& k = c.cache;
   out << YAML::Key << "cache" << YAML::Value << YAML::BeginMap;

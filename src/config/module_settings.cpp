@@ -8,6 +8,10 @@ server::ServerSettings server_settings(const Config& c) {
   server::ServerSettings s;
   s.listen = c.listen;
   s.tcp_clients = c.tcp_clients;
+  for (const auto& n : c.clients.allow)
+    s.clients.allow.push_back({n.base, n.prefix});
+  s.clients.rate_limit = c.clients.rate_limit;
+  s.clients.node_addresses = c.node.local_addresses;
   for (const auto& g : c.forward)
     s.routing.push_back(g.zones);
   return s;

@@ -30,6 +30,7 @@ Config without_reloadable(const Config& running, Config next) {
   next.node.fallback = running.node.fallback;
   next.node.fallback_for = running.node.fallback_for;
   next.node.service_cidr = running.node.service_cidr;
+  next.clients = running.clients;
   next.forward = running.forward;
   return next;
 }

@@ -66,7 +66,24 @@ QueryHandler::QueryHandler(const ZoneRouter& router,
   query_log_sample_ = options.query_log_sample;
 }
 
+void QueryHandler::set_client_limits(const ClientLimits& limits) {
+  if (!limits.any()) {
+    limits_.reset();
+    return;
+  }
+  std::vector<boost::asio::ip::address> exempt;
+  if (limits.rate_limit.qps != 0 && limits.rate_limit.exempt_node_addresses) {
+    exempt = interface_addresses();
+  }
+  limits_ = std::make_unique<ClientLimiter>(limits, exempt);
+}
+
 namespace {
+
+ClientAddress address_of(const ClientRef& client) {
+  if (const auto* udp = std::get_if<UdpClient>(&client)) return ClientAddress::of(udp->addr);
+  return std::get<TcpClient>(client).addr;
+}
 
 metrics::Family family_of(const ClientRef& client) {
   if (const auto* udp = std::get_if<UdpClient>(&client)) {
@@ -167,6 +184,46 @@ Outcome QueryHandler::handle(dns::Bytes query, Transport transport, const Client
     top_->record_name(metrics::TopKind::Names, q.question.qname);
     record_client(*top_, client);
   }
+  // The client limits. Off, this is the one test the hit path pays; with
+  // exempt_cache_hits the rate is only checked after a miss.
+  ClientAddress from;
+  auto limited = [&] {
+    auto admission = limits_->admit(from);
+    if (admission.evicted) stats_.client_evictions.inc();
+    return !admission.ok;
+  };
+  // Over the client's rate: REFUSED, with EDE 0 (Other) and a text, since
+  // RFC 8914 has no code for a rate limit (18, Prohibited, is for a client
+  // that may not ask at all); or no reply.
+  auto over_rate = [&](const dns::ReplyShape& shape) {
+    if (limits_->action() == RateAction::Drop) {
+      stats_.client_dropped.inc();
+      return Outcome{Action::Drop, 0};
+    }
+    stats_.client_rate_limited.inc();
+    stats_.refused.inc();
+    return reply(dns::build_error_reply(shape, dns::Rcode::Refused,
+                                        dns::ExtendedError{dns::kEdeOther, "rate limit exceeded"},
+                                        out));
+  };
+  if (limits_) [[unlikely]] {
+    from = address_of(client);
+    const bool ok = q.status == dns::QueryStatus::Ok;
+    if (!limits_->allowed(from)) {
+      // RFC 8914 4.19: Prohibited, for a client that may not ask.
+      stats_.client_not_allowed.inc();
+      stats_.refused.inc();
+      if (!ok) return reply(dns::build_error_reply(q, dns::Rcode::Refused, out));
+      auto shape = dns::make_reply_shape(q, over_tcp ? dns::kMaxMessageSize : q.udp_reply_limit());
+      return reply(dns::build_error_reply(
+          shape, dns::Rcode::Refused,
+          dns::ExtendedError{dns::kEdeProhibited, "client not in clients.allow"}, out));
+    }
+    if (ok && limits_->limits_rate() && !limits_->exempt_cache_hits() && limited()) {
+      return over_rate(
+          dns::make_reply_shape(q, over_tcp ? dns::kMaxMessageSize : q.udp_reply_limit()));
+    }
+  }
   switch (q.status) {
     case dns::QueryStatus::Drop:
     case dns::QueryStatus::Ok:
@@ -199,6 +256,10 @@ Outcome QueryHandler::handle(dns::Bytes query, Transport transport, const Client
       if (hit.prefetch) prefetch(group, key, req);
       return reply(hit.size);
     }
+  }
+  // Exempt cache hits: only what would go upstream is counted.
+  if (limits_ && limits_->limits_rate() && limits_->exempt_cache_hits() && limited()) {
+    return over_rate(shape);
   }
   Asker asker{client, shape, static_cast<int>(zone), proto, {}};
   if (metrics_) asker.start = std::chrono::steady_clock::now();

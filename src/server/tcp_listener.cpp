@@ -110,7 +110,10 @@ TcpSession::TcpSession(asio::ip::tcp::socket sock, TcpListener& owner)
   auto local = sock_.local_endpoint(ec);
   v6_ = !ec && local.address().is_v6();
   auto remote = sock_.remote_endpoint(ec);
-  if (!ec) peer_ = remote.address().to_string();
+  if (!ec) {
+    peer_ = remote.address().to_string();
+    addr_ = ClientAddress::of(remote.address());
+  }
 }
 
 TcpSession::~TcpSession() = default;
@@ -218,7 +221,7 @@ void TcpSession::process_frames() {
     if (rlen_ - off < 2 + len) break;
     ++pending_;
     auto outcome = handler.handle(dns::Bytes(&rbuf_[off + 2], len), Transport::Tcp,
-                                  TcpClient{weak_from_this(), v6_}, owner_->scratch());
+                                  TcpClient{weak_from_this(), v6_, addr_}, owner_->scratch());
     off += 2 + len;
     if (outcome.action == Action::Async) continue;
     --pending_;

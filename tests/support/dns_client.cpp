@@ -97,6 +97,13 @@ SockAddr make_addr(const Endpoint& ep) {
   return a;
 }
 
+// Binds `fd` to `source` (any port) when it is set; false when that fails.
+bool bind_source(int fd, const std::string& source) {
+  if (source.empty()) return true;
+  auto sa = make_addr(Endpoint{source, 0});
+  return ::bind(fd, sa.get(), sa.len) == 0;
+}
+
 bool wait_fd(int fd, short events, std::chrono::milliseconds timeout) {
   pollfd pfd{fd, events, 0};
   return ::poll(&pfd, 1, static_cast<int>(timeout.count())) == 1;
@@ -105,11 +112,11 @@ bool wait_fd(int fd, short events, std::chrono::milliseconds timeout) {
 }  // namespace
 
 std::optional<Packet> udp_query(const Endpoint& ep, const Packet& q,
-                                std::chrono::milliseconds timeout) {
+                                std::chrono::milliseconds timeout, const std::string& source) {
   auto sa = make_addr(ep);
   int fd = ::socket(sa.family(), SOCK_DGRAM, 0);
   std::optional<Packet> out;
-  if (::connect(fd, sa.get(), sa.len) == 0 &&
+  if (bind_source(fd, source) && ::connect(fd, sa.get(), sa.len) == 0 &&
       ::send(fd, q.data(), q.size(), 0) == static_cast<ssize_t>(q.size())) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     while (true) {
@@ -131,10 +138,10 @@ std::optional<Packet> udp_query(const Endpoint& ep, const Packet& q,
   return out;
 }
 
-TcpStream::TcpStream(const Endpoint& ep) {
+TcpStream::TcpStream(const Endpoint& ep, const std::string& source) {
   auto sa = make_addr(ep);
   fd_ = ::socket(sa.family(), SOCK_STREAM, 0);
-  if (::connect(fd_, sa.get(), sa.len) != 0) {
+  if (!bind_source(fd_, source) || ::connect(fd_, sa.get(), sa.len) != 0) {
     ::close(fd_);
     fd_ = -1;
   }
@@ -193,8 +200,8 @@ bool TcpStream::wait_closed(std::chrono::milliseconds timeout) {
 }
 
 std::optional<Packet> tcp_query(const Endpoint& ep, const Packet& q,
-                                std::chrono::milliseconds timeout) {
-  TcpStream s(ep);
+                                std::chrono::milliseconds timeout, const std::string& source) {
+  TcpStream s(ep, source);
   if (!s.connected() || !s.send_framed(q)) return std::nullopt;
   return s.read_framed(timeout);
 }

@@ -48,15 +48,19 @@ struct Endpoint {
   std::uint16_t port = 0;
 };
 
+// `source`: the client's own address (a port of the kernel's choice), e.g.
+// 127.0.0.2 for a second client on loopback; empty: the kernel's choice.
 std::optional<Packet> udp_query(const Endpoint& ep, const Packet& q,
-                                std::chrono::milliseconds timeout = 3000ms);
+                                std::chrono::milliseconds timeout = 3000ms,
+                                const std::string& source = {});
 std::optional<Packet> tcp_query(const Endpoint& ep, const Packet& q,
-                                std::chrono::milliseconds timeout = 3000ms);
+                                std::chrono::milliseconds timeout = 3000ms,
+                                const std::string& source = {});
 
 // A blocking TCP connection for pipelining tests.
 class TcpStream {
  public:
-  explicit TcpStream(const Endpoint& ep);
+  explicit TcpStream(const Endpoint& ep, const std::string& source = {});
   ~TcpStream();
   TcpStream(const TcpStream&) = delete;
   TcpStream& operator=(const TcpStream&) = delete;

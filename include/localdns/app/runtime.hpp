@@ -29,6 +29,10 @@ struct Stats {
   std::uint64_t coalesced = 0;
   std::uint64_t prefetches = 0;
   std::uint64_t stale = 0;
+  std::uint64_t client_not_allowed = 0;   // REFUSED: outside clients.allow
+  std::uint64_t client_rate_limited = 0;  // REFUSED: over clients.rate_limit
+  std::uint64_t client_dropped = 0;       // not answered: over clients.rate_limit
+  std::uint64_t client_evictions = 0;     // rate-limit table entries evicted (LRU)
 };
 
 // Reloads so far (the localdns_config_reloads_total family) and the

@@ -42,6 +42,7 @@ struct Generation {
   std::vector<std::shared_ptr<upstream::GroupState>> groups;  // index = group
   std::vector<cache::TtlPolicy> policies;                     // index = group
   unsigned query_log_sample = 0;
+  server::ClientLimits clients;  // each worker builds a new limiter from it
 };
 
 // State shared by all workers of one server. `config` is the configuration

@@ -91,6 +91,16 @@ struct Cidr {
 // Accepts "ADDR/LEN" (host bits may be set: they are cleared) or a bare address.
 std::optional<Cidr> parse_cidr(std::string_view text);
 
+// Which clients may ask, and how fast (`clients`). An empty allow-list lets
+// every client ask; the rate limit is the server module's own type.
+using RateLimitConfig = server::RateLimit;
+struct ClientsConfig {
+  std::vector<Cidr> allow;
+  RateLimitConfig rate_limit;
+
+  friend bool operator==(const ClientsConfig&, const ClientsConfig&) = default;
+};
+
 // Node setup: the local addresses on an interface of their own, and the
 // NOTRACK rules that keep their DNS traffic out of conntrack. Nothing happens
 // unless local_addresses is set.
@@ -130,6 +140,7 @@ struct Config {
   unsigned threads = 0;  // 0: one per core
   std::string log_level = "info";
   TcpClientConfig tcp_clients;
+  ClientsConfig clients;
   CacheConfig cache;
   std::vector<UpstreamGroup> forward;
   Duration shutdown_grace{std::chrono::seconds(2)};

@@ -12,7 +12,9 @@
 
 namespace localdns::config {
 
-// Listen addresses, TCP client limits, and each group's zones for routing.
+// Listen addresses, TCP client limits, the client limits (clients.*, with
+// node.local_addresses for the rate limit's exemption), and each group's
+// zones for routing.
 server::ServerSettings server_settings(const Config& c);
 
 // c.node as the node module takes it, with the rules' targets resolved

@@ -21,7 +21,7 @@ namespace localdns::config {
 // group's zones, servers, transport, policy, timeout, attempts,
 // max_in_flight, fail_threshold, probe_interval, tcp, cache), resolv_conf,
 // log_level, cache.{max_entries, max_bytes, min_ttl, max_ttl,
-// denial_max_ttl}, query_log_sample, shutdown_grace.
+// denial_max_ttl}, clients (every key), query_log_sample, shutdown_grace.
 Errors reload_rejections(const Config& running, const Config& next);
 
 // How the groups of `next` follow those of `running`. Groups are matched by

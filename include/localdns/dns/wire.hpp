@@ -52,7 +52,9 @@ inline constexpr std::uint16_t kExtRcodeBadVers = 16;  // RFC 6891 6.1.3
 // Extended DNS Errors (RFC 8914): EDNS option 15, a 2-byte INFO-CODE and an
 // optional UTF-8 EXTRA-TEXT.
 inline constexpr std::uint16_t kOptionEde = 15;
+inline constexpr std::uint16_t kEdeOther = 0;
 inline constexpr std::uint16_t kEdeStaleAnswer = 3;
+inline constexpr std::uint16_t kEdeProhibited = 18;
 inline constexpr std::uint16_t kEdeStaleNxdomain = 19;
 inline constexpr std::uint16_t kEdeNoReachableAuthority = 22;
 inline constexpr std::uint16_t kEdeNetworkError = 23;

@@ -23,6 +23,7 @@
 #include <localdns/dns/builder.hpp>
 #include <localdns/metrics/query_metrics.hpp>
 #include <localdns/metrics/top.hpp>
+#include <localdns/server/client_limits.hpp>
 #include <localdns/server/coalescer.hpp>
 #include <localdns/server/zone_router.hpp>
 #include <localdns/upstream/forwarder.hpp>
@@ -39,6 +40,7 @@ struct UdpClient {
 struct TcpClient {
   std::weak_ptr<TcpSession> session;
   bool v6 = false;
+  ClientAddress addr;  // the peer's, for the client limits
 };
 using ClientRef = std::variant<UdpClient, TcpClient>;
 
@@ -60,7 +62,7 @@ struct HandlerStats {
   Counter dropped;  // unreadable header or QR set: no reply
   Counter formerr;
   Counter notimp;
-  Counter refused;   // no zone, or group over its in-flight cap
+  Counter refused;   // no zone, group over its in-flight cap, or the client limits
   Counter servfail;  // upstream timeout or failure
   Counter forwarded;
   Counter truncated;  // replies sent with TC=1 because they did not fit
@@ -68,6 +70,13 @@ struct HandlerStats {
   Counter coalesced;   // misses that joined a query already in flight
   Counter prefetches;  // background refreshes started
   Counter stale;       // expired answers served because upstream failed (RFC 8767)
+  // The client limits (clients.*): REFUSED to a client outside clients.allow,
+  // REFUSED or dropped over the rate limit, and clients the bucket table
+  // evicted (least recently seen) to track a new one.
+  Counter client_not_allowed;
+  Counter client_rate_limited;
+  Counter client_dropped;
+  Counter client_evictions;
 };
 
 class QueryHandler;
@@ -162,6 +171,11 @@ class QueryHandler {
   // and the name still routes to it (else it came from the old upstream).
   void set_query_log_sample(unsigned n) { query_log_sample_ = n; }
   void set_router(const ZoneRouter& router) { router_ = &router; }
+  // Builds this worker's limiter (a new one: buckets start full); with
+  // exempt_node_addresses it reads the interface addresses (getifaddrs) now.
+  // Nothing at all is checked per query when `limits` sets neither an
+  // allow-list nor a rate.
+  void set_client_limits(const ClientLimits& limits);
 
  private:
   // Replies to one of this worker's clients; on this handler's thread.
@@ -197,6 +211,7 @@ class QueryHandler {
 
   std::unique_ptr<metrics::QueryMetrics> metrics_;
   std::unique_ptr<metrics::TopTracker> top_;
+  std::unique_ptr<ClientLimiter> limits_;  // null: no client limits
   unsigned query_log_sample_ = 0;
   std::uint32_t query_log_tick_ = 0;
   std::size_t dropped_zone_ = 0;  // metrics label index of "dropped"

@@ -1,13 +1,17 @@
 // What the server module is told: where to listen, what one TCP client may
-// cost, and which upstream group answers which zones. Plain values, built by
+// cost, which clients may ask and how fast, and which upstream group answers
+// which zones. Plain values, built by
 // config/ (config/module_settings.hpp) and handed out by app/; immutable once
 // built, read by any worker thread.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include <boost/asio/ip/address.hpp>
 
 #include <localdns/util/endpoint.hpp>
 
@@ -27,6 +31,43 @@ struct TcpClientLimits {
   friend bool operator==(const TcpClientLimits&, const TcpClientLimits&) = default;
 };
 
+// A client network of the allow-list: `base` with its host bits cleared.
+struct ClientNetwork {
+  boost::asio::ip::address base;
+  unsigned prefix = 0;
+
+  friend bool operator==(const ClientNetwork&, const ClientNetwork&) = default;
+};
+
+enum class RateAction : std::uint8_t { Refuse, Drop };
+
+// Per-client query rate limit (a token bucket per client address, kept per
+// worker). qps 0: off.
+struct RateLimit {
+  unsigned qps = 0;
+  unsigned burst = 0;  // bucket size; 0: 2 x qps
+  RateAction action = RateAction::Refuse;
+  bool exempt_cache_hits = true;      // only queries that would go upstream count
+  bool exempt_node_addresses = true;  // the node's own addresses, loopback included
+  std::size_t table_size = 4096;      // clients tracked per worker (LRU past it)
+  unsigned ipv6_prefix = 64;          // IPv6 clients share a bucket per prefix
+
+  unsigned bucket() const { return burst != 0 ? burst : 2 * qps; }
+  friend bool operator==(const RateLimit&, const RateLimit&) = default;
+};
+
+// Which clients may ask (empty allow: every client) and how fast.
+struct ClientLimits {
+  std::vector<ClientNetwork> allow;
+  RateLimit rate_limit;
+  // Resolved, not written: node.local_addresses, exempt from the rate limit
+  // with exempt_node_addresses (besides the interface addresses found at start).
+  std::vector<boost::asio::ip::address> node_addresses;
+
+  bool any() const { return !allow.empty() || rate_limit.qps != 0; }
+  friend bool operator==(const ClientLimits&, const ClientLimits&) = default;
+};
+
 // The routing input: entry i lists the zones upstream group i answers, in
 // presentation form ("cluster.local.", "." for the root).
 using GroupZones = std::vector<std::vector<std::string>>;
@@ -34,6 +75,7 @@ using GroupZones = std::vector<std::vector<std::string>>;
 struct ServerSettings {
   std::vector<util::Endpoint> listen;  // UDP and TCP on each
   TcpClientLimits tcp_clients;
+  ClientLimits clients;
   GroupZones routing;
 
   friend bool operator==(const ServerSettings&, const ServerSettings&) = default;

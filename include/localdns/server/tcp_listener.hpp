@@ -127,8 +127,9 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   void release_if_idle();
 
   boost::asio::ip::tcp::socket sock_;
-  bool v6_ = false;   // the client's address family, for the metrics
-  std::string peer_;  // the client's address, for ctl top, the query log and the caps
+  bool v6_ = false;     // the client's address family, for the metrics
+  std::string peer_;    // the client's address, for ctl top, the query log and the caps
+  ClientAddress addr_;  // the same, for the client limits
   boost::asio::steady_timer timer_;  // idle and write-progress checks
   TcpListener* owner_;
   std::vector<std::uint8_t> rbuf_;
