@@ -37,6 +37,22 @@ std::string explain(int err, const std::string& what, const LinkSpec* spec = nul
   return what + ": " + nl_geterror(err);
 }
 
+// An interface address object for `a` (a host route: /32 or /128) on
+// interface `ifindex`, for rtnl_addr_add and rtnl_addr_delete.
+std::expected<AddrPtr, std::string> host_address(const boost::asio::ip::address& a, int ifindex) {
+  nl_addr* raw_local = nullptr;
+  std::string text = a.to_string() + (a.is_v4() ? "/32" : "/128");
+  if (int err = nl_addr_parse(text.c_str(), a.is_v4() ? AF_INET : AF_INET6, &raw_local); err < 0) {
+    return std::unexpected(explain(err, "address " + text));
+  }
+  NlAddrPtr local(raw_local);
+  AddrPtr addr(rtnl_addr_alloc());
+  rtnl_addr_set_ifindex(addr.get(), ifindex);
+  rtnl_addr_set_local(addr.get(), local.get());
+  rtnl_addr_set_prefixlen(addr.get(), a.is_v4() ? 32 : 128);
+  return addr;
+}
+
 boost::asio::ip::address to_address(nl_addr* a) {
   if (a == nullptr) return {};
   auto* bytes = static_cast<const unsigned char*>(nl_addr_get_binary_addr(a));
@@ -188,17 +204,10 @@ std::expected<LinkRepair, std::string> Netlink::ensure(const LinkSpec& spec) {
     if (std::find(spec.addresses.begin(), spec.addresses.end(), a) == spec.addresses.end()) {
       continue;
     }
-    nl_addr* raw_local = nullptr;
     std::string text = a.to_string() + "/128";
-    if (int err = nl_addr_parse(text.c_str(), AF_INET6, &raw_local); err < 0) {
-      return std::unexpected(explain(err, "address " + text));
-    }
-    NlAddrPtr local(raw_local);
-    AddrPtr addr(rtnl_addr_alloc());
-    rtnl_addr_set_ifindex(addr.get(), state->ifindex);
-    rtnl_addr_set_local(addr.get(), local.get());
-    rtnl_addr_set_prefixlen(addr.get(), 128);
-    if (int err = rtnl_addr_delete(sock_, addr.get(), 0);
+    auto addr = host_address(a, state->ifindex);
+    if (!addr) return std::unexpected(addr.error());
+    if (int err = rtnl_addr_delete(sock_, addr->get(), 0);
         err < 0 && err != -NLE_OBJ_NOTFOUND && err != -NLE_NOADDR) {
       return std::unexpected(explain(err, "replacing tentative " + text + " on " + spec.name));
     }
@@ -209,20 +218,12 @@ std::expected<LinkRepair, std::string> Netlink::ensure(const LinkSpec& spec) {
     if (std::find(state->addresses.begin(), state->addresses.end(), a) != state->addresses.end()) {
       continue;
     }
-    nl_addr* raw_local = nullptr;
     std::string text = a.to_string() + (a.is_v4() ? "/32" : "/128");
-    if (int err = nl_addr_parse(text.c_str(), a.is_v4() ? AF_INET : AF_INET6, &raw_local);
-        err < 0) {
-      return std::unexpected(explain(err, "address " + text));
-    }
-    NlAddrPtr local(raw_local);
-    AddrPtr addr(rtnl_addr_alloc());
-    rtnl_addr_set_ifindex(addr.get(), state->ifindex);
-    rtnl_addr_set_local(addr.get(), local.get());
-    rtnl_addr_set_prefixlen(addr.get(), a.is_v4() ? 32 : 128);
+    auto addr = host_address(a, state->ifindex);
+    if (!addr) return std::unexpected(addr.error());
     // Without NODAD an IPv6 address stays tentative and cannot be bound.
-    if (a.is_v6()) rtnl_addr_set_flags(addr.get(), IFA_F_NODAD);
-    int err = rtnl_addr_add(sock_, addr.get(), NLM_F_CREATE | NLM_F_REPLACE);
+    if (a.is_v6()) rtnl_addr_set_flags(addr->get(), IFA_F_NODAD);
+    int err = rtnl_addr_add(sock_, addr->get(), NLM_F_CREATE | NLM_F_REPLACE);
     if (err < 0 && err != -NLE_EXIST) {
       return std::unexpected(explain(err, "adding " + text + " to " + spec.name));
     }
@@ -242,18 +243,10 @@ std::expected<std::vector<boost::asio::ip::address>, std::string> Netlink::remov
         std::find(state->addresses.begin(), state->addresses.end(), a) != state->addresses.end() ||
         std::find(state->tentative.begin(), state->tentative.end(), a) != state->tentative.end();
     if (!held) continue;
-    nl_addr* raw_local = nullptr;
     std::string text = a.to_string() + (a.is_v4() ? "/32" : "/128");
-    if (int err = nl_addr_parse(text.c_str(), a.is_v4() ? AF_INET : AF_INET6, &raw_local);
-        err < 0) {
-      return std::unexpected(explain(err, "address " + text));
-    }
-    NlAddrPtr local(raw_local);
-    AddrPtr addr(rtnl_addr_alloc());
-    rtnl_addr_set_ifindex(addr.get(), state->ifindex);
-    rtnl_addr_set_local(addr.get(), local.get());
-    rtnl_addr_set_prefixlen(addr.get(), a.is_v4() ? 32 : 128);
-    if (int err = rtnl_addr_delete(sock_, addr.get(), 0);
+    auto addr = host_address(a, state->ifindex);
+    if (!addr) return std::unexpected(addr.error());
+    if (int err = rtnl_addr_delete(sock_, addr->get(), 0);
         err < 0 && err != -NLE_OBJ_NOTFOUND && err != -NLE_NOADDR) {
       return std::unexpected(explain(err, "removing " + text + " from " + name));
     }
