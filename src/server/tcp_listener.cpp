@@ -514,20 +514,14 @@ void TcpListener::on_session_closed(TcpSession* s) {
 }
 
 void TcpListener::drain(std::function<void()> done) {
-  stop(Sessions::keep);
-  if (sessions_.empty()) {
-    done();
-    return;
-  }
-  drained_ = std::move(done);
-  std::vector<std::shared_ptr<TcpSession>> sessions;
-  for (auto& [ptr, s] : sessions_)
-    sessions.push_back(s);
-  for (auto& s : sessions)
-    s->close_when_flushed();  // may close and erase at once
+  close_sessions(std::move(done), &TcpSession::close_when_flushed);
 }
 
 void TcpListener::release_when_idle(std::function<void()> done) {
+  close_sessions(std::move(done), &TcpSession::release_when_idle);
+}
+
+void TcpListener::close_sessions(std::function<void()> done, void (TcpSession::*how)()) {
   stop(Sessions::keep);
   if (sessions_.empty()) {
     done();
@@ -538,7 +532,7 @@ void TcpListener::release_when_idle(std::function<void()> done) {
   for (auto& [ptr, s] : sessions_)
     sessions.push_back(s);
   for (auto& s : sessions)
-    s->release_when_idle();  // may close and erase at once
+    ((*s).*how)();  // may close and erase at once
 }
 
 void TcpListener::stop(Sessions sessions) {

@@ -203,6 +203,8 @@ class TcpListener {
   void post_evict();
 
  private:
+  // Stops accepting, then `how` on every connection (drain, release_when_idle).
+  void close_sessions(std::function<void()> done, void (TcpSession::*how)());
   void accept();
   void admit(boost::asio::ip::tcp::socket sock);
   bool evict_idlest();  // closes the idlest counted session here; false when none
