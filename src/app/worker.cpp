@@ -33,7 +33,8 @@ Worker::Worker(unsigned index, Shared& shared, FdPool* adopted, unsigned workers
     groups_.push_back(g);
   }
   const auto& settings = shared_.server;
-  handler_.set_client_limits(settings.clients);
+  clients_ = settings.clients;
+  handler_.set_client_limits(clients_);
   for (const auto& ep : settings.listen) {
     auto where = ep.to_string();
     std::vector<UniqueFd> udp, tcp;
@@ -187,7 +188,12 @@ void Worker::apply(std::shared_ptr<const Generation> gen, std::function<void()> 
     handler_.set_router(*router_);
     wiring_.policies = gen->policies;
     handler_.set_query_log_sample(gen->query_log_sample);
-    handler_.set_client_limits(gen->clients);  // buckets start full again
+    // Only a change of clients.* builds a new limiter (its buckets start
+    // full): an unrelated reload gives no client a fresh burst.
+    if (gen->clients != clients_) {
+      clients_ = gen->clients;
+      handler_.set_client_limits(clients_);
+    }
     reap();
     done();
   });

@@ -148,7 +148,8 @@ class Worker {
   std::vector<std::unique_ptr<upstream::Forwarder>> retired_;
   boost::asio::steady_timer reap_timer_{ctx_};
   bool reaping_ = false;
-  server::CacheWiring wiring_;  // this worker's copy: apply() swaps its policies
+  server::CacheWiring wiring_;    // this worker's copy: apply() swaps its policies
+  server::ClientLimits clients_;  // the limiter's settings; apply() compares
   std::shared_ptr<const server::ZoneRouter> router_;  // the handler's; apply() swaps it
   server::QueryHandler handler_;
   std::vector<std::unique_ptr<server::UdpListener>> udp_;
