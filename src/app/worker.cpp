@@ -243,7 +243,7 @@ void Worker::change_listeners(NewListeners added, std::vector<util::Endpoint> re
         tcp_where_.erase(tcp_where_.begin() + static_cast<std::ptrdiff_t>(i));
       }
     }
-    if (c.udp.empty()) {
+    if (c.udp.empty() && c.tcp.empty()) {
       closing_.pop_back();
       closed();
       return;
