@@ -49,6 +49,8 @@ Errors reload_rejections(const Config& running, const Config& next) {
   key(running.cache.enabled != next.cache.enabled, "cache.enabled");
   key(running.cache.prefetch_hits != next.cache.prefetch_hits, "cache.prefetch_hits");
   key(running.cache.prefetch_percent != next.cache.prefetch_percent, "cache.prefetch_percent");
+  key(running.cache.persist_file != next.cache.persist_file, "cache.persist_file");
+  key(running.cache.persist_interval != next.cache.persist_interval, "cache.persist_interval");
   key(running.metrics != next.metrics, "metrics");
   key(running.health != next.health, "health");
   key(running.control_socket != next.control_socket, "control_socket");

@@ -182,6 +182,10 @@ TEST_CASE("reload rejections name each key that needs a restart", "[config][relo
   auto threads = reload_rejections(a, load("threads: 3\ncache: {enabled: false}\n" + kBase));
   CHECK(has(threads, "threads cannot change"));
   CHECK(has(threads, "cache.enabled cannot change"));
+  auto persist = reload_rejections(
+      a, load("cache: {persist_file: /tmp/c.bin, persist_interval: 5m}\n" + kBase));
+  CHECK(has(persist, "cache.persist_file cannot change"));
+  CHECK(has(persist, "cache.persist_interval cannot change"));
 }
 
 namespace {
