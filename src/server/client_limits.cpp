@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 
 #include <localdns/server/client_limits.hpp>
+#include <localdns/util/random.hpp>
 
 namespace localdns::server {
 
@@ -83,7 +84,9 @@ std::vector<boost::asio::ip::address> interface_addresses() {
 ClientLimiter::ClientLimiter(const ClientLimits& limits,
                              const std::vector<boost::asio::ip::address>& exempt,
                              const util::Clock& clock)
-    : rate_(limits.rate_limit), clock_(clock) {
+    : rate_(limits.rate_limit),
+      clock_(clock),
+      seed_(std::uint64_t{util::Random::system().next()} << 32 | util::Random::system().next()) {
   for (const auto& n : limits.allow) {
     auto b = ClientAddress::of(n.base);
     unsigned prefix = std::min(n.prefix + (n.base.is_v4() ? 96u : 0u), 128u);
@@ -147,7 +150,9 @@ ClientLimiter::Key ClientLimiter::key_of(const ClientAddress& a) const {
 }
 
 std::size_t ClientLimiter::home(const Key& k) const {
-  std::uint64_t h = k.hi * 0x9e3779b97f4a7c15ULL ^ (k.lo + 0x632be59bd9b4e019ULL);
+  // Seeded per limiter: a client that picks many addresses cannot aim them
+  // at one run of slots.
+  std::uint64_t h = (k.hi ^ seed_) * 0x9e3779b97f4a7c15ULL ^ (k.lo + 0x632be59bd9b4e019ULL);
   h ^= h >> 29;
   h *= 0xbf58476d1ce4e5b9ULL;
   h ^= h >> 32;

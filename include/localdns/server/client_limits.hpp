@@ -96,6 +96,7 @@ class ClientLimiter {
   std::vector<ClientAddress> exempt_;
   bool exempt_loopback_ = false;
   const util::Clock& clock_;
+  const std::uint64_t seed_;      // of home(), per limiter
   std::int64_t interval_ns_ = 0;  // 1 s / qps
   std::int64_t window_ns_ = 0;    // bucket size x interval
   std::array<std::uint8_t, 16> v6_mask_{};
