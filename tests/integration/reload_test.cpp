@@ -51,6 +51,9 @@ struct Running {
     if (!watch) args.push_back("--no-watch");
     d = std::make_unique<Daemon>(args, dir.file("log"));
     REQUIRE(d->wait_ready(ep, 10s));
+    // The watcher starts just after the workers serve: a change made before
+    // it watches is not seen.
+    if (watch) REQUIRE(d->wait_log("reload: watching", 1, 10s));
   }
   // Until `n` reloads have succeeded (the metric); false on timeout.
   bool wait_reloads(double n, std::chrono::milliseconds timeout = 5s) {
@@ -318,6 +321,7 @@ TEST_CASE("reload: node-local-dns's Corefile (-conf) applies when it changes",
   replace_file(path, corefile(a1));
   Daemon d({"-conf", path, "--control-socket", "off", "--threads", "2"}, dir.file("log"));
   REQUIRE(d.wait_ready(ep, 10s));
+  REQUIRE(d.wait_log("reload: watching", 1, 10s));
   REQUIRE(answer(ep, "c1.a.test") == kAddr);
   REQUIRE(a1.queries_for("c1.a.test.") == 1);
   replace_file(path, corefile(a2));
