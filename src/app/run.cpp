@@ -320,6 +320,8 @@ std::unique_ptr<HandoverDonor> make_donor(Running& run) {
         run.server->current_config()->shutdown_grace);
     return run.server->hand_over(grace + std::chrono::seconds(1), cancel);
   };
+  // As SIGTERM: ShutdownSignals ends the run (node setup stays: it was handed over).
+  hooks.on_successor_exit = [] { ::kill(::getpid(), SIGTERM); };
   return std::make_unique<HandoverDonor>(std::move(hooks));
 }
 

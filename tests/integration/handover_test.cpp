@@ -299,6 +299,38 @@ TEST_CASE("handover: fewer or more workers than the donor take every socket", "[
   std::remove(three.c_str());
 }
 
+TEST_CASE("handover: the old instance stops when its successor dies, and a new one serves",
+          "[handover]") {
+  Setup s;
+  std::vector<std::string> args{"--config", s.config_path};
+  Daemon a(args);
+  REQUIRE(a.wait_ready(s.dns(), 5s));
+  {
+    Daemon b(args);
+    REQUIRE(b.wait_log("handover: serving on 6 of the 6 sockets", 1, 5s));
+    REQUIRE(a.wait_log("handover: handed over to pid", 1, 5s));
+    CHECK(udp_query(s.dns(), make_query("b.load.test", "A"), 1s).has_value());
+    b.signal(SIGKILL);
+    REQUIRE(b.wait_exit(5s));
+  }
+  // A's paused sockets would take a share of the flows unread: it stops by itself.
+  auto status = a.wait_exit(5s);
+  INFO("A:\n" << a.log());
+  REQUIRE(status);
+  CHECK((WIFEXITED(*status) && WEXITSTATUS(*status) == 0));
+  CHECK(a.log_count("the successor pid") == 1);
+  // The control socket is B's, dead: C binds afresh and serves everything.
+  Daemon c(args);
+  REQUIRE(c.wait_ready(s.dns(), 5s));
+  INFO("C:\n" << c.log());
+  CHECK(c.log_count("handover: serving on") == 0);
+  for (int i = 0; i < 20; ++i) {
+    CHECK(udp_query(s.dns(), make_query("c" + std::to_string(i) + ".load.test", "A"), 1s));
+    CHECK(tcp_query(s.dns(), make_query("t" + std::to_string(i) + ".load.test", "A"), 1s));
+  }
+  CHECK(c.terminate(5s));
+}
+
 TEST_CASE("handover: a plain restart beside the old instance loses queries", "[.handover-loss]") {
   Setup s;
   auto r = run_upgrade(s, {"--no-handover"}, false);
