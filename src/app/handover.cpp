@@ -171,7 +171,7 @@ void HandoverDonor::run(UniqueFd conn) {
   pid_t pid = peer_pid(conn.get());
   // From here on node setup is the successor's too: a SIGTERM now must not
   // tear it down.
-  hooks_.on_request();
+  hooks_.on_request(pid);
   auto fds = hooks_.export_fds();
   spdlog::info("handover: pid {} asks for the listening sockets; passing {}", pid, fds.size());
   if (auto sent = send_fds(conn.get(), fds, kFrameTimeout); !sent) {

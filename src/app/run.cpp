@@ -310,8 +310,17 @@ std::unique_ptr<HandoverDonor> make_donor(Running& run) {
     if (run.health) add(FdKind::health, run.health->http().listen_fd(), run.health_where);
     return fds;
   };
-  hooks.on_request = [&run] { run.node.set_handed_over(true); };
-  hooks.on_abort = [&run] { run.node.set_handed_over(false); };
+  // From "handover 1" on, a reload (both pods watch one ConfigMap) would
+  // start listeners unpaused beside the successor's: refused.
+  hooks.on_request = [&run](pid_t successor) {
+    run.node.set_handed_over(true);
+    run.reloader->refuse("this instance handed its sockets over to pid " +
+                         std::to_string(successor) + " and exits at SIGTERM; reload the new one");
+  };
+  hooks.on_abort = [&run] {
+    run.node.set_handed_over(false);
+    run.reloader->refuse("");
+  };
   hooks.hand_over = [&run](const std::atomic<bool>& cancel) {
     if (run.metrics) run.metrics->http().stop_accepting();
     if (run.health) run.health->http().stop_accepting();

@@ -331,6 +331,33 @@ TEST_CASE("handover: the old instance stops when its successor dies, and a new o
   CHECK(c.terminate(5s));
 }
 
+TEST_CASE("handover: the old instance refuses a reload once it handed its sockets over",
+          "[handover]") {
+  Setup s;
+  std::vector<std::string> args{"--config", s.config_path};
+  Daemon a(args);
+  REQUIRE(a.wait_ready(s.dns(), 5s));
+  a.signal(SIGHUP);  // before: reloads as usual
+  REQUIRE(a.wait_log("reload (SIGHUP): generation", 1, 5s));
+  CHECK(a.log_count("failed with") == 0);
+  Daemon b(args);
+  REQUIRE(b.wait_log("handover: serving on 6 of the 6 sockets", 1, 5s));
+  REQUIRE(a.wait_log("handover: handed over to pid", 1, 5s));
+  // Its metrics endpoint is B's now: the log tells.
+  a.signal(SIGHUP);
+  INFO("A:\n" << a.log());
+  CHECK(a.wait_log("reload (SIGHUP): this instance handed its sockets over to pid " +
+                       std::to_string(b.pid()) + " and exits at SIGTERM; reload the new one",
+                   1, 5s));
+  CHECK(a.wait_log("reload (SIGHUP) failed with 1 error", 1, 5s));
+  // The new one reloads.
+  b.signal(SIGHUP);
+  CHECK(b.wait_log("reload (SIGHUP): generation", 1, 5s));
+  CHECK(b.log_count("failed with") == 0);
+  CHECK(a.terminate(5s));
+  CHECK(b.terminate(5s));
+}
+
 TEST_CASE("handover: a plain restart beside the old instance loses queries", "[.handover-loss]") {
   Setup s;
   auto r = run_upgrade(s, {"--no-handover"}, false);

@@ -62,8 +62,9 @@ class HandoverDonor {
   struct Hooks {
     // A dup() of every listening socket.
     std::function<std::vector<PassedFd>()> export_fds;
-    // A handover began: node setup is not the donor's to tear down any more.
-    std::function<void()> on_request;
+    // A handover to `successor` began: node setup is not the donor's to tear
+    // down any more, nor its configuration to reload.
+    std::function<void(pid_t successor)> on_request;
     // It failed before the successor took the sockets: the donor serves alone again.
     std::function<void()> on_abort;
     // The successor serves: stop reading and accepting, finish what is in
