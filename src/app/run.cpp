@@ -322,6 +322,11 @@ std::unique_ptr<HandoverDonor> make_donor(Running& run) {
     run.reloader->refuse("");
   };
   hooks.hand_over = [&run](const std::atomic<bool>& cancel) {
+    // The successor serves, and keeps the node in order from now on.
+    if (auto* node = run.node.get()) {
+      node->set_handed_over(true);
+      spdlog::info("node setup: no more sync passes; the instance that took over keeps it");
+    }
     if (run.metrics) run.metrics->http().stop_accepting();
     if (run.health) run.health->http().stop_accepting();
     // The grace for upstream answers, one second more for the clients' last replies.
