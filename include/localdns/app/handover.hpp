@@ -1,7 +1,7 @@
 // Upgrade handover between two localdns on one node (README.md, "Upgrades"),
 // over the control socket:
 //   successor: "handover 1\n"
-//   donor:     a frame (fd_passing.hpp) with a dup() of every listening socket
+//   donor:     frames (fd_passing.hpp) with a dup() of every listening socket
 //              (each worker's UDP and TCP sockets, the metrics and health ones)
 //   successor: serves on them (and binds its own control socket), "taken\n"
 //   donor:     stops reading and accepting, finishes what is in flight,
