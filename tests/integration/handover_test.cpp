@@ -22,6 +22,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <localdns/app/handover.hpp>
+
 #include "daemon.hpp"
 #include "endpoints.hpp"
 #include "fake_upstream.hpp"
@@ -354,6 +356,31 @@ TEST_CASE("handover: the old instance refuses a reload once it handed its socket
   b.signal(SIGHUP);
   CHECK(b.wait_log("reload (SIGHUP): generation", 1, 5s));
   CHECK(b.log_count("failed with") == 0);
+  CHECK(a.terminate(5s));
+  CHECK(b.terminate(5s));
+}
+
+TEST_CASE("handover: a successor gone before taken leaves the old one serving and reloading",
+          "[handover]") {
+  Setup s;
+  std::vector<std::string> args{"--config", s.config_path};
+  Daemon a(args);
+  REQUIRE(a.wait_ready(s.dns(), 5s));
+  {
+    // Got the sockets, closed the connection without "taken".
+    auto t = localdns::app::request_handover(s.control);
+    REQUIRE(t.has_value());
+    CHECK(t->pool.received() == 6);
+  }
+  INFO("A:\n" << a.log());
+  REQUIRE(a.wait_log("the peer closed the connection; serving on", 1, 5s));
+  CHECK(udp_query(s.dns(), make_query("a.load.test", "A"), 1s).has_value());
+  a.signal(SIGHUP);
+  CHECK(a.wait_log("reload (SIGHUP): generation", 1, 5s));
+  // A later handover goes through.
+  Daemon b(args);
+  CHECK(b.wait_log("handover: serving on 6 of the 6 sockets", 1, 5s));
+  CHECK(a.wait_log("handover: handed over to pid", 1, 5s));
   CHECK(a.terminate(5s));
   CHECK(b.terminate(5s));
 }
