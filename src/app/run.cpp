@@ -447,6 +447,8 @@ int serve_until_signal(Running& run, const config::CliOptions& opts, const confi
                        config::Config cfg, std::optional<PidFile>& pidfile,
                        std::optional<ShutdownSignals>& signals) {
   if (!run.node.start(cfg)) return 1;
+  // Held until the run ends: its open connection tells the donor that this
+  // instance lives (the donor stops when it closes).
   auto takeover = take_over(cfg, opts);
   FdPool* adopted = takeover ? &takeover->pool : nullptr;
   if (!start_server(run, std::move(cfg), adopted)) return 1;
