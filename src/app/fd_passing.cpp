@@ -2,6 +2,7 @@
 #include <cerrno>
 #include <cstring>
 #include <poll.h>
+#include <span>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -120,12 +121,11 @@ const char* to_string(FdKind k) {
   return "unknown";
 }
 
-std::expected<void, std::string> send_fds(int sock, const std::vector<PassedFd>& fds,
-                                          std::chrono::milliseconds timeout) {
-  if (fds.size() > kMaxFds) {
-    return std::unexpected(std::to_string(fds.size()) + " descriptors, more than the " +
-                           std::to_string(kMaxFds) + " a frame may carry");
-  }
+namespace {
+
+// One frame with `fds` (at most kMaxFds), `following` frames after it.
+std::expected<void, std::string> send_frame(int sock, std::span<const PassedFd> fds,
+                                            std::uint8_t following, Clock::time_point deadline) {
   std::vector<std::uint8_t> frame(kHeader);
   for (const auto& f : fds) {
     if (f.endpoint.size() > kMaxEndpointText) {
@@ -142,12 +142,11 @@ std::expected<void, std::string> send_fds(int sock, const std::vector<PassedFd>&
   }
   std::memcpy(frame.data(), kMagic, 4);
   frame[4] = kFdFrameVersion;
-  frame[5] = 0;
+  frame[5] = following;
   put_u16(frame.data() + 6, static_cast<std::uint16_t>(fds.size()));
   put_u32(frame.data() + 8, static_cast<std::uint32_t>(frame.size() - kHeader));
 
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFds)];
-  auto deadline = Clock::now() + timeout;
   std::size_t sent = 0;
   while (sent < frame.size()) {
     if (auto r = wait_ready(sock, POLLOUT, deadline); !r) return r;
@@ -176,9 +175,30 @@ std::expected<void, std::string> send_fds(int sock, const std::vector<PassedFd>&
   return {};
 }
 
-std::expected<std::vector<PassedFd>, std::string> receive_fds(int sock,
-                                                              std::chrono::milliseconds timeout) {
+}  // namespace
+
+std::expected<void, std::string> send_fds(int sock, const std::vector<PassedFd>& fds,
+                                          std::chrono::milliseconds timeout) {
+  if (fds.size() > kMaxPassedFds) {
+    return std::unexpected(std::to_string(fds.size()) + " descriptors, more than the " +
+                           std::to_string(kMaxPassedFds) + " a handover may pass");
+  }
   auto deadline = Clock::now() + timeout;
+  std::size_t frames = std::max<std::size_t>(1, (fds.size() + kMaxFds - 1) / kMaxFds);
+  std::span<const PassedFd> all(fds);
+  for (std::size_t i = 0; i < frames; ++i) {
+    auto chunk = all.subspan(i * kMaxFds, std::min(kMaxFds, fds.size() - i * kMaxFds));
+    auto following = static_cast<std::uint8_t>(frames - 1 - i);
+    if (auto r = send_frame(sock, chunk, following, deadline); !r) return r;
+  }
+  return {};
+}
+
+namespace {
+
+// One frame, appended to `out`; `following` says how many come after it.
+std::expected<void, std::string> receive_frame(int sock, Clock::time_point deadline,
+                                               std::vector<PassedFd>& out, std::size_t& following) {
   std::vector<UniqueFd> got;  // every descriptor received: closed on any error
   std::uint8_t header[kHeader];
   if (auto r = read_exact(sock, header, kHeader, got, deadline); !r)
@@ -188,6 +208,7 @@ std::expected<std::vector<PassedFd>, std::string> receive_fds(int sock,
     return std::unexpected("handover frame version " + std::to_string(header[4]) + ", expected " +
                            std::to_string(kFdFrameVersion));
   }
+  following = header[5];
   std::size_t count = get_u16(header + 6);
   std::size_t length = get_u32(header + 8);
   if (count > kMaxFds) {
@@ -206,7 +227,7 @@ std::expected<std::vector<PassedFd>, std::string> receive_fds(int sock,
     return std::unexpected("frame announces " + std::to_string(count) + " descriptors but " +
                            std::to_string(got.size()) + " came with it");
   }
-  std::vector<PassedFd> out;
+  std::vector<PassedFd> descs;
   std::size_t at = 0;
   for (std::size_t i = 0; i < count; ++i) {
     if (at + 4 > length)
@@ -224,13 +245,38 @@ std::expected<std::vector<PassedFd>, std::string> receive_fds(int sock,
     f.kind = static_cast<FdKind>(d[0]);
     f.worker = get_u16(d + 1);
     f.endpoint.assign(reinterpret_cast<const char*>(d + 4), text);
-    out.push_back(std::move(f));
+    descs.push_back(std::move(f));
     at += 4 + text;
   }
   if (at != length)
     return std::unexpected("frame has " + std::to_string(length - at) + " bytes too many");
-  for (std::size_t i = 0; i < count; ++i)
-    out[i].fd = std::move(got[i]);
+  for (std::size_t i = 0; i < count; ++i) {
+    descs[i].fd = std::move(got[i]);
+    out.push_back(std::move(descs[i]));
+  }
+  return {};
+}
+
+}  // namespace
+
+std::expected<std::vector<PassedFd>, std::string> receive_fds(int sock,
+                                                              std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  std::vector<PassedFd> out;  // closed on any error, with every frame's descriptors
+  std::size_t following = 0;
+  if (auto r = receive_frame(sock, deadline, out, following); !r) return std::unexpected(r.error());
+  if (following >= kMaxFrames) {
+    return std::unexpected("frame announces " + std::to_string(following) +
+                           " more frames, more than " + std::to_string(kMaxFrames - 1));
+  }
+  for (std::size_t left = following; left > 0; --left) {
+    std::size_t next = 0;
+    if (auto r = receive_frame(sock, deadline, out, next); !r) return std::unexpected(r.error());
+    if (next != left - 1) {
+      return std::unexpected("frame says " + std::to_string(next) + " more follow, expected " +
+                             std::to_string(left - 1));
+    }
+  }
   return out;
 }
 

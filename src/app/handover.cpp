@@ -15,6 +15,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr const char* kPeerClosed = "the peer closed the connection";
+
 UniqueFd connect_unix(const std::string& path, std::string& error) {
   sockaddr_un addr{};
   if (path.size() >= sizeof addr.sun_path) {
@@ -65,11 +67,25 @@ std::expected<std::string, std::string> read_line(int fd, std::chrono::milliseco
     ssize_t n = ::recv(fd, &c, 1, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     if (n < 0) return std::unexpected(std::string("recv: ") + std::strerror(errno));
-    if (n == 0) return std::unexpected("the peer closed the connection");
+    if (n == 0) return std::unexpected(kPeerClosed);
     if (c == '\n') return line;
     if (line.size() >= 256) return std::unexpected("line too long");
     line.push_back(c);
   }
+}
+
+// Until the peer closes `fd` (true) or `cancel` (false); discards what it sends.
+bool wait_for_close(int fd, const std::atomic<bool>& cancel) {
+  while (!cancel.load()) {
+    pollfd p{fd, POLLIN, 0};
+    int rc = ::poll(&p, 1, 100);
+    if (rc < 0 && errno != EINTR) return true;
+    if (rc <= 0) continue;
+    char buf[64];
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) return true;
+  }
+  return false;
 }
 
 pid_t peer_pid(int fd, uid_t* uid = nullptr) {
@@ -115,7 +131,7 @@ std::expected<Takeover, std::string> request_handover(const std::string& path) {
 }
 
 std::expected<void, std::string> finish_handover(Takeover& t, std::chrono::milliseconds timeout) {
-  UniqueFd conn = std::move(t.conn);
+  const UniqueFd& conn = t.conn;
   if (!conn) return std::unexpected("no connection to the previous instance");
   if (!write_all(conn.get(), "taken\n")) {
     return std::unexpected(std::string("cannot say taken: ") + std::strerror(errno));
@@ -155,7 +171,7 @@ void HandoverDonor::run(UniqueFd conn) {
   pid_t pid = peer_pid(conn.get());
   // From here on node setup is the successor's too: a SIGTERM now must not
   // tear it down.
-  hooks_.on_request();
+  hooks_.on_request(pid);
   auto fds = hooks_.export_fds();
   spdlog::info("handover: pid {} asks for the listening sockets; passing {}", pid, fds.size());
   if (auto sent = send_fds(conn.get(), fds, kFrameTimeout); !sent) {
@@ -175,7 +191,11 @@ void HandoverDonor::run(UniqueFd conn) {
     spdlog::error("handover to pid {} failed: {}; serving on", pid,
                   taken ? "it said '" + *taken + "'" : taken.error());
     hooks_.on_abort();
-    return;  // it may hold the sockets: no second handover from this one
+    if (!taken && taken.error() == kPeerClosed) {
+      std::lock_guard lock(mu_);
+      busy_ = false;  // it is gone, and its copies with it: another may try
+    }
+    return;  // otherwise it may hold the sockets: no second handover from this one
   }
   handed_over_.store(true);
   spdlog::info("handover: pid {} serves on the sockets; finishing what is in flight", pid);
@@ -187,6 +207,15 @@ void HandoverDonor::run(UniqueFd conn) {
       "handover: handed over to pid {} ({} ms to finish what was in flight{}); idle until "
       "SIGTERM, node setup stays",
       pid, ms, finished ? "" : ", not all of it");
+  // The successor holds the connection for its whole life. Should it die,
+  // our paused UDP sockets would take a share of the flows unread: stop.
+  if (wait_for_close(conn.get(), cancel_)) {
+    spdlog::error(
+        "handover: the successor pid {} exited; stopping so that its sockets leave the "
+        "reuseport group",
+        pid);
+    hooks_.on_successor_exit();
+  }
 }
 
 }  // namespace localdns::app

@@ -69,6 +69,11 @@ Reloader::Reloader(config::CliOptions opts, const config::Startup& startup, Runt
   server_.reloads().hash.store(config_hash(*server_.current_config()), std::memory_order_relaxed);
 }
 
+void Reloader::refuse(std::string why) {
+  std::lock_guard lock(mu_);
+  refusal_ = std::move(why);
+}
+
 ReloadOutcome Reloader::reload(std::string_view trigger) {
   std::lock_guard lock(mu_);
   ReloadOutcome out;
@@ -82,6 +87,7 @@ ReloadOutcome Reloader::reload(std::string_view trigger) {
                   server_.reloads().generation.load(std::memory_order_relaxed));
     return out;
   };
+  if (!refusal_.empty()) return fail({refusal_});
   auto startup = config::build_startup(opts_);
   if (!startup) return fail(std::move(startup.error()));
   for (const auto& w : startup->warnings)

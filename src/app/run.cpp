@@ -310,9 +310,23 @@ std::unique_ptr<HandoverDonor> make_donor(Running& run) {
     if (run.health) add(FdKind::health, run.health->http().listen_fd(), run.health_where);
     return fds;
   };
-  hooks.on_request = [&run] { run.node.set_handed_over(true); };
-  hooks.on_abort = [&run] { run.node.set_handed_over(false); };
+  // From "handover 1" on, a reload (both pods watch one ConfigMap) would
+  // start listeners unpaused beside the successor's: refused.
+  hooks.on_request = [&run](pid_t successor) {
+    run.node.set_handed_over(true);
+    run.reloader->refuse("this instance handed its sockets over to pid " +
+                         std::to_string(successor) + " and exits at SIGTERM; reload the new one");
+  };
+  hooks.on_abort = [&run] {
+    run.node.set_handed_over(false);
+    run.reloader->refuse("");
+  };
   hooks.hand_over = [&run](const std::atomic<bool>& cancel) {
+    // The successor serves, and keeps the node in order from now on.
+    if (auto* node = run.node.get()) {
+      node->set_handed_over(true);
+      spdlog::info("node setup: no more sync passes; the instance that took over keeps it");
+    }
     if (run.metrics) run.metrics->http().stop_accepting();
     if (run.health) run.health->http().stop_accepting();
     // The grace for upstream answers, one second more for the clients' last replies.
@@ -320,6 +334,8 @@ std::unique_ptr<HandoverDonor> make_donor(Running& run) {
         run.server->current_config()->shutdown_grace);
     return run.server->hand_over(grace + std::chrono::seconds(1), cancel);
   };
+  // As SIGTERM: ShutdownSignals ends the run (node setup stays: it was handed over).
+  hooks.on_successor_exit = [] { ::kill(::getpid(), SIGTERM); };
   return std::make_unique<HandoverDonor>(std::move(hooks));
 }
 
@@ -431,6 +447,8 @@ int serve_until_signal(Running& run, const config::CliOptions& opts, const confi
                        config::Config cfg, std::optional<PidFile>& pidfile,
                        std::optional<ShutdownSignals>& signals) {
   if (!run.node.start(cfg)) return 1;
+  // Held until the run ends: its open connection tells the donor that this
+  // instance lives (the donor stops when it closes).
   auto takeover = take_over(cfg, opts);
   FdPool* adopted = takeover ? &takeover->pool : nullptr;
   if (!start_server(run, std::move(cfg), adopted)) return 1;

@@ -278,6 +278,7 @@ void NodeSetup::flush_conntrack() {
 }
 
 unsigned NodeSetup::sync() {
+  if (handed_over_.load()) return 0;
   auto locked = pass_.lock();
   PassState& p = *locked;
   counters_.syncs.fetch_add(1, std::memory_order_relaxed);

@@ -22,6 +22,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <localdns/app/handover.hpp>
+
 #include "daemon.hpp"
 #include "endpoints.hpp"
 #include "fake_upstream.hpp"
@@ -297,6 +299,90 @@ TEST_CASE("handover: fewer or more workers than the donor take every socket", "[
   CHECK(c.terminate(5s));
   std::remove(one.c_str());
   std::remove(three.c_str());
+}
+
+TEST_CASE("handover: the old instance stops when its successor dies, and a new one serves",
+          "[handover]") {
+  Setup s;
+  std::vector<std::string> args{"--config", s.config_path};
+  Daemon a(args);
+  REQUIRE(a.wait_ready(s.dns(), 5s));
+  {
+    Daemon b(args);
+    REQUIRE(b.wait_log("handover: serving on 6 of the 6 sockets", 1, 5s));
+    REQUIRE(a.wait_log("handover: handed over to pid", 1, 5s));
+    CHECK(udp_query(s.dns(), make_query("b.load.test", "A"), 1s).has_value());
+    b.signal(SIGKILL);
+    REQUIRE(b.wait_exit(5s));
+  }
+  // A's paused sockets would take a share of the flows unread: it stops by itself.
+  auto status = a.wait_exit(5s);
+  INFO("A:\n" << a.log());
+  REQUIRE(status);
+  CHECK((WIFEXITED(*status) && WEXITSTATUS(*status) == 0));
+  CHECK(a.log_count("the successor pid") == 1);
+  // The control socket is B's, dead: C binds afresh and serves everything.
+  Daemon c(args);
+  REQUIRE(c.wait_ready(s.dns(), 5s));
+  INFO("C:\n" << c.log());
+  CHECK(c.log_count("handover: serving on") == 0);
+  for (int i = 0; i < 20; ++i) {
+    CHECK(udp_query(s.dns(), make_query("c" + std::to_string(i) + ".load.test", "A"), 1s));
+    CHECK(tcp_query(s.dns(), make_query("t" + std::to_string(i) + ".load.test", "A"), 1s));
+  }
+  CHECK(c.terminate(5s));
+}
+
+TEST_CASE("handover: the old instance refuses a reload once it handed its sockets over",
+          "[handover]") {
+  Setup s;
+  std::vector<std::string> args{"--config", s.config_path};
+  Daemon a(args);
+  REQUIRE(a.wait_ready(s.dns(), 5s));
+  a.signal(SIGHUP);  // before: reloads as usual
+  REQUIRE(a.wait_log("reload (SIGHUP): generation", 1, 5s));
+  CHECK(a.log_count("failed with") == 0);
+  Daemon b(args);
+  REQUIRE(b.wait_log("handover: serving on 6 of the 6 sockets", 1, 5s));
+  REQUIRE(a.wait_log("handover: handed over to pid", 1, 5s));
+  // Its metrics endpoint is B's now: the log tells.
+  a.signal(SIGHUP);
+  INFO("A:\n" << a.log());
+  CHECK(a.wait_log("reload (SIGHUP): this instance handed its sockets over to pid " +
+                       std::to_string(b.pid()) + " and exits at SIGTERM; reload the new one",
+                   1, 5s));
+  CHECK(a.wait_log("reload (SIGHUP) failed with 1 error", 1, 5s));
+  // The new one reloads.
+  b.signal(SIGHUP);
+  CHECK(b.wait_log("reload (SIGHUP): generation", 1, 5s));
+  CHECK(b.log_count("failed with") == 0);
+  CHECK(a.terminate(5s));
+  CHECK(b.terminate(5s));
+}
+
+TEST_CASE("handover: a successor gone before taken leaves the old one serving and reloading",
+          "[handover]") {
+  Setup s;
+  std::vector<std::string> args{"--config", s.config_path};
+  Daemon a(args);
+  REQUIRE(a.wait_ready(s.dns(), 5s));
+  {
+    // Got the sockets, closed the connection without "taken".
+    auto t = localdns::app::request_handover(s.control);
+    REQUIRE(t.has_value());
+    CHECK(t->pool.received() == 6);
+  }
+  INFO("A:\n" << a.log());
+  REQUIRE(a.wait_log("the peer closed the connection; serving on", 1, 5s));
+  CHECK(udp_query(s.dns(), make_query("a.load.test", "A"), 1s).has_value());
+  a.signal(SIGHUP);
+  CHECK(a.wait_log("reload (SIGHUP): generation", 1, 5s));
+  // A later handover goes through.
+  Daemon b(args);
+  CHECK(b.wait_log("handover: serving on 6 of the 6 sockets", 1, 5s));
+  CHECK(a.wait_log("handover: handed over to pid", 1, 5s));
+  CHECK(a.terminate(5s));
+  CHECK(b.terminate(5s));
 }
 
 TEST_CASE("handover: a plain restart beside the old instance loses queries", "[.handover-loss]") {

@@ -1,8 +1,8 @@
 // The last instance out tears down (README.md, "Upgrades"): with node setup
 // (interface and NOTRACK rules) in a fresh network namespace, instance A hands
-// over to B; A's SIGTERM leaves interface and rules to B, B's removes them. A
-// donor that gets SIGTERM in the middle of a handover leaves them too, and
-// `localdns cleanup` still removes everything.
+// over to B and stops its sync passes; A's SIGTERM leaves interface and rules
+// to B, B's removes them. A donor that gets SIGTERM in the middle of a
+// handover leaves them too, and `localdns cleanup` still removes everything.
 #include <chrono>
 #include <fstream>
 #include <string>
@@ -67,6 +67,8 @@ TEST_CASE(
   Daemon b(args(control));
   REQUIRE(b.wait_log("handover: serving on", 1, 5s));
   REQUIRE(a.wait_log("handover: handed over to pid", 1, 5s));
+  // A's sync passes stop: B alone keeps the node in order.
+  CHECK(a.log_count("node setup: no more sync passes") == 1);
   REQUIRE(a.terminate(5s));
   INFO("A:\n" << a.log() << "\nB:\n" << b.log());
   CHECK(a.log().find("node setup: left in place for the instance that took over") !=

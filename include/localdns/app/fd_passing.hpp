@@ -2,8 +2,10 @@
 // a set of file descriptors and a description of each, sent over a connected
 // Unix stream socket with SCM_RIGHTS.
 //
-// The frame: "LDNH", version (1 byte), a reserved byte, the count (2 bytes,
-// at most kMaxFds), the length of the descriptions (4 bytes, network order),
+// A handover passes at most kMaxPassedFds in up to kMaxFrames frames of at
+// most kMaxFds each. A frame: "LDNH", version (1 byte), how many frames follow
+// it (1 byte: 0 for the last, so the first says how many in all), the count
+// (2 bytes, at most kMaxFds), the length of the descriptions (4 bytes, network order),
 // then per descriptor its kind (1 byte), the donor's worker index (2 bytes)
 // and its endpoint as text (1 byte of length, at most kMaxEndpointText). The
 // descriptors ride on the frame's first byte. Every size is checked before it
@@ -70,14 +72,18 @@ inline constexpr std::uint8_t kFdFrameVersion = 1;
 // Below the kernel's SCM_MAX_FD (253) per message.
 inline constexpr std::size_t kMaxFds = 250;
 inline constexpr std::size_t kMaxEndpointText = 64;
+inline constexpr std::size_t kMaxFrames = 16;
+inline constexpr std::size_t kMaxPassedFds = kMaxFrames * kMaxFds;
 
-// Sends `fds` (their descriptors are not closed) with their descriptions in one
-// frame. An error (too many, an endpoint too long, the peer gone, the deadline)
+// Sends `fds` (their descriptors are not closed) with their descriptions in as
+// few frames as they fit. An error (too many, an endpoint too long, the peer
+// gone, the deadline, for all frames together)
 // says what went wrong.
 std::expected<void, std::string> send_fds(int sock, const std::vector<PassedFd>& fds,
                                           std::chrono::milliseconds timeout);
 
-// Receives one frame; on any error every descriptor received is closed.
+// Receives the frames of one send_fds (within `timeout` for all); on any error
+// every descriptor received is closed.
 std::expected<std::vector<PassedFd>, std::string> receive_fds(int sock,
                                                               std::chrono::milliseconds timeout);
 

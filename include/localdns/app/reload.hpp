@@ -43,6 +43,10 @@ class Reloader {
            node::NodeSetup* node = nullptr);
 
   ReloadOutcome reload(std::string_view trigger);
+  // Until refuse(""), every reload fails (counted) with `why`: this instance
+  // handed its sockets over (a reload would bind listeners beside the
+  // successor's). Waits for a reload in progress.
+  void refuse(std::string why);
 
   // The directories whose changes reload (for ConfigWatcher); empty when the
   // configuration comes from flags alone.
@@ -54,6 +58,7 @@ class Reloader {
   node::NodeSetup* node_;
   std::vector<WatchedDir> inputs_;
   std::mutex mu_;
+  std::string refusal_;  // under mu_
 };
 
 // A hash of the configuration as YAML (the generation's identity in logs

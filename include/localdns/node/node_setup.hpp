@@ -92,6 +92,11 @@ class NodeSetup {
   void flush_conntrack();
   // One check-and-repair pass; returns what it repaired. Errors are logged and counted.
   unsigned sync();
+  // From set_handed_over(true) on, sync() does nothing (and counts no pass):
+  // the instance that took the sockets over keeps the node in order, and two
+  // repairing it would flip-flop whatever their configurations disagree on.
+  // Any thread (the handover's); sync() sees it at its next pass.
+  void set_handed_over(bool on) { handed_over_.store(on); }
   // Runs sync() every sync_interval on a thread of its own until stop_sync().
   void start_sync();
   void stop_sync();
@@ -166,6 +171,7 @@ class NodeSetup {
   std::string backend_name_;  // "none" without rules
   NodeCounters counters_;
   std::atomic<bool> in_place_{false};
+  std::atomic<bool> handed_over_{false};
   util::LockGuarded<PassState> pass_;  // one pass at a time
   // The sync thread and what stops it; only on the controlling thread.
   std::promise<void> stop_sync_;

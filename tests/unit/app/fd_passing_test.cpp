@@ -1,9 +1,11 @@
 // Passing listening sockets between two localdns (app/fd_passing.hpp), over a
 // real socketpair: the descriptors arrive and work, and every malformed or
 // oversized frame is refused with every received descriptor closed.
+#include <algorithm>
 #include <cstring>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -76,10 +78,10 @@ void send_raw(int sock, const std::vector<std::uint8_t>& bytes, int count) {
 }
 
 std::vector<std::uint8_t> header(const char* magic, std::uint8_t version, std::uint16_t count,
-                                 std::uint32_t length) {
+                                 std::uint32_t length, std::uint8_t following = 0) {
   std::vector<std::uint8_t> h(magic, magic + 4);
   h.push_back(version);
-  h.push_back(0);
+  h.push_back(following);
   h.push_back(static_cast<std::uint8_t>(count >> 8));
   h.push_back(static_cast<std::uint8_t>(count));
   for (int i = 0; i < 4; ++i)
@@ -130,16 +132,54 @@ TEST_CASE("fd passing: an empty set is a valid frame", "[unit][handover]") {
   CHECK(got->empty());
 }
 
-TEST_CASE("fd passing: more than 250 descriptors are refused", "[unit][handover]") {
+TEST_CASE("fd passing: 600 descriptors go in three frames and all arrive", "[unit][handover]") {
+  // 600 sent plus 600 received: above a default soft limit of 1024.
+  rlimit lim{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &lim) == 0);
+  rlimit raised = lim;
+  raised.rlim_cur = std::min<rlim_t>(lim.rlim_max, 4096);
+  REQUIRE(raised.rlim_cur >= 1400);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &raised) == 0);
+  {
+    Pair p;
+    std::uint16_t port = 0;
+    auto one = udp_socket(port);
+    std::vector<PassedFd> many;
+    for (std::size_t i = 0; i < 600; ++i) {
+      many.push_back({i % 2 == 0 ? FdKind::udp : FdKind::tcp, static_cast<std::uint16_t>(i),
+                      "127.0.0.1:" + std::to_string(i), UniqueFd(::dup(one.get()))});
+      REQUIRE(many.back().fd);
+    }
+    int before = open_fds();
+    REQUIRE(send_fds(p.a.get(), many, 2s).has_value());
+    auto got = receive_fds(p.b.get(), 2s);
+    REQUIRE(got.has_value());
+    REQUIRE(got->size() == 600);
+    bool all = true;
+    for (std::size_t i = 0; i < 600; ++i) {
+      const auto& f = (*got)[i];
+      sockaddr_in sin{};
+      socklen_t len = sizeof sin;
+      all = all && f.worker == i && f.endpoint == "127.0.0.1:" + std::to_string(i) &&
+            f.kind == (i % 2 == 0 ? FdKind::udp : FdKind::tcp) &&
+            ::getsockname(f.fd.get(), reinterpret_cast<sockaddr*>(&sin), &len) == 0 &&
+            ntohs(sin.sin_port) == port;
+    }
+    CHECK(all);
+    CHECK(open_fds() == before + 600);
+    got->clear();
+    CHECK(open_fds() == before);
+  }
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &lim) == 0);
+}
+
+TEST_CASE("fd passing: more than 4000 descriptors, or 250 in a frame, are refused",
+          "[unit][handover]") {
   Pair p;
-  std::vector<PassedFd> many;
-  std::uint16_t port = 0;
-  auto one = udp_socket(port);
-  for (std::size_t i = 0; i < kMaxFds + 1; ++i)
-    many.push_back({FdKind::udp, 0, "127.0.0.1:1", UniqueFd(::dup(one.get()))});
+  std::vector<PassedFd> many(kMaxPassedFds + 1);  // refused before any descriptor is looked at
   auto sent = send_fds(p.a.get(), many, 1s);
   REQUIRE_FALSE(sent.has_value());
-  CHECK(sent.error().find("more than the 250") != std::string::npos);
+  CHECK(sent.error().find("more than the 4000") != std::string::npos);
   // A frame that announces more is refused by the receiver, too.
   send_raw(p.a.get(), header("LDNH", 1, 251, 251 * 4), 1);
   int before = open_fds();
@@ -147,6 +187,32 @@ TEST_CASE("fd passing: more than 250 descriptors are refused", "[unit][handover]
   REQUIRE_FALSE(got.has_value());
   CHECK(got.error().find("more than 250") != std::string::npos);
   CHECK(open_fds() == before);
+}
+
+TEST_CASE("fd passing: a frame announcing too many followers, or a lost one, is refused",
+          "[unit][handover]") {
+  {
+    Pair p;
+    send_raw(p.a.get(), header("LDNH", 1, 0, 0, 16), 0);
+    auto got = receive_fds(p.b.get(), 1s);
+    REQUIRE_FALSE(got.has_value());
+    CHECK(got.error().find("16 more frames, more than 15") != std::string::npos);
+  }
+  {
+    // The first frame's descriptor is closed when the second does not come.
+    Pair p;
+    auto first = header("LDNH", 1, 1, 4 + 3, 1);
+    for (std::uint8_t b : {std::uint8_t{1}, std::uint8_t{0}, std::uint8_t{0}, std::uint8_t{3}})
+      first.push_back(b);
+    for (char c : std::string("a:1"))
+      first.push_back(static_cast<std::uint8_t>(c));
+    int before = open_fds();
+    send_raw(p.a.get(), first, 1);
+    auto got = receive_fds(p.b.get(), 300ms);
+    REQUIRE_FALSE(got.has_value());
+    CHECK(got.error() == "timed out");
+    CHECK(open_fds() == before);
+  }
 }
 
 TEST_CASE("fd passing: a wrong magic or version is refused and the descriptors closed",

@@ -13,10 +13,11 @@ namespace {
 
 class CountingBackend final : public node::RulesBackend {
  public:
-  explicit CountingBackend(unsigned* checks, unsigned* missing)
-      : checks_(checks), missing_(missing) {}
+  explicit CountingBackend(unsigned* checks, unsigned* missing, unsigned* syncs = nullptr)
+      : checks_(checks), missing_(missing), syncs_(syncs) {}
   std::string name() const override { return "counting"; }
   std::expected<node::RulesRepair, std::string> sync(const node::RuleTargets&) override {
+    if (syncs_ != nullptr) ++*syncs_;
     return node::RulesRepair{};
   }
   std::expected<unsigned, std::string> check(const node::RuleTargets&) override {
@@ -28,6 +29,7 @@ class CountingBackend final : public node::RulesBackend {
  private:
   unsigned* checks_;
   unsigned* missing_;
+  unsigned* syncs_;
 };
 
 node::NodeSettings rules_only() {
@@ -83,4 +85,19 @@ TEST_CASE("without a rules backend, verify() reports nothing and names none", "[
   node::NodeSetup setup(s, nullptr, clock);
   CHECK(setup.backend_name() == "none");
   CHECK(setup.verify().empty());
+}
+
+TEST_CASE("once handed over, sync() repairs nothing and counts no pass", "[node][handover]") {
+  util::ManualClock clock;
+  unsigned checks = 0, missing = 0, syncs = 0;
+  node::NodeSetup setup(rules_only(), std::make_unique<CountingBackend>(&checks, &missing, &syncs),
+                        clock);
+  setup.sync();
+  CHECK(syncs == 1);
+  CHECK(setup.counters().syncs.load() == 1);
+  setup.set_handed_over(true);
+  CHECK(setup.sync() == 0);
+  CHECK(setup.sync() == 0);
+  CHECK(syncs == 1);
+  CHECK(setup.counters().syncs.load() == 1);
 }
