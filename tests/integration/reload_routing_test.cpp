@@ -42,13 +42,17 @@ struct Routed {
                                  dir.file("log"));
     REQUIRE(d->wait_ready(ep, 10s));
   }
-  // Writes `groups`, sends SIGHUP, waits until the reload succeeded.
+  // Writes `groups`, sends SIGHUP, waits until the reload succeeded (a
+  // sanitizer build beside another test may take seconds); on failure the
+  // log says why.
   bool reload(const std::vector<ReloadGroup>& groups) {
     replace_file(path, cfg.yaml(groups));
     d->signal(SIGHUP);
     reloaded += 1;
-    return wait_until(
-        within(5s), [&] { return reloads(cfg.metrics_port, "success") >= reloaded; }, 20ms);
+    bool ok = wait_until(
+        within(15s), [&] { return reloads(cfg.metrics_port, "success") >= reloaded; }, 20ms);
+    if (!ok) UNSCOPED_INFO(d->log());
+    return ok;
   }
   std::string ask(const std::string& name) { return answer(ep, name); }
   unsigned ready_status() {
