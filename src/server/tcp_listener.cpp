@@ -390,13 +390,10 @@ asio::ip::tcp::acceptor adopt_tcp_acceptor(asio::io_context& ctx, const util::En
       listening == 0) {
     fail(EINVAL, "not a listening TCP socket");
   }
-  asio::ip::tcp::endpoint want(ep.address, ep.port), bound;
-  len = static_cast<socklen_t>(bound.capacity());
-  if (::getsockname(fd, bound.data(), &len) != 0) fail(errno, "getsockname");
-  bound.resize(len);
-  if (bound != want)
-    fail(EINVAL,
-         "it is bound to " + bound.address().to_string() + " port " + std::to_string(bound.port()));
+  auto bound = util::bound_endpoint(fd);
+  if (!bound) fail(errno, "getsockname");
+  if (*bound != ep) fail(EINVAL, "it is bound to " + bound->to_string());
+  asio::ip::tcp::endpoint want(ep.address, ep.port);
   asio::ip::tcp::acceptor acceptor(ctx);
   error_code ec;
   acceptor.assign(want.protocol(), fd, ec);

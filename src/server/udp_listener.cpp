@@ -57,13 +57,10 @@ asio::ip::udp::socket adopt_udp_socket(asio::io_context& ctx, const util::Endpoi
   socklen_t len = sizeof type;
   if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) fail(errno, "not a socket");
   if (type != SOCK_DGRAM) fail(EINVAL, "not a UDP socket");
-  asio::ip::udp::endpoint want(ep.address, ep.port), bound;
-  len = static_cast<socklen_t>(bound.capacity());
-  if (::getsockname(fd, bound.data(), &len) != 0) fail(errno, "getsockname");
-  bound.resize(len);
-  if (bound != want)
-    fail(EINVAL,
-         "it is bound to " + bound.address().to_string() + " port " + std::to_string(bound.port()));
+  auto bound = util::bound_endpoint(fd);
+  if (!bound) fail(errno, "getsockname");
+  if (*bound != ep) fail(EINVAL, "it is bound to " + bound->to_string());
+  asio::ip::udp::endpoint want(ep.address, ep.port);
   asio::ip::udp::socket sock(ctx);
   error_code ec;
   sock.assign(want.protocol(), fd, ec);

@@ -1,4 +1,7 @@
 #include <stdlib.h>  // arc4random (glibc 2.36)
+#include <sys/socket.h>
+
+#include <boost/asio/ip/udp.hpp>
 
 #include <localdns/util/clock.hpp>
 #include <localdns/util/endpoint.hpp>
@@ -29,6 +32,14 @@ const Clock& Clock::real() {
 Random& Random::system() {
   static SystemRandom random;
   return random;
+}
+
+std::optional<Endpoint> bound_endpoint(int fd) {
+  boost::asio::ip::udp::endpoint bound;  // sockaddr storage for either protocol
+  auto len = static_cast<socklen_t>(bound.capacity());
+  if (::getsockname(fd, bound.data(), &len) != 0) return std::nullopt;
+  bound.resize(len);
+  return Endpoint{bound.address(), bound.port()};
 }
 
 std::string Endpoint::to_string() const {

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <boost/asio/ip/address.hpp>
@@ -19,5 +20,9 @@ struct Endpoint {
   std::string to_string() const;  // "1.2.3.4:53", "[::1]:53"
   friend bool operator==(const Endpoint&, const Endpoint&) = default;
 };
+
+// The address socket `fd` is bound to (getsockname); nullopt with errno set
+// when it cannot be read.
+std::optional<Endpoint> bound_endpoint(int fd);
 
 }  // namespace localdns::util
