@@ -14,6 +14,7 @@
 #            --localdns PATH     measure this binary instead of building the
 #                                release preset (CI passes its ci build)
 #   quick:   --pairs N (5)  --min-ratio R (0.90)
+#   E:       --latency-rates "10000 50000"  --no-rt (E without SCHED_FIFO)
 #
 # Needs root (network namespace, iptables counters). Starts and stops only its
 # own processes, by PID.
@@ -24,6 +25,7 @@ ROOT=$PWD
 QUICK=0 REPS=3 DURATION=10 SERVERS="echo localdns unbound dnsdist dnsmasq kresd"
 WORKLOADS="A D C E B"
 LOCALDNS="" PAIRS=5 MIN_RATIO=0.90
+E_RATES="10000 50000" E_RT=1 E_TICK_US=100
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 REPS=1 DURATION=2 SERVERS="localdns unbound" WORKLOADS="A B" ;;
@@ -31,6 +33,8 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=$2; shift ;;
     --servers) SERVERS=$2; shift ;;
     --localdns) LOCALDNS=$(realpath "$2"); shift ;;
+    --latency-rates) E_RATES=$2; shift ;;
+    --no-rt) E_RT=0 ;;
     --pairs) PAIRS=$2; shift ;;
     --min-ratio) MIN_RATIO=$2; shift ;;
     *) echo "unknown option $1"; exit 2 ;;
@@ -73,6 +77,8 @@ NS=ldbench-$$
 TMP=$(mktemp -d /tmp/localdns-bench-XXXXXX)
 # The ceiling: a trivial recvmmsg/sendmmsg server that answers every datagram.
 case " $SERVERS " in *" echo "*) g++ -O2 -o "$TMP/echo_server" bench/echo/echo_server.cpp ;; esac
+# E's load generator: a paced client (bench/README.md says why not dnsperf).
+case " $WORKLOADS " in *" E "*) g++ -O2 -o "$TMP/paced_client" bench/latency/paced_client.cpp ;; esac
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -255,7 +261,7 @@ rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 syns() { x iptables -w -nvxL INPUT | awk '/bench-syn/{print $1}'; }
 
 # One measured run: prints "qps cpu_share lost avg_latency_ms syns other_cpu completed"
-measure() {  # WORKLOAD FILE MODE [RATE]
+measure() {  # WORKLOAD FILE MODE [RATE: dnsperf -Q]
   local file=$2 mode=$3 rate=${4:-} out
   x iptables -w -Z INPUT
   local c0 b0 k0 t0 c1 b1 k1 t1
@@ -263,7 +269,7 @@ measure() {  # WORKLOAD FILE MODE [RATE]
   # A 1 s timeout: lost queries must not stretch the run (the CPU share is
   # taken over dnsperf's own run time).
   local args=(-s 127.0.0.1 -p $PORT -d "$file" -l "$DURATION" -t 1 -T 1 -c 16 -q 512 -m "$mode")
-  [ -n "$rate" ] && args+=(-Q "$rate" -v)
+  [ -n "$rate" ] && args+=(-Q "$rate")
   # Not through x(): $! must be dnsperf itself, not a subshell.
   ip netns exec "$NS" taskset -c 1 dnsperf "${args[@]}" > "$TMP/dnsperf.out" 2>&1 &
   local dp=$!
@@ -287,10 +293,55 @@ measure() {  # WORKLOAD FILE MODE [RATE]
   }'
 }
 
-percentiles() {  # p50 p99 p99.9 in ms from dnsperf -v lines
-  awk '/^> /{print $NF * 1000}' "$TMP/dnsperf.out" | sort -n | awk '{v[NR] = $1}
-    END { if (NR == 0) { print "0 0 0"; exit }
-          printf "%.3f %.3f %.3f\n", v[int(NR * 0.5) + 1], v[int(NR * 0.99) + 1], v[int(NR * 0.999) + 1] }'
+# E, latency: one paced-client run at RATE against the running server, sending
+# on 100 us ticks (one query per tick at 10,000/s, five at 50,000/s: a client
+# woken for every query at 50,000/s would need most of its core). Prints
+# "qps cpu_share lost mean_ms 0 other_cpu received p50 p99 p99.9 max
+# sender_p99 sender_max sent" (ms; qps = replies per second of the send
+# schedule; other_cpu as in measure(), the client's own CPU time taken out).
+measure_latency() {  # RATE
+  local rate=$1 c0 b0 k0 t0 c1 b1 k1 t1 rt=()
+  [ "$E_RT" -eq 1 ] && rt=(chrt -f 20)
+  c0=$(cpu_of "$SPID"); k0=$(cpu_of "$KNOT"); b0=$(busy_total); t0=$(date +%s.%N)
+  ip netns exec "$NS" "${rt[@]}" taskset -c 1 "$TMP/paced_client" -s 127.0.0.1 -p $PORT -d "$TMP/hits" \
+    -Q "$rate" -l "$DURATION" -c 64 -t 1 -g "$E_TICK_US" > "$TMP/paced.out" 2>&1 &
+  wait $!
+  c1=$(cpu_of "$SPID"); k1=$(cpu_of "$KNOT"); b1=$(busy_total); t1=$(date +%s.%N)
+  awk -v dcpu=$((c1 - c0)) -v dknot=$((k1 - k0)) -v dbusy=$((b1 - b0)) -v hz=$HZ -v t0=$t0 -v t1=$t1 '
+    /^RESULT / { for (i = 2; i <= NF; i++) { split($i, kv, "="); r[kv[1]] = kv[2] } }
+    END {
+      if (!("sent" in r)) { print "0 0 0 0 0 0 0 0 0 0 0 0 0 0"; exit }
+      wall = t1 - t0; run = (r["run_s"] > 0 ? r["run_s"] : wall)
+      other = (dbusy - dcpu - dknot) / hz / wall - r["cpu_s"] / wall; if (other < 0) other = 0
+      printf "%.0f %.3f %d %.3f 0 %.2f %d %s %s %s %s %s %s %d\n", r["received"] / run, dcpu / hz / run,
+        r["lost"], r["mean"], other, r["received"], r["p50"], r["p99"], r["p999"], r["max"],
+        r["sender_p99"], r["sender_max"], r["sent"]
+    }' "$TMP/paced.out"
+}
+
+# E for the running server $1 in repetition $2: every rate of E_RATES, each
+# run repeated once when other processes took more than a quarter core. With
+# E_RT the server (all its threads) and the client run SCHED_FIFO for E only.
+latency_runs() {  # SERVER REP
+  local s=$1 rep=$2 rate try row other
+  [ "$E_RT" -eq 1 ] && chrt -a -f -p 20 "$SPID" >/dev/null
+  for rate in $E_RATES; do
+    for try in 1 2; do
+      row=$(measure_latency "$rate")
+      other=$(echo "$row" | awk '{print $6}')
+      if [ "$try" -eq 1 ] && awk -v o="$other" 'BEGIN { exit !(o > 0.25) }'; then
+        echo "  $s E at $rate/s: other processes used $other of a core; repeating"
+        continue
+      fi
+      break
+    done
+    # Columns as for the other workloads (p50 p99 p99.9 in 11-13, RSS in
+    # 14-15), then max, the sender's p99 and max lateness, and queries sent.
+    echo "$s E$rate $rep $(echo "$row" | cut -d' ' -f1-10) $idle $(rss_kib "$SPID") $(echo "$row" | cut -d' ' -f11-)" >> "$RESULTS"
+    echo "  rep $rep $s E at $rate/s: qps/share/lost/mean_ms/-/other/received/p50/p99/p99.9/max/sender_p99/sender_max/sent = $row"
+  done
+  [ "$E_RT" -eq 1 ] && chrt -a -o -p 0 "$SPID" >/dev/null
+  return 0
 }
 
 # --- quick: the CI gate (rule and rationale in bench/README.md) ------------------
@@ -399,12 +450,12 @@ for rep in $(seq 1 "$REPS"); do
     for w in $WORKLOADS; do
       # The echo server has no cache, upstream or TCP: UDP hits and latency only.
       if [ "$s" = echo ] && [ "$w" != A ] && [ "$w" != E ]; then continue; fi
+      if [ "$w" = E ]; then latency_runs "$s" "$rep"; continue; fi
       case $w in
         A) file=$TMP/hits mode=udp rate= ;;
         B) file=$TMP/misses mode=udp rate= ;;
         C) file=$TMP/mix mode=udp rate= ;;
         D) file=$TMP/hits mode=tcp rate= ;;
-        E) file=$TMP/hits mode=udp rate=10000 ;;
       esac
       for try in 1 2; do
         row=$(measure "$w" "$file" "$mode" "$rate")
@@ -417,7 +468,6 @@ for rep in $(seq 1 "$REPS"); do
         break
       done
       pct="0 0 0"
-      [ "$w" = E ] && pct=$(percentiles)
       echo "$s $w $rep $row $pct $idle $(rss_kib "$SPID")" >> "$RESULTS"
       echo "  rep $rep $s $w: qps/share/lost/lat_ms/syns/other/done = $row p50/p99/p99.9 = $pct"
     done
@@ -437,20 +487,26 @@ report() {
     qps[k, n[k]] = $4; share = ($5 > 0.01 ? $5 : 0.01); pc[k, n[k]] = $4 / share
     lost[k] += $6; syns[k, n[k]] = $8; cpum[k, n[k]] = ($10 > 0 ? $5 * '"$DURATION"' / ($10 / 1e6) : 0)
     p50[k, n[k]] = $11; p99[k, n[k]] = $12; p999[k, n[k]] = $13
+    if ($2 ~ /^E[0-9]+$/) { erate[substr($2, 2) + 0] = 1; pmax[k, n[k]] = $16; sp99[k, n[k]] = $17; smax[k, n[k]] = $18; sent[k] += $19; cpus[k, n[k]] = $5 }
     idle[$1] = $14; if ($2 == "B") rssb[$1] = $15
   }
   END {
     split(servers, S, " "); split(workloads, W, " ")
     for (wi = 1; wi in W; wi++) {
       w = W[wi]
-      if (w == "E") {
-        print "\n### E: latency at 10,000 queries/s (cache hits, UDP)\n"
-        print "| server | p50 ms | p99 ms | p99.9 ms | lost |"
-        print "|---|---|---|---|---|"
-        for (si = 1; si in S; si++) {
-          k = S[si] SUBSEP w; m = n[k]; if (!m) continue
-          for (i = 1; i <= m; i++) { a[i] = p50[k, i]; b[i] = p99[k, i]; c[i] = p999[k, i] }
-          printf "| %s | %.3f | %.3f | %.3f | %d |\n", S[si], median(a, m), median(b, m), median(c, m), lost[k]
+      if (w == "E") {  # one table per rate, rates in ascending order
+        nr = 0; for (r in erate) R[++nr] = r + 0
+        for (i = 1; i <= nr; i++) for (j = i + 1; j <= nr; j++) if (R[j] < R[i]) { rt = R[i]; R[i] = R[j]; R[j] = rt }
+        for (ri = 1; ri <= nr; ri++) {
+          print "\n### E: latency at " R[ri] " queries/s (cache hits, UDP, bench/latency/paced_client)\n"
+          print "| server | p50 ms | p99 ms | p99.9 ms | max ms | lost / sent | server CPU | client late p99 / max ms |"
+          print "|---|---|---|---|---|---|---|---|"
+          for (si = 1; si in S; si++) {
+            k = S[si] SUBSEP "E" R[ri]; m = n[k]; if (!m) continue
+            for (i = 1; i <= m; i++) { a[i] = p50[k, i]; b[i] = p99[k, i]; c[i] = p999[k, i]; d[i] = pmax[k, i]; e[i] = cpus[k, i]; f[i] = sp99[k, i]; g[i] = smax[k, i] }
+            printf "| %s | %.3f | %.3f | %.3f | %.3f | %d / %d | %.0f %% | %.3f / %.3f |\n", S[si], median(a, m), median(b, m),
+              median(c, m), median(d, m), lost[k], sent[k], 100 * median(e, m), median(f, m), median(g, m)
+          }
         }
         continue
       }
@@ -517,7 +573,7 @@ else
   { echo; cat "$TMP/section.md"; } >> "$OUT"
 fi
 # The plot: raw qps per workload per server.
-awk '$2 != "E" { k = $2 " " $1; s[k] += $4; c[k]++ } END { for (k in s) print k, s[k] / c[k] }' "$RESULTS" |
+awk '$2 !~ /^E/ { k = $2 " " $1; s[k] += $4; c[k]++ } END { for (k in s) print k, s[k] / c[k] }' "$RESULTS" |
   sort > "$TMP/plot.dat"
 {
   echo "set terminal png size 900,500; set output 'bench/results.png'"
