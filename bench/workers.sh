@@ -75,6 +75,8 @@ for _ in $(seq 1 100); do
 done
 
 cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Per thread "tid jiffies" (the comm field has no spaces in localdns).
+threads_of() { for t in /proc/"$1"/task/*; do awk '{print $1, $14 + $15}' "$t/stat"; done 2>/dev/null; }
 start() {  # WORKERS: sets SPID
   local pin=(taskset -c 0)
   [ "$1" -gt 1 ] && pin=()
@@ -92,17 +94,24 @@ stop() {
   kill "$SPID" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.1; done
 }
-run() {  # WORKERS: prints "qps server_share qps_per_core lost"
+run() {  # WORKERS: prints "qps server_share qps_per_core lost busiest/second_thread_share"
   local pin=(taskset -c 1) threads=1 c0 c1
   [ "$1" -gt 1 ] && pin=() threads=2
   c0=$(cpu_of "$SPID")
+  threads_of "$SPID" > "$TMP/threads0"
   ip netns exec "$NS" "${pin[@]}" dnsperf -s 127.0.0.1 -p $PORT -d "$TMP/hits" -l "$DURATION" -t 1 \
     -c 16 -q 512 -T $threads > "$TMP/dnsperf.out" 2>&1 &
   wait $!
   c1=$(cpu_of "$SPID")
-  awk -v dcpu=$((c1 - c0)) -v hz="$HZ" '
+  threads_of "$SPID" > "$TMP/threads1"
+  # The two busiest threads' CPU shares: both workers should carry load.
+  local busiest
+  busiest=$(awk 'NR == FNR { a[$1] = $2; next } { print $2 - a[$1] }' "$TMP/threads0" "$TMP/threads1" |
+    sort -rn | head -2 | tr '\n' ' ')
+  awk -v dcpu=$((c1 - c0)) -v hz="$HZ" -v busiest="$busiest" '
     /Queries lost:/ { lost = $3 } /Queries per second:/ { qps = $4 } /Run time \(s\):/ { run = $4 }
-    END { share = dcpu / hz / run; printf "%.0f %.2f %.0f %d\n", qps, share, qps / (share > 0.01 ? share : 0.01), lost }' \
+    END { share = dcpu / hz / run; split(busiest, b, " ")
+          printf "%.0f %.2f %.0f %d %.2f/%.2f\n", qps, share, qps / (share > 0.01 ? share : 0.01), lost, b[1] / hz / run, b[2] / hz / run }' \
     "$TMP/dnsperf.out"
 }
 
@@ -114,7 +123,7 @@ for rep in $(seq 1 "$REPS"); do
     row=$(run "$w")
     stop
     echo "$w $row" >> "$TMP/runs"
-    echo "  rep $rep, $w worker(s): qps/server CPU share/qps per busy core/lost = $row"
+    echo "  rep $rep, $w worker(s): qps/server CPU share/qps per busy core/lost/two busiest threads = $row"
   done
 done
 awk 'function median(a, n,   i, j, t) {
