@@ -125,12 +125,21 @@ void UdpListener::unbind() {
   ::close(null);
 }
 
+// A one-byte MSG_PEEK receive rather than async_wait: Asio tries a receive
+// first and, when the socket is empty, queues the operation on the socket's
+// standing edge-triggered registration, where async_wait re-arms it with an
+// epoll_ctl on every wakeup. The peeked datagram stays queued for drain().
 void UdpListener::wait() {
-  sock_.async_wait(asio::ip::udp::socket::wait_read, [this](error_code ec) {
-    if (ec || stopped_) return;
-    drain();
-    wait();
-  });
+  sock_.async_receive(
+      asio::buffer(&peek_, 1), asio::socket_base::message_peek, [this](error_code ec, std::size_t) {
+        if (stopped_ || ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) {
+          return;
+        }
+        // Any other error was the socket's pending one, which
+        // this receive consumed: keep serving.
+        drain();
+        wait();
+      });
 }
 
 void UdpListener::drain() {

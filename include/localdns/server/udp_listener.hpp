@@ -58,7 +58,8 @@ class UdpListener {
   boost::asio::ip::udp::socket sock_;
   QueryHandler& handler_;
   bool stopped_ = false;
-  int held_ = -1;  // after unbind(): the descriptor number, on /dev/null
+  int held_ = -1;          // after unbind(): the descriptor number, on /dev/null
+  std::uint8_t peek_ = 0;  // wait()'s one-byte peek
   // Batch buffers, allocated once.
   std::vector<std::uint8_t> in_;
   std::vector<std::uint8_t> out_;
