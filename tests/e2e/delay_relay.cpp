@@ -4,11 +4,15 @@
 // the answer back to the asker with the asker's ID. FIFO order: every query is
 // held equally long. Bounded: at most kMaxHeld queries held and kMaxOpen
 // awaiting SERVER's answer (the oldest is forgotten when the IDs wrap).
-// Prints "ready" once both sockets are bound; runs until SIGTERM.
+// Prints "ready" once both sockets are bound, then a line per query as it
+// arrives, "q MS NAME TYPE", and per answer as it is relayed, "a MS NAME TYPE
+// RCODE" (MS: milliseconds since start, NAME in lower case, TYPE and RCODE as
+// numbers); runs until SIGTERM.
 //   delay_relay LISTEN_IP:PORT SERVER_IP:PORT DELAY_MS
 #include <algorithm>
 #include <arpa/inet.h>
 #include <array>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -21,6 +25,7 @@
 #include <string>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -62,6 +67,35 @@ void set_id(std::vector<std::uint8_t>& p, std::uint16_t id) {
   p[1] = static_cast<std::uint8_t>(id & 0xff);
 }
 
+// The question's name (lower case, dot-terminated) and type; "?" when the
+// question is not a plain uncompressed name.
+std::pair<std::string, unsigned> question(const std::vector<std::uint8_t>& p) {
+  std::string name;
+  std::size_t at = 12;
+  while (at < p.size() && p[at] != 0) {
+    const std::size_t len = p[at];
+    if (len > 63 || at + 1 + len >= p.size()) return {"?", 0};
+    for (std::size_t i = 0; i < len; ++i) {
+      name += static_cast<char>(std::tolower(p[at + 1 + i]));
+    }
+    name += '.';
+    at += 1 + len;
+  }
+  if (at + 2 >= p.size()) return {"?", 0};
+  if (name.empty()) name = ".";
+  return {name, static_cast<unsigned>((p[at + 1] << 8) | p[at + 2])};
+}
+
+void trace(char what, Clock::time_point start, const std::vector<std::uint8_t>& p) {
+  const auto ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  auto [name, type] = question(p);
+  if (what == 'q') {
+    std::printf("q %.3f %s %u\n", ms, name.c_str(), type);
+  } else {
+    std::printf("a %.3f %s %u %u\n", ms, name.c_str(), type, p[3] & 0x0fu);
+  }
+}
+
 int udp_socket() {
   int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -96,8 +130,9 @@ int main(int argc, char** argv) {
     std::perror("connect");
     return 1;
   }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   std::printf("ready\n");
-  std::fflush(stdout);
+  const auto start = Clock::now();
 
   std::deque<Held> held;
   std::vector<Open> open(kMaxOpen);
@@ -118,6 +153,7 @@ int main(int argc, char** argv) {
           ::recvfrom(front, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &len);
       if (n >= 12 && held.size() < kMaxHeld) {
         held.push_back({Clock::now() + delay, from, {buf.begin(), buf.begin() + n}});
+        trace('q', start, held.back().packet);
       }
     }
     if (fds[1].revents & POLLIN) {
@@ -130,6 +166,7 @@ int main(int argc, char** argv) {
           set_id(answer, slot.client_id);
           ::sendto(front, answer.data(), answer.size(), 0,
                    reinterpret_cast<const sockaddr*>(&slot.from), sizeof slot.from);
+          trace('a', start, answer);
         }
       }
     }

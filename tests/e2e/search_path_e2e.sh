@@ -20,7 +20,9 @@
 # an upstream miss, the walk is the search list and the name (A and AAAA
 # each), and the lookup takes at least one delay per sequential round trip;
 # warm gives the same addresses and client queries, no more upstream queries,
-# and glibc's and Go's lookups in under 60 % of the time with it off; cname
+# glibc's and Go's lookups in under 60 % of the time with it off, and (as the
+# walk itself, from delay_relay's trace) no query for the name outside the
+# cluster before its three cluster expansions were answered; cname
 # gives the same addresses with fewer client queries, and answers the first
 # expansion with a CNAME to the name itself.
 #   search_path_e2e.sh LOCALDNS DELAY_RELAY
@@ -252,10 +254,34 @@ lookup() {
   L_MS=${out#ms=} L_MS=${L_MS%% *} L_ADDRS=${out#*addrs=} L_CQ=$((c1 - c0)) L_UQ=$((u1 - u0))
 }
 
+# in_order NAME: from the relay's trace, for A and for AAAA, whether every
+# query for NAME in a host search domain or as it is (names leaving the
+# cluster) reached the upstream only after the answers for NAME in each
+# cluster search domain had gone back; prints "ok" or what came first.
+in_order() {
+  awk -v name="$1." -v cluster="${SEARCH[*]:0:3}" -v host="${SEARCH[*]:3}" '
+    BEGIN {
+      nc = split(cluster, c, " "); nh = split(host, h, " ")
+      for (i = 1; i <= nc; i++) inside[name c[i] "."] = 1
+      for (i = 1; i <= nh; i++) outside[name h[i] "."] = 1
+      outside[name] = 1
+    }
+    $1 == "a" && ($3 in inside) { answered[$4]++; last[$4] = $2 }
+    $1 == "q" && ($3 in outside) && !($4 in first) {
+      first[$4] = $2; seen[$4] = answered[$4] + 0; at[$4] = $3
+    }
+    END {
+      bad = ""
+      for (t in first)
+        if (seen[t] < nc) bad = bad sprintf(" type %s: %s asked at %.1f ms, %d of %d cluster answers back", t, at[t], first[t], seen[t], nc)
+      print bad == "" ? "ok" : bad
+    }' "$TMP/relay.log"
+}
+
 median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 declare -A MS CQ UQ ADDRS RUNMS
 measure() {  # MODE: RUNS lookups per resolver, each of a name of its own
-  local mode=$1 res i name cq uq all_ms cqs uqs
+  local mode=$1 res i name cq uq all_ms cqs uqs order
   for res in "${RESOLVERS[@]}"; do
     all_ms="" cqs="" uqs="" ADDRS[$res,$mode]=""
     for i in $(seq 1 "$RUNS"); do
@@ -263,6 +289,12 @@ measure() {  # MODE: RUNS lookups per resolver, each of a name of its own
       lookup "$res" "$name"
       all_ms+=" $L_MS" cqs+=" $L_CQ" uqs+=" $L_UQ"
       [ "$L_ADDRS" = "$EXPECTED" ] || fail "$res, $mode: $name resolved to $L_ADDRS, the zone has $EXPECTED"
+      # The pod's own walk leaves the cluster only after its cluster domains
+      # came back negative; warm must keep that order (cname builds on it).
+      if [ "$mode" != cname ]; then
+        order=$(in_order "$name")
+        [ "$order" = ok ] || fail "$res, $mode: a name left the cluster too early:$order"
+      fi
       ADDRS[$res,$mode]=$L_ADDRS
     done
     RUNMS[$res,$mode]=${all_ms# }
