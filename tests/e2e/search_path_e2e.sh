@@ -72,6 +72,8 @@ trap cleanup EXIT
 fail() {
   echo "FAIL: $*"
   if [ -f "$LOG" ]; then echo "--- localdns log (last 40 lines)"; tail -40 "$LOG"; fi
+  if [ -f "$TMP/relay.log" ]; then echo "--- the upstream's trace (last 24 lines)"; tail -24 "$TMP/relay.log"; fi
+  echo "FAIL: $*"
   exit 1
 }
 note() { echo "== $*"; }
