@@ -332,7 +332,8 @@ done
 
 # --- warm and cname -----------------------------------------------------------------
 MODES=(off)
-if "$LOCALDNS" --help 2>&1 | grep -q -- '--autopath'; then
+help=$("$LOCALDNS" --help 2>&1) || true  # not piped into grep -q: pipefail and SIGPIPE
+if grep -q -- '--autopath' <<<"$help"; then
   MODES+=(warm cname)
   note "search path warm (--autopath=warm)"
   start_localdns --autopath=warm
