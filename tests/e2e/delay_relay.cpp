@@ -5,9 +5,9 @@
 // held equally long. Bounded: at most kMaxHeld queries held and kMaxOpen
 // awaiting SERVER's answer (the oldest is forgotten when the IDs wrap).
 // Prints "ready" once both sockets are bound, then a line per query as it
-// arrives, "q MS NAME TYPE", and per answer as it is relayed, "a MS NAME TYPE
-// RCODE" (MS: milliseconds since start, NAME in lower case, TYPE and RCODE as
-// numbers); runs until SIGTERM.
+// arrives, "q MS NAME TYPE", as it is sent on, "f MS NAME TYPE", and per
+// answer as it is relayed, "a MS NAME TYPE RCODE" (MS: milliseconds since start, NAME in lower
+// case, TYPE and RCODE as numbers); runs until SIGTERM.
 //   delay_relay LISTEN_IP:PORT SERVER_IP:PORT DELAY_MS
 #include <algorithm>
 #include <arpa/inet.h>
@@ -89,8 +89,8 @@ std::pair<std::string, unsigned> question(const std::vector<std::uint8_t>& p) {
 void trace(char what, Clock::time_point start, const std::vector<std::uint8_t>& p) {
   const auto ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   auto [name, type] = question(p);
-  if (what == 'q') {
-    std::printf("q %.3f %s %u\n", ms, name.c_str(), type);
+  if (what != 'a') {
+    std::printf("%c %.3f %s %u\n", what, ms, name.c_str(), type);
   } else {
     std::printf("a %.3f %s %u %u\n", ms, name.c_str(), type, p[3] & 0x0fu);
   }
@@ -177,6 +177,7 @@ int main(int argc, char** argv) {
       open[id] = {true, get_id(h.packet), h.from};
       set_id(h.packet, id);
       ::send(back, h.packet.data(), h.packet.size(), 0);
+      trace('f', start, h.packet);
       held.pop_front();
     }
   }

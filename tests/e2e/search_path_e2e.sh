@@ -20,14 +20,15 @@
 # an upstream miss, the walk is the search list and the name (A and AAAA
 # each), and the lookup takes at least one delay per sequential round trip;
 # warm gives the same addresses and client queries, no more upstream queries,
-# glibc's and Go's lookups in under 60 % of the time with it off, and (as the
-# walk itself, from delay_relay's trace) no query for the name outside the
-# cluster before its three cluster expansions were answered; cname
-# gives the same addresses with fewer client queries, and answers the first
-# expansion with a CNAME to the name itself.
+# lookups shorter by the round trips of the cluster expansions after the first
+# (2 of 5 here: the node's search domain and the name itself stay on the
+# critical path), and (as the walk itself, from delay_relay's trace) no query
+# for a name outside the cluster before every name before it in the walk was
+# answered; cname gives the same addresses with fewer client queries, and
+# answers the first expansion with a CNAME to the external name and its A.
 #   search_path_e2e.sh LOCALDNS DELAY_RELAY
 # Environment: SEARCH_E2E_DELAY_MS (default 100), SEARCH_E2E_RUNS (lookups per
-# resolver and mode, default 5), GOCACHE (default: a directory of the run's).
+# resolver and mode, default 7), GOCACHE (default: a directory of the run's).
 set -euo pipefail
 
 LOCALDNS=$1 RELAY=$2
@@ -45,7 +46,7 @@ for tool in ip nft knotd dig gcc musl-gcc go bash; do
 done
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-DELAY_MS=${SEARCH_E2E_DELAY_MS:-100} RUNS=${SEARCH_E2E_RUNS:-5}
+DELAY_MS=${SEARCH_E2E_DELAY_MS:-100} RUNS=${SEARCH_E2E_RUNS:-7}
 id=$$
 POD=ld-sppod-$id NODE=ld-spnode-$id DNS=ld-spdns-$id
 TMP=$(mktemp -d /tmp/localdns-search-e2e-XXXXXX)
@@ -54,6 +55,7 @@ PIDS=()
 LPID=""
 LINK_LOCAL=169.254.20.10 UPSTREAM_IP=10.96.0.11 SERVICE_CIDR=10.96.0.0/12 COREDNS=10.244.2.53
 SEARCH=(default.svc.cluster.local svc.cluster.local cluster.local node.test)
+NCLUSTER=3  # of them in the cluster domain, first
 ADDR4=192.0.2.80 ADDR6=2001:db8::80  # every name under external.test (a wildcard)
 EXPECTED="$ADDR4,$ADDR6"             # sorted as the clients print them
 RESOLVERS=(glibc musl go)
@@ -256,28 +258,26 @@ lookup() {
   L_MS=${out#ms=} L_MS=${L_MS%% *} L_ADDRS=${out#*addrs=} L_CQ=$((c1 - c0)) L_UQ=$((u1 - u0))
 }
 
-# in_order NAME: from the relay's trace, for A and for AAAA, whether every
-# query for NAME in a host search domain or as it is (names leaving the
-# cluster) reached the upstream only after the answers for NAME in each
-# cluster search domain had gone back; prints "ok" or what came first.
+# in_order NAME: from the relay's trace, for A and for AAAA, whether each
+# name of the walk outside the cluster (NAME in each host search domain, then
+# NAME itself) reached the upstream only after every name before it in the
+# walk had been answered: a name the pod would not ask when an earlier one
+# exists never leaves the cluster. Prints "ok" or what came first.
 in_order() {
-  awk -v name="$1." -v cluster="${SEARCH[*]:0:3}" -v host="${SEARCH[*]:3}" '
+  awk -v name="$1." -v search="${SEARCH[*]}" -v ncluster=$NCLUSTER '
     BEGIN {
-      nc = split(cluster, c, " "); nh = split(host, h, " ")
-      for (i = 1; i <= nc; i++) inside[name c[i] "."] = 1
-      for (i = 1; i <= nh; i++) outside[name h[i] "."] = 1
-      outside[name] = 1
+      n = split(search, s, " ")
+      for (i = 1; i <= n; i++) pos[name s[i] "."] = i
+      pos[name] = n + 1
     }
-    $1 == "a" && ($3 in inside) { answered[$4]++; last[$4] = $2 }
-    $1 == "q" && ($3 in outside) && !($4 in first) {
-      first[$4] = $2; seen[$4] = answered[$4] + 0; at[$4] = $3
+    $1 == "a" && ($3 in pos) { answered[$4, pos[$3]] = 1 }
+    $1 == "q" && ($3 in pos) && pos[$3] > ncluster && !(($4, pos[$3]) in asked) {
+      asked[$4, pos[$3]] = 1
+      for (k = 1; k < pos[$3]; k++)
+        if (!(($4, k) in answered))
+          bad = bad sprintf(" type %s: %s asked at %s ms before %s was answered", $4, $3, $2, k <= n ? name s[k] "." : name)
     }
-    END {
-      bad = ""
-      for (t in first)
-        if (seen[t] < nc) bad = bad sprintf(" type %s: %s asked at %.1f ms, %d of %d cluster answers back", t, at[t], first[t], seen[t], nc)
-      print bad == "" ? "ok" : bad
-    }' "$TMP/relay.log"
+    END { print bad == "" ? "ok" : bad }' "$TMP/relay.log"
 }
 
 median() { tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -292,7 +292,7 @@ measure() {  # MODE: RUNS lookups per resolver, each of a name of its own
       all_ms+=" $L_MS" cqs+=" $L_CQ" uqs+=" $L_UQ"
       [ "$L_ADDRS" = "$EXPECTED" ] || fail "$res, $mode: $name resolved to $L_ADDRS, the zone has $EXPECTED"
       # The pod's own walk leaves the cluster only after its cluster domains
-      # came back negative; warm must keep that order (cname builds on it).
+      # came back negative, one name at a time; warm must keep that order.
       if [ "$mode" != cname ]; then
         order=$(in_order "$name")
         [ "$order" = ok ] || fail "$res, $mode: a name left the cluster too early:$order"
@@ -348,9 +348,18 @@ if grep -q -- '--autopath' <<<"$help"; then
     [ "${UQ[$res,warm]}" -le "${UQ[$res,off]}" ] ||
       fail "$res, warm: ${UQ[$res,warm]} upstream queries, more than the ${UQ[$res,off]} of the walk itself"
   done
-  for res in glibc go; do
-    awk -v w="${MS[$res,warm]}" -v o="${MS[$res,off]}" 'BEGIN { exit !(w < 0.6 * o) }' ||
-      fail "$res, warm: median lookup ${MS[$res,warm]} ms, not under 60 % of ${MS[$res,off]} ms with the feature off"
+  # The expansions in the cluster after the first ($NCLUSTER - 1) are resolved beside it:
+  # their round trips leave the lookup's critical path. Those outside the
+  # cluster stay on it, one after another (each only once the one before is
+  # negative), so warm saves 2 of the walk's 5 round trips here.
+  # The median against the fastest lookup with the feature off: a stall of a
+  # busy machine only ever adds time, here to either side.
+  saved=$((NCLUSTER - 1))
+  for res in "${RESOLVERS[@]}"; do
+    fastest_off=$(tr ' ' '\n' <<<"${RUNMS[$res,off]}" | sort -g | head -1)
+    awk -v w="${MS[$res,warm]}" -v o="$fastest_off" -v d="$DELAY_MS" -v k=$saved \
+      'BEGIN { exit !(o - w >= (k - 0.5) * d) }' ||
+      fail "$res, warm: median lookup ${MS[$res,warm]} ms, fastest with the feature off $fastest_off ms: not $saved round trips of $DELAY_MS ms less"
   done
 
   note "search path cname (--autopath=cname)"
@@ -389,4 +398,9 @@ for res in "${RESOLVERS[@]}"; do
   done
 done
 echo "(lookup ms: the median of $RUNS lookups, each of its own name)"
+# How often the upstream itself was late (the machine's load, not localdns):
+# held past the delay, or Knot DNS slow to answer, by more than 20 ms.
+awk -v d="$DELAY_MS" '$1 == "q" { q[$3, $4] = $2 } $1 == "f" { f[$3, $4] = $2 }
+  $1 == "a" { n++; if (f[$3, $4] - q[$3, $4] > d + 20 || $2 - f[$3, $4] > 20) late++ }
+  END { printf "upstream answers late by more than 20 ms: %d of %d\n", late, n }' "$TMP/relay.log"
 echo "PASS in $((SECONDS - START)) s"
