@@ -27,6 +27,9 @@ test=(
   systemd     # systemd-analyze verify/security for deploy/systemd/localdns.service
   prometheus  # promtool: the alert rules in deploy/monitoring
   dnsperf curl  # tests/soak/soak.sh: the load, and the metrics it reads
+  # tests/e2e/search_path_e2e.sh: the musl and Go resolvers' clients (built
+  # offline, the standard library only).
+  musl-tools golang-go
   # scripts/image-test.sh builds the container image from a Debian base it
   # makes locally.
   buildah debootstrap
