@@ -128,9 +128,9 @@ std::uint64_t hash_of(const Entry& e, std::uint64_t seed) {
 Key Key::make(const dns::Question& q, bool do_bit, bool cd) {
   Key k;
   std::size_t n = std::min(q.qname.size(), dns::kMaxNameSize);
-  for (std::size_t i = 0; i < n; ++i)
-    k.bytes_[i] = static_cast<char>(dns::lower(q.qname[i]));
-  auto* p = reinterpret_cast<std::uint8_t*>(k.bytes_.data() + n);
+  auto* p = reinterpret_cast<std::uint8_t*>(k.bytes_.data());
+  dns::lowercase_name(q.qname.first(n), p);
+  p += n;
   dns::write_u16(p, q.qtype);
   dns::write_u16(p + 2, q.qclass);
   k.bytes_[n + 4] = static_cast<char>((do_bit ? kFlagDO : 0) | (cd ? kFlagCD : 0));

@@ -42,8 +42,7 @@ void ZoneRouter::add(const GroupZones& groups, std::size_t max_labels) {
 ZoneRouter::Route ZoneRouter::route_zone(dns::Bytes qname) const {
   if (qname.empty() || qname.size() > dns::kMaxNameSize) return {};
   char lower[dns::kMaxNameSize];
-  for (std::size_t i = 0; i < qname.size(); ++i)
-    lower[i] = static_cast<char>(dns::lower(qname[i]));
+  dns::lowercase_name(qname, reinterpret_cast<std::uint8_t*>(lower));
   // Label boundaries from the left: the first match is the longest suffix.
   // Only suffixes as long as some zone are hashed and looked up.
   std::size_t pos = 0;
