@@ -16,32 +16,11 @@
 #include <memory>
 #include <string_view>
 
+#include <localdns/util/hash.hpp>
+
 namespace localdns::cache::detail {
 
-// A seeded 64-bit hash of `n` bytes, then one more byte (a key's flag byte,
-// stored apart from the rest of the key in an entry). Multiply-fold mixing:
-// a few instructions per 8 bytes. The seed is random per cache, so clients
-// cannot choose names that collide in every localdns.
-inline std::uint64_t fold(std::uint64_t a, std::uint64_t b) {
-  __extension__ using U128 = unsigned __int128;
-  const U128 r = static_cast<U128>(a) * b;
-  return static_cast<std::uint64_t>(r) ^ static_cast<std::uint64_t>(r >> 64);
-}
-
-inline std::uint64_t hash_key(const char* p, std::size_t n, std::uint8_t last, std::uint64_t seed) {
-  constexpr std::uint64_t k1 = 0xa0761d6478bd642full;
-  constexpr std::uint64_t k2 = 0xe7037ed1a0b428dbull;
-  std::uint64_t h = seed ^ (n * k2);
-  for (; n >= 8; p += 8, n -= 8) {
-    std::uint64_t w;
-    std::memcpy(&w, p, 8);
-    h = fold(h ^ w, k1);
-  }
-  std::uint64_t w = last;
-  for (std::size_t i = 0; i < n; ++i)
-    w = (w << 8) | static_cast<std::uint8_t>(p[i]);
-  return fold(fold(h ^ w, k2), k1 ^ seed);
-}
+using util::hash_key;
 
 // T: the entry type, aligned to at least 8 bytes, at an address below 2^47
 // (storable(); the caller checks). HashOf: std::uint64_t(const T*), the entry's key

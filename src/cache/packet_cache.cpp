@@ -2,7 +2,6 @@
 #include <array>
 #include <cstring>
 #include <new>
-#include <random>
 #include <string>
 #include <utility>
 
@@ -208,8 +207,7 @@ struct PacketCache::Shard {
 
 PacketCache::PacketCache(CacheSettings settings, NowFn now)
     : settings_(settings), now_(std::move(now)) {
-  std::random_device rd;
-  seed_ = (std::uint64_t{rd()} << 32) ^ rd();
+  seed_ = util::random_hash_seed();
   unsigned n = std::max(1u, settings_.shards);
   for (unsigned i = 0; i < n; ++i) {
     shards_.push_back(std::make_unique<Shard>(std::max<std::size_t>(1, settings_.max_entries / n),
