@@ -96,3 +96,24 @@ TEST_CASE("keys that differ only in letter case or the DO bit", "[cache]") {
   CHECK(hits(c, test::cache_query("same.example")));
   CHECK(c.stats().entries == 2);
 }
+
+TEST_CASE("one shard past 2^20 index slots: entries stay findable and evictable", "[cache]") {
+  // 900,000 entries need 2^21 slots, where the index recomputes an entry's
+  // hash to find its home slot (its slots keep 20 bits of the hash).
+  constexpr int kEntries = 900'000;
+  cache::CacheSettings s;
+  s.shards = 1;
+  s.max_entries = kEntries;
+  s.max_bytes = std::size_t{1} << 30;
+  cache::PacketCache c(s);
+  for (int i = 0; i < kEntries; ++i)
+    put(c, test::cache_query(name(i)));
+  CHECK(c.stats().entries == static_cast<std::size_t>(kEntries));
+  // A smaller budget evicts the older half (nothing was asked, so the LRU
+  // order is the insertion order), each eviction a backward shift.
+  c.set_limits(kEntries / 2, s.max_bytes);
+  int wrong = 0;
+  for (int i = 0; i < kEntries; i += 5)
+    wrong += hits(c, test::cache_query(name(i))) != (i >= kEntries / 2);
+  CHECK(wrong == 0);
+}
