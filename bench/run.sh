@@ -4,13 +4,14 @@
 # load-generator core, all traffic on the loopback of a network namespace this
 # script creates. Knot DNS is the upstream, serving a generated cluster.local.
 #
-#   bench/run.sh                 3 repetitions of workloads A-E, every server;
+#   bench/run.sh                 3 repetitions of workloads A-F, every server;
 #                                writes the table into bench/RESULTS.md
 #   bench/run.sh --quick         CI gate: short alternating runs of A and B,
 #                                localdns against unbound, medians; fails only
 #                                on a clear regression seen twice (the rule and
 #                                its rationale: bench/README.md)
 #   options: --reps N  --duration SECONDS  --servers "localdns unbound ..."
+#            --workloads "F A ..."  run only these workloads, in this order
 #            --localdns PATH     measure this binary instead of building the
 #                                release preset (CI passes its ci build)
 #   quick:   --pairs N (5)  --min-ratio R (0.90)
@@ -23,7 +24,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 QUICK=0 REPS=3 DURATION=10 SERVERS="echo localdns unbound dnsdist dnsmasq kresd"
-WORKLOADS="A D C E B"
+WORKLOADS="F A D C E B"
 LOCALDNS="" PAIRS=5 MIN_RATIO=0.90
 E_RATES="10000 50000" E_RT=1 E_TICK_US=100
 while [ $# -gt 0 ]; do
@@ -32,6 +33,7 @@ while [ $# -gt 0 ]; do
     --reps) REPS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --servers) SERVERS=$2; shift ;;
+    --workloads) WORKLOADS=$2; shift ;;
     --localdns) LOCALDNS=$(realpath "$2"); shift ;;
     --latency-rates) E_RATES=$2; shift ;;
     --no-rt) E_RT=0 ;;
@@ -102,6 +104,7 @@ HZ=$(getconf CLK_TCK)
   echo "ns IN A 10.0.0.53"
   for i in $(seq 0 19999); do echo "svc-$i.default.svc IN A 10.96.$((i / 256)).$((i % 256))"; done
   echo "*.miss IN A 10.1.2.3"
+  echo "*.fill IN A 10.2.3.4"
 } > "$TMP/zone"
 cat > "$TMP/knot.conf" <<CONF
 server:
@@ -153,6 +156,9 @@ awk 'BEGIN {
   }
 }' > "$TMP/mix"
 grep -v '^mix' "$TMP/mix" | sort -u > "$TMP/mix-warm"
+# Cache fill: 100,000 distinct names (under the wildcard), cycled by dnsperf
+# from a cold cache: the first pass misses, every later pass hits.
+awk 'BEGIN { for (i = 0; i < 100000; i++) printf "f%d.fill.cluster.local A\n", i }' > "$TMP/fill"
 
 # --- servers ----------------------------------------------------------------------
 start_server() {  # NAME: starts it pinned to CPU 0 with one worker; sets SPID
@@ -162,7 +168,10 @@ start_server() {  # NAME: starts it pinned to CPU 0 with one worker; sets SPID
       ip netns exec "$NS" taskset -c 0 "$TMP/echo_server" $PORT >"$TMP/$s.log" 2>&1 &
       ;;
     localdns)
-      ip netns exec "$NS" taskset -c 0 "$LOCALDNS" --listen 127.0.0.1:$PORT --forward .=tcp://127.0.0.1:$UP \
+      # The default 100,000 entries, split over 32 shards, would evict part of F's
+      # 100,000 names; 200,000 as dnsdist's packet cache below.
+      printf 'cache:\n  max_entries: 200000\n' > "$TMP/localdns.yaml"
+      ip netns exec "$NS" taskset -c 0 "$LOCALDNS" --config "$TMP/localdns.yaml" --listen 127.0.0.1:$PORT --forward .=tcp://127.0.0.1:$UP \
         --threads 1 --metrics off --health off --control off --log-level warn >"$TMP/$s.log" 2>&1 &
       ;;
     unbound)
@@ -211,11 +220,15 @@ CONF
       ip netns exec "$NS" taskset -c 0 dnsdist --supervised --disable-syslog -C "$TMP/dnsdist.conf" >"$TMP/$s.log" 2>&1 &
       ;;
     dnsmasq)
+      # 150,000 entries hold F's 100,000 names (dnsmasq accepts up to 5,000,000
+      # and warns above 10,000).
       ip netns exec "$NS" taskset -c 0 dnsmasq -k --port=$PORT --listen-address=127.0.0.1 --bind-interfaces \
-        --no-resolv --no-hosts --server=127.0.0.1#$UP --cache-size=10000 --dns-forward-max=4096 \
+        --no-resolv --no-hosts --server=127.0.0.1#$UP --cache-size=150000 --dns-forward-max=4096 \
         --user=root --pid-file= >"$TMP/$s.log" 2>&1 &
       ;;
     kresd)
+      # A fresh cache directory: kresd keeps its cache on disk across restarts.
+      rm -rf "$TMP/kresd"
       mkdir -p "$TMP/kresd"
       cat > "$TMP/kresd.conf" <<CONF
 net.listen('127.0.0.1', $PORT, { kind = 'dns' })
@@ -288,6 +301,32 @@ measure() {  # WORKLOAD FILE MODE [RATE: dnsperf -Q]
     wall = t1 - t0; share = dcpu / hz / (run > 0 ? run : wall)
     # Other processes: busy time not from the server, Knot or the load generator
     # (dnsperf keeps its core busy: count one core for it at most).
+    other = (dbusy - dcpu - dknot) / hz / wall - 1; if (other < 0) other = 0
+    printf "%.0f %.3f %d %.3f %d %.2f %d\n", qps, share, lost, lat, syn, other, done
+  }'
+}
+
+# F: every server answers the same queries, two passes over the 100,000 names
+# (100,000 misses, then 100,000 hits), however fast it is; a run of fixed
+# duration would give a faster server more hits. Prints measure()'s fields.
+measure_fill() {  # FILE
+  x iptables -w -Z INPUT
+  local c0 b0 k0 t0 c1 b1 k1 t1
+  c0=$(cpu_of "$SPID"); k0=$(cpu_of "$KNOT"); b0=$(busy_total); t0=$(date +%s.%N)
+  ip netns exec "$NS" taskset -c 1 dnsperf -s 127.0.0.1 -p $PORT -d "$1" -n 2 -l 300 -t 1 -T 1 -c 16 -q 512 \
+    > "$TMP/dnsperf.out" 2>&1 &
+  wait $!
+  c1=$(cpu_of "$SPID"); k1=$(cpu_of "$KNOT"); b1=$(busy_total); t1=$(date +%s.%N)
+  awk -v f="$TMP/dnsperf.out" -v dcpu=$((c1 - c0)) -v dknot=$((k1 - k0)) -v dbusy=$((b1 - b0)) -v hz=$HZ \
+      -v t0="$t0" -v t1="$t1" -v syn="$(syns)" 'BEGIN {
+    while ((getline l < f) > 0) {
+      if (l ~ /Queries completed:/) { split(l, a, " "); done = a[3] }
+      if (l ~ /Queries lost:/) { split(l, a, " "); lost = a[3] }
+      if (l ~ /Queries per second:/) { split(l, a, " "); qps = a[4] }
+      if (l ~ /Average Latency/) { split(l, a, " "); lat = a[4] * 1000 }
+      if (l ~ /Run time \(s\):/) { split(l, a, " "); run = a[4] }
+    }
+    wall = t1 - t0; share = dcpu / hz / (run > 0 ? run : wall)
     other = (dbusy - dcpu - dknot) / hz / wall - 1; if (other < 0) other = 0
     printf "%.0f %.3f %d %.3f %d %.2f %d\n", qps, share, lost, lat, syn, other, done
   }'
@@ -392,25 +431,33 @@ fi
 
 RESULTS=$TMP/results  # server workload rep qps share lost lat syns other p50 p99 p999 idle_rss rss
 : > "$RESULTS"
+warm() {  # the hot names and the node mix's repeated names; never F's names
+  x taskset -c 1 dnsperf -s 127.0.0.1 -p $PORT -d "$TMP/hits" -n 1 -q 100 >/dev/null 2>&1
+  x taskset -c 1 dnsperf -s 127.0.0.1 -p $PORT -d "$TMP/mix-warm" -n 1 -q 100 >/dev/null 2>&1
+}
 echo "# $(date -u +%FT%TZ) bench/run.sh $*; duration ${DURATION}s, reps $REPS"
 for rep in $(seq 1 "$REPS"); do
   for s in $SERVERS; do
     start_server "$s"
     idle=$(rss_kib "$SPID")
-    x taskset -c 1 dnsperf -s 127.0.0.1 -p $PORT -d "$TMP/hits" -n 1 -q 100 >/dev/null 2>&1
-    x taskset -c 1 dnsperf -s 127.0.0.1 -p $PORT -d "$TMP/mix-warm" -n 1 -q 100 >/dev/null 2>&1
+    warm
+    ran=0
     for w in $WORKLOADS; do
       # The echo server has no cache, upstream or TCP: UDP hits and latency only.
       if [ "$s" = echo ] && [ "$w" != A ] && [ "$w" != E ]; then continue; fi
       if [ "$w" = E ]; then latency_runs "$s" "$rep"; continue; fi
       case $w in
+        F) file=$TMP/fill mode=udp rate= ;;
         A) file=$TMP/hits mode=udp rate= ;;
         B) file=$TMP/misses mode=udp rate= ;;
         C) file=$TMP/mix mode=udp rate= ;;
         D) file=$TMP/hits mode=tcp rate= ;;
       esac
       for try in 1 2; do
-        row=$(measure "$w" "$file" "$mode" "$rate")
+        # F starts from a cold cache: on a fresh server unless it is the first run.
+        if [ "$w" = F ] && [ "$ran" -ne 0 ]; then stop_server; start_server "$s"; warm; fi
+        ran=1
+        if [ "$w" = F ]; then row=$(measure_fill "$file"); else row=$(measure "$w" "$file" "$mode" "$rate"); fi
         other=$(echo "$row" | awk '{print $6}')
         # A run disturbed by other work on the machine is repeated once.
         if [ "$try" -eq 1 ] && awk -v o="$other" 'BEGIN { exit !(o > 0.25) }'; then
@@ -437,7 +484,7 @@ report() {
   {
     k = $1 SUBSEP $2; n[k]++
     qps[k, n[k]] = $4; share = ($5 > 0.01 ? $5 : 0.01); pc[k, n[k]] = $4 / share
-    lost[k] += $6; syns[k, n[k]] = $8; cpum[k, n[k]] = ($10 > 0 ? $5 * '"$DURATION"' / ($10 / 1e6) : 0)
+    lost[k] += $6; syns[k, n[k]] = $8; cpum[k, n[k]] = ($4 > 0 ? $5 / $4 * 1e6 : 0)
     p50[k, n[k]] = $11; p99[k, n[k]] = $12; p999[k, n[k]] = $13
     if ($2 ~ /^E[0-9]+$/) { erate[substr($2, 2) + 0] = 1; pmax[k, n[k]] = $16; sp99[k, n[k]] = $17; smax[k, n[k]] = $18; sent[k] += $19; cpus[k, n[k]] = $5 }
     idle[$1] = $14; if ($2 == "B") rssb[$1] = $15
@@ -463,6 +510,7 @@ report() {
         continue
       }
       title = (w == "A" ? "A: cache hits, UDP" : w == "B" ? "B: pure misses, upstream over TCP where the server can" : w == "C" ? "C: node mix, 90% hits, A+AAAA, ndots:5 NXDOMAINs" : "D: cache hits, TCP clients")
+      if (w == "F") title = "F: cache fill, 100,000 distinct names from a cold cache, asked twice (100,000 misses, then 100,000 hits), UDP"
       print "\n### " title "\n"
       print "| server | qps/busy core (median) | spread | ratio to localdns | raw qps | lost | CPU s per M queries | upstream TCP conns |"
       print "|---|---|---|---|---|---|---|---|"
@@ -504,7 +552,7 @@ VERSIONS=$(for s in $SERVERS; do echo "- $s: $(version_of "$s")"; done; echo "- 
   echo
   echo "Command: \`bench/run.sh --reps $REPS --duration $DURATION\`. Each server is pinned to CPU 0 with one"
   echo "worker thread, dnsperf (1 thread, 16 sockets, 512 queries outstanding) to CPU 1, Knot DNS (the"
-  echo "upstream, 20,000 names and a wildcard) also on CPU 1; all on loopback in a private network"
+  echo "upstream, 20,000 names and two wildcards) also on CPU 1; all on loopback in a private network"
   echo "namespace. qps/busy core = queries per second divided by the server's CPU share (from"
   echo "/proc/PID/stat), which compares servers that the load generator cannot saturate. Medians of"
   echo "$REPS repetitions; spread is min-max. Runs where other processes used more than a quarter"

@@ -7,6 +7,7 @@
 #include <benchmark/benchmark.h>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -89,5 +90,88 @@ void BM_MemoryPerEntry(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_MemoryPerEntry)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+// Cache fill, as bench/run.sh's workload F: 100,000 distinct names asked for
+// the first time (a miss, then the upstream's answer stored), then again (a
+// hit). The two steps are functions of their own so that callgrind can count
+// each: valgrind --tool=callgrind --toggle-collect='*fill_miss_store*' (or
+// '*fill_hit*') build/.../cache_bench --benchmark_filter=Fill.
+namespace {
+
+constexpr int kFillNames = 100'000;
+
+struct FillSet {
+  std::vector<std::vector<std::uint8_t>> queries, answers;
+  FillSet() {
+    for (int i = 0; i < kFillNames; ++i) {
+      auto q =
+          query_for("f" + std::to_string(i) + ".fill.cluster.local", static_cast<std::uint16_t>(i));
+      answers.push_back(answer_for(q));
+      queries.push_back(std::move(q));
+    }
+  }
+};
+
+cache::CacheSettings fill_settings() {
+  cache::CacheSettings s;
+  s.max_entries = 200'000;
+  return s;
+}
+
+// The client's query misses; the upstream's answer is parsed and stored.
+[[gnu::noinline]] bool fill_miss_store(cache::PacketCache& c, const FillSet& f, int i,
+                                       dns::MutableBytes out) {
+  auto v = dns::parse_query(f.queries[i]);
+  auto shape = dns::make_reply_shape(v, v.udp_reply_limit());
+  auto key = cache::Key::make(v.question, v.edns.do_bit, v.header.flags & dns::kFlagCD);
+  if (c.lookup(key, shape, out).size != 0) return false;
+  auto rv = dns::parse_response(f.answers[i]);
+  c.insert(key, f.answers[i], *rv, 3600);
+  return true;
+}
+
+// The same query again: a hit, rendered into `out`.
+[[gnu::noinline]] std::size_t fill_hit(cache::PacketCache& c, const FillSet& f, int i,
+                                       dns::MutableBytes out) {
+  auto v = dns::parse_query(f.queries[i]);
+  auto shape = dns::make_reply_shape(v, v.udp_reply_limit());
+  auto key = cache::Key::make(v.question, v.edns.do_bit, v.header.flags & dns::kFlagCD);
+  return c.lookup(key, shape, out).size;
+}
+
+void BM_FillMissStore(benchmark::State& state) {
+  static const FillSet f;
+  std::array<std::uint8_t, dns::kEdnsUdpSize> out{};
+  std::int64_t stored = 0;
+  for (auto _ : state) {
+    auto c = std::make_unique<cache::PacketCache>(fill_settings());
+    for (int i = 0; i < kFillNames; ++i)
+      stored += fill_miss_store(*c, f, i, out);
+    state.PauseTiming();  // the cache's destruction is not the workload
+    c.reset();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(stored);
+}
+BENCHMARK(BM_FillMissStore)->Unit(benchmark::kMillisecond);
+
+void BM_FillHit(benchmark::State& state) {
+  static const FillSet f;
+  std::array<std::uint8_t, dns::kEdnsUdpSize> out{};
+  cache::PacketCache c(fill_settings());
+  for (int i = 0; i < kFillNames; ++i)
+    fill_miss_store(c, f, i, out);
+  int i = 0;
+  std::int64_t hits = 0;
+  for (auto _ : state) {
+    hits += fill_hit(c, f, i, out) != 0;
+    i = i + 1 == kFillNames ? 0 : i + 1;
+  }
+  state.SetItemsProcessed(hits);
+  state.counters["hit_ratio"] = static_cast<double>(hits) / static_cast<double>(state.iterations());
+}
+BENCHMARK(BM_FillHit);
 
 }  // namespace

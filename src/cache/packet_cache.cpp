@@ -3,12 +3,13 @@
 #include <cstring>
 #include <new>
 #include <string>
-#include <unordered_map>
 #include <utility>
 
 #include <localdns/cache/packet_cache.hpp>
 #include <localdns/dns/name.hpp>
 #include <localdns/util/lock_guarded.hpp>
+
+#include "entry_index.hpp"
 
 namespace localdns::cache {
 
@@ -19,9 +20,11 @@ constexpr char kFlagCD = 2;
 // A key is the lowercased qname, then qtype, qclass and the flag byte.
 constexpr std::size_t kKeySuffix = 5;
 
-// One allocation per entry: this header, then the TTL offsets, the key, the
-// wire answer (dns::AnswerParts::wire with ID 0 and its ARCOUNT) and the
-// upstream's Extended DNS Error options. The LRU list is intrusive.
+// One allocation per entry: this header, then the TTL offsets, the wire
+// answer (dns::AnswerParts::wire with ID 0 and its ARCOUNT) and the upstream's
+// Extended DNS Error options. The LRU list is intrusive. The key is not stored
+// apart: it is the wire's question (its name written in the key's lower case;
+// a reply carries the client's) and the flag byte.
 struct Entry {
   Entry* prev = nullptr;
   Entry* next = nullptr;
@@ -30,40 +33,51 @@ struct Entry {
   std::uint32_t stale_window = 0;
   std::uint32_t hits = 0;
   std::uint16_t flags = 0;
-  std::uint16_t key_len = 0;
   std::uint16_t wire_len = 0;
   std::uint16_t n_ttls = 0;
-  bool prefetching = false;  // a refresh was requested; do not request another
+  std::uint8_t qname_len = 0;
+  std::uint8_t key_flags = 0;  // the key's last byte: kFlagDO, kFlagCD
   std::uint8_t ede_len = 0;
+  bool prefetching = false;  // a refresh was requested; do not request another
 
   const std::uint16_t* ttls() const { return reinterpret_cast<const std::uint16_t*>(this + 1); }
   std::uint16_t* ttls() { return reinterpret_cast<std::uint16_t*>(this + 1); }
-  std::string_view key() const { return {reinterpret_cast<const char*>(ttls() + n_ttls), key_len}; }
   const std::uint8_t* wire() const {
-    return reinterpret_cast<const std::uint8_t*>(ttls() + n_ttls) + key_len;
+    return reinterpret_cast<const std::uint8_t*>(ttls() + n_ttls);
   }
+  std::uint8_t* wire() { return reinterpret_cast<std::uint8_t*>(ttls() + n_ttls); }
   const std::uint8_t* ede() const { return wire() + wire_len; }
+  // The key but its flag byte: the question's name, qtype and qclass.
+  std::string_view key_head() const {
+    return {reinterpret_cast<const char*>(wire()) + dns::kHeaderSize, qname_len + 4u};
+  }
+  dns::Bytes qname() const { return {wire() + dns::kHeaderSize, qname_len}; }
+  bool has_key(std::string_view key) const {
+    return key.size() == qname_len + kKeySuffix &&
+           static_cast<std::uint8_t>(key.back()) == key_flags &&
+           std::memcmp(key.data(), wire() + dns::kHeaderSize, qname_len + 4u) == 0;
+  }
   std::size_t charge() const {
-    return PacketCache::kEntryOverhead + n_ttls * sizeof(std::uint16_t) + key_len + wire_len +
-           ede_len;
+    return PacketCache::kEntryOverhead + n_ttls * sizeof(std::uint16_t) + wire_len + ede_len;
   }
 
-  // A copy of `a` with ID 0 and ARCOUNT set; TTLs as they came.
+  // A copy of `a` with ID 0, ARCOUNT set and the key's name in the question;
+  // TTLs as they came. The caller checked that the question is the key's.
   static Entry* create(std::string_view key, const dns::AnswerParts& a) {
     const std::size_t n_ttls = a.ttl_offsets.size();
     std::size_t total =
-        sizeof(Entry) + n_ttls * sizeof(std::uint16_t) + key.size() + a.wire.size() + a.ede.size();
+        sizeof(Entry) + n_ttls * sizeof(std::uint16_t) + a.wire.size() + a.ede.size();
     auto* e = new (::operator new(total)) Entry();
-    e->key_len = static_cast<std::uint16_t>(key.size());
+    e->qname_len = static_cast<std::uint8_t>(key.size() - kKeySuffix);
+    e->key_flags = static_cast<std::uint8_t>(key.back());
     e->wire_len = static_cast<std::uint16_t>(a.wire.size());
     e->n_ttls = static_cast<std::uint16_t>(n_ttls);
     e->ede_len = static_cast<std::uint8_t>(a.ede.size());
     e->flags = a.flags;
     if (n_ttls != 0) std::memcpy(e->ttls(), a.ttl_offsets.data(), n_ttls * sizeof(std::uint16_t));
-    auto* k = reinterpret_cast<char*>(e->ttls() + e->n_ttls);
-    std::memcpy(k, key.data(), key.size());
-    auto* w = reinterpret_cast<std::uint8_t*>(k + key.size());
+    std::uint8_t* w = e->wire();
     std::memcpy(w, a.wire.data(), a.wire.size());
+    std::memcpy(w + dns::kHeaderSize, key.data(), e->qname_len);
     dns::write_u16(w, 0);
     dns::write_u16(w + 10, a.arcount);
     if (!a.ede.empty()) std::memcpy(w + a.wire.size(), a.ede.data(), a.ede.size());
@@ -77,7 +91,7 @@ struct Entry {
     a.flags = flags;
     a.rcode = static_cast<std::uint16_t>(dns::Header{.flags = flags}.rcode());
     a.arcount = dns::read_u16(wire() + 10);
-    a.qname_len = key_len - kKeySuffix;
+    a.qname_len = qname_len;
     a.ttl_offsets = {ttls(), n_ttls};
     a.ede = dns::Bytes(ede(), ede_len);
     return a;
@@ -89,28 +103,33 @@ struct Entry {
 };
 static_assert(sizeof(Entry) <= 48);
 static_assert(dns::kMaxEdeBytes <= UINT8_MAX);
-static_assert(alignof(Entry) >= alignof(std::uint16_t));
+static_assert(dns::kMaxNameSize <= UINT8_MAX);
+static_assert(alignof(Entry) >= 8);  // EntryIndex keeps addresses without their low 3 bits
 
-// Per-entry charge for the index: a hash-map node, its bucket, allocator slack.
-constexpr std::size_t kIndexCharge = 64;
+// Per-entry charge beyond the header: the allocator's chunk header and
+// rounding, and the index's slots (8 bytes each, 40-80 % used).
+constexpr std::size_t kIndexCharge = 32;
 static_assert(sizeof(Entry) + kIndexCharge <= PacketCache::kEntryOverhead);
 
 // Room for answers whose records insert() cannot take from the view as they are.
 thread_local dns::AnswerScratch tl_scratch;
 
-struct Hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
+std::uint64_t hash_of(std::string_view key, std::uint64_t seed) {
+  return detail::hash_key(key.data(), key.size() - 1, static_cast<std::uint8_t>(key.back()), seed);
+}
+std::uint64_t hash_of(const Entry& e, std::uint64_t seed) {
+  const auto head = e.key_head();
+  return detail::hash_key(head.data(), head.size(), e.key_flags, seed);
+}
 
 }  // namespace
 
 Key Key::make(const dns::Question& q, bool do_bit, bool cd) {
   Key k;
   std::size_t n = std::min(q.qname.size(), dns::kMaxNameSize);
-  for (std::size_t i = 0; i < n; ++i)
-    k.bytes_[i] = static_cast<char>(dns::lower(q.qname[i]));
-  auto* p = reinterpret_cast<std::uint8_t*>(k.bytes_.data() + n);
+  auto* p = reinterpret_cast<std::uint8_t*>(k.bytes_.data());
+  dns::lowercase_name(q.qname.first(n), p);
+  p += n;
   dns::write_u16(p, q.qtype);
   dns::write_u16(p + 2, q.qclass);
   k.bytes_[n + 4] = static_cast<char>((do_bit ? kFlagDO : 0) | (cd ? kFlagCD : 0));
@@ -124,20 +143,28 @@ namespace {
 // packet_cache.hpp, "Locking"): every member, and every Entry linked into the
 // index and the LRU list, is read and written with that lock held.
 struct ShardData {
-  ShardData(std::size_t entry_budget, std::size_t byte_budget)
-      : max_entries(entry_budget), max_bytes(byte_budget) {}
+  ShardData(std::size_t entry_budget, std::size_t byte_budget, std::uint64_t hash_seed)
+      : max_entries(entry_budget), max_bytes(byte_budget), seed(hash_seed) {}
   ShardData(const ShardData&) = delete;
   ShardData& operator=(const ShardData&) = delete;
   ~ShardData() { clear(); }
 
-  std::unordered_map<std::string_view, Entry*, Hash, std::equal_to<>> index;  // views into entries
-  Entry* head = nullptr;                                                      // most recently used
+  detail::EntryIndex<Entry> index;
+  Entry* head = nullptr;  // most recently used
   Entry* tail = nullptr;
   std::size_t count = 0;
   std::size_t bytes = 0;
   std::size_t max_entries;
   std::size_t max_bytes;
+  std::uint64_t seed;  // the cache's hash seed
   CacheStats stats;
+
+  auto rehash() const {
+    return [seed = seed](const Entry* e) { return hash_of(*e, seed); };
+  }
+  Entry* find(std::uint64_t h, std::string_view key) const {
+    return index.find(h, [key](const Entry& e) { return e.has_key(key); });
+  }
 
   void link_front(Entry* e) {
     e->prev = nullptr;
@@ -153,7 +180,7 @@ struct ShardData {
   }
   void erase(Entry* e) {
     bytes -= e->charge();
-    if (auto it = index.find(e->key()); it != index.end()) index.erase(it);
+    index.erase(hash_of(*e, seed), e, rehash());
     unlink(e);
     --count;
     Entry::destroy(e);
@@ -173,24 +200,27 @@ struct ShardData {
 }  // namespace
 
 struct PacketCache::Shard {
-  Shard(std::size_t entry_budget, std::size_t byte_budget)
-      : data(std::in_place, entry_budget, byte_budget) {}
+  Shard(std::size_t entry_budget, std::size_t byte_budget, std::uint64_t seed)
+      : data(std::in_place, entry_budget, byte_budget, seed) {}
   util::LockGuarded<ShardData> data;
 };
 
 PacketCache::PacketCache(CacheSettings settings, NowFn now)
     : settings_(settings), now_(std::move(now)) {
+  seed_ = util::random_hash_seed();
   unsigned n = std::max(1u, settings_.shards);
   for (unsigned i = 0; i < n; ++i) {
     shards_.push_back(std::make_unique<Shard>(std::max<std::size_t>(1, settings_.max_entries / n),
-                                              std::max<std::size_t>(1, settings_.max_bytes / n)));
+                                              std::max<std::size_t>(1, settings_.max_bytes / n),
+                                              seed_));
   }
 }
 
 PacketCache::~PacketCache() = default;
 
-PacketCache::Shard& PacketCache::shard_for(std::string_view key) {
-  return *shards_[Hash{}(key) % shards_.size()];
+PacketCache::Shard& PacketCache::shard_for(std::uint64_t hash) {
+  // The high half picks the shard; the index probes by the low bits.
+  return *shards_[((hash >> 32) * shards_.size()) >> 32];
 }
 
 namespace {
@@ -202,30 +232,41 @@ namespace {
 // expanded, so that rewriting TTLs cannot change a name.
 Entry* make_entry(const Key& key, dns::Bytes msg, const dns::ResponseView& rv) {
   // A reply is rendered with the client's qname, which has the key's length.
-  if (rv.question.qname.size() + kKeySuffix != key.view().size()) return nullptr;
+  const auto k = key.view();
+  if (rv.question.qname.size() + kKeySuffix != k.size()) return nullptr;
   msg = msg.first(std::min(rv.end, msg.size()));  // without trailing bytes
   auto parts = dns::answer_parts(msg, rv, tl_scratch);
-  if (!parts) return nullptr;
-  return Entry::create(key.view(), *parts);
+  // The entry's key is its question: the answer must be for the key's type and class.
+  const std::size_t qtype_at = dns::kHeaderSize + rv.question.qname.size();
+  if (!parts || parts->wire.size() < qtype_at + 4 ||
+      std::memcmp(parts->wire.data() + qtype_at, k.data() + (k.size() - kKeySuffix), 4) != 0) {
+    return nullptr;
+  }
+  Entry* e = Entry::create(k, *parts);
+  if (!detail::EntryIndex<Entry>::storable(e)) {
+    Entry::destroy(e);
+    return nullptr;
+  }
+  return e;
 }
 
 // Links `e` into shard `s` (locked), replacing an entry with its key unless
 // `keep_existing`, and evicts from the tail down to the budgets. False (and
 // `e` freed) when it was not stored.
-bool store(ShardData& s, Entry* e, bool keep_existing) {
+bool store(ShardData& s, Entry* e, std::uint64_t h, std::string_view key, bool keep_existing) {
   if (e->charge() > s.max_bytes) {
     Entry::destroy(e);
     return false;
   }
-  if (auto it = s.index.find(e->key()); it != s.index.end()) {
+  if (Entry* old = s.find(h, key)) {
     if (keep_existing) {
       Entry::destroy(e);
       return false;
     }
-    s.erase(it->second);
+    s.erase(old);
   }
   s.link_front(e);
-  s.index.emplace(e->key(), e);
+  s.index.insert(h, e, s.rehash());
   ++s.count;
   s.bytes += e->charge();
   ++s.stats.inserts;
@@ -248,7 +289,8 @@ void PacketCache::insert(const Key& key, dns::Bytes msg, const dns::ResponseView
   e->stored = now_();
   e->lifetime = lifetime;
   e->stale_window = stale_window;
-  store(*shard_for(key.view()).data.lock(), e, false);
+  const auto h = hash_of(key.view(), seed_);
+  store(*shard_for(h).data.lock(), e, h, key.view(), false);
 }
 
 bool PacketCache::restore(const Key& key, dns::Bytes msg, const dns::ResponseView& rv,
@@ -267,7 +309,8 @@ bool PacketCache::restore(const Key& key, dns::Bytes msg, const dns::ResponseVie
   e->stored = now_() - age;
   e->lifetime = lifetime;
   e->stale_window = stale_window;
-  return store(*shard_for(key.view()).data.lock(), e, true);
+  const auto h = hash_of(key.view(), seed_);
+  return store(*shard_for(h).data.lock(), e, h, key.view(), true);
 }
 
 void PacketCache::export_entries(const std::function<void(std::vector<SavedEntry>&)>& fn) const {
@@ -282,7 +325,8 @@ void PacketCache::export_entries(const std::function<void(std::vector<SavedEntry
         const auto age = now - e->stored;
         if (age >= std::chrono::seconds(std::int64_t{e->lifetime} + e->stale_window)) continue;
         SavedEntry& saved = out.emplace_back();
-        saved.key.assign(e->key());
+        saved.key.assign(e->key_head());
+        saved.key.push_back(static_cast<char>(e->key_flags));
         saved.lifetime = e->lifetime;
         saved.stale_window = e->stale_window;
         saved.age = age;
@@ -305,15 +349,15 @@ void PacketCache::export_entries(const std::function<void(std::vector<SavedEntry
 
 LookupResult PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
                                  dns::MutableBytes out, Freshness freshness) {
-  Shard& shard = shard_for(key.view());
+  const auto h = hash_of(key.view(), seed_);
+  Shard& shard = shard_for(h);
   const auto now = now_();
   auto s = shard.data.lock();
-  auto it = s->index.find(key.view());
-  if (it == s->index.end()) {
+  Entry* entry = s->find(h, key.view());
+  if (entry == nullptr) {
     ++s->stats.misses;
     return {};
   }
-  Entry* entry = it->second;
   Entry& e = *entry;
   auto age_s = std::chrono::duration_cast<std::chrono::seconds>(now - e.stored).count();
   if (age_s < 0) age_s = 0;
@@ -371,11 +415,9 @@ void PacketCache::for_each(const std::function<void(const EntryInfo&)>& fn) cons
   for (const auto& shard : shards_) {
     auto s = std::as_const(shard->data).lock();
     for (const Entry* e = s->head; e != nullptr; e = e->next) {
-      auto key = e->key();
-      const auto* k = reinterpret_cast<const std::uint8_t*>(key.data());
       EntryInfo info;
-      info.name = dns::name_to_text(dns::Bytes(k, key.size() - kKeySuffix));
-      info.qtype = dns::read_u16(k + key.size() - kKeySuffix);
+      info.name = dns::name_to_text(e->qname());
+      info.qtype = dns::read_u16(e->qname().data() + e->qname_len);
       auto age = std::chrono::duration_cast<std::chrono::seconds>(now - e->stored).count();
       info.ttl_left = static_cast<std::int64_t>(e->lifetime) - age;
       info.rcode = static_cast<std::uint8_t>(dns::Header{.flags = e->flags}.rcode());
@@ -400,9 +442,7 @@ std::size_t PacketCache::erase_if(const std::function<bool(dns::Bytes qname)>& p
     auto s = shard->data.lock();
     for (Entry* e = s->head; e != nullptr;) {
       Entry* next = e->next;
-      auto key = e->key();
-      const auto* k = reinterpret_cast<const std::uint8_t*>(key.data());
-      if (pred(dns::Bytes(k, key.size() - kKeySuffix))) {
+      if (pred(e->qname())) {
         s->erase(e);
         ++erased;
       }

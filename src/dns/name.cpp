@@ -1,3 +1,5 @@
+#include <cstring>
+
 #include <localdns/dns/name.hpp>
 
 namespace localdns::dns {
@@ -28,7 +30,19 @@ bool names_equal(Bytes a, Bytes b) {
 }
 
 void lowercase_name(Bytes name, std::uint8_t* out) {
-  for (std::size_t i = 0; i < name.size(); ++i)
+  std::size_t i = 0;
+  // Eight bytes at a time: 0x20 added to each byte in 'A'..'Z', as lower() does.
+  for (; i + 8 <= name.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, name.data() + i, 8);
+    const std::uint64_t low7 = w & 0x7f7f7f7f7f7f7f7full;
+    const std::uint64_t at_least_a = low7 + 0x3f3f3f3f3f3f3f3full;  // top bit: >= 'A'
+    const std::uint64_t past_z = low7 + 0x2525252525252525ull;      // top bit: > 'Z'
+    const std::uint64_t upper = at_least_a & ~past_z & ~w & 0x8080808080808080ull;
+    w |= upper >> 2;
+    std::memcpy(out + i, &w, 8);
+  }
+  for (; i < name.size(); ++i)
     out[i] = lower(name[i]);
 }
 

@@ -140,6 +140,9 @@ std::pair<std::string, std::uint16_t> question_of(dns::Bytes reply) {
 
 }  // namespace
 
+// Every flight key can be filed (longer ones would resolve alone).
+static_assert(cache::Key::kMaxSize + sizeof(std::uintptr_t) <= QueryCoalescer::kMaxKeySize);
+
 FlightKey::FlightKey(const cache::Key& key, const upstream::GroupState* group) {
   auto k = key.view();
   auto tag = reinterpret_cast<std::uintptr_t>(group);

@@ -34,6 +34,7 @@ void ZoneRouter::add(const GroupZones& groups, std::size_t max_labels) {
       // The label is the zone's canonical text ("cluster.local.", "."),
       // however the configuration spelled it.
       zones_.emplace(*wire, Route{static_cast<int>(i), label_of(dns::name_to_text(*wire))});
+      if (wire->size() < lengths_.size()) lengths_.set(wire->size());
     }
   }
 }
@@ -41,13 +42,15 @@ void ZoneRouter::add(const GroupZones& groups, std::size_t max_labels) {
 ZoneRouter::Route ZoneRouter::route_zone(dns::Bytes qname) const {
   if (qname.empty() || qname.size() > dns::kMaxNameSize) return {};
   char lower[dns::kMaxNameSize];
-  for (std::size_t i = 0; i < qname.size(); ++i)
-    lower[i] = static_cast<char>(dns::lower(qname[i]));
+  dns::lowercase_name(qname, reinterpret_cast<std::uint8_t*>(lower));
   // Label boundaries from the left: the first match is the longest suffix.
+  // Only suffixes as long as some zone are hashed and looked up.
   std::size_t pos = 0;
   while (pos < qname.size()) {
-    auto it = zones_.find(std::string_view(lower + pos, qname.size() - pos));
-    if (it != zones_.end()) return it->second;
+    if (lengths_.test(qname.size() - pos)) {
+      auto it = zones_.find(std::string_view(lower + pos, qname.size() - pos));
+      if (it != zones_.end()) return it->second;
+    }
     if (qname[pos] == 0) break;
     pos += 1 + std::size_t{qname[pos]};
   }

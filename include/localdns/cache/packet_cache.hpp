@@ -168,16 +168,17 @@ class PacketCache {
   bool restore(const Key& key, dns::Bytes msg, const dns::ResponseView& rv, std::uint32_t lifetime,
                std::uint32_t stale_window, Clock::duration age);
 
-  // Bytes charged for an entry beyond its key, wire answer and TTL offsets: the
-  // entry header and its share of the index.
-  static constexpr std::size_t kEntryOverhead = 112;
+  // Bytes charged for an entry beyond its wire answer and TTL offsets: the
+  // entry header, the allocator's share and the entry's share of the index.
+  static constexpr std::size_t kEntryOverhead = 80;
 
  private:
   struct Shard;
-  Shard& shard_for(std::string_view key);
+  Shard& shard_for(std::uint64_t key_hash);
 
   CacheSettings settings_;
   NowFn now_;
+  std::uint64_t seed_ = 0;  // of the key hash
   std::vector<std::unique_ptr<Shard>> shards_;
 };
 

@@ -25,13 +25,14 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include <localdns/util/hash.hpp>
 #include <localdns/util/lock_guarded.hpp>
 
 namespace localdns::server {
@@ -48,13 +49,18 @@ class Coalescer {
   using Role = JoinRole;
   static constexpr std::size_t kMaxWaitersPerKey = 4096;
   static constexpr unsigned kShards = 32;
+  // Longer keys are never filed: join() says Overflow (resolve alone),
+  // lead_if_idle() false. A FlightKey is at most 268 bytes.
+  static constexpr std::size_t kMaxKeySize = 272;
 
   // Files `waiter` under `key`; the first for a key starts a round and leads it.
   Role join(std::string_view key, Waiter waiter) {
-    auto table = shard_for(key).lock();
-    auto it = table->find(key);
+    if (key.size() > kMaxKeySize) return Role::Overflow;
+    const std::uint64_t h = hash(key);
+    auto table = shard_for(h).lock();
+    auto it = table->find(Probe{key, h});
     if (it == table->end()) {
-      table->emplace(std::string(key), std::vector<Waiter>{})
+      table->emplace(KeyBytes(key, h), std::vector<Waiter>{})
           .first->second.push_back(std::move(waiter));
       return Role::Leader;
     }
@@ -66,9 +72,11 @@ class Coalescer {
   // Starts a round for `key` with no waiter, unless one is in flight; true
   // when the caller now leads it (a background refresh that needs no reply).
   bool lead_if_idle(std::string_view key) {
-    auto table = shard_for(key).lock();
-    if (table->find(key) != table->end()) return false;
-    table->emplace(std::string(key), std::vector<Waiter>{});
+    if (key.size() > kMaxKeySize) return false;
+    const std::uint64_t h = hash(key);
+    auto table = shard_for(h).lock();
+    if (table->find(Probe{key, h}) != table->end()) return false;
+    table->emplace(KeyBytes(key, h), std::vector<Waiter>{});
     return true;
   }
 
@@ -77,8 +85,10 @@ class Coalescer {
   // handed out exactly once; a later join() starts a new round.
   std::vector<Waiter> take(std::string_view key) {
     std::vector<Waiter> out;
-    auto table = shard_for(key).lock();
-    if (auto it = table->find(key); it != table->end()) {
+    if (key.size() > kMaxKeySize) return out;
+    const std::uint64_t h = hash(key);
+    auto table = shard_for(h).lock();
+    if (auto it = table->find(Probe{key, h}); it != table->end()) {
       out = std::move(it->second);
       table->erase(it);
     }
@@ -93,21 +103,49 @@ class Coalescer {
   }
 
  private:
-  // Finds by string_view without building a std::string.
+  // Keys live in the table's nodes: filing a key allocates the node and the
+  // waiter list, not a string besides. The hash is the one util::hash_key
+  // computes once per call (it picks the shard too), kept in the key.
+  struct KeyBytes {
+    KeyBytes(std::string_view k, std::uint64_t h)
+        : hash(h), len(static_cast<std::uint16_t>(k.size())) {
+      std::memcpy(bytes.data(), k.data(), k.size());
+    }
+    std::string_view view() const { return {bytes.data(), len}; }
+    std::uint64_t hash;
+    std::uint16_t len;
+    std::array<char, kMaxKeySize> bytes;
+  };
+  struct Probe {
+    std::string_view key;
+    std::uint64_t hash;
+  };
   struct Hash {
     using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+    std::size_t operator()(const KeyBytes& k) const { return k.hash; }
+    std::size_t operator()(const Probe& p) const { return p.hash; }
   };
-  using Table = std::unordered_map<std::string, std::vector<Waiter>, Hash, std::equal_to<>>;
+  struct Equal {
+    using is_transparent = void;
+    bool operator()(const KeyBytes& a, const KeyBytes& b) const { return a.view() == b.view(); }
+    bool operator()(const Probe& a, const KeyBytes& b) const { return a.key == b.view(); }
+    bool operator()(const KeyBytes& a, const Probe& b) const { return a.view() == b.key; }
+  };
+  using Table = std::unordered_map<KeyBytes, std::vector<Waiter>, Hash, Equal>;
   // One cache line each: workers locking different shards do not share one.
   struct alignas(64) Shard {
     util::LockGuarded<Table> table;
   };
 
-  util::LockGuarded<Table>& shard_for(std::string_view key) {
-    return shards_[Hash{}(key) % kShards].table;
+  std::uint64_t hash(std::string_view key) const {
+    if (key.empty()) return util::hash_key(key.data(), 0, 0, seed_);
+    return util::hash_key(key.data(), key.size() - 1, static_cast<std::uint8_t>(key.back()), seed_);
+  }
+  util::LockGuarded<Table>& shard_for(std::uint64_t h) {
+    return shards_[(h >> 32) % kShards].table;
   }
 
+  std::uint64_t seed_ = util::random_hash_seed();
   std::array<Shard, kShards> shards_;
 };
 

@@ -4,6 +4,7 @@
 // keeps its metrics label index for the whole run.
 #pragma once
 
+#include <bitset>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -45,6 +46,8 @@ class ZoneRouter {
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   std::unordered_map<std::string, Route, Hash, std::equal_to<>> zones_;  // lowercased wire names
+  // The wire lengths of the zones: a suffix of another length is not looked up.
+  std::bitset<dns::kMaxNameSize + 1> lengths_;
   std::vector<std::string> labels_;
   void add(const GroupZones& groups, std::size_t max_labels);
 };

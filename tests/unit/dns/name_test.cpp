@@ -143,3 +143,21 @@ TEST_CASE("names_equal ignores ASCII case only", "[dns][name]") {
   auto e = bytes({1, 0xE1, 0});
   CHECK_FALSE(names_equal(d, e));
 }
+
+TEST_CASE("lowercase_name lowers A-Z only, every byte value at every position", "[dns][name]") {
+  // Lengths 1-19 cover the eight-byte steps and the tail; each byte value
+  // sits at every position among neighbours that are upper-case letters.
+  for (std::size_t len = 1; len < 20; ++len) {
+    for (std::size_t at = 0; at < len; ++at) {
+      for (int v = 0; v < 256; ++v) {
+        std::vector<std::uint8_t> in(len, 'Q'), out(len, 0);
+        in[at] = static_cast<std::uint8_t>(v);
+        lowercase_name(Bytes(in.data(), in.size()), out.data());
+        for (std::size_t i = 0; i < len; ++i) {
+          if (out[i] != lower(in[i])) FAIL("len " << len << " byte " << v << " at " << at);
+        }
+      }
+    }
+  }
+  SUCCEED();
+}
