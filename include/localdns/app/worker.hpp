@@ -23,7 +23,7 @@
 #include <localdns/app/fd_passing.hpp>
 #include <localdns/config/config.hpp>
 #include <localdns/server/query_handler.hpp>
-#include <localdns/server/search_prefetch.hpp>
+#include <localdns/server/search_budget.hpp>
 #include <localdns/server/tcp_listener.hpp>
 #include <localdns/server/udp_listener.hpp>
 #include <localdns/server/zone_router.hpp>

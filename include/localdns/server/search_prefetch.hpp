@@ -28,6 +28,7 @@
 
 #include <localdns/cache/packet_cache.hpp>
 #include <localdns/server/client_limits.hpp>
+#include <localdns/server/search_budget.hpp>
 #include <localdns/server/search_path.hpp>
 #include <localdns/upstream/exchange.hpp>
 #include <localdns/upstream/forwarder.hpp>
@@ -36,19 +37,6 @@ namespace localdns::server {
 
 class QueryHandler;
 class Counter;
-
-// The overall cap on speculative queries: one GCRA bucket (rate per second,
-// a burst of one second's worth) every worker takes from; 0: no cap.
-class SpeculationBudget {
- public:
-  void set_rate(unsigned per_second) { rate_.store(per_second, std::memory_order_relaxed); }
-  // Takes one query's worth; false when over the rate.
-  bool take();
-
- private:
-  std::atomic<unsigned> rate_{0};
-  std::atomic<std::int64_t> tat_{0};  // theoretical arrival time, steady clock ns
-};
 
 // What one question of the walk came back with.
 struct ProbeResult {
