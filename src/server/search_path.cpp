@@ -109,15 +109,24 @@ std::vector<SearchCandidate> SearchPath::candidates(dns::Bytes qname, const Expa
   return out;
 }
 
-CandidateOutcome outcome_of(const dns::ResponseView& v) {
+CandidateOutcome outcome_of(dns::Bytes msg, const dns::ResponseView& v) {
   switch (v.rcode()) {
     case static_cast<std::uint16_t>(dns::Rcode::NXDomain):
       return CandidateOutcome::NxDomain;
     case static_cast<std::uint16_t>(dns::Rcode::NoError):
-      return v.header.ancount > 0 ? CandidateOutcome::Records : CandidateOutcome::NoData;
+      break;
     default:
       return CandidateOutcome::ServFail;
   }
+  // The answer section (parse_response checked every record's bounds).
+  std::size_t pos = v.question_end;
+  for (std::uint16_t i = 0; i < v.header.ancount; ++i) {
+    auto end = dns::skip_name(msg, pos);
+    if (!end || *end + 10 > msg.size()) break;
+    if (dns::read_u16(msg.data() + *end) == v.question.qtype) return CandidateOutcome::Records;
+    pos = *end + 10 + dns::read_u16(msg.data() + *end + 8);
+  }
+  return CandidateOutcome::NoData;
 }
 
 std::size_t releasable(std::span<const SearchCandidate> candidates, CandidateOutcome f,

@@ -35,8 +35,8 @@ std::int64_t now_ns() {
 
 ProbeResult from_view(dns::Bytes msg, const dns::ResponseView& v) {
   ProbeResult p;
-  p.outcome = outcome_of(v);
-  p.negative_ttl = v.negative_ttl.value_or(0);
+  p.outcome = outcome_of(msg, v);
+  p.negative_ttl = v.negative_ttl.value_or(UINT32_MAX);
   p.answer = std::make_shared<const std::vector<std::uint8_t>>(msg.begin(), msg.end());
   return p;
 }

@@ -41,15 +41,16 @@ struct SearchCandidate {
 enum class CandidateOutcome : std::uint8_t {
   Pending,   // not asked yet, or no answer yet
   NxDomain,  // the name does not exist
-  NoData,    // it exists, without records of the type asked
-  Records,   // it has records of the type asked (a CNAME chain counts)
+  NoData,    // it exists, without records of the type asked (a CNAME chain alone too)
+  Records,   // it has records of the type asked (at the end of a CNAME chain, too)
   ServFail,  // SERVFAIL, REFUSED or another error RCODE; or not routable
   Timeout,   // no answer: every upstream timed out or failed
 };
 
-// An upstream answer as the walk reads it: NXDOMAIN; NOERROR with an answer
-// section (Records) or without (NoData); any other RCODE is ServFail.
-CandidateOutcome outcome_of(const dns::ResponseView& v);
+// An upstream answer `msg` (parsed as `v`) as the walk reads it: NXDOMAIN;
+// NOERROR with a record of the question's type in the answer section
+// (Records) or without one (NoData); any other RCODE is ServFail.
+CandidateOutcome outcome_of(dns::Bytes msg, const dns::ResponseView& v);
 
 class SearchPath {
  public:

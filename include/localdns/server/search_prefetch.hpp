@@ -41,7 +41,8 @@ class Counter;
 // What one question of the walk came back with.
 struct ProbeResult {
   CandidateOutcome outcome = CandidateOutcome::Pending;
-  std::uint32_t negative_ttl = 0;  // NXDOMAIN/NODATA: min(SOA TTL, MINIMUM); 0 without an SOA
+  // NXDOMAIN/NODATA: min(SOA TTL, SOA MINIMUM); UINT32_MAX without an SOA.
+  std::uint32_t negative_ttl = UINT32_MAX;
   // The upstream's answer (or the cached one, rendered with ID 0), when there is one.
   std::shared_ptr<const std::vector<std::uint8_t>> answer;
   bool sent = false;   // this set led the upstream query (a speculative query)

@@ -5,6 +5,8 @@
 #include <localdns/dns/name.hpp>
 #include <localdns/server/search_path.hpp>
 
+#include "packets.hpp"
+
 using namespace localdns;
 using server::CandidateOutcome;
 
@@ -159,4 +161,25 @@ TEST_CASE("the candidates' release order", "[server][search-path]") {
     o[2] = stop;
     CHECK(server::releasable(c, O::NxDomain, o) == 3);
   }
+}
+
+TEST_CASE("an answer as the walk reads it", "[server][search-path]") {
+  using test::ResponseBuilder;
+  auto outcome = [](const test::Packet& msg) {
+    auto v = dns::parse_response(msg);
+    REQUIRE(v);
+    return server::outcome_of(msg, *v);
+  };
+  const char* name = "www.external.test.svc.cluster.local";
+  CHECK(outcome(ResponseBuilder(1, name).rcode(3).authority(test::soa_record(30, 5)).build()) ==
+        CandidateOutcome::NxDomain);
+  CHECK(outcome(ResponseBuilder(1, name).answer(test::a_record(30, {192, 0, 2, 1})).build()) ==
+        CandidateOutcome::Records);
+  CHECK(outcome(ResponseBuilder(1, name).authority(test::soa_record(30, 5)).build()) ==
+        CandidateOutcome::NoData);
+  // Records of another type than asked: none of it.
+  CHECK(outcome(ResponseBuilder(1, name, 28).answer(test::a_record(30, {192, 0, 2, 1})).build()) ==
+        CandidateOutcome::NoData);
+  CHECK(outcome(ResponseBuilder(1, name).rcode(2).build()) == CandidateOutcome::ServFail);
+  CHECK(outcome(ResponseBuilder(1, name).rcode(5).build()) == CandidateOutcome::ServFail);
 }
