@@ -282,12 +282,18 @@ Outcome QueryHandler::handle(dns::Bytes query, Transport transport, const Client
       return {Action::Async, 0};
     }
     if (role == JoinRole::Leader) {
-      // A first search expansion: the walk files itself behind this round.
+      // A first search expansion: the walk files itself behind this round,
+      // or in cname mode holds the round until it has chosen.
+      std::shared_ptr<CandidateSet> set;
       if (search_) {
-        search_->on_miss(q.question, req.do_bit, req.cd, group, flight.view(),
-                         limits_ ? from : address_of(client));
+        set = search_->on_miss(q.question, req.do_bit, req.cd, group, flight.view(),
+                               limits_ ? from : address_of(client));
       }
-      lead(group, flight, key, req);
+      if (set && set->holds_f) {
+        lead_held(group, flight, key, req, std::move(set));
+      } else {
+        lead(group, flight, key, req);
+      }
       return {Action::Async, 0};
     }
   }
@@ -348,6 +354,8 @@ void QueryHandler::deliver_all(std::span<const Waiter> waiters, const upstream::
       deliver(w.asker, result, key);
     } else if (search_) {
       search_->report(w.set, w.probe, result, clients);
+    } else {
+      w.set->answer_f_as_is();  // the search path was turned off: F's round must end
     }
   }
 }

@@ -136,16 +136,23 @@ std::shared_ptr<CandidateSet> SearchPrefetch::on_miss(const dns::Question& q, bo
     stats.search_skipped_busy.inc();
     return nullptr;
   }
+  // cname holds F's round until the target is chosen; never for DO or CD
+  // (a synthesized CNAME is unsigned): those walk as in warm.
+  const bool hold = path_.settings().mode == SearchPathMode::Cname && !do_bit && !cd;
   auto set = std::make_shared<CandidateSet>(std::string(f_key), q.qname, q.qtype, do_bit, cd,
-                                            path_.candidates(q.qname, *f),
-                                            path_.settings().mode == SearchPathMode::Cname);
+                                            path_.candidates(q.qname, *f), hold);
   set->client = client;
-  // Behind F's own round (the caller leads it and has not sent it yet), to
-  // learn F's outcome as its other waiters do.
-  auto role = handler_.cache_.coalescer->join(f_key, Waiter{&handler_, {}, set, CandidateSet::kF});
-  if (role != JoinRole::Waiting) {
-    if (role == JoinRole::Leader) (void)handler_.cache_.coalescer->take(f_key);
-    return nullptr;
+  set->holds_f = hold;
+  set->single_label = f->n_labels == 1;
+  if (!hold) {
+    // Behind F's own round (the caller leads it and has not sent it yet), to
+    // learn F's outcome as its other waiters do.
+    auto role =
+        handler_.cache_.coalescer->join(f_key, Waiter{&handler_, {}, set, CandidateSet::kF});
+    if (role != JoinRole::Waiting) {
+      if (role == JoinRole::Leader) (void)handler_.cache_.coalescer->take(f_key);
+      return nullptr;
+    }
   }
   sets_.emplace(std::string(f_key), set);
   stats.search_sets.inc();
@@ -157,6 +164,7 @@ std::shared_ptr<CandidateSet> SearchPrefetch::on_miss(const dns::Question& q, bo
 }
 
 void SearchPrefetch::release(const std::shared_ptr<CandidateSet>& set) {
+  if (set->holds_f && !set->f_answered) decide(set);
   if (set->finished) return;
   const std::size_t from = set->released();
   const std::size_t to = set->releasable_now();
@@ -247,6 +255,7 @@ void SearchPrefetch::report(const std::shared_ptr<CandidateSet>& set, int probe,
 
 void SearchPrefetch::settle(const std::shared_ptr<CandidateSet>& set) {
   set->finished = true;
+  set->answer_f_as_is();  // every outcome is in: a choice still open answers F as it is
   if (auto it = sets_.find(set->key()); it != sets_.end() && it->second.lock() == set) {
     sets_.erase(it);
   }

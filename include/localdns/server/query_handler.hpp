@@ -227,6 +227,10 @@ class QueryHandler {
   // Leads the shared upstream query for `key`; waiters already joined.
   void lead(int group, const FlightKey& flight, const cache::Key& key,
             const upstream::Request& req);
+  // The same for a first search expansion in search_path.mode cname: the
+  // round ends when `set` has chosen (search_cname.cpp).
+  void lead_held(int group, const FlightKey& flight, const cache::Key& key,
+                 const upstream::Request& req, std::shared_ptr<CandidateSet> set);
   void send(const ClientRef& client, dns::Bytes reply);
 
   const ZoneRouter* router_;

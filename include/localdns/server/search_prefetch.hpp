@@ -90,6 +90,15 @@ class CandidateSet {
   ClientAddress client;  // whose F started the set: the per-client cap
   std::chrono::steady_clock::time_point settled_at{};
   bool finished = false;  // settled and accounted
+  // search_path.mode cname: F's round in the coalescer waits for the choice
+  // of a CNAME target; `finish_f` ends it (caches the answer and delivers it
+  // to every waiter of F, on any worker), exactly once.
+  bool holds_f = false;
+  bool single_label = false;  // N is one label: only in-cluster targets
+  bool f_answered = false;
+  std::function<void(const upstream::Result&)> finish_f;
+  // Ends F's round with F's own answer, when it is held and not ended yet.
+  void answer_f_as_is();
 
  private:
   std::string key_;
@@ -126,11 +135,17 @@ class SearchPrefetch {
   // some client query waited on it too.
   void report(const std::shared_ptr<CandidateSet>& set, int probe, const upstream::Result& r,
               bool clients);
+  // search_path.mode cname: F's own upstream query came back (the set
+  // holds F's round); answers F at once unless it is NXDOMAIN.
+  void f_done(const std::shared_ptr<CandidateSet>& set, const upstream::Result& r);
   // The sets in flight on this worker.
   std::size_t in_flight() const { return sets_.size(); }
 
  private:
   void release(const std::shared_ptr<CandidateSet>& set);
+  // cname: chooses the target once the outcomes allow, and ends F's round
+  // with the CNAME answer or F's own (search_cname.cpp).
+  void decide(const std::shared_ptr<CandidateSet>& set);
   void ask(const std::shared_ptr<CandidateSet>& set, int probe);
   void settle(const std::shared_ptr<CandidateSet>& set);
   // The group is above half its max_in_flight: no speculative query.
