@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <localdns/server/search_prefetch.hpp>
+
 #include "ask.hpp"
 #include "fake_upstream.hpp"
 #include "instance.hpp"
@@ -225,16 +227,27 @@ TEST_CASE("warm: a cache hit on the first expansion sends nothing", "[integratio
   CHECK(now.search_sent == st.search_sent);
 }
 
-TEST_CASE("warm: answers equal those with the feature off, Knot DNS upstream",
-          "[integration][search-path]") {
+// Knot DNS with the cluster zone (svc-7.default.svc added), external.test,
+// the node's domain corp.example and a top-level zone solo. with an address.
+std::vector<std::pair<std::string, std::string>> knot_zones() {
   auto cluster = cluster_local_zone() + "svc-7.default.svc IN A 10.96.0.7\n";
   const std::string corp =
       "$ORIGIN corp.example.\n$TTL 60\n"
       "@ IN SOA ns.corp.example. hostmaster.corp.example. 1 7200 1800 86400 "
       "10\n@ IN NS ns\nns IN A 192.0.2.54\nintranet IN A 192.0.2.90\n";
-  KnotServer knot({{"cluster.local", cluster},
-                   {"external.test", external_test_zone()},
-                   {"corp.example", corp}});
+  const std::string solo =
+      "$ORIGIN solo.\n$TTL 60\n"
+      "@ IN SOA ns.solo. hostmaster.solo. 1 7200 1800 86400 10\n"
+      "@ IN NS ns\n@ IN A 192.0.2.70\nns IN A 192.0.2.55\n";
+  return {{"cluster.local", cluster},
+          {"external.test", external_test_zone()},
+          {"corp.example", corp},
+          {"solo", solo}};
+}
+
+TEST_CASE("warm: answers equal those with the feature off, Knot DNS upstream",
+          "[integration][search-path]") {
+  KnotServer knot(knot_zones());
   auto groups = [&] {
     return std::vector<config::UpstreamGroup>{
         group({"cluster.local"}, {knot.address()}, Transport::Udp),
@@ -265,4 +278,63 @@ TEST_CASE("warm: answers equal those with the feature off, Knot DNS upstream",
   // And a name found at the second step was found the same way.
   auto svc7 = ask(warm.endpoint(), "svc-7.default.svc.cluster.local");
   CHECK(svc7.answers == std::vector<std::string>{"10.96.0.7"});
+}
+
+TEST_CASE("cname: the first expansion of a name found later in the walk is a CNAME to it",
+          "[integration][search-path]") {
+  KnotServer knot(knot_zones());
+  auto groups = [&] {
+    return std::vector<config::UpstreamGroup>{
+        group({"cluster.local"}, {knot.address()}, Transport::Udp),
+        group({"."}, {knot.address()}, Transport::Udp)};
+  };
+  Instance off(make_config(groups(), server::SearchPathMode::Off));
+  Instance ld(make_config(groups(), server::SearchPathMode::Cname));
+
+  // Found outside the cluster: CNAME to it, then its address, in the
+  // client's letter case and ID; every TTL the smallest of the CNAME's
+  // inputs (cluster.local's and corp.example's negative TTLs: 5 and 10 s).
+  auto r = ask(ld.endpoint(), "WWW.External.Test.Default.svc.cluster.local", "A",
+               {.query = {.id = 4321}});
+  CHECK(r.rcode == "NOERROR");
+  CHECK(r.id == 4321);
+  CHECK(r.qname == "WWW.External.Test.Default.svc.cluster.local.");
+  CHECK(r.answers == std::vector<std::string>{"www.external.test.", "192.0.2.80"});
+  REQUIRE(r.answer_ttls.size() == 2);
+  for (auto ttl : r.answer_ttls)
+    CHECK(ttl <= 5);
+  auto aaaa = ask(ld.endpoint(), "www.external.test.default.svc.cluster.local", "AAAA");
+  CHECK(aaaa.answers == std::vector<std::string>{"www.external.test.", "2001:db8::80"});
+  // Only the other type: CNAME and NODATA with the target's SOA.
+  auto v4 = ask(ld.endpoint(), "v4only.external.test.default.svc.cluster.local", "AAAA");
+  CHECK(v4.rcode == "NOERROR");
+  CHECK(v4.answers == std::vector<std::string>{"v4only.external.test."});
+  CHECK(v4.authority == 1);
+  // Found at the second step, in the cluster.
+  auto svc7 = ask(ld.endpoint(), "svc-7.default.default.svc.cluster.local");
+  CHECK(svc7.answers == std::vector<std::string>{"svc-7.default.svc.cluster.local.", "10.96.0.7"});
+  CHECK(ld.server().stats().search_cname == 4);
+  // Cached as it was made: the same answer again, no new CNAME made.
+  CHECK(ask(ld.endpoint(), "www.external.test.default.svc.cluster.local").answers == r.answers);
+  CHECK(ld.server().stats().search_cname == 4);
+
+  // Cluster names that exist, and names that exist nowhere, are unchanged.
+  for (const char* name :
+       {"api.default.svc.cluster.local", "nothing.external.test.default.svc.cluster.local",
+        "intranet.other.svc.cluster.local"}) {
+    INFO(name);
+    CHECK(content(ask(ld.endpoint(), name)) == content(ask(off.endpoint(), name)));
+  }
+  auto nowhere = ask(ld.endpoint(), "nothing.external.test.default.svc.cluster.local");
+  CHECK(nowhere.rcode == "NXDOMAIN");
+  CHECK(nowhere.authority == 1);
+  // A single-label name is sent nowhere outside the cluster, even where
+  // solo. exists.
+  CHECK(ask(ld.endpoint(), "solo.default.svc.cluster.local").rcode == "NXDOMAIN");
+  CHECK(ask(ld.endpoint(), "solo.").answers == std::vector<std::string>{"192.0.2.70"});
+  // With DO: never a CNAME (it would be unsigned).
+  auto with_do = ask(ld.endpoint(), "alias.external.test.default.svc.cluster.local", "A",
+                     {.query = {.edns = true, .do_bit = true}});
+  CHECK(with_do.rcode == "NXDOMAIN");
+  CHECK(ld.server().stats().search_cname == 4);
 }
