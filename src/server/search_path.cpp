@@ -31,8 +31,15 @@ constexpr std::string_view kIp6 = "\3ip6\4arpa";
 
 SearchPath::SearchPath(const SearchPathSettings& settings) : settings_(settings) {
   if (auto w = dns::name_from_text(settings.cluster_domain)) cluster_ = *w;
+  // A host domain under the cluster domain is none of the node's: every name
+  // outside the cluster is then shorter than F or not F-shaped, so a held
+  // F (cname) never waits on a walk that waits on it.
   for (const auto& h : settings.host_search) {
-    if (auto w = dns::name_from_text(h); w && w->size() > 1) host_.push_back(*w);
+    auto w = dns::name_from_text(h);
+    if (!w || w->size() <= 1) continue;
+    const bool under = w->size() >= cluster_.size() &&
+                       std::string_view(*w).substr(w->size() - cluster_.size()) == cluster_;
+    if (!under) host_.push_back(*w);
   }
 }
 

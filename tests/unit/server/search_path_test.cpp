@@ -124,6 +124,11 @@ TEST_CASE("the candidates follow the pod's search list", "[server][search-path]"
   CHECK(names(bare, "api.default.svc.cluster.local") ==
         std::vector<std::string>{"api.svc.cluster.local. (cluster)", "api.cluster.local. (cluster)",
                                  "api."});
+  // A host domain under the cluster domain is not the node's: left out.
+  server::SearchPath inside(settings({"svc.cluster.local.", "corp.example."}));
+  CHECK(names(inside, "api.default.svc.cluster.local") ==
+        std::vector<std::string>{"api.svc.cluster.local. (cluster)", "api.cluster.local. (cluster)",
+                                 "api.corp.example.", "api."});
   // A host domain that repeats one is not asked twice.
   server::SearchPath dup(settings({"example.net.", "example.net."}));
   CHECK(names(dup, "a.b.svc.cluster.local").size() == 4);
