@@ -116,10 +116,12 @@ void SearchPrefetch::decide(const std::shared_ptr<CandidateSet>& set) {
   dns::CnameTarget target{*x.answer, *view, 0, choice.negative_ttl};
   auto made =
       dns::synthesize_cname(shape, target, dns::MutableBytes(tl_cname.data(), tl_cname.size()));
-  if (!made || !finish_with(*set, dns::Bytes(tl_cname.data(), *made))) {
-    return set->answer_f_as_is();
-  }
-  handler_.stats_.search_cname.inc();
+  const dns::Bytes msg(tl_cname.data(), made ? *made : 0);
+  auto answer = made ? dns::parse_response(msg) : std::nullopt;
+  if (!answer) return set->answer_f_as_is();
+  handler_.stats_.search_cname.inc();  // before any reply goes out
+  set->f_answered = true;
+  set->finish_f(upstream::Result{upstream::Status::Ok, msg, &*answer});
 }
 
 void QueryHandler::lead_held(int group, const FlightKey& flight, const cache::Key& key,
