@@ -12,6 +12,7 @@
 #include "fake_upstream.hpp"
 #include "instance.hpp"
 #include "knot_server.hpp"
+#include "reload_support.hpp"
 #include "wait.hpp"
 
 using namespace localdns;
@@ -337,4 +338,59 @@ TEST_CASE("cname: the first expansion of a name found later in the walk is a CNA
                      {.query = {.edns = true, .do_bit = true}});
   CHECK(with_do.rcode == "NXDOMAIN");
   CHECK(ld.server().stats().search_cname == 4);
+}
+
+TEST_CASE("search_path through the binary: a reload turns warm on, --autopath at start, /metrics",
+          "[integration][search-path][reload]") {
+  FakeUpstream up;
+  up.set(cold_cluster(std::chrono::milliseconds(0)));
+  TempDir dir;
+  auto config = [&](std::uint16_t port) {
+    ReloadConfig c;
+    c.port = port;
+    c.metrics_port = free_port();
+    c.health_port = free_port();
+    c.control_socket = dir.file("ctl-" + std::to_string(port) + ".sock");
+    c.threads = 1;  // a query behind another on the one worker sees what it started
+    return c;
+  };
+  const std::vector<ReloadGroup> groups{{{"."}, up.address()}};
+  const std::string search = "search_path:\n  host_search: [corp.example]\n";
+  auto cfg = config(free_port());
+  const auto path = dir.file("localdns.yaml");
+  replace_file(path, cfg.yaml(groups) + search);
+  const Endpoint ep{"127.0.0.1", cfg.port};
+  Daemon d({"--config", path, "--no-watch"}, dir.file("log"));
+  REQUIRE(d.wait_ready(ep, std::chrono::seconds(10)));
+  // Off: F alone goes upstream.
+  const auto first = walk_of("one.example");
+  CHECK(ask(ep, first[0]).rcode == "NXDOMAIN");
+  ask(ep, "sync.example");
+  CHECK(up.queries_for(fqdn(first[1])) == 0);
+  CHECK(metric(cfg.metrics_port, "localdns_search_path_walks_total") == 0);
+  // A reload turns warm on.
+  replace_file(path, cfg.yaml(groups) + search + "  mode: warm\n");
+  d.signal(SIGHUP);
+  REQUIRE(wait_until(within(std::chrono::seconds(5)),
+                     [&] { return reloads(cfg.metrics_port, "success") == 1; }));
+  const auto second = walk_of("two.example");
+  CHECK(ask(ep, second[0]).rcode == "NXDOMAIN");
+  CHECK(wait_until(within(std::chrono::seconds(3)),
+                   [&] { return up.queries_for(fqdn(second[4])) == 1; }));
+  CHECK(metric(cfg.metrics_port, "localdns_search_path_walks_total") == 1);
+  CHECK(metric(cfg.metrics_port, "localdns_search_path_queries_total") == 4);
+  CHECK(metric(cfg.metrics_port, "localdns_search_path_skipped_total") == 0);
+
+  // --autopath on a config that leaves it off: warm from the start.
+  auto cfg2 = config(free_port());
+  const auto path2 = dir.file("off.yaml");
+  replace_file(path2, cfg2.yaml(groups) + search);
+  const Endpoint ep2{"127.0.0.1", cfg2.port};
+  Daemon d2({"--config", path2, "--no-watch", "--autopath"}, dir.file("log2"));
+  REQUIRE(d2.wait_ready(ep2, std::chrono::seconds(10)));
+  const auto third = walk_of("three.example");
+  CHECK(ask(ep2, third[0]).rcode == "NXDOMAIN");
+  CHECK(wait_until(within(std::chrono::seconds(3)),
+                   [&] { return up.queries_for(fqdn(third[4])) == 1; }));
+  CHECK(metric(cfg2.metrics_port, "localdns_search_path_walks_total") == 1);
 }
