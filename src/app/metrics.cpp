@@ -285,6 +285,7 @@ class Collector final : public prometheus::Collectable {
     out.push_back(std::move(coalesced));
     out.push_back(std::move(cache_bytes));
     collect_clients(out, st);
+    collect_search_path(out, st);
     collect_reloads(out);
     if (node_) {
       const auto& c = node_->counters();
@@ -325,6 +326,37 @@ class Collector final : public prometheus::Collectable {
     out.push_back(std::move(entries));
     out.push_back(std::move(saves));
     out.push_back(std::move(loads));
+  }
+
+  // The search-path prefetch (search_path.*), all workers.
+  static void collect_search_path(std::vector<MetricFamily>& out, const Stats& st) {
+    auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+      auto f = family(name, help, MetricType::Counter);
+      add_value(f, {}, static_cast<double>(v));
+      out.push_back(std::move(f));
+    };
+    counter("localdns_search_path_walks_total",
+            "First search expansions that missed the cache and started a walk of the rest.",
+            st.search_sets);
+    counter("localdns_search_path_queries_total",
+            "Speculative upstream queries for the rest of a search walk.", st.search_sent);
+    counter("localdns_search_path_useful_total",
+            "Speculative queries whose answer a client asked for later.", st.search_useful);
+    counter("localdns_search_path_waste_total",
+            "Speculative queries whose answer no client asked for within 5 s of the walk.",
+            st.search_waste);
+    counter("localdns_search_path_cname_total",
+            "First search expansions answered with a CNAME to the name that exists.",
+            st.search_cname);
+    auto skipped = family("localdns_search_path_skipped_total",
+                          "Walks not started, or queries of a walk not sent, because of a cap.",
+                          MetricType::Counter);
+    add_value(skipped, {{"reason", "max_qps"}}, static_cast<double>(st.search_skipped_rate));
+    add_value(skipped, {{"reason", "max_qps_per_client"}},
+              static_cast<double>(st.search_skipped_client));
+    add_value(skipped, {{"reason", "group_busy"}}, static_cast<double>(st.search_skipped_busy));
+    add_value(skipped, {{"reason", "in_flight"}}, static_cast<double>(st.search_skipped_in_flight));
+    out.push_back(std::move(skipped));
   }
 
   // The client limits (clients.*), all workers.

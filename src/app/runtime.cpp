@@ -135,6 +135,7 @@ Runtime::Runtime(config::Config cfg, FdPool* adopted) {
   unsigned n = cfg.threads != 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   shared_.config = std::make_shared<const config::Config>(std::move(cfg));
   shared_.server = config::server_settings(*shared_.config);
+  shared_.search_budget.set_rate(shared_.server.search_path.max_qps);
   shared_.router = std::make_shared<const server::ZoneRouter>(shared_.server.routing);
   shared_.zone_labels = shared_.router->zone_labels().size() + kReloadZoneLabels;
   for (const auto& g : shared_.config->forward) {
@@ -315,6 +316,8 @@ std::uint64_t Runtime::reload(config::Config next, const config::ReloadPlan& pla
   gen->policies = ttl_policies(*cfg);
   gen->query_log_sample = cfg->query_log_sample;
   gen->clients = config::server_settings(*cfg).clients;
+  gen->search_path = config::server_settings(*cfg).search_path;
+  shared_.search_budget.set_rate(gen->search_path.max_qps);
   // Groups kept whole by the plan (by content, wherever their index moved),
   // else new; the running groups not kept are retired.
   std::vector<bool> kept(old.size(), false);
@@ -442,6 +445,15 @@ Stats Runtime::stats() const {
     s.client_rate_limited += h.client_rate_limited.get();
     s.client_dropped += h.client_dropped.get();
     s.client_evictions += h.client_evictions.get();
+    s.search_sets += h.search_sets.get();
+    s.search_sent += h.search_sent.get();
+    s.search_useful += h.search_useful.get();
+    s.search_waste += h.search_waste.get();
+    s.search_cname += h.search_cname.get();
+    s.search_skipped_rate += h.search_skipped_rate.get();
+    s.search_skipped_client += h.search_skipped_client.get();
+    s.search_skipped_busy += h.search_skipped_busy.get();
+    s.search_skipped_in_flight += h.search_skipped_in_flight.get();
   }
   return s;
 }

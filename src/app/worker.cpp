@@ -35,6 +35,8 @@ Worker::Worker(unsigned index, Shared& shared, FdPool* adopted, unsigned workers
   const auto& settings = shared_.server;
   clients_ = settings.clients;
   handler_.set_client_limits(clients_);
+  search_path_ = settings.search_path;
+  handler_.set_search_path(search_path_, &shared_.search_budget);
   for (const auto& ep : settings.listen) {
     auto where = ep.to_string();
     std::vector<UniqueFd> udp, tcp;
@@ -193,6 +195,11 @@ void Worker::apply(std::shared_ptr<const Generation> gen, std::function<void()> 
     if (gen->clients != clients_) {
       clients_ = gen->clients;
       handler_.set_client_limits(clients_);
+    }
+    // Likewise search_path.*: a new one starts with fresh per-client buckets.
+    if (gen->search_path != search_path_) {
+      search_path_ = gen->search_path;
+      handler_.set_search_path(search_path_, &shared_.search_budget);
     }
     reap();
     done();

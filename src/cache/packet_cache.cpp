@@ -465,6 +465,13 @@ void PacketCache::set_limits(std::size_t max_entries, std::size_t max_bytes) {
   }
 }
 
+std::uint32_t PacketCache::hits(const Key& key) const {
+  const auto& shard = *shards_[Hash{}(key.view()) % shards_.size()];
+  auto s = std::as_const(shard.data).lock();
+  auto it = s->index.find(key.view());
+  return it == s->index.end() ? 0 : it->second->hits;
+}
+
 CacheStats PacketCache::stats() const {
   CacheStats total;
   for (const auto& shard : shards_) {

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <charconv>
 #include <tuple>
 
@@ -56,6 +57,8 @@ Observability:
                            --control is the same)
   --log-format text|json   json: one object per line
   --query-log N            log 1 in N answered queries (0: off)
+  --autopath[=warm|cname|off]
+                           search-path prefetch (search_path.mode); bare: warm
   --no-watch               reload on SIGHUP and `localdns ctl reload` only, not
                            when an input file changes
   --no-handover            never take over the listening sockets of a localdns
@@ -182,6 +185,8 @@ std::expected<CliOptions, std::string> parse_cli(std::span<const std::string_vie
       ok = take_into(o.log_format);
     } else if (arg == "--query-log") {
       ok = take_into(o.query_log);
+    } else if (arg == "--autopath") {  // the value only after '=': a bare flag means warm
+      o.autopath = has_inline ? std::string(value) : std::string("warm");
     } else if (arg == "--no-watch") {
       ok = flag_without_value();
       o.watch_inputs = false;
@@ -511,6 +516,19 @@ Errors apply_cli(const CliOptions& o, Config& c) {
       errors.push_back("--log-format " + *o.log_format + ": expected text or json");
     } else {
       c.log_format = *o.log_format;
+    }
+  }
+  if (o.autopath) {
+    static constexpr std::pair<std::string_view, server::SearchPathMode> kModes[] = {
+        {"warm", server::SearchPathMode::Warm},
+        {"cname", server::SearchPathMode::Cname},
+        {"off", server::SearchPathMode::Off}};
+    auto* m = std::find_if(std::begin(kModes), std::end(kModes),
+                           [&](const auto& p) { return p.first == *o.autopath; });
+    if (m == std::end(kModes)) {
+      errors.push_back("--autopath=" + *o.autopath + ": expected warm, cname or off");
+    } else {
+      c.search_path.mode = m->second;
     }
   }
   if (o.query_log) {

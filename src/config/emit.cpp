@@ -133,6 +133,24 @@ void clients(YAML::Emitter& out, const ClientsConfig& c) {
   out << YAML::EndMap;
 }
 
+void search_path(YAML::Emitter& out, const SearchPathConfig& s) {
+  static constexpr const char* kModes[] = {"off", "warm", "cname"};
+  out << YAML::Key << "search_path" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "mode" << YAML::Value << kModes[static_cast<int>(s.mode)];
+  out << YAML::Key << "cluster_domain" << YAML::Value;
+  str(out, s.cluster_domain);
+  out << YAML::Key << "ndots" << YAML::Value << s.ndots;
+  if (!s.host_search_from_resolv_conf) {
+    out << YAML::Key << "host_search" << YAML::Value << YAML::Flow << YAML::BeginSeq;
+    for (const auto& d : s.host_search)
+      str(out, d);
+    out << YAML::EndSeq;
+  }  // else left out: the search line of resolv_conf
+  out << YAML::Key << "max_qps" << YAML::Value << s.max_qps;
+  out << YAML::Key << "max_qps_per_client" << YAML::Value << s.max_qps_per_client;
+  out << YAML::EndMap;
+}
+
 }  // namespace
 
 std::string emit_yaml(const Config& c) {
@@ -164,6 +182,7 @@ std::string emit_yaml(const Config& c) {
   out << YAML::Key << "write_timeout" << YAML::Value << format_duration(t.write_timeout);
   out << YAML::EndMap;
   clients(out, c.clients);
+  search_path(out, c.search_path);
 
   const auto& k = c.cache;
   out << YAML::Key << "cache" << YAML::Value << YAML::BeginMap;

@@ -277,7 +277,7 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
   if (!r.expect_map(root, "",
                     {"listen", "threads", "log_level", "tcp_clients", "cache", "forward",
                      "shutdown_grace", "resolv_conf", "node", "metrics", "health", "control_socket",
-                     "log_format", "query_log_sample", "top_sample", "clients"})) {
+                     "log_format", "query_log_sample", "top_sample", "clients", "search_path"})) {
     return;
   }
   using namespace std::chrono_literals;
@@ -341,6 +341,7 @@ void read_root(Reader& r, const YAML::Node& root, Config& c) {
   if (root["cache"]) read_cache(r, root["cache"], c.cache);
   if (root["node"]) read_node(r, root["node"], c.node);
   if (root["clients"]) read_clients(r, root["clients"], c.clients);
+  if (root["search_path"]) read_search_path(r, root["search_path"], c.search_path);
   for (auto [key, endpoint] : {std::pair{"metrics", &c.metrics}, {"health", &c.health}}) {
     if (!root[key]) continue;
     auto s = r.scalar(root[key], key);

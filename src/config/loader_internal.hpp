@@ -147,5 +147,7 @@ class Reader {
 
 // The `clients` section (loader_clients.cpp).
 void read_clients(Reader& r, const YAML::Node& n, ClientsConfig& c);
+// The `search_path` section (loader_search_path.cpp).
+void read_search_path(Reader& r, const YAML::Node& n, SearchPathConfig& c);
 
 }  // namespace localdns::config

@@ -14,6 +14,8 @@ server::ServerSettings server_settings(const Config& c) {
   s.clients.node_addresses = c.node.local_addresses;
   for (const auto& g : c.forward)
     s.routing.push_back(g.zones);
+  s.search_path = c.search_path;
+  if (c.search_path.host_search_from_resolv_conf) s.search_path.host_search = c.resolv_conf_search;
   return s;
 }
 

@@ -10,6 +10,7 @@
 #include <localdns/config/corefile.hpp>
 #include <localdns/config/corefile_syntax.hpp>
 #include <localdns/config/emit.hpp>
+#include <localdns/config/resolv_conf.hpp>
 
 namespace localdns::config {
 namespace {
@@ -234,6 +235,8 @@ std::expected<Startup, Errors> build_startup(const CliOptions& o) {
 
 std::expected<Config, Errors> finish_config(Config c) {
   Errors errors = fill_resolv_conf_servers(c);
+  for (auto& e : fill_resolv_conf_search(c))
+    errors.push_back(std::move(e));
   if (errors.empty()) errors = validate(c);
   if (!errors.empty()) return std::unexpected(std::move(errors));
   // validate() sees resolv.conf groups as written (no servers); check what

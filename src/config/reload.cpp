@@ -32,6 +32,8 @@ Config without_reloadable(const Config& running, Config next) {
   next.node.service_cidr = running.node.service_cidr;
   next.clients = running.clients;
   next.forward = running.forward;
+  next.search_path = running.search_path;
+  next.resolv_conf_search = running.resolv_conf_search;
   return next;
 }
 

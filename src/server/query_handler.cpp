@@ -12,6 +12,7 @@
 #include <localdns/dns/message.hpp>
 #include <localdns/dns/name.hpp>
 #include <localdns/server/query_handler.hpp>
+#include <localdns/server/search_prefetch.hpp>
 #include <localdns/server/tcp_listener.hpp>
 
 namespace localdns::server {
@@ -64,6 +65,15 @@ QueryHandler::QueryHandler(const ZoneRouter& router,
                                                  options.cluster_domain);
   }
   query_log_sample_ = options.query_log_sample;
+}
+
+QueryHandler::~QueryHandler() = default;
+
+void QueryHandler::set_search_path(const SearchPathSettings& settings, SpeculationBudget* budget) {
+  search_.reset();
+  if (settings.on() && cache_.coalescer != nullptr) {
+    search_ = std::make_unique<SearchPrefetch>(*this, settings, budget);
+  }
 }
 
 void QueryHandler::set_client_limits(const ClientLimits& limits) {
@@ -269,13 +279,24 @@ Outcome QueryHandler::handle(dns::Bytes query, Transport transport, const Client
   auto* fwd = forwarders_[group].get();
   if (cache_.coalescer) {
     FlightKey flight(key, fwd->group());
-    auto role = cache_.coalescer->join(flight.view(), Waiter{this, asker});
+    auto role = cache_.coalescer->join(flight.view(), Waiter{this, asker, {}, -1});
     if (role == JoinRole::Waiting) {
       stats_.coalesced.inc();
       return {Action::Async, 0};
     }
     if (role == JoinRole::Leader) {
-      lead(group, flight, key, req);
+      // A first search expansion: the walk files itself behind this round,
+      // or in cname mode holds the round until it has chosen.
+      std::shared_ptr<CandidateSet> set;
+      if (search_) {
+        set = search_->on_miss(q.question, req.do_bit, req.cd, group, flight.view(),
+                               limits_ ? from : address_of(client));
+      }
+      if (set && set->holds_f) {
+        lead_held(group, flight, key, req, std::move(set));
+      } else {
+        lead(group, flight, key, req);
+      }
       return {Action::Async, 0};
     }
   }
@@ -300,6 +321,8 @@ void QueryHandler::lead(int group, const FlightKey& flight, const cache::Key& ke
 void QueryHandler::complete(const FlightKey& flight, const cache::Key& key,
                             const upstream::Result& result) {
   auto waiters = cache_.coalescer->take(flight.view());
+  const bool clients =
+      std::any_of(waiters.begin(), waiters.end(), [](const Waiter& w) { return !w.set; });
   // This worker's waiters first (in join order), then the others' by worker.
   auto others = std::stable_partition(waiters.begin(), waiters.end(),
                                       [this](const Waiter& w) { return w.home == this; });
@@ -317,20 +340,27 @@ void QueryHandler::complete(const FlightKey& flight, const cache::Key& key,
     // app::Worker::fail_upstreams). A worker stopped before it runs this
     // destroys it unrun: nothing then touches `home`.
     boost::asio::post(home->executor_,
-                      [home, shared, key,
+                      [home, shared, key, clients,
                        batch = std::vector<Waiter>(std::make_move_iterator(first),
                                                    std::make_move_iterator(last))] {
-                        home->deliver_all(batch, shared->result(), key);
+                        home->deliver_all(batch, shared->result(), key, clients);
                       });
     first = last;
   }
-  deliver_all(std::span<const Waiter>(waiters.begin(), others), result, key);
+  deliver_all(std::span<const Waiter>(waiters.begin(), others), result, key, clients);
 }
 
 void QueryHandler::deliver_all(std::span<const Waiter> waiters, const upstream::Result& result,
-                               const cache::Key& key) {
-  for (const auto& w : waiters)
-    deliver(w.asker, result, key);
+                               const cache::Key& key, bool clients) {
+  for (const auto& w : waiters) {
+    if (!w.set) {
+      deliver(w.asker, result, key);
+    } else if (search_) {
+      search_->report(w.set, w.probe, result, clients);
+    } else {
+      w.set->answer_f_as_is();  // the search path was turned off: F's round must end
+    }
+  }
 }
 
 void QueryHandler::prefetch(int group, const cache::Key& key, const upstream::Request& req) {

@@ -10,18 +10,18 @@ constexpr std::uint16_t kTypeAaaa = 28;
 
 enum class State : std::uint8_t { Skipped, Exists, Stop, Pending };
 
-bool failed(Outcome o) {
-  return o == Outcome::ServFail || o == Outcome::TimedOut;
+bool failed(TargetOutcome o) {
+  return o == TargetOutcome::ServFail || o == TargetOutcome::TimedOut;
 }
 
-State state_of(const Candidate& c) {
+State state_of(const TargetCandidate& c) {
   if (failed(c.a) || failed(c.aaaa)) return State::Stop;
-  const bool nx = c.a == Outcome::NxDomain || c.aaaa == Outcome::NxDomain;
-  const bool exists = c.a == Outcome::Records || c.aaaa == Outcome::Records;
-  const bool nodata = c.a == Outcome::NoData || c.aaaa == Outcome::NoData;
+  const bool nx = c.a == TargetOutcome::NxDomain || c.aaaa == TargetOutcome::NxDomain;
+  const bool exists = c.a == TargetOutcome::Records || c.aaaa == TargetOutcome::Records;
+  const bool nodata = c.a == TargetOutcome::NoData || c.aaaa == TargetOutcome::NoData;
   // A known answer that contradicts the other type's decides before Pending.
   if (nx && (exists || nodata)) return State::Stop;
-  if (c.a == Outcome::Pending || c.aaaa == Outcome::Pending) return State::Pending;
+  if (c.a == TargetOutcome::Pending || c.aaaa == TargetOutcome::Pending) return State::Pending;
   if (nx) return State::Skipped;
   if (exists) return State::Exists;
   return State::Stop;  // NODATA for both
@@ -32,7 +32,7 @@ State state_of(const Candidate& c) {
 SearchTarget choose_search_target(const SearchInput& in) {
   SearchTarget none;
   if (in.qtype != kTypeA && in.qtype != kTypeAaaa) return none;
-  const std::span<const Candidate> cs = in.candidates;
+  const std::span<const TargetCandidate> cs = in.candidates;
   // Past the last in-cluster candidate, a single-label name has no target.
   std::size_t end = cs.size();
   if (in.single_label) {
@@ -42,7 +42,7 @@ SearchTarget choose_search_target(const SearchInput& in) {
   }
   std::uint32_t negative = in.f_negative_ttl;
   for (std::size_t i = 0; i < end; ++i) {
-    const Candidate& c = cs[i];
+    const TargetCandidate& c = cs[i];
     switch (state_of(c)) {
       case State::Skipped:
         negative = std::min(negative, c.negative_ttl);
@@ -55,9 +55,9 @@ SearchTarget choose_search_target(const SearchInput& in) {
         break;
     }
     if (in.single_label && !c.in_cluster) return none;
-    const Outcome asked = in.qtype == kTypeA ? c.a : c.aaaa;
-    if (asked == Outcome::Records) return {Verdict::Answer, i, negative};
-    if (asked == Outcome::NoData) return {Verdict::NoData, i, negative};
+    const TargetOutcome asked = in.qtype == kTypeA ? c.a : c.aaaa;
+    if (asked == TargetOutcome::Records) return {Verdict::Answer, i, negative};
+    if (asked == TargetOutcome::NoData) return {Verdict::NoData, i, negative};
     return none;
   }
   return none;

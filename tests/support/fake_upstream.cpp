@@ -38,6 +38,21 @@ std::string question_name(const Bytes& q, std::size_t& end) {
   return name.empty() ? "." : name;
 }
 
+bool ends_with(const std::string& name, const std::string& suffix) {
+  if (suffix == ".") return true;
+  return name.size() >= suffix.size() &&
+         name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0 &&
+         (name.size() == suffix.size() || name[name.size() - suffix.size() - 1] == '.');
+}
+
+std::chrono::milliseconds delay_for(const Behaviour& b, const Bytes& q) {
+  std::size_t qend = 0;
+  const std::string name = question_name(q, qend);
+  for (const auto& [suffix, d] : b.name_delays)
+    if (ends_with(name, suffix)) return d;
+  return b.delay;
+}
+
 Bytes make_answer(const Bytes& q, const Behaviour& b, bool udp,
                   std::array<std::uint8_t, 4> address = {192, 0, 2, 1}) {
   std::size_t qend = 0;
@@ -48,7 +63,9 @@ Bytes make_answer(const Bytes& q, const Behaviour& b, bool udp,
   unsigned rcode = 0;
   if (b.mode == Behaviour::Mode::ServFail) rcode = 2;
   if (b.mode == Behaviour::Mode::Refused) rcode = 5;
-  bool nx = name.rfind("nx", 0) == 0;
+  bool nx = name.rfind("nx", 0) == 0 ||
+            std::any_of(b.nx_suffixes.begin(), b.nx_suffixes.end(),
+                        [&](const std::string& sfx) { return ends_with(name, sfx); });
   if (rcode == 0 && nx) rcode = 3;
   auto r = ResponseBuilder::answering(q).flags(
       static_cast<std::uint8_t>(0x80 | (q[2] & 0x01) | 0x04),  // QR, AA, RD echoed
@@ -173,7 +190,7 @@ struct FakeUpstream::Impl {
           }
           continue;
         }
-        send(r, b.delay);
+        send(r, delay_for(b, q));
       }
       std::copy(buf.begin() + static_cast<long>(off), buf.begin() + static_cast<long>(len),
                 buf.begin());
@@ -247,10 +264,11 @@ struct FakeUpstream::Impl {
           udp.send_to(asio::buffer(r), to, 0, ignored);
         };
         if (!r.empty()) {
-          if (b.delay.count() == 0) {
+          const auto delay = delay_for(b, q);
+          if (delay.count() == 0) {
             reply();
           } else {
-            auto t = std::make_shared<asio::steady_timer>(ctx, b.delay);
+            auto t = std::make_shared<asio::steady_timer>(ctx, delay);
             t->async_wait([t, reply](error_code) { reply(); });
           }
         }
@@ -314,12 +332,17 @@ unsigned FakeUpstream::tcp_opened() {
 
 void FakeUpstream::record(bool tcp, std::uint16_t source_port, const std::vector<std::uint8_t>& q) {
   std::lock_guard lock(mu_);
-  if (seen_.size() < 1000) seen_.push_back({tcp, source_port, q});
+  if (seen_.size() < 1000) seen_.push_back({std::chrono::steady_clock::now(), tcp, source_port, q});
 }
 
 std::vector<SeenQuery> FakeUpstream::seen_queries() const {
   std::lock_guard lock(mu_);
   return seen_;
+}
+
+std::string FakeUpstream::name_of(const SeenQuery& q) {
+  std::size_t end = 0;
+  return question_name(q.packet, end);
 }
 
 unsigned FakeUpstream::queries_for(const std::string& lower_name) const {

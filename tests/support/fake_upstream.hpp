@@ -34,10 +34,17 @@ struct Behaviour {
                                    // ID was reused
   std::string drop_prefix{};       // queries for names starting with it are never answered
   std::uint32_t answer_ttl = 300;  // TTL of the synthetic A and TXT records
+  // Names (lower case, trailing dot) ending in one of these get NXDOMAIN
+  // with an SOA, like those starting with "nx".
+  std::vector<std::string> nx_suffixes{};
+  // Per-name delays: a name ending in the first matching suffix is answered
+  // after its delay instead of `delay` ("." matches every name).
+  std::vector<std::pair<std::string, std::chrono::milliseconds>> name_delays{};
 };
 
 // A query as it reached the upstream.
 struct SeenQuery {
+  std::chrono::steady_clock::time_point at;  // when it arrived
   bool tcp = false;
   std::uint16_t source_port = 0;
   std::vector<std::uint8_t> packet;
@@ -63,11 +70,14 @@ class FakeUpstream {
   static constexpr std::size_t kMaxNames = 100000;
   unsigned queries_without_rd() const { return no_rd_; }
   // The first 1000 queries received, in order.
+  // (Their names: dns_client's question_of, or name_of below.)
   std::vector<SeenQuery> seen_queries() const;
 
   // The synthetic answer: A 192.0.2.1 (TTL answer_ttl, 300) for any name; TXT answers of
   // about 3000 bytes; NXDOMAIN with an SOA for names starting with "nx".
   static std::string answer_address() { return "192.0.2.1"; }
+  // The question's name of a query seen: lower case, trailing dot.
+  static std::string name_of(const SeenQuery& q);
 
   struct Impl;
 

@@ -4,6 +4,8 @@
 
 #include <string>
 #include <sys/types.h>
+#include <utility>
+#include <vector>
 
 namespace localdns::test {
 
@@ -12,6 +14,8 @@ class KnotServer {
   // Serves `zone_text` as `origin`. Throws std::runtime_error when knotd is
   // missing or does not answer within 10 s.
   KnotServer(const std::string& origin, const std::string& zone_text);
+  // Serves several zones, each (origin, zone text); ready once the first answers.
+  explicit KnotServer(const std::vector<std::pair<std::string, std::string>>& zones);
   ~KnotServer();
   KnotServer(const KnotServer&) = delete;
   KnotServer& operator=(const KnotServer&) = delete;
@@ -27,5 +31,8 @@ class KnotServer {
 
 // The cluster.local zone used by the integration tests.
 std::string cluster_local_zone();
+// A zone outside the cluster, external.test: www (A and AAAA), v4only (A),
+// alias (a CNAME to www).
+std::string external_test_zone();
 
 }  // namespace localdns::test

@@ -33,6 +33,16 @@ struct Stats {
   std::uint64_t client_rate_limited = 0;  // REFUSED: over clients.rate_limit
   std::uint64_t client_dropped = 0;       // not answered: over clients.rate_limit
   std::uint64_t client_evictions = 0;     // rate-limit table entries evicted (LRU)
+  // The search-path prefetch (server::HandlerStats::search_*).
+  std::uint64_t search_sets = 0;
+  std::uint64_t search_sent = 0;
+  std::uint64_t search_useful = 0;
+  std::uint64_t search_waste = 0;
+  std::uint64_t search_cname = 0;
+  std::uint64_t search_skipped_rate = 0;
+  std::uint64_t search_skipped_client = 0;
+  std::uint64_t search_skipped_busy = 0;
+  std::uint64_t search_skipped_in_flight = 0;
 };
 
 // Reloads so far (the localdns_config_reloads_total family) and the

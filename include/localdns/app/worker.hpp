@@ -23,6 +23,7 @@
 #include <localdns/app/fd_passing.hpp>
 #include <localdns/config/config.hpp>
 #include <localdns/server/query_handler.hpp>
+#include <localdns/server/search_budget.hpp>
 #include <localdns/server/tcp_listener.hpp>
 #include <localdns/server/udp_listener.hpp>
 #include <localdns/server/zone_router.hpp>
@@ -43,6 +44,7 @@ struct Generation {
   std::vector<cache::TtlPolicy> policies;                     // index = group
   unsigned query_log_sample = 0;
   server::ClientLimits clients;  // each worker builds a new limiter from it
+  server::SearchPathSettings search_path;
 };
 
 // State shared by all workers of one server. `config` is the configuration
@@ -61,6 +63,7 @@ struct Shared {
   std::unique_ptr<server::QueryCoalescer> coalescer;
   server::CacheWiring cache_wiring;
   server::TcpClientBudget tcp_clients;
+  server::SpeculationBudget search_budget;  // search_path.max_qps, all workers
 };
 
 // A reload's new listen endpoints, bound for one worker by the thread that
@@ -148,8 +151,9 @@ class Worker {
   std::vector<std::unique_ptr<upstream::Forwarder>> retired_;
   boost::asio::steady_timer reap_timer_{ctx_};
   bool reaping_ = false;
-  server::CacheWiring wiring_;    // this worker's copy: apply() swaps its policies
-  server::ClientLimits clients_;  // the limiter's settings; apply() compares
+  server::CacheWiring wiring_;              // this worker's copy: apply() swaps its policies
+  server::ClientLimits clients_;            // the limiter's settings; apply() compares
+  server::SearchPathSettings search_path_;  // the handler's; apply() compares
   std::shared_ptr<const server::ZoneRouter> router_;  // the handler's; apply() swaps it
   server::QueryHandler handler_;
   std::vector<std::unique_ptr<server::UdpListener>> udp_;

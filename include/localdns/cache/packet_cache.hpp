@@ -123,6 +123,10 @@ class PacketCache {
 
   void clear();
   CacheStats stats() const;
+  // How often the entry for `key` was rendered since it was stored (0 without
+  // one): how the search-path prefetch learns whether a pod asked for an
+  // answer it fetched ahead. Takes the shard's lock; renders nothing.
+  std::uint32_t hits(const Key& key) const;
 
   // For `localdns ctl dump`: one entry as operators read it.
   struct EntryInfo {

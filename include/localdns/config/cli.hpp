@@ -81,6 +81,8 @@ struct CliOptions {
   std::optional<std::string> control_socket;  // --control-socket (or --control)
   std::optional<std::string> log_format;
   std::optional<std::string> query_log;
+  // --autopath[=warm|cname|off]: search_path.mode; bare, warm.
+  std::optional<std::string> autopath;
   bool watch_inputs = true;  // --no-watch: no reload when an input file changes
   bool handover = true;      // --no-handover: never take over a running localdns's sockets
   NodeCacheOptions node_cache;

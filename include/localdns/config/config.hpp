@@ -135,6 +135,17 @@ struct HttpEndpoint {
   friend bool operator==(const HttpEndpoint&, const HttpEndpoint&) = default;
 };
 
+// Search-path prefetch (`search_path`): the server module's settings, with
+// host_search as written. Unless host_search is written, the node's search
+// domains come from the search line of resolv_conf, read by finish_config()
+// into Config::resolv_conf_search.
+struct SearchPathConfig : server::SearchPathSettings {
+  bool host_search_from_resolv_conf = true;
+
+  friend bool operator==(const SearchPathConfig&, const SearchPathConfig&) = default;
+};
+inline constexpr std::size_t kMaxHostSearch = 32;  // kubelet's own limit on a pod's list
+
 struct Config {
   std::vector<Endpoint> listen;
   unsigned threads = 0;  // 0: one per core
@@ -148,6 +159,11 @@ struct Config {
   // Resolved, not written: the nameservers finish_config() read from
   // resolv_conf, for the groups with servers_from_resolv_conf. Empty until then.
   std::vector<Endpoint> resolv_conf_servers;
+  // Resolved, not written: the search domains of resolv_conf, when
+  // search_path is on and takes them from there (those under the cluster
+  // domain left out). Empty until finish_config().
+  std::vector<std::string> resolv_conf_search;
+  SearchPathConfig search_path;
   NodeConfig node;
   HttpEndpoint metrics;  // Prometheus, default port 9253
   HttpEndpoint health;   // /health and /ready, default port 8080

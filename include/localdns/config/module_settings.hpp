@@ -14,7 +14,8 @@ namespace localdns::config {
 
 // Listen addresses, TCP client limits, the client limits (clients.*, with
 // node.local_addresses for the rate limit's exemption), and each group's
-// zones for routing.
+// zones for routing, and the search-path prefetch with its host search
+// domains resolved.
 server::ServerSettings server_settings(const Config& c);
 
 // c.node as the node module takes it, with the rules' targets resolved

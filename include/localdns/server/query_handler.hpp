@@ -77,9 +77,25 @@ struct HandlerStats {
   Counter client_rate_limited;
   Counter client_dropped;
   Counter client_evictions;
+  // Search-path prefetch (search_path.*): walks started, speculative
+  // queries sent, and of those the ones a client asked for later (useful)
+  // or never (waste, known kUsefulWindow after the walk ends); CNAME answers
+  // made; walks or queries the caps stopped, by cap.
+  Counter search_sets;
+  Counter search_sent;
+  Counter search_useful;
+  Counter search_waste;
+  Counter search_cname;
+  Counter search_skipped_rate;       // search_path.max_qps
+  Counter search_skipped_client;     // search_path.max_qps_per_client
+  Counter search_skipped_busy;       // the group above half its max_in_flight
+  Counter search_skipped_in_flight;  // a walk for the same (N, ns, qtype) in flight
 };
 
 class QueryHandler;
+class CandidateSet;
+class SearchPrefetch;
+class SpeculationBudget;
 
 // How the query came in.
 enum class Transport : std::uint8_t { Udp, Tcp };
@@ -94,9 +110,13 @@ struct Asker {
 };
 // An asker filed in the coalescer, with the handler of the worker that owns
 // its client: the answer is delivered there, on that worker's thread.
+// A search-path walk waits too, with no client: `set` is told the outcome
+// of its question `probe` instead (SearchPrefetch::report).
 struct Waiter {
   QueryHandler* home = nullptr;
   Asker asker;
+  std::shared_ptr<CandidateSet> set;
+  int probe = -1;
 };
 using QueryCoalescer = Coalescer<Waiter>;
 
@@ -147,6 +167,7 @@ class QueryHandler {
   QueryHandler(const ZoneRouter& router, std::vector<std::unique_ptr<upstream::Forwarder>>& fwds,
                const CacheWiring& cache, boost::asio::io_context::executor_type executor,
                HandlerOptions options = {});
+  ~QueryHandler();
 
   // The largest reply `transport` allows this client is kMaxMessageSize over
   // TCP and derived from its EDNS over UDP. On the executor's thread only.
@@ -176,8 +197,14 @@ class QueryHandler {
   // Nothing at all is checked per query when `limits` sets neither an
   // allow-list nor a rate.
   void set_client_limits(const ClientLimits& limits);
+  // The search-path prefetch (off: nothing at all is done per query); a
+  // walk in flight goes on under the new settings. `budget` is the overall
+  // cap, shared by the workers; it must outlive the handler.
+  void set_search_path(const SearchPathSettings& settings, SpeculationBudget* budget);
+  const SearchPrefetch* search_path() const { return search_.get(); }
 
  private:
+  friend class SearchPrefetch;
   // Replies to one of this worker's clients; on this handler's thread.
   void deliver(const Asker& asker, const upstream::Result& result, const cache::Key& key);
   // The leader's query for `key` is done (on this, the leader's, thread):
@@ -186,8 +213,10 @@ class QueryHandler {
   // answer.
   void complete(const FlightKey& flight, const cache::Key& key, const upstream::Result& result);
   // Runs on this handler's thread, posted by the leader's worker.
+  // `clients`: some waiter of the round, on any worker, has a client (a
+  // search-path walk learns that a client asked what it fetched).
   void deliver_all(std::span<const Waiter> waiters, const upstream::Result& result,
-                   const cache::Key& key);
+                   const cache::Key& key, bool clients);
   void store(const cache::Key& key, const upstream::Result& result,
              const upstream::Forwarder* from);
   // The current index of `fwd`, or -1 once a reload replaced it.
@@ -198,6 +227,10 @@ class QueryHandler {
   // Leads the shared upstream query for `key`; waiters already joined.
   void lead(int group, const FlightKey& flight, const cache::Key& key,
             const upstream::Request& req);
+  // The same for a first search expansion in search_path.mode cname: the
+  // round ends when `set` has chosen (search_cname.cpp).
+  void lead_held(int group, const FlightKey& flight, const cache::Key& key,
+                 const upstream::Request& req, std::shared_ptr<CandidateSet> set);
   void send(const ClientRef& client, dns::Bytes reply);
 
   const ZoneRouter* router_;
@@ -211,7 +244,8 @@ class QueryHandler {
 
   std::unique_ptr<metrics::QueryMetrics> metrics_;
   std::unique_ptr<metrics::TopTracker> top_;
-  std::unique_ptr<ClientLimiter> limits_;  // null: no client limits
+  std::unique_ptr<ClientLimiter> limits_;   // null: no client limits
+  std::unique_ptr<SearchPrefetch> search_;  // null: search_path.mode off, or no coalescer
   unsigned query_log_sample_ = 0;
   std::uint32_t query_log_tick_ = 0;
   std::size_t dropped_zone_ = 0;  // metrics label index of "dropped"

@@ -15,7 +15,7 @@
 namespace localdns::server {
 
 // What the upstream answered for one (candidate, type).
-enum class Outcome : std::uint8_t {
+enum class TargetOutcome : std::uint8_t {
   Pending,   // not known yet (still in flight, or not asked yet)
   NxDomain,  // RCODE NXDOMAIN
   NoData,    // NOERROR without a record of that type (a CNAME chain alone included)
@@ -26,9 +26,9 @@ enum class Outcome : std::uint8_t {
 
 // One candidate after F, in the client's search order (F itself excluded):
 // for Kubernetes `N.svc.<cd>`, `N.<cd>`, `N.<each host_search domain>`, `N.`.
-struct Candidate {
-  Outcome a = Outcome::Pending;
-  Outcome aaaa = Outcome::Pending;
+struct TargetCandidate {
+  TargetOutcome a = TargetOutcome::Pending;
+  TargetOutcome aaaa = TargetOutcome::Pending;
   bool in_cluster = false;  // the name is under the cluster domain
   // Its negative TTL when it is NXDOMAIN (RFC 2308 5: min(SOA TTL, SOA
   // MINIMUM), the smaller of the two types'); UINT32_MAX when not known.
@@ -36,10 +36,10 @@ struct Candidate {
 };
 
 struct SearchInput {
-  std::span<const Candidate> candidates;      // in search order, after F
-  std::uint16_t qtype = 0;                    // the client's: 1 (A) or 28 (AAAA)
-  bool single_label = false;                  // N is one label ("redis")
-  std::uint32_t f_negative_ttl = UINT32_MAX;  // F's NXDOMAIN negative TTL
+  std::span<const TargetCandidate> candidates;  // in search order, after F
+  std::uint16_t qtype = 0;                      // the client's: 1 (A) or 28 (AAAA)
+  bool single_label = false;                    // N is one label ("redis")
+  std::uint32_t f_negative_ttl = UINT32_MAX;    // F's NXDOMAIN negative TTL
 };
 
 enum class Verdict : std::uint8_t {

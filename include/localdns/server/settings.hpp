@@ -68,6 +68,30 @@ struct ClientLimits {
   friend bool operator==(const ClientLimits&, const ClientLimits&) = default;
 };
 
+// Search-path prefetch (README.md, "Search path"): a query shaped like the
+// first search expansion of a pod's resolver, N.<ns>.svc.<cluster_domain>,
+// tells the rest of that pod's walk.
+enum class SearchPathMode : std::uint8_t {
+  Off,
+  Warm,   // resolve the following expansions ahead of the pod; answers unchanged
+  Cname,  // answer the first expansion with a CNAME to the name that exists
+};
+
+struct SearchPathSettings {
+  SearchPathMode mode = SearchPathMode::Off;
+  std::string cluster_domain = "cluster.local.";  // presentation form, lower case, trailing dot
+  unsigned ndots = 5;                             // the pods' resolv.conf option
+  // The node's search domains that kubelet appends to the pods' lists, in
+  // order (presentation form, trailing dot). Resolved: search_path.host_search,
+  // else the search line of resolv_conf.
+  std::vector<std::string> host_search;
+  unsigned max_qps = 1000;           // speculative queries per second, all workers together
+  unsigned max_qps_per_client = 50;  // the same per client address, on each worker
+
+  bool on() const { return mode != SearchPathMode::Off; }
+  friend bool operator==(const SearchPathSettings&, const SearchPathSettings&) = default;
+};
+
 // The routing input: entry i lists the zones upstream group i answers, in
 // presentation form ("cluster.local.", "." for the root).
 using GroupZones = std::vector<std::vector<std::string>>;
@@ -77,6 +101,7 @@ struct ServerSettings {
   TcpClientLimits tcp_clients;
   ClientLimits clients;
   GroupZones routing;
+  SearchPathSettings search_path;
 
   friend bool operator==(const ServerSettings&, const ServerSettings&) = default;
 };

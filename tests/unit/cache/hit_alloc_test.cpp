@@ -11,6 +11,7 @@
 #include <localdns/cache/packet_cache.hpp>
 #include <localdns/dns/message.hpp>
 #include <localdns/server/query_handler.hpp>
+#include <localdns/server/search_prefetch.hpp>
 #include <localdns/server/zone_router.hpp>
 
 #include "dns_client.hpp"
@@ -91,6 +92,49 @@ TEST_CASE("a hit through the query handler does not allocate, metrics and top sa
   CHECK(handler.stats().cache_hits.get() == 501);
   // The samples went somewhere: 501 queries, the ring keeps 1024.
   CHECK(handler.top()->top(metrics::TopKind::Names, 1).at(0).count == 501);
+}
+
+TEST_CASE("a hit on a first search expansion does not allocate, search path on",
+          "[server][alloc][search-path]") {
+  server::ZoneRouter router(server::GroupZones{{"."}});
+  std::vector<std::unique_ptr<upstream::Forwarder>> forwarders;  // hits only
+  cache::PacketCache c({});
+  server::QueryCoalescer coalescer;
+  server::CacheWiring wiring;
+  wiring.cache = &c;
+  wiring.coalescer = &coalescer;
+  wiring.policies = {cache::TtlPolicy{}};
+  // A pod's first expansion of www.external.test, cached.
+  const char* f = "www.external.test.default.svc.cluster.local";
+  auto q = test::make_query(f, "A", {.id = 7, .edns = true});
+  auto v = dns::parse_query(q);
+  auto answer = test::make_query(f, "A", {.id = 7});
+  answer[2] |= 0x80;
+  auto rv = dns::parse_response(answer);
+  REQUIRE(rv);
+  c.insert(cache::Key::make(v.question, false, false), answer, *rv, 300);
+  boost::asio::io_context io;
+  server::QueryHandler handler(router, forwarders, wiring, io.get_executor(), {});
+  server::SearchPathSettings sp;
+  sp.mode = server::SearchPathMode::Warm;
+  sp.host_search = {"corp.example."};
+  server::SpeculationBudget budget;
+  handler.set_search_path(sp, &budget);
+  REQUIRE(handler.search_path() != nullptr);
+  server::UdpClient udp;
+  udp.addr.ss_family = AF_INET;
+  udp.addr_len = sizeof(sockaddr_in);
+  server::ClientRef client = udp;
+  std::array<std::uint8_t, 4096> out{};
+  REQUIRE(handler.handle(q, server::Transport::Udp, client, out).len > 0);
+  long before = g_allocations.load();
+  for (int i = 0; i < 500; ++i)
+    REQUIRE(handler.handle(q, server::Transport::Udp, client, out).action == server::Action::Reply);
+  CHECK(g_allocations.load() - before == 0);
+  CHECK(handler.stats().cache_hits.get() == 501);
+  // A hit starts no walk, and posts nothing.
+  CHECK(handler.stats().search_sets.get() == 0);
+  CHECK(io.poll() == 0);
 }
 
 TEST_CASE("the client limits allocate nothing per query: allow-list, buckets, eviction",

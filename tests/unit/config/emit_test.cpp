@@ -94,6 +94,13 @@ node:
   health_port: 8080
   sync_interval: 5m
   skip_teardown: true
+search_path:
+  mode: warm
+  cluster_domain: k8s.internal
+  ndots: 4
+  host_search: [corp.example, example.net]
+  max_qps: 300
+  max_qps_per_client: 9
 )";
 
 // Leaf key paths of a YAML tree: "forward[].tcp.max_age".
