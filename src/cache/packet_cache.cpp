@@ -218,7 +218,7 @@ PacketCache::PacketCache(CacheSettings settings, NowFn now)
 
 PacketCache::~PacketCache() = default;
 
-PacketCache::Shard& PacketCache::shard_for(std::uint64_t hash) {
+PacketCache::Shard& PacketCache::shard_for(std::uint64_t hash) const {
   // The high half picks the shard; the index probes by the low bits.
   return *shards_[((hash >> 32) * shards_.size()) >> 32];
 }
@@ -466,10 +466,10 @@ void PacketCache::set_limits(std::size_t max_entries, std::size_t max_bytes) {
 }
 
 std::uint32_t PacketCache::hits(const Key& key) const {
-  const auto& shard = *shards_[Hash{}(key.view()) % shards_.size()];
-  auto s = std::as_const(shard.data).lock();
-  auto it = s->index.find(key.view());
-  return it == s->index.end() ? 0 : it->second->hits;
+  const auto h = hash_of(key.view(), seed_);
+  auto s = std::as_const(shard_for(h).data).lock();
+  const Entry* entry = s->find(h, key.view());
+  return entry == nullptr ? 0 : entry->hits;
 }
 
 CacheStats PacketCache::stats() const {

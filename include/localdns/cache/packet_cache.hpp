@@ -178,7 +178,7 @@ class PacketCache {
 
  private:
   struct Shard;
-  Shard& shard_for(std::uint64_t key_hash);
+  Shard& shard_for(std::uint64_t key_hash) const;
 
   CacheSettings settings_;
   NowFn now_;
