@@ -12,10 +12,9 @@
 # (cluster.local, node.test, a wildcard external.test) reached through
 # delay_relay, which adds DELAY_MS to every query (this kernel has no netem).
 #
-# Per resolver and search-path mode (off; warm and cname when the binary has
-# --autopath): the lookup time and the queries counted by nft counters, those
-# the pod sent to localdns and those localdns sent to the upstream. Each lookup
-# asks a name of its own, so every lookup meets a cold cache, and localdns
+# Per resolver and search-path mode (off, warm and cname): the lookup time and
+# the queries counted by nft counters, those the pod sent to localdns and those
+# localdns sent to the upstream. Each lookup asks a name of its own, so every lookup meets a cold cache, and localdns
 # restarts for each mode. Asserts: with the feature off every client query is
 # an upstream miss, the walk is the search list and the name (A and AAAA
 # each), and the lookup takes at least one delay per sequential round trip;
@@ -331,61 +330,53 @@ for res in "${RESOLVERS[@]}"; do
 done
 
 # --- warm and cname -----------------------------------------------------------------
-MODES=(off)
-help=$("$LOCALDNS" --help 2>&1) || true  # not piped into grep -q: pipefail and SIGPIPE
-if grep -q -- '--autopath' <<<"$help"; then
-  MODES+=(warm cname)
-  note "search path warm (--autopath=warm)"
-  start_localdns --autopath=warm
-  measure warm
-  metrics | sed 's/^/   metric: /'
-  stop_localdns
-  for res in "${RESOLVERS[@]}"; do
-    [ "${ADDRS[$res,warm]}" = "${ADDRS[$res,off]}" ] ||
-      fail "$res, warm: addresses ${ADDRS[$res,warm]}, with the feature off ${ADDRS[$res,off]}"
-    [ "${CQ[$res,warm]}" -eq "${CQ[$res,off]}" ] ||
-      fail "$res, warm: ${CQ[$res,warm]} client queries, ${CQ[$res,off]} with the feature off (the answers should not change the walk)"
-    [ "${UQ[$res,warm]}" -le "${UQ[$res,off]}" ] ||
-      fail "$res, warm: ${UQ[$res,warm]} upstream queries, more than the ${UQ[$res,off]} of the walk itself"
-  done
-  # The expansions in the cluster after the first ($NCLUSTER - 1) are resolved beside it:
-  # their round trips leave the lookup's critical path. Those outside the
-  # cluster stay on it, one after another (each only once the one before is
-  # negative), so warm saves 2 of the walk's 5 round trips here.
-  # The median against the fastest lookup with the feature off: a stall of a
-  # busy machine only ever adds time, here to either side.
-  saved=$((NCLUSTER - 1))
-  for res in "${RESOLVERS[@]}"; do
-    fastest_off=$(tr ' ' '\n' <<<"${RUNMS[$res,off]}" | sort -g | head -1)
-    awk -v w="${MS[$res,warm]}" -v o="$fastest_off" -v d="$DELAY_MS" -v k=$saved \
-      'BEGIN { exit !(o - w >= (k - 0.5) * d) }' ||
-      fail "$res, warm: median lookup ${MS[$res,warm]} ms, fastest with the feature off $fastest_off ms: not $saved round trips of $DELAY_MS ms less"
-  done
+MODES=(off warm cname)
+note "search path warm (--autopath=warm)"
+start_localdns --autopath=warm
+measure warm
+metrics | sed 's/^/   metric: /'
+stop_localdns
+for res in "${RESOLVERS[@]}"; do
+  [ "${ADDRS[$res,warm]}" = "${ADDRS[$res,off]}" ] ||
+    fail "$res, warm: addresses ${ADDRS[$res,warm]}, with the feature off ${ADDRS[$res,off]}"
+  [ "${CQ[$res,warm]}" -eq "${CQ[$res,off]}" ] ||
+    fail "$res, warm: ${CQ[$res,warm]} client queries, ${CQ[$res,off]} with the feature off (the answers should not change the walk)"
+  [ "${UQ[$res,warm]}" -le "${UQ[$res,off]}" ] ||
+    fail "$res, warm: ${UQ[$res,warm]} upstream queries, more than the ${UQ[$res,off]} of the walk itself"
+done
+# The expansions in the cluster after the first ($NCLUSTER - 1) are resolved beside it:
+# their round trips leave the lookup's critical path. Those outside the
+# cluster stay on it, one after another (each only once the one before is
+# negative), so warm saves 2 of the walk's 5 round trips here.
+# The median against the fastest lookup with the feature off: a stall of a
+# busy machine only ever adds time, here to either side.
+saved=$((NCLUSTER - 1))
+for res in "${RESOLVERS[@]}"; do
+  fastest_off=$(tr ' ' '\n' <<<"${RUNMS[$res,off]}" | sort -g | head -1)
+  awk -v w="${MS[$res,warm]}" -v o="$fastest_off" -v d="$DELAY_MS" -v k=$saved \
+    'BEGIN { exit !(o - w >= (k - 0.5) * d) }' ||
+    fail "$res, warm: median lookup ${MS[$res,warm]} ms, fastest with the feature off $fastest_off ms: not $saved round trips of $DELAY_MS ms less"
+done
 
-  note "search path cname (--autopath=cname)"
-  start_localdns --autopath=cname
-  first=www-cname-dig.external.test.${SEARCH[0]}
-  answer=$(p dig +noall +answer +time=2 +tries=1 @$LINK_LOCAL "$first" A)
-  sed 's/^/   dig: /' <<<"$answer"
-  grep -qE "^$first\.[[:space:]]+[0-9]+[[:space:]]+IN[[:space:]]+CNAME[[:space:]]+www-cname-dig\.external\.test\.$" <<<"$answer" ||
-    fail "cname: $first A is not answered with a CNAME to www-cname-dig.external.test."
-  grep -qE "^www-cname-dig\.external\.test\.[[:space:]]+[0-9]+[[:space:]]+IN[[:space:]]+A[[:space:]]+$ADDR4$" <<<"$answer" ||
-    fail "cname: the CNAME's target has no A $ADDR4 in the answer"
-  settle
-  measure cname
-  metrics | sed 's/^/   metric: /'
-  stop_localdns
-  for res in "${RESOLVERS[@]}"; do
-    [ "${ADDRS[$res,cname]}" = "${ADDRS[$res,off]}" ] ||
-      fail "$res, cname: addresses ${ADDRS[$res,cname]}, with the feature off ${ADDRS[$res,off]}"
-    [ "${CQ[$res,cname]}" -lt "${CQ[$res,off]}" ] ||
-      fail "$res, cname: ${CQ[$res,cname]} client queries, not fewer than the ${CQ[$res,off]} with the feature off"
-  done
-else
-  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-  echo "!!! SKIPPED: binary has no --autopath: the warm and cname modes were not tested"
-  echo "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"
-fi
+note "search path cname (--autopath=cname)"
+start_localdns --autopath=cname
+first=www-cname-dig.external.test.${SEARCH[0]}
+answer=$(p dig +noall +answer +time=2 +tries=1 @$LINK_LOCAL "$first" A)
+sed 's/^/   dig: /' <<<"$answer"
+grep -qE "^$first\.[[:space:]]+[0-9]+[[:space:]]+IN[[:space:]]+CNAME[[:space:]]+www-cname-dig\.external\.test\.$" <<<"$answer" ||
+  fail "cname: $first A is not answered with a CNAME to www-cname-dig.external.test."
+grep -qE "^www-cname-dig\.external\.test\.[[:space:]]+[0-9]+[[:space:]]+IN[[:space:]]+A[[:space:]]+$ADDR4$" <<<"$answer" ||
+  fail "cname: the CNAME's target has no A $ADDR4 in the answer"
+settle
+measure cname
+metrics | sed 's/^/   metric: /'
+stop_localdns
+for res in "${RESOLVERS[@]}"; do
+  [ "${ADDRS[$res,cname]}" = "${ADDRS[$res,off]}" ] ||
+    fail "$res, cname: addresses ${ADDRS[$res,cname]}, with the feature off ${ADDRS[$res,off]}"
+  [ "${CQ[$res,cname]}" -lt "${CQ[$res,off]}" ] ||
+    fail "$res, cname: ${CQ[$res,cname]} client queries, not fewer than the ${CQ[$res,off]} with the feature off"
+done
 
 # --- the table ------------------------------------------------------------------------
 echo
