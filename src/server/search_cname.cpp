@@ -72,6 +72,14 @@ void SearchPrefetch::f_done(const std::shared_ptr<CandidateSet>& set, const upst
   release(set);
 }
 
+namespace {
+// An NXDOMAIN without an SOA has no negative TTL and is not cached (RFC 2308
+// 5): a CNAME past it may not be cached either.
+std::uint32_t denial_ttl(std::uint32_t negative_ttl) {
+  return negative_ttl == UINT32_MAX ? 0 : negative_ttl;
+}
+}  // namespace
+
 void SearchPrefetch::decide(const std::shared_ptr<CandidateSet>& set) {
   const auto& f = set->result(CandidateSet::kF);
   if (f.outcome != CandidateOutcome::NxDomain) return;  // f_done answered it
@@ -88,14 +96,21 @@ void SearchPrefetch::decide(const std::shared_ptr<CandidateSet>& set) {
     t.in_cluster = set->candidates()[c].in_cluster;
     for (const auto* r : {&same, &other})
       if (r->outcome == CandidateOutcome::NxDomain) {
-        t.negative_ttl = std::min(t.negative_ttl, r->negative_ttl);
+        t.negative_ttl = std::min(t.negative_ttl, denial_ttl(r->negative_ttl));
       }
   }
   SearchInput in;
   in.candidates = std::span<const TargetCandidate>(cands.data(), n);
   in.qtype = set->qtype();
   in.single_label = set->single_label;
-  in.f_negative_ttl = f.negative_ttl;
+  in.f_negative_ttl = denial_ttl(f.negative_ttl);
+  // Nor longer than F's own NXDOMAIN could be cached.
+  const dns::Question fq{
+      dns::Bytes(reinterpret_cast<const std::uint8_t*>(set->f_name().data()), set->f_name().size()),
+      set->qtype(), dns::kClassIN};
+  if (const auto* policy = handler_.policy_for(cache::Key::make(fq, set->do_bit(), set->cd()))) {
+    in.f_negative_ttl = std::min(in.f_negative_ttl, policy->denial_max_ttl);
+  }
   const auto choice = choose_search_target(in);
   if (choice.verdict == Verdict::Pending) return;
   if (choice.verdict == Verdict::AnswerF) return set->answer_f_as_is();
