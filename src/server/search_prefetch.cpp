@@ -211,6 +211,9 @@ void SearchPrefetch::ask(const std::shared_ptr<CandidateSet>& set, int probe) {
     shape.limit = dns::kMaxMessageSize;
     dns::MutableBytes out(tl_probe.data(), tl_probe.size());
     if (auto hit = cache->lookup(key, shape, out); hit.size != 0) {
+      // This lookup may have claimed the entry's refresh: send it, as a
+      // client's hit would.
+      if (hit.prefetch) handler_.prefetch(group, key, req);
       dns::Bytes msg(tl_probe.data(), hit.size);
       if (auto view = dns::parse_response(msg)) return done(from_view(msg, *view));
     }
@@ -296,8 +299,10 @@ void SearchPrefetch::arm() {
   if (armed_ || settled_.empty()) return;
   armed_ = true;
   timer_.expires_at(settled_.front()->settled_at + kUsefulWindow);
-  timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec) return;  // cancelled: this object is going
+  timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+    // Cancelled, or this object went (a reload) after the timer had fired
+    // but before its completion ran.
+    if (ec || alive.expired()) return;
     armed_ = false;
     check_useful();
     arm();
