@@ -56,14 +56,14 @@ echo "ok: /etc/kube-dns is the default kube-dns ConfigMap"
 
 # Without node-cache flags the template is not read.
 "$LOCALDNS" --print-config --listen 127.0.0.1:5300 >"$out" 2>"$err" || fail "plain print-config: $(cat "$err")"
-grep -q 'cluster.local' "$out" && fail "the template was read without node-cache flags"
+grep -q 'zones: \["cluster.local."\]' "$out" && fail "the template was read without node-cache flags"
 echo "ok: without node-cache flags, no Corefile"
 
 # --config wins over the default template, and says so.
 echo 'listen: ["127.0.0.1:5300"]' > "$TMP/l.yaml"
 "$LOCALDNS" --config "$TMP/l.yaml" -setupiptables=false --print-config >"$out" 2>"$err" ||
   fail "--config with a node-cache flag: $(cat "$err")"
-grep -q 'cluster.local' "$out" && fail "--config: the template was read too"
+grep -q 'zones: \["cluster.local."\]' "$out" && fail "--config: the template was read too"
 grep -q "warning: --config $TMP/l.yaml is used; /etc/coredns/Corefile.base is not read" "$err" ||
   fail "--config: no warning about the template: $(cat "$err")"
 echo "ok: --config keeps the template out, with a warning"
