@@ -1,4 +1,4 @@
-// The CNAME answer of search_path.mode "cname" (issue 16): a client asked F,
+// The CNAME answer of search_path.mode "cname": a client asked F,
 // the first search expansion of its name, F is NXDOMAIN, and a later
 // candidate X of the same search list exists. The client then gets, instead
 // of F's NXDOMAIN, a NOERROR answer "F CNAME X" followed by X's own answer

@@ -1,4 +1,4 @@
-// The target X of search_path.mode "cname" (issue 16): once F, the first
+// The target X of search_path.mode "cname": once F, the first
 // search expansion of a client's name N, came back NXDOMAIN, which later
 // candidate of the same search list (if any) the client may be sent to with a
 // CNAME, decided from what each candidate's A and AAAA answers were.
