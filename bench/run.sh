@@ -282,6 +282,10 @@ measure() {  # WORKLOAD FILE MODE [RATE: dnsperf -Q]
   # A 1 s timeout: lost queries must not stretch the run (the CPU share is
   # taken over dnsperf's own run time).
   local args=(-s 127.0.0.1 -p $PORT -d "$file" -l "$DURATION" -t 1 -T 1 -c 16 -q 512 -m "$mode")
+  # F: every server answers the same queries, two passes over the 100,000
+  # names (100,000 misses, then 100,000 hits), however fast it is; a run of
+  # fixed duration would give a faster server more hits.
+  [ "$1" = F ] && args=(-s 127.0.0.1 -p $PORT -d "$file" -n 2 -l 300 -t 1 -T 1 -c 16 -q 512 -m "$mode")
   [ -n "$rate" ] && args+=(-Q "$rate")
   # Not through x(): $! must be dnsperf itself, not a subshell.
   ip netns exec "$NS" taskset -c 1 dnsperf "${args[@]}" > "$TMP/dnsperf.out" 2>&1 &
@@ -301,32 +305,6 @@ measure() {  # WORKLOAD FILE MODE [RATE: dnsperf -Q]
     wall = t1 - t0; share = dcpu / hz / (run > 0 ? run : wall)
     # Other processes: busy time not from the server, Knot or the load generator
     # (dnsperf keeps its core busy: count one core for it at most).
-    other = (dbusy - dcpu - dknot) / hz / wall - 1; if (other < 0) other = 0
-    printf "%.0f %.3f %d %.3f %d %.2f %d\n", qps, share, lost, lat, syn, other, done
-  }'
-}
-
-# F: every server answers the same queries, two passes over the 100,000 names
-# (100,000 misses, then 100,000 hits), however fast it is; a run of fixed
-# duration would give a faster server more hits. Prints measure()'s fields.
-measure_fill() {  # FILE
-  x iptables -w -Z INPUT
-  local c0 b0 k0 t0 c1 b1 k1 t1
-  c0=$(cpu_of "$SPID"); k0=$(cpu_of "$KNOT"); b0=$(busy_total); t0=$(date +%s.%N)
-  ip netns exec "$NS" taskset -c 1 dnsperf -s 127.0.0.1 -p $PORT -d "$1" -n 2 -l 300 -t 1 -T 1 -c 16 -q 512 \
-    > "$TMP/dnsperf.out" 2>&1 &
-  wait $!
-  c1=$(cpu_of "$SPID"); k1=$(cpu_of "$KNOT"); b1=$(busy_total); t1=$(date +%s.%N)
-  awk -v f="$TMP/dnsperf.out" -v dcpu=$((c1 - c0)) -v dknot=$((k1 - k0)) -v dbusy=$((b1 - b0)) -v hz=$HZ \
-      -v t0="$t0" -v t1="$t1" -v syn="$(syns)" 'BEGIN {
-    while ((getline l < f) > 0) {
-      if (l ~ /Queries completed:/) { split(l, a, " "); done = a[3] }
-      if (l ~ /Queries lost:/) { split(l, a, " "); lost = a[3] }
-      if (l ~ /Queries per second:/) { split(l, a, " "); qps = a[4] }
-      if (l ~ /Average Latency/) { split(l, a, " "); lat = a[4] * 1000 }
-      if (l ~ /Run time \(s\):/) { split(l, a, " "); run = a[4] }
-    }
-    wall = t1 - t0; share = dcpu / hz / (run > 0 ? run : wall)
     other = (dbusy - dcpu - dknot) / hz / wall - 1; if (other < 0) other = 0
     printf "%.0f %.3f %d %.3f %d %.2f %d\n", qps, share, lost, lat, syn, other, done
   }'
@@ -457,7 +435,7 @@ for rep in $(seq 1 "$REPS"); do
         # F starts from a cold cache: on a fresh server unless it is the first run.
         if [ "$w" = F ] && [ "$ran" -ne 0 ]; then stop_server; start_server "$s"; warm; fi
         ran=1
-        if [ "$w" = F ]; then row=$(measure_fill "$file"); else row=$(measure "$w" "$file" "$mode" "$rate"); fi
+        row=$(measure "$w" "$file" "$mode" "$rate")
         other=$(echo "$row" | awk '{print $6}')
         # A run disturbed by other work on the machine is repeated once.
         if [ "$try" -eq 1 ] && awk -v o="$other" 'BEGIN { exit !(o > 0.25) }'; then
