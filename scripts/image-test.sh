@@ -97,7 +97,10 @@ trap 'exit 143' TERM INT
 
 fail() {
   echo "FAIL: $*"
-  if [ -f "$WORK/localdns.log" ]; then echo "--- localdns log (last 20 lines)"; tail -20 "$WORK/localdns.log"; fi
+  local f
+  for f in "$WORK/localdns.log" "$WORK/out/localdns.log"; do
+    if [ -f "$f" ]; then echo "--- ${f#"$WORK/"} (last 20 lines)"; tail -20 "$f"; fi
+  done
   exit 1
 }
 
@@ -360,21 +363,28 @@ for _ in $(seq 1 100); do
 done
 # nonroot_run LOG [--wrap CMD] LOCALDNS-FLAGS...: localdns as the image's user in $NS
 # (a bridge as its interface: not every kernel has the dummy module).
+# LOG is written by the container itself (a directory of the test's, mounted
+# at /out and writable by uid 65532), not copied out by buildah: buildah's
+# chroot isolation can drop the output of a process that exits at once (seen
+# here: the no_new_privs run's exit 1 with none of localdns's lines). buildah's
+# own messages go to LOG.buildah.
 nonroot_run() {
   local log=$1 wrap=()
   shift
   if [ "$1" = --wrap ]; then read -ra wrap <<<"$2"; shift 2; fi
+  mkdir -p "$(dirname "$log")" && chmod 1777 "$(dirname "$log")"
   ip netns exec "$NS" "${B[@]}" run --isolation chroot --network host \
     --cap-add CAP_NET_ADMIN --cap-add CAP_NET_BIND_SERVICE --cap-add CAP_NET_RAW \
-    -v /run/xtables.lock:/run/xtables.lock "$nr" -- "${wrap[@]}" /usr/local/bin/localdns \
+    -v /run/xtables.lock:/run/xtables.lock -v "$(dirname "$log"):/out" "$nr" -- \
+    sh -c 'exec "$@" >"/out/$0" 2>&1' "$(basename "$log")" "${wrap[@]}" /usr/local/bin/localdns \
     --local-ip 169.254.20.10 --interface-kind bridge --forward ".=udp://127.0.0.1:$KPORT2" \
-    --sync-interval 1h --metrics off --health off --control-socket off "$@" >"$log" 2>&1
+    --sync-interval 1h --metrics off --health off --control-socket off "$@" >"$log.buildah" 2>&1
 }
 # The pod mounts the node's lock (hostPath, FileOrCreate): so does this test.
 touch /run/xtables.lock
 uid=$("${B[@]}" run --isolation chroot "$nr" -- id -u)
 [ "$uid" = 65532 ] || fail "the non-root image runs as uid $uid, not 65532"
-nonroot_run "$WORK/localdns.log" --rules-backend iptables-nft &
+nonroot_run "$WORK/out/localdns.log" --rules-backend iptables-nft &
 RUN_PID=$!
 got=""
 for _ in $(seq 1 150); do
@@ -389,14 +399,14 @@ ip netns exec "$NS" iptables-nft-save -t raw | grep -q 'localdns:' ||
 echo "as uid 65532 with file capabilities: interface, iptables-nft rules, 169.254.20.10:53 answers $got"
 stop_localdns
 rc=0
-nonroot_run "$WORK/legacy.log" --rules-backend iptables-legacy || rc=$?
-[ $rc -eq 1 ] && grep -q 'iptables-legacy.*Permission denied' "$WORK/legacy.log" ||
-  { cat "$WORK/legacy.log"; fail "iptables-legacy as uid 65532 did not fail as the README says (exit $rc)"; }
-echo "as uid 65532, iptables-legacy fails: $(grep -m1 -o 'iptables-legacy[^[]*Permission denied' "$WORK/legacy.log")"
+nonroot_run "$WORK/out/legacy.log" --rules-backend iptables-legacy || rc=$?
+[ $rc -eq 1 ] && grep -q 'iptables-legacy.*Permission denied' "$WORK/out/legacy.log" ||
+  { cat "$WORK/out/legacy.log"*; fail "iptables-legacy as uid 65532 did not fail as the README says (exit $rc)"; }
+echo "as uid 65532, iptables-legacy fails: $(grep -m1 -o 'iptables-legacy[^[]*Permission denied' "$WORK/out/legacy.log")"
 rc=0
-nonroot_run "$WORK/nnp.log" --wrap "setpriv --no-new-privs" --rules-backend iptables-nft || rc=$?
-[ $rc -eq 1 ] && grep -q 'managing interfaces needs CAP_NET_ADMIN' "$WORK/nnp.log" ||
-  { cat "$WORK/nnp.log"; fail "with no_new_privs, localdns as uid 65532 did not fail as the README says (exit $rc)"; }
+nonroot_run "$WORK/out/nnp.log" --wrap "setpriv --no-new-privs" --rules-backend iptables-nft || rc=$?
+[ $rc -eq 1 ] && grep -q 'managing interfaces needs CAP_NET_ADMIN' "$WORK/out/nnp.log" ||
+  { cat "$WORK/out/nnp.log"*; fail "with no_new_privs, localdns as uid 65532 did not fail as the README says (exit $rc)"; }
 echo "as uid 65532 with no_new_privs (allowPrivilegeEscalation: false): node setup refused"
 
 phase report
