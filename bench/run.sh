@@ -16,6 +16,8 @@
 #                                release preset (CI passes its ci build)
 #   quick:   --pairs N (5)  --min-ratio R (0.90)
 #   E:       --latency-rates "10000 50000"  --no-rt (E without SCHED_FIFO)
+#            --halt-poll NS  during E, the guest's cpuidle-haltpoll polls up to
+#                            NS before halting an idle vCPU (bench/README.md)
 #
 # Needs root (network namespace, iptables counters). Starts and stops only its
 # own processes, by PID.
@@ -26,7 +28,7 @@ ROOT=$PWD
 QUICK=0 REPS=3 DURATION=10 SERVERS="echo localdns unbound dnsdist dnsmasq kresd"
 WORKLOADS="F A D C E B"
 LOCALDNS="" PAIRS=5 MIN_RATIO=0.90
-E_RATES="10000 50000" E_RT=1 E_TICK_US=100
+E_RATES="10000 50000" E_RT=1 E_TICK_US=100 E_HALT_POLL=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 REPS=1 DURATION=2 SERVERS="localdns unbound" WORKLOADS="A B" ;;
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
     --localdns) LOCALDNS=$(realpath "$2"); shift ;;
     --latency-rates) E_RATES=$2; shift ;;
     --no-rt) E_RT=0 ;;
+    --halt-poll) E_HALT_POLL=$2; shift ;;
     --pairs) PAIRS=$2; shift ;;
     --min-ratio) MIN_RATIO=$2; shift ;;
     *) echo "unknown option $1"; exit 2 ;;
@@ -83,6 +86,7 @@ case " $SERVERS " in *" echo "*) g++ -O2 -o "$TMP/echo_server" bench/echo/echo_s
 case " $WORKLOADS " in *" E "*) g++ -O2 -o "$TMP/paced_client" bench/latency/paced_client.cpp ;; esac
 PIDS=()
 cleanup() {
+  if declare -F halt_poll_restore >/dev/null; then halt_poll_restore; fi
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   ip netns del "$NS" 2>/dev/null || true
@@ -454,7 +458,7 @@ done
 
 # --- report -----------------------------------------------------------------------
 report() {
-  awk -v servers="$SERVERS" -v workloads="$WORKLOADS" '
+  awk -v servers="$SERVERS" -v workloads="$WORKLOADS" -v haltpoll="${E_HALT_POLL:-$(halt_poll_now)}" '
   function median(arr, n,   i, j, t) {
     for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
     return n % 2 ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2
@@ -464,7 +468,7 @@ report() {
     qps[k, n[k]] = $4; share = ($5 > 0.01 ? $5 : 0.01); pc[k, n[k]] = $4 / share
     lost[k] += $6; syns[k, n[k]] = $8; cpum[k, n[k]] = ($4 > 0 ? $5 / $4 * 1e6 : 0)
     p50[k, n[k]] = $11; p99[k, n[k]] = $12; p999[k, n[k]] = $13
-    if ($2 ~ /^E[0-9]+$/) { erate[substr($2, 2) + 0] = 1; pmax[k, n[k]] = $16; sp99[k, n[k]] = $17; smax[k, n[k]] = $18; sent[k] += $19; cpus[k, n[k]] = $5 }
+    if ($2 ~ /^E[0-9]+$/) { erate[substr($2, 2) + 0] = 1; pmax[k, n[k]] = $16; sp99[k, n[k]] = $17; smax[k, n[k]] = $18; sent[k] += $19; cpus[k, n[k]] = $5; stl[k, n[k]] = $20 }
     idle[$1] = $14; if ($2 == "B") rssb[$1] = $15
   }
   END {
@@ -475,14 +479,14 @@ report() {
         nr = 0; for (r in erate) R[++nr] = r + 0
         for (i = 1; i <= nr; i++) for (j = i + 1; j <= nr; j++) if (R[j] < R[i]) { rt = R[i]; R[i] = R[j]; R[j] = rt }
         for (ri = 1; ri <= nr; ri++) {
-          print "\n### E: latency at " R[ri] " queries/s (cache hits, UDP, bench/latency/paced_client)\n"
-          print "| server | p50 ms | p99 ms | p99.9 ms | max ms | lost / sent | server CPU | client late p99 / max ms |"
-          print "|---|---|---|---|---|---|---|---|"
+          print "\n### E: latency at " R[ri] " queries/s (cache hits, UDP, bench/latency/paced_client; guest halt poll " haltpoll " ns)\n"
+          print "| server | p50 ms | p99 ms | p99.9 ms | max ms | lost / sent | server CPU | client late p99 / max ms | steal ms |"
+          print "|---|---|---|---|---|---|---|---|---|"
           for (si = 1; si in S; si++) {
             k = S[si] SUBSEP "E" R[ri]; m = n[k]; if (!m) continue
-            for (i = 1; i <= m; i++) { a[i] = p50[k, i]; b[i] = p99[k, i]; c[i] = p999[k, i]; d[i] = pmax[k, i]; e[i] = cpus[k, i]; f[i] = sp99[k, i]; g[i] = smax[k, i] }
-            printf "| %s | %.3f | %.3f | %.3f | %.3f | %d / %d | %.0f %% | %.3f / %.3f |\n", S[si], median(a, m), median(b, m),
-              median(c, m), median(d, m), lost[k], sent[k], 100 * median(e, m), median(f, m), median(g, m)
+            for (i = 1; i <= m; i++) { a[i] = p50[k, i]; b[i] = p99[k, i]; c[i] = p999[k, i]; d[i] = pmax[k, i]; e[i] = cpus[k, i]; f[i] = sp99[k, i]; g[i] = smax[k, i]; h[i] = stl[k, i] }
+            printf "| %s | %.3f | %.3f | %.3f | %.3f | %d / %d | %.0f %% | %.3f / %.3f | %.0f |\n", S[si], median(a, m), median(b, m),
+              median(c, m), median(d, m), lost[k], sent[k], 100 * median(e, m), median(f, m), median(g, m), median(h, m)
           }
         }
         continue
