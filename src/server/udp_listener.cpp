@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -75,6 +76,7 @@ UdpListener::UdpListener(asio::io_context& ctx, const util::Endpoint& ep, QueryH
 UdpListener::UdpListener(asio::ip::udp::socket sock, QueryHandler& handler)
     : sock_(std::move(sock)),
       handler_(handler),
+      retry_(sock_.get_executor()),
       in_(kBatch * kMaxQuerySize),
       out_(kBatch * kReplySlot) {
   for (std::size_t i = 0; i < kBatch; ++i) {
@@ -95,18 +97,21 @@ void UdpListener::start() {
 
 void UdpListener::pause() {
   stopped_ = true;
+  retry_.cancel();
   error_code ignored;
   sock_.cancel(ignored);
 }
 
 void UdpListener::close() {
   stopped_ = true;
+  retry_.cancel();
   error_code ignored;
   sock_.close(ignored);
 }
 
 void UdpListener::unbind() {
   stopped_ = true;
+  retry_.cancel();
   if (!sock_.is_open()) return;
   int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
   if (null < 0) return;  // stays bound (paused) until destruction
@@ -135,22 +140,67 @@ void UdpListener::wait() {
         if (stopped_ || ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) {
           return;
         }
-        // Any other error was the socket's pending one, which
-        // this receive consumed: keep serving.
-        drain();
-        wait();
+        if (!ec) [[likely]] {
+          succeeded();
+          drain();
+          wait();
+          return;
+        }
+        // The socket's pending error, which this receive consumed (serving
+        // goes on), or one that it reports every time (Asio's first try of
+        // the next receive fails at once): retried, then paced.
+        if (drain()) {
+          succeeded();
+          wait();
+          return;
+        }
+        failed(ec);
       });
 }
 
-void UdpListener::drain() {
+void UdpListener::failed(const error_code& ec) {
+  if (++failures_ <= kRetriesBeforeBackoff) {
+    wait();
+    return;
+  }
+  backoff_ =
+      backoff_ == std::chrono::milliseconds(0) ? kMinBackoff : std::min(backoff_ * 2, kMaxBackoff);
+  if (streak_.fail(FailureStreak::Clock::now())) {
+    spdlog::warn(
+        "udp {}: receive failing: {} ({} times in a row); retrying with pauses of up to {} ms",
+        where(), ec.message(), failures_, kMaxBackoff.count());
+  }
+  retry_.expires_after(backoff_);
+  retry_.async_wait([this](error_code e) {
+    if (!e && !stopped_) wait();  // `e` first: a listener destroyed meanwhile cancels it
+  });
+}
+
+std::string UdpListener::where() const {
+  error_code ec;
+  auto local = sock_.local_endpoint(ec);
+  return ec ? std::string("socket") : util::Endpoint{local.address(), local.port()}.to_string();
+}
+
+void UdpListener::recovered() {
+  const auto paced = streak_.end();
+  if (paced != 0)
+    spdlog::info("udp {}: receiving again after {} failed receives", where(), failures_);
+  failures_ = 0;
+  backoff_ = std::chrono::milliseconds(0);
+}
+
+bool UdpListener::drain() {
   const int fd = sock_.native_handle();
+  bool received = false;
   for (int round = 0; round < kMaxBatchesPerWakeup; ++round) {
     for (std::size_t i = 0; i < kBatch; ++i) {
       in_msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
       in_msgs_[i].msg_hdr.msg_flags = 0;
     }
     int n = ::recvmmsg(fd, in_msgs_.data(), kBatch, MSG_DONTWAIT, nullptr);
-    if (n <= 0) return;  // EAGAIN, or an error the next wakeup will see again
+    if (n <= 0) return received;  // EAGAIN, or an error the next wakeup will see again
+    received = true;
     unsigned replies = 0;
     for (int i = 0; i < n; ++i) {
       auto& hdr = in_msgs_[i].msg_hdr;
@@ -175,8 +225,9 @@ void UdpListener::drain() {
       if (m < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;  // drop like lost datagrams
       sent += m > 0 ? static_cast<unsigned>(m) : 1u;  // skip a reply the kernel refused
     }
-    if (static_cast<std::size_t>(n) < kBatch) return;
+    if (static_cast<std::size_t>(n) < kBatch) return true;
   }
+  return true;
 }
 
 }  // namespace localdns::server

@@ -1,17 +1,25 @@
 // A UDP listening socket of one worker. SO_REUSEPORT lets every worker bind
 // the same address, so the kernel spreads clients over workers. Reads and
 // writes in batches (recvmmsg/sendmmsg) once Asio reports the socket readable.
-// Lives on one worker's io_context; not thread-safe.
+// A receive that fails again and again without a datagram in between (an
+// error the socket reports every time) is retried at once a few times, then
+// after a pause that doubles from kMinBackoff to kMaxBackoff until a receive
+// succeeds, so that it cannot spin the worker; logged once per
+// FailureStreak::kInterval. Lives on one worker's io_context; not thread-safe.
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <memory>
+#include <string>
 #include <sys/socket.h>
 #include <vector>
 
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/steady_timer.hpp>
 
+#include <localdns/server/failure_streak.hpp>
 #include <localdns/server/query_handler.hpp>
 #include <localdns/util/endpoint.hpp>
 
@@ -31,6 +39,11 @@ class UdpListener {
  public:
   static constexpr std::size_t kBatch = 32;
   static constexpr std::size_t kMaxQuerySize = 4096;
+  // Failed wakeups in a row (an error, no datagram) retried at once; then
+  // the pause before each next one.
+  static constexpr unsigned kRetriesBeforeBackoff = 3;
+  static constexpr std::chrono::milliseconds kMinBackoff{1};
+  static constexpr std::chrono::milliseconds kMaxBackoff{100};
 
   UdpListener(boost::asio::io_context& ctx, const util::Endpoint& ep, QueryHandler& handler);
   ~UdpListener();
@@ -53,13 +66,28 @@ class UdpListener {
 
  private:
   void wait();
-  void drain();
+  // Reads and answers what is queued; true when it received a datagram.
+  bool drain();
+  // A wakeup that failed with `ec` and received nothing.
+  void failed(const boost::system::error_code& ec);
+  void succeeded() {
+    if (failures_ != 0) [[unlikely]]
+      recovered();
+  }
+  void recovered();
+  std::string where() const;  // the bound address, for the log
 
   boost::asio::ip::udp::socket sock_;
   QueryHandler& handler_;
   bool stopped_ = false;
   int held_ = -1;          // after unbind(): the descriptor number, on /dev/null
   std::uint8_t peek_ = 0;  // wait()'s one-byte peek
+  // Failed wakeups in a row; those past the retries, for the log; the pause
+  // before the next receive.
+  unsigned failures_ = 0;
+  FailureStreak streak_;
+  std::chrono::milliseconds backoff_{0};
+  boost::asio::steady_timer retry_;
   // Batch buffers, allocated once.
   std::vector<std::uint8_t> in_;
   std::vector<std::uint8_t> out_;

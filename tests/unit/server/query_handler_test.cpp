@@ -21,7 +21,6 @@
 #include <boost/asio/post.hpp>
 #include <catch2/catch.hpp>
 #include <spdlog/details/os.h>
-#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <localdns/cache/packet_cache.hpp>
@@ -33,6 +32,7 @@
 
 #include "dns_client.hpp"
 #include "fake_upstream.hpp"
+#include "log_capture.hpp"
 
 using namespace localdns;
 using namespace std::chrono_literals;
@@ -146,55 +146,6 @@ class Client {
   server::UdpClient ref_;
 };
 
-// The query log, with the thread that wrote each line.
-class LogCapture {
- public:
-  struct Line {
-    std::size_t thread = 0;
-    std::string text;
-  };
-  LogCapture() : sink_(std::make_shared<Sink>()), previous_(spdlog::default_logger()) {
-    auto logger = std::make_shared<spdlog::logger>("capture", sink_);
-    logger->set_level(spdlog::level::info);
-    spdlog::set_default_logger(logger);
-  }
-  ~LogCapture() { spdlog::set_default_logger(previous_); }
-  LogCapture(const LogCapture&) = delete;
-  LogCapture& operator=(const LogCapture&) = delete;
-
-  // The lines containing `text`, waiting up to a second for `count` of them.
-  std::vector<Line> lines_with(const std::string& text, std::size_t count) {
-    auto deadline = std::chrono::steady_clock::now() + 1s;
-    for (;;) {
-      std::vector<Line> out;
-      for (auto& l : sink_->lines())
-        if (l.text.find(text) != std::string::npos) out.push_back(l);
-      if (out.size() >= count || std::chrono::steady_clock::now() > deadline) return out;
-      std::this_thread::sleep_for(5ms);
-    }
-  }
-
- private:
-  class Sink : public spdlog::sinks::base_sink<std::mutex> {
-   public:
-    std::vector<Line> lines() {
-      std::lock_guard lock(mutex_);
-      return lines_;
-    }
-
-   protected:
-    void sink_it_(const spdlog::details::log_msg& msg) override {
-      lines_.push_back({msg.thread_id, std::string(msg.payload.data(), msg.payload.size())});
-    }
-    void flush_() override {}
-
-   private:
-    std::vector<Line> lines_;
-  };
-  std::shared_ptr<Sink> sink_;
-  std::shared_ptr<spdlog::logger> previous_;
-};
-
 // One group for every zone, served by the fake upstream.
 struct Setup {
   explicit Setup(const test::FakeUpstream& up, std::chrono::milliseconds timeout = 1500ms) {
@@ -279,7 +230,7 @@ TEST_CASE(
   test::FakeUpstream up;
   up.set({.delay = 300ms});  // both askers join before the answer comes
   Setup s(up);
-  LogCapture log;
+  test::LogCapture log;
   TestWorker leader(*s.router, s.group, s.wiring);
   TestWorker other(*s.router, s.group, s.wiring);
   REQUIRE(leader.thread_id() != other.thread_id());
@@ -342,7 +293,7 @@ TEST_CASE(
   test::FakeUpstream up;
   up.set({.mode = test::Behaviour::Mode::Drop});  // only the shutdown ends the query
   Setup s(up);
-  LogCapture log;
+  test::LogCapture log;
   TestWorker leader(*s.router, s.group, s.wiring);
   TestWorker other(*s.router, s.group, s.wiring);
   Client a("127.0.0.5"), b("127.0.0.6");
