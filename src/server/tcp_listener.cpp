@@ -431,12 +431,20 @@ void TcpListener::accept() {
     if (stopped_) return;
     if (ec) {
       if (ec == asio::error::operation_aborted) return;
-      spdlog::warn("tcp accept failed: {}; retrying", ec.message());
-      retry_.expires_after(std::chrono::milliseconds(100));
+      // Out of descriptors (EMFILE, ENFILE) it fails again at once while the
+      // connection waits in the backlog: a pause, and one line per streak.
+      if (streak_.fail(FailureStreak::Clock::now())) {
+        spdlog::warn("tcp accept failed: {} ({} times in a row); retrying every {} ms",
+                     ec.message(), streak_.count(), kAcceptRetry.count());
+      }
+      retry_.expires_after(kAcceptRetry);
       retry_.async_wait([this](error_code e) {
         if (!e && !stopped_) accept();
       });
       return;
+    }
+    if (streak_.failing()) [[unlikely]] {
+      spdlog::info("tcp accepting again after {} failed accepts", streak_.end());
     }
     admit(std::move(sock));
     accept();

@@ -27,6 +27,7 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <localdns/server/failure_streak.hpp>
 #include <localdns/server/query_handler.hpp>
 #include <localdns/server/settings.hpp>
 #include <localdns/util/endpoint.hpp>
@@ -164,6 +165,9 @@ boost::asio::ip::tcp::acceptor adopt_tcp_acceptor(boost::asio::io_context& ctx,
 
 class TcpListener {
  public:
+  // The pause before accepting again after an accept failed.
+  static constexpr std::chrono::milliseconds kAcceptRetry{100};
+
   TcpListener(boost::asio::io_context& ctx, const util::Endpoint& ep, const TcpClientLimits& limits,
               QueryHandler& handler, TcpClientBudget& budget);
   // On a listening socket already open (open_tcp_acceptor or adopt_tcp_acceptor).
@@ -216,6 +220,7 @@ class TcpListener {
   std::unordered_map<TcpSession*, std::shared_ptr<TcpSession>> sessions_;
   std::atomic<unsigned> session_count_{0};
   boost::asio::steady_timer retry_;    // after accept errors such as EMFILE
+  FailureStreak streak_;               // accept errors in a row, for the log
   std::vector<std::uint8_t> scratch_;  // immediate replies, before framing
   std::function<void()> drained_;      // set while draining
   bool stopped_ = false;

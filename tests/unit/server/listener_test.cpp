@@ -2,11 +2,15 @@
 // fails every time, an accept out of descriptors. Real sockets on loopback,
 // the listener's io_context run on the test's thread; the handler answers
 // every name REFUSED itself (no zone), so no upstream is involved.
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <vector>
@@ -66,6 +70,39 @@ bool readable(int fd) {
   pollfd p{fd, POLLIN, 0};
   return ::poll(&p, 1, 0) == 1;
 }
+
+// Every descriptor number free below a soft RLIMIT_NOFILE lowered to just
+// above the highest one open, so the next socket or accept fails with
+// EMFILE; undone by the destructor.
+class NoDescriptors {
+ public:
+  NoDescriptors() {
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved_) == 0);
+    int highest = 0;
+    if (DIR* d = ::opendir("/proc/self/fd")) {
+      while (auto* e = ::readdir(d))
+        highest = std::max(highest, std::atoi(e->d_name));
+      ::closedir(d);
+    }
+    rlimit low = saved_;
+    low.rlim_cur = static_cast<rlim_t>(highest) + 8;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    for (int fd; (fd = ::dup(0)) >= 0;)
+      held_.push_back(fd);
+    REQUIRE(errno == EMFILE);
+  }
+  ~NoDescriptors() {
+    for (int fd : held_)
+      ::close(fd);
+    ::setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+  NoDescriptors(const NoDescriptors&) = delete;
+  NoDescriptors& operator=(const NoDescriptors&) = delete;
+
+ private:
+  rlimit saved_{};
+  std::vector<int> held_;
+};
 
 }  // namespace
 
@@ -127,4 +164,37 @@ TEST_CASE("udp listener: a receive that fails every time is paced, not spun, the
   CHECK(reply.rcode == "REFUSED");
   CHECK(log.lines_with("receiving again", 0).size() == 1);
   CHECK(log.lines_with("receive failing", 0).size() == 1);
+}
+
+TEST_CASE("tcp listener: accept out of descriptors is logged once, retried, then accepts",
+          "[server][listener]") {
+  test::LogCapture log;
+  Harness h;
+  auto acceptor = server::open_tcp_acceptor(h.ctx, loopback());
+  const auto port = acceptor.local_endpoint().port();
+  server::TcpClientLimits limits;
+  server::TcpClientBudget budget;
+  server::TcpListener listener(std::move(acceptor), limits, h.handler, budget);
+  listener.start();
+  const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(client >= 0);
+  {
+    NoDescriptors none;
+    const auto dst = to(port);
+    // Loopback completes the handshake in the kernel: the listener's accept
+    // is what fails, with EMFILE, and is retried every 100 ms.
+    REQUIRE(::connect(client, reinterpret_cast<const sockaddr*>(&dst), sizeof dst) == 0);
+    h.ctx.run_for(550ms);
+    CHECK(listener.session_count() == 0);
+    auto warned = log.lines_with("tcp accept failed", 0);
+    REQUIRE(warned.size() == 1);
+    CHECK(warned[0].text.find(std::strerror(EMFILE)) != std::string::npos);
+  }
+  // Descriptors free again: the waiting connection is accepted and served.
+  CHECK(h.run_until(3s, [&] { return listener.session_count() == 1; }));
+  CHECK(log.lines_with("accepting again", 0).size() == 1);
+  CHECK(log.lines_with("tcp accept failed", 0).size() == 1);
+  ::close(client);
+  listener.stop(server::TcpListener::Sessions::close);
+  h.ctx.run_for(10ms);
 }
