@@ -348,6 +348,10 @@ class Collector final : public prometheus::Collectable {
     counter("localdns_search_path_cname_total",
             "First search expansions answered with a CNAME to the name that exists.",
             st.search_cname);
+    counter("localdns_search_path_cname_deadline_total",
+            "First search expansions answered as they are because the walk had not chosen "
+            "within search_path.max_hold.",
+            st.search_deadline);
     auto skipped = family("localdns_search_path_skipped_total",
                           "Walks not started, or queries of a walk not sent, because of a cap.",
                           MetricType::Counter);

@@ -450,6 +450,7 @@ Stats Runtime::stats() const {
     s.search_useful += h.search_useful.get();
     s.search_waste += h.search_waste.get();
     s.search_cname += h.search_cname.get();
+    s.search_deadline += h.search_deadline.get();
     s.search_skipped_rate += h.search_skipped_rate.get();
     s.search_skipped_client += h.search_skipped_client.get();
     s.search_skipped_busy += h.search_skipped_busy.get();

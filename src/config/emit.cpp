@@ -148,6 +148,7 @@ void search_path(YAML::Emitter& out, const SearchPathConfig& s) {
   }  // else left out: the search line of resolv_conf
   out << YAML::Key << "max_qps" << YAML::Value << s.max_qps;
   out << YAML::Key << "max_qps_per_client" << YAML::Value << s.max_qps_per_client;
+  out << YAML::Key << "max_hold" << YAML::Value << format_duration(s.max_hold);
   out << YAML::EndMap;
 }
 

@@ -1,5 +1,6 @@
 // The `search_path` section: the search-path prefetch's mode, the pods'
-// cluster domain and ndots, the node's search domains and the caps.
+// cluster domain and ndots, the node's search domains, the caps and cname's
+// longest hold.
 #include <localdns/dns/name.hpp>
 
 #include "loader_internal.hpp"
@@ -25,9 +26,9 @@ std::optional<std::string> domain(Reader& r, const YAML::Node& n, const std::str
 
 void read_search_path(Reader& r, const YAML::Node& n, SearchPathConfig& c) {
   const std::string path = "search_path";
-  if (!r.expect_map(
-          n, path,
-          {"mode", "cluster_domain", "ndots", "host_search", "max_qps", "max_qps_per_client"})) {
+  if (!r.expect_map(n, path,
+                    {"mode", "cluster_domain", "ndots", "host_search", "max_qps",
+                     "max_qps_per_client", "max_hold"})) {
     return;
   }
   if (n["mode"]) {
@@ -62,6 +63,10 @@ void read_search_path(Reader& r, const YAML::Node& n, SearchPathConfig& c) {
   if (n["max_qps_per_client"]) {
     r.integer(n["max_qps_per_client"], path + ".max_qps_per_client", c.max_qps_per_client, 1u,
               1'000'000u);
+  }
+  if (n["max_hold"]) {
+    using namespace std::chrono_literals;
+    r.duration(n["max_hold"], path + ".max_hold", c.max_hold, 10ms, 10s);
   }
 }
 

@@ -70,9 +70,15 @@ QueryHandler::QueryHandler(const ZoneRouter& router,
 QueryHandler::~QueryHandler() = default;
 
 void QueryHandler::set_search_path(const SearchPathSettings& settings, SpeculationBudget* budget) {
+  // The walks in flight go on; the holds of F keep their deadlines.
+  auto held = search_ ? search_->take_held() : SearchPrefetch::HeldSets{};
   search_.reset();
   if (settings.on() && cache_.coalescer != nullptr) {
     search_ = std::make_unique<SearchPrefetch>(*this, settings, budget);
+    search_->adopt_held(std::move(held));
+  } else {
+    for (auto& h : held)  // turned off: F is answered as it is
+      if (auto set = h.set.lock()) set->end_hold();
   }
 }
 

@@ -59,12 +59,20 @@ void CandidateSet::answer_f_as_is() {
   finish_f(upstream::Result{upstream::Status::Failed, {}, nullptr});
 }
 
+bool CandidateSet::end_hold() {
+  if (!holds_f || f_answered || hold_over) return false;
+  hold_over = true;
+  if (f_.outcome != CandidateOutcome::Pending) answer_f_as_is();
+  return true;
+}
+
 void SearchPrefetch::f_done(const std::shared_ptr<CandidateSet>& set, const upstream::Result& r) {
   const bool sent = set->result(CandidateSet::kF).sent;
   set->result(CandidateSet::kF) = probe_result(r);
   set->result(CandidateSet::kF).sent = sent;
-  if (set->result(CandidateSet::kF).outcome != CandidateOutcome::NxDomain) {
-    // No CNAME for a name that exists, or for a failure: F as it came.
+  if (set->result(CandidateSet::kF).outcome != CandidateOutcome::NxDomain || set->hold_over) {
+    // No CNAME for a name that exists, or for a failure, or past the
+    // hold's deadline: F as it came.
     set->f_answered = true;
     set->finish_f(r);
   }

@@ -113,7 +113,8 @@ SearchPrefetch::SearchPrefetch(QueryHandler& handler, const SearchPathSettings& 
       path_(settings),
       budget_(budget),
       clients_(per_client_limits(settings), {}),
-      timer_(handler.executor_) {}
+      timer_(handler.executor_),
+      hold_timer_(handler.executor_) {}
 
 SearchPrefetch::~SearchPrefetch() = default;
 
@@ -156,6 +157,7 @@ std::shared_ptr<CandidateSet> SearchPrefetch::on_miss(const dns::Question& q, bo
   }
   sets_.emplace(std::string(f_key), set);
   stats.search_sets.inc();
+  if (hold) this->hold(set);
   // After the current batch: the real queries in it go first.
   boost::asio::post(handler_.executor_, [this, alive = std::weak_ptr<bool>(alive_), set] {
     if (!alive.expired()) release(set);
@@ -306,6 +308,51 @@ void SearchPrefetch::arm() {
     armed_ = false;
     check_useful();
     arm();
+  });
+}
+
+void SearchPrefetch::hold(const std::shared_ptr<CandidateSet>& set) {
+  auto done = [](const Held& h) {
+    auto s = h.set.lock();
+    return !s || s->f_answered || s->hold_over;
+  };
+  // Entries whose F was answered before its deadline go when they reach the
+  // front; past twice the walks a worker may hold, all of them go now, so
+  // the list stays within the sets in flight.
+  while (!held_.empty() && done(held_.front()))
+    held_.pop_front();
+  if (held_.size() >= 2 * kMaxSetsPerWorker) std::erase_if(held_, done);
+  held_.push_back({std::chrono::steady_clock::now() + path_.settings().max_hold, set});
+  arm_holds();
+}
+
+void SearchPrefetch::adopt_held(HeldSets held) {
+  for (auto& h : held)
+    held_.push_back(std::move(h));
+  std::stable_sort(held_.begin(), held_.end(),
+                   [](const Held& a, const Held& b) { return a.deadline < b.deadline; });
+  end_holds();
+  arm_holds();
+}
+
+void SearchPrefetch::end_holds() {
+  const auto now = std::chrono::steady_clock::now();
+  while (!held_.empty() && held_.front().deadline <= now) {
+    auto set = held_.front().set.lock();
+    held_.pop_front();
+    if (set && set->end_hold()) handler_.stats_.search_deadline.inc();
+  }
+}
+
+void SearchPrefetch::arm_holds() {
+  if (hold_armed_ || held_.empty()) return;
+  hold_armed_ = true;
+  hold_timer_.expires_at(held_.front().deadline);
+  hold_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+    if (ec || alive.expired()) return;
+    hold_armed_ = false;
+    end_holds();
+    arm_holds();
   });
 }
 

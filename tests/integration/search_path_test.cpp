@@ -13,52 +13,14 @@
 #include "instance.hpp"
 #include "knot_server.hpp"
 #include "reload_support.hpp"
+#include "search_support.hpp"
 #include "wait.hpp"
 
 using namespace localdns;
 using namespace localdns::test;
 using config::Transport;
-using Clock = std::chrono::steady_clock;
 
 namespace {
-
-// The node's own search domain, appended to every pod's list by kubelet.
-constexpr const char* kHostDomain = "corp.example";
-
-config::Config make_config(std::vector<config::UpstreamGroup> groups, server::SearchPathMode mode,
-                           unsigned threads = 2) {
-  config::Config c;
-  c.threads = threads;
-  c.forward = std::move(groups);
-  c.search_path.mode = mode;
-  c.search_path.host_search_from_resolv_conf = false;
-  c.search_path.host_search = {std::string(kHostDomain) + "."};
-  return c;
-}
-
-// What a glibc pod in namespace `ns` asks for `name`, in order.
-std::vector<std::string> walk_of(const std::string& name, const std::string& ns = "default") {
-  return {name + "." + ns + ".svc.cluster.local", name + ".svc.cluster.local",
-          name + ".cluster.local", name + "." + kHostDomain, name + "."};
-}
-
-struct Step {
-  Reply reply;
-  Clock::duration took;
-};
-
-// Asks each name of the walk in turn (a resolver moving on after each
-// negative answer), timing each.
-std::vector<Step> walk(const Instance& ld, const std::vector<std::string>& names,
-                       const std::string& type = "A") {
-  std::vector<Step> out;
-  for (const auto& n : names) {
-    auto t0 = Clock::now();
-    auto r = ask(ld.endpoint(), n, type);
-    out.push_back({r, Clock::now() - t0});
-  }
-  return out;
-}
 
 // A reply's content, for comparing two: RCODE, answer records (any order),
 // the size of the authority section. TTLs may differ by age.
@@ -71,29 +33,11 @@ std::string content(const Reply& r) {
   return s;
 }
 
-long long ms(Clock::duration d) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
-}
-
-// A name as the fake upstream counts it: lower case, one trailing dot.
-std::string fqdn(const std::string& name) {
-  return name.ends_with('.') ? name : name + ".";
-}
-
 // The arrival at the upstream of the first query for `name`.
 std::optional<Clock::time_point> arrival(const FakeUpstream& up, const std::string& name) {
   for (const auto& q : up.seen_queries())
     if (FakeUpstream::name_of(q) == name) return q.at;
   return std::nullopt;
-}
-
-// Every name in the cluster domain and the node's domain is NXDOMAIN; any
-// other name has an A record (the fake upstream's synthetic answer).
-Behaviour cold_cluster(std::chrono::milliseconds delay) {
-  Behaviour b;
-  b.delay = delay;
-  b.nx_suffixes = {"cluster.local.", std::string(kHostDomain) + "."};
-  return b;
 }
 
 }  // namespace

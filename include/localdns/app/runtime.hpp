@@ -39,6 +39,7 @@ struct Stats {
   std::uint64_t search_useful = 0;
   std::uint64_t search_waste = 0;
   std::uint64_t search_cname = 0;
+  std::uint64_t search_deadline = 0;
   std::uint64_t search_skipped_rate = 0;
   std::uint64_t search_skipped_client = 0;
   std::uint64_t search_skipped_busy = 0;

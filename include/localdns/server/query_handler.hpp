@@ -80,12 +80,14 @@ struct HandlerStats {
   // Search-path prefetch (search_path.*): walks started, speculative
   // queries sent, and of those the ones a client asked for later (useful)
   // or never (waste, known kUsefulWindow after the walk ends); CNAME answers
-  // made; walks or queries the caps stopped, by cap.
+  // made, first expansions answered as they are at search_path.max_hold;
+  // walks or queries the caps stopped, by cap.
   Counter search_sets;
   Counter search_sent;
   Counter search_useful;
   Counter search_waste;
   Counter search_cname;
+  Counter search_deadline;
   Counter search_skipped_rate;       // search_path.max_qps
   Counter search_skipped_client;     // search_path.max_qps_per_client
   Counter search_skipped_busy;       // the group above half its max_in_flight

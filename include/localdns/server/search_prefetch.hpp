@@ -22,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/steady_timer.hpp>
@@ -96,9 +97,14 @@ class CandidateSet {
   bool holds_f = false;
   bool single_label = false;  // N is one label: only in-cluster targets
   bool f_answered = false;
+  bool hold_over = false;  // past search_path.max_hold: F goes out as it comes
   std::function<void(const upstream::Result&)> finish_f;
   // Ends F's round with F's own answer, when it is held and not ended yet.
   void answer_f_as_is();
+  // The hold's deadline passed: F is answered as it is, now if its answer
+  // is in, else as soon as it comes; the walk goes on as in warm. False
+  // when F's round was not held or had ended already.
+  bool end_hold();
 
  private:
   std::string key_;
@@ -141,6 +147,17 @@ class SearchPrefetch {
   // The sets in flight on this worker.
   std::size_t in_flight() const { return sets_.size(); }
 
+  // cname: a set holding F's round, and when its hold ends (max_hold after
+  // F's miss). In deadline order.
+  struct Held {
+    std::chrono::steady_clock::time_point deadline;
+    std::weak_ptr<CandidateSet> set;
+  };
+  using HeldSets = std::deque<Held>;
+  // A reload: the new SearchPrefetch takes over the old one's deadlines.
+  HeldSets take_held() { return std::exchange(held_, {}); }
+  void adopt_held(HeldSets held);
+
  private:
   void release(const std::shared_ptr<CandidateSet>& set);
   // cname: chooses the target once the outcomes allow, and ends F's round
@@ -152,6 +169,11 @@ class SearchPrefetch {
   static bool busy(const upstream::Forwarder& fwd);
   void check_useful();
   void arm();
+  // cname: files `set`'s deadline (hold), ends the holds past theirs
+  // (end_holds) and waits for the next one (arm_holds).
+  void hold(const std::shared_ptr<CandidateSet>& set);
+  void end_holds();
+  void arm_holds();
   // A probe the caps stopped: counted, and it reads as SERVFAIL for the walk.
   void capped(const std::shared_ptr<CandidateSet>& set, int probe, Counter& reason);
 
@@ -163,6 +185,9 @@ class SearchPrefetch {
   std::deque<std::shared_ptr<CandidateSet>> settled_;
   boost::asio::steady_timer timer_;
   bool armed_ = false;
+  HeldSets held_;
+  boost::asio::steady_timer hold_timer_;
+  bool hold_armed_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

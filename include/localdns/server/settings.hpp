@@ -87,6 +87,9 @@ struct SearchPathSettings {
   std::vector<std::string> host_search;
   unsigned max_qps = 1000;           // speculative queries per second, all workers together
   unsigned max_qps_per_client = 50;  // the same per client address, on each worker
+  // cname: the longest F's round is held for the walk, from F's miss; past
+  // it F is answered as it is (when F's own answer is in, at once).
+  util::Duration max_hold{std::chrono::seconds(1)};
 
   bool on() const { return mode != SearchPathMode::Off; }
   friend bool operator==(const SearchPathSettings&, const SearchPathSettings&) = default;

@@ -101,6 +101,7 @@ search_path:
   host_search: [corp.example, example.net]
   max_qps: 300
   max_qps_per_client: 9
+  max_hold: 750ms
 )";
 
 // Leaf key paths of a YAML tree: "forward[].tcp.max_age".

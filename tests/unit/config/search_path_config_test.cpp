@@ -56,6 +56,7 @@ TEST_CASE("search_path is off by default", "[config][search-path]") {
   CHECK(s.host_search_from_resolv_conf);
   CHECK(s.max_qps == 1000);
   CHECK(s.max_qps_per_client == 50);
+  CHECK(s.max_hold == std::chrono::seconds(1));
   // Off, resolv.conf is not read for it.
   auto e = load_config_text("forward: [{zones: [.], servers: [192.0.2.1]}]\n", "t.yaml");
   REQUIRE(e);
@@ -72,6 +73,7 @@ TEST_CASE("the search_path section loads and round-trips", "[config][search-path
   host_search: [corp.example, "example.net."]
   max_qps: 200
   max_qps_per_client: 7
+  max_hold: 400ms
 forward: [{zones: [.], servers: [192.0.2.1]}]
 )",
                             "t.yaml");
@@ -85,6 +87,7 @@ forward: [{zones: [.], servers: [192.0.2.1]}]
   CHECK(s.host_search == std::vector<std::string>{"corp.example.", "example.net."});
   CHECK(s.max_qps == 200);
   CHECK(s.max_qps_per_client == 7);
+  CHECK(s.max_hold == std::chrono::milliseconds(400));
   auto again = load_config_text(emit_yaml(*c), "emitted.yaml");
   INFO(emit_yaml(*c));
   REQUIRE(again);
@@ -110,12 +113,13 @@ TEST_CASE("search_path errors name the key and the line", "[config][search-path]
   max_qps: 0
   max_qps_per_client: lots
   colour: red
+  max_hold: 20s
 )",
                             "s.yaml");
   REQUIRE_FALSE(c);
   auto text = all(c.error());
   INFO(text);
-  CHECK(c.error().size() == 7);
+  CHECK(c.error().size() == 8);
   CHECK(text.find("s.yaml:2: search_path.mode: expected one of off, warm, cname, got 'fast'") !=
         std::string::npos);
   CHECK(text.find("s.yaml:3: search_path.cluster_domain: expected a domain name other than the "
@@ -129,7 +133,9 @@ TEST_CASE("search_path errors name the key and the line", "[config][search-path]
   CHECK(text.find("s.yaml:7: search_path.max_qps_per_client: expected an integer, got 'lots'") !=
         std::string::npos);
   CHECK(text.find("s.yaml:8: search_path.colour: unknown key (expected one of: mode, "
-                  "cluster_domain, ndots, host_search, max_qps, max_qps_per_client)") !=
+                  "cluster_domain, ndots, host_search, max_qps, max_qps_per_client, max_hold)") !=
+        std::string::npos);
+  CHECK(text.find("s.yaml:9: search_path.max_hold: must be between 10ms and 10s") !=
         std::string::npos);
   auto scalar = load_config_text("search_path: warm\n", "e.yaml");
   REQUIRE_FALSE(scalar);
