@@ -70,11 +70,16 @@ QueryHandler::QueryHandler(const ZoneRouter& router,
 QueryHandler::~QueryHandler() = default;
 
 void QueryHandler::set_search_path(const SearchPathSettings& settings, SpeculationBudget* budget) {
+  set_search_path(settings, budget, SearchPrefetch::kMaxSetsPerWorker);
+}
+
+void QueryHandler::set_search_path(const SearchPathSettings& settings, SpeculationBudget* budget,
+                                   std::size_t max_sets) {
   // The walks in flight go on; the holds of F keep their deadlines.
   auto held = search_ ? search_->take_held() : SearchPrefetch::HeldSets{};
   search_.reset();
   if (settings.on() && cache_.coalescer != nullptr) {
-    search_ = std::make_unique<SearchPrefetch>(*this, settings, budget);
+    search_ = std::make_unique<SearchPrefetch>(*this, settings, budget, max_sets);
     search_->adopt_held(std::move(held));
   } else {
     for (auto& h : held)  // turned off: F is answered as it is

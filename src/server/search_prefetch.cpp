@@ -13,7 +13,6 @@ namespace localdns::server {
 
 namespace {
 
-constexpr std::size_t kMaxSetsPerWorker = 1024;
 constexpr std::size_t kMaxSettled = 4096;
 
 // Scratch space for rendering a cached candidate's answer.
@@ -108,10 +107,11 @@ bool CandidateSet::settled() const {
 }
 
 SearchPrefetch::SearchPrefetch(QueryHandler& handler, const SearchPathSettings& settings,
-                               SpeculationBudget* budget)
+                               SpeculationBudget* budget, std::size_t max_sets)
     : handler_(handler),
       path_(settings),
       budget_(budget),
+      max_sets_(max_sets),
       clients_(per_client_limits(settings), {}),
       timer_(handler.executor_),
       hold_timer_(handler.executor_) {}
@@ -129,7 +129,7 @@ std::shared_ptr<CandidateSet> SearchPrefetch::on_miss(const dns::Question& q, bo
   auto f = path_.match(q.qname, q.qtype);
   if (!f) return nullptr;
   auto& stats = handler_.stats_;
-  if (sets_.contains(std::string(f_key)) || sets_.size() >= kMaxSetsPerWorker) {
+  if (sets_.contains(std::string(f_key)) || sets_.size() >= max_sets_) {
     stats.search_skipped_in_flight.inc();
     return nullptr;
   }
@@ -321,7 +321,7 @@ void SearchPrefetch::hold(const std::shared_ptr<CandidateSet>& set) {
   // the list stays within the sets in flight.
   while (!held_.empty() && done(held_.front()))
     held_.pop_front();
-  if (held_.size() >= 2 * kMaxSetsPerWorker) std::erase_if(held_, done);
+  if (held_.size() >= 2 * max_sets_) std::erase_if(held_, done);
   held_.push_back({std::chrono::steady_clock::now() + path_.settings().max_hold, set});
   arm_holds();
 }

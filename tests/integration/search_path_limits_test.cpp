@@ -1,12 +1,20 @@
 // The bounds of the search-path walks through the real listeners, against
 // the fault-injecting upstream with per-name delays: cname's longest hold of
-// the first expansion (search_path.max_hold).
+// the first expansion (search_path.max_hold), and no walk while the group is
+// busy. (The cap on walks in flight per worker: tests/unit/server.)
 #include <chrono>
+#include <future>
+#include <optional>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
+#include <localdns/app/metrics.hpp>
+
 #include "ask.hpp"
+#include "endpoints.hpp"
 #include "fake_upstream.hpp"
+#include "http_get.hpp"
 #include "instance.hpp"
 #include "search_support.hpp"
 #include "wait.hpp"
@@ -93,4 +101,56 @@ TEST_CASE(
   CHECK(took < kF + 500ms);
   CHECK(ld.server().stats().search_deadline == 1);
   CHECK(ld.server().stats().search_cname == 0);
+}
+
+TEST_CASE("warm: no walk starts while the group has more than half its max_in_flight in flight",
+          "[integration][search-path]") {
+  FakeUpstream up;
+  auto b = cold_cluster(0ms);
+  b.name_delays = {{"slow.test.", 800ms}};
+  up.set(b);
+  auto g = group({"."}, {up.address()}, Transport::Udp);
+  g.max_in_flight = 4;
+  Instance ld(make_config({g}, server::SearchPathMode::Warm, 1));
+  const auto port = free_port();
+  app::MetricsEndpoint metrics(ld.server(), nullptr, loopback(port));
+  // Three client queries in flight: above half of 4.
+  std::vector<std::future<std::optional<Packet>>> slow;
+  for (const char* n : {"a.slow.test", "b.slow.test", "c.slow.test"}) {
+    slow.push_back(std::async(std::launch::async, [&ld, n] {
+      return udp_query(ld.endpoint(), make_query(n, "A"), 3000ms);
+    }));
+  }
+  REQUIRE(wait_until(within(2s), [&] { return up.queries() == 3; }));
+  const auto names = walk_of("www.external.test");
+  // F itself goes upstream (the fourth of four); its walk does not start.
+  CHECK(ask(ld.endpoint(), names[0]).rcode == "NXDOMAIN");
+  for (auto& f : slow)
+    CHECK(f.get().has_value());
+  // A query behind it on the one worker: what a walk had sent would be
+  // upstream by now.
+  ask(ld.endpoint(), "sync.example");
+  for (std::size_t i = 1; i < names.size(); ++i) {
+    INFO(names[i]);
+    CHECK(up.queries_for(fqdn(names[i])) == 0);
+  }
+  CHECK(up.queries() == 5);
+  auto st = ld.server().stats();
+  CHECK(st.search_skipped_busy == 1);
+  CHECK(st.search_sets == 0);
+  CHECK(st.search_sent == 0);
+  auto [status, text] = http_get(port, "/metrics");
+  REQUIRE(status == 200);
+  CHECK(metric_sum(text, "localdns_search_path_skipped_total", {"reason=\"group_busy\""}) == 1);
+  CHECK(metric_sum(text, "localdns_search_path_skipped_total") == 1);
+  CHECK(metric_sum(text, "localdns_search_path_walks_total") == 0);
+
+  // The slow queries answered: a first expansion walks again.
+  const auto later = walk_of("api.external.test");
+  CHECK(ask(ld.endpoint(), later[0]).rcode == "NXDOMAIN");
+  REQUIRE(wait_until(within(3s), [&] { return up.queries_for(fqdn(later[4])) == 1; }));
+  st = ld.server().stats();
+  CHECK(st.search_sets == 1);
+  CHECK(st.search_sent == 4);
+  CHECK(st.search_skipped_busy == 1);
 }

@@ -203,6 +203,10 @@ class QueryHandler {
   // walk in flight goes on under the new settings. `budget` is the overall
   // cap, shared by the workers; it must outlive the handler.
   void set_search_path(const SearchPathSettings& settings, SpeculationBudget* budget);
+  // The same with at most `max_sets` walks in flight on this worker
+  // (SearchPrefetch::kMaxSetsPerWorker otherwise).
+  void set_search_path(const SearchPathSettings& settings, SpeculationBudget* budget,
+                       std::size_t max_sets);
   const SearchPrefetch* search_path() const { return search_.get(); }
 
  private:

@@ -124,9 +124,12 @@ class SearchPrefetch {
   // How long after a set settles a candidate it asked may still be asked
   // by the pod to count as useful (its cache entry's hit count is read then).
   static constexpr std::chrono::seconds kUsefulWindow{5};
+  // Walks in flight on one worker; past it, F misses start none (counted as
+  // in_flight).
+  static constexpr std::size_t kMaxSetsPerWorker = 1024;
 
   SearchPrefetch(QueryHandler& handler, const SearchPathSettings& settings,
-                 SpeculationBudget* budget);
+                 SpeculationBudget* budget, std::size_t max_sets = kMaxSetsPerWorker);
   ~SearchPrefetch();
 
   const SearchPath& path() const { return path_; }
@@ -180,6 +183,7 @@ class SearchPrefetch {
   QueryHandler& handler_;
   SearchPath path_;
   SpeculationBudget* budget_;
+  std::size_t max_sets_;
   ClientLimiter clients_;
   std::unordered_map<std::string, std::weak_ptr<CandidateSet>> sets_;
   std::deque<std::shared_ptr<CandidateSet>> settled_;
