@@ -47,6 +47,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 if [ "$(id -u)" -ne 0 ]; then echo "bench/run.sh needs root (network namespace)"; exit 2; fi
+if [ -n "$E_HALT_POLL" ] && [ ! -w /sys/module/haltpoll/parameters/guest_halt_poll_ns ]; then
+  echo "--halt-poll: this machine has no cpuidle-haltpoll driver (/sys/module/haltpoll)"; exit 2
+fi
 if [ "$(nproc)" -lt 2 ]; then echo "bench/run.sh needs 2 CPUs (server on CPU 0, load on CPU 1)"; exit 2; fi
 
 # --- peers and tools from Debian -------------------------------------------------
