@@ -20,80 +20,124 @@ constexpr char kFlagCD = 2;
 // A key is the lowercased qname, then qtype, qclass and the flag byte.
 constexpr std::size_t kKeySuffix = 5;
 
-// One allocation per entry: this header, then the TTL offsets, the wire
-// answer (dns::AnswerParts::wire with ID 0 and its ARCOUNT) and the upstream's
-// Extended DNS Error options. The LRU list is intrusive. The key is not stored
-// apart: it is the wire's question (its name written in the key's lower case;
-// a reply carries the client's) and the flag byte.
+// One allocation per entry: this 32-byte header, then the wire answer
+// (dns::AnswerParts::wire with ID 0 and its ARCOUNT), its TTL offsets (from
+// the next even byte) and, when the upstream sent any, a length byte and its
+// Extended DNS Error options. The LRU list is intrusive. What the wire holds
+// is not stored again: the key is the wire's question (its name written in the
+// key's lower case; a reply carries the client's) and the flag byte, the flags
+// are the wire's header flags, and there is one TTL offset per record its
+// counts give (make_entry checks). A lookup knows the name's length from its key.
 struct Entry {
-  Entry* prev = nullptr;
-  Entry* next = nullptr;
+  // LRU links: addresses without their 3 low bits, which fit 44 bits
+  // (EntryIndex::storable: 8-aligned, below 2^47; make_entry checks).
+  std::uint64_t prev_ : 44 = 0;
+  std::uint64_t hits : 20 = 0;  // renders since stored, saturating at kMaxHits
+  std::uint64_t next_ : 44 = 0;
+  std::uint64_t wire_len : 16 = 0;
+  std::uint64_t key_flags : 2 = 0;    // the key's last byte: kFlagDO, kFlagCD
+  std::uint64_t prefetching : 1 = 0;  // a refresh was requested; do not request another
+  std::uint64_t has_ede : 1 = 0;
   Clock::time_point stored;
   std::uint32_t lifetime = 0;
   std::uint32_t stale_window = 0;
-  std::uint32_t hits = 0;
-  std::uint16_t flags = 0;
-  std::uint16_t wire_len = 0;
-  std::uint16_t n_ttls = 0;
-  std::uint8_t qname_len = 0;
-  std::uint8_t key_flags = 0;  // the key's last byte: kFlagDO, kFlagCD
-  std::uint8_t ede_len = 0;
-  bool prefetching = false;  // a refresh was requested; do not request another
 
-  const std::uint16_t* ttls() const { return reinterpret_cast<const std::uint16_t*>(this + 1); }
-  std::uint16_t* ttls() { return reinterpret_cast<std::uint16_t*>(this + 1); }
-  const std::uint8_t* wire() const {
-    return reinterpret_cast<const std::uint8_t*>(ttls() + n_ttls);
+  // Above the largest cache.prefetch_hits the config accepts (1,000,000).
+  static constexpr std::uint32_t kMaxHits = (1u << 20) - 1;
+  static constexpr std::uint64_t kLinkMask = (std::uint64_t{1} << 44) - 1;
+
+  static std::uint64_t link_of(const Entry* e) { return reinterpret_cast<std::uintptr_t>(e) >> 3; }
+  static Entry* entry_of(std::uint64_t link) {
+    return reinterpret_cast<Entry*>(static_cast<std::uintptr_t>(link << 3));
   }
-  std::uint8_t* wire() { return reinterpret_cast<std::uint8_t*>(ttls() + n_ttls); }
-  const std::uint8_t* ede() const { return wire() + wire_len; }
+  Entry* prev() const { return entry_of(prev_); }
+  Entry* next() const { return entry_of(next_); }
+  void set_prev(const Entry* e) { prev_ = link_of(e) & kLinkMask; }
+  void set_next(const Entry* e) { next_ = link_of(e) & kLinkMask; }
+
+  const std::uint8_t* wire() const { return reinterpret_cast<const std::uint8_t*>(this + 1); }
+  std::uint8_t* wire() { return reinterpret_cast<std::uint8_t*>(this + 1); }
+  std::uint16_t flags() const { return dns::read_u16(wire() + 2); }
+  // Answer, authority and additional records: one TTL field each.
+  std::size_t n_ttls() const {
+    const std::uint8_t* w = wire();
+    return std::size_t{dns::read_u16(w + 6)} + dns::read_u16(w + 8) + dns::read_u16(w + 10);
+  }
+  static std::size_t ttls_at(std::size_t wire_len) { return wire_len + (wire_len & 1); }
+  const std::uint16_t* ttls() const {
+    return reinterpret_cast<const std::uint16_t*>(wire() + ttls_at(wire_len));
+  }
+  const std::uint8_t* ede_at() const {
+    return reinterpret_cast<const std::uint8_t*>(ttls() + n_ttls());
+  }
+  dns::Bytes ede() const {
+    if (has_ede == 0) return {};
+    const std::uint8_t* p = ede_at();
+    return {p + 1, p[0]};
+  }
+  // The key's name: the question's, in lower case (create wrote it).
+  std::size_t qname_len() const {
+    return dns::uncompressed_name_length(dns::Bytes(wire(), wire_len), dns::kHeaderSize)
+        .value_or(0);
+  }
   // The key but its flag byte: the question's name, qtype and qclass.
   std::string_view key_head() const {
-    return {reinterpret_cast<const char*>(wire()) + dns::kHeaderSize, qname_len + 4u};
+    return {reinterpret_cast<const char*>(wire()) + dns::kHeaderSize, qname_len() + 4u};
   }
-  dns::Bytes qname() const { return {wire() + dns::kHeaderSize, qname_len}; }
+  dns::Bytes qname() const { return {wire() + dns::kHeaderSize, qname_len()}; }
+  // Names in wire form are prefix-free (a name ends at its first empty label),
+  // so the key's name, qtype and qclass matching the bytes after the header
+  // means the question is the key's.
   bool has_key(std::string_view key) const {
-    return key.size() == qname_len + kKeySuffix &&
-           static_cast<std::uint8_t>(key.back()) == key_flags &&
-           std::memcmp(key.data(), wire() + dns::kHeaderSize, qname_len + 4u) == 0;
+    const std::size_t head = key.size() - 1;
+    return static_cast<std::uint8_t>(key.back()) == key_flags &&
+           dns::kHeaderSize + head <= wire_len &&
+           std::memcmp(key.data(), wire() + dns::kHeaderSize, head) == 0;
+  }
+  static std::size_t body_size(std::size_t wire_len, std::size_t n_ttls, std::size_t ede_len) {
+    return ttls_at(wire_len) + n_ttls * sizeof(std::uint16_t) + (ede_len != 0 ? 1 + ede_len : 0);
   }
   std::size_t charge() const {
-    return PacketCache::kEntryOverhead + n_ttls * sizeof(std::uint16_t) + wire_len + ede_len;
+    return PacketCache::kEntryOverhead + body_size(wire_len, n_ttls(), ede().size());
   }
 
   // A copy of `a` with ID 0, ARCOUNT set and the key's name in the question;
-  // TTLs as they came. The caller checked that the question is the key's.
+  // TTLs as they came. The caller checked that the question is the key's and
+  // that `a` has one TTL offset per record its counts give.
   static Entry* create(std::string_view key, const dns::AnswerParts& a) {
     const std::size_t n_ttls = a.ttl_offsets.size();
-    std::size_t total =
-        sizeof(Entry) + n_ttls * sizeof(std::uint16_t) + a.wire.size() + a.ede.size();
+    const std::size_t total = sizeof(Entry) + body_size(a.wire.size(), n_ttls, a.ede.size());
     auto* e = new (::operator new(total)) Entry();
-    e->qname_len = static_cast<std::uint8_t>(key.size() - kKeySuffix);
-    e->key_flags = static_cast<std::uint8_t>(key.back());
-    e->wire_len = static_cast<std::uint16_t>(a.wire.size());
-    e->n_ttls = static_cast<std::uint16_t>(n_ttls);
-    e->ede_len = static_cast<std::uint8_t>(a.ede.size());
-    e->flags = a.flags;
-    if (n_ttls != 0) std::memcpy(e->ttls(), a.ttl_offsets.data(), n_ttls * sizeof(std::uint16_t));
+    e->wire_len = a.wire.size() & 0xFFFF;
+    e->key_flags = static_cast<std::uint8_t>(key.back()) & 3u;
+    e->has_ede = a.ede.empty() ? 0u : 1u;
     std::uint8_t* w = e->wire();
     std::memcpy(w, a.wire.data(), a.wire.size());
-    std::memcpy(w + dns::kHeaderSize, key.data(), e->qname_len);
+    std::memcpy(w + dns::kHeaderSize, key.data(), key.size() - kKeySuffix);
     dns::write_u16(w, 0);
+    dns::write_u16(w + 2, a.flags);
     dns::write_u16(w + 10, a.arcount);
-    if (!a.ede.empty()) std::memcpy(w + a.wire.size(), a.ede.data(), a.ede.size());
+    std::uint8_t* p = w + ttls_at(a.wire.size());
+    if (n_ttls != 0) std::memcpy(p, a.ttl_offsets.data(), n_ttls * sizeof(std::uint16_t));
+    p += n_ttls * sizeof(std::uint16_t);
+    if (!a.ede.empty()) {
+      p[0] = static_cast<std::uint8_t>(a.ede.size());
+      std::memcpy(p + 1, a.ede.data(), a.ede.size());
+    }
     return e;
   }
-  // The parts a reply is rendered from. Cached answers have no extended
-  // RCODE (cache_lifetime never allows one), so the header's RCODE is all.
-  dns::AnswerParts parts() const {
+  // The parts a reply is rendered from, for a key whose name is `qname_len`
+  // bytes. Cached answers have no extended RCODE (cache_lifetime never allows
+  // one), so the header's RCODE is all.
+  dns::AnswerParts parts(std::size_t qname_len) const {
     dns::AnswerParts a;
     a.wire = dns::Bytes(wire(), wire_len);
-    a.flags = flags;
-    a.rcode = static_cast<std::uint16_t>(dns::Header{.flags = flags}.rcode());
+    a.flags = flags();
+    a.rcode = static_cast<std::uint16_t>(dns::Header{.flags = a.flags}.rcode());
     a.arcount = dns::read_u16(wire() + 10);
     a.qname_len = qname_len;
-    a.ttl_offsets = {ttls(), n_ttls};
-    a.ede = dns::Bytes(ede(), ede_len);
+    a.ttl_offsets = {ttls(), n_ttls()};
+    a.ede = ede();
     return a;
   }
   static void destroy(Entry* e) {
@@ -101,9 +145,10 @@ struct Entry {
     ::operator delete(e);
   }
 };
-static_assert(sizeof(Entry) <= 48);
+static_assert(sizeof(Entry) == 32);
 static_assert(dns::kMaxEdeBytes <= UINT8_MAX);
-static_assert(dns::kMaxNameSize <= UINT8_MAX);
+static_assert(dns::kMaxMessageSize <= UINT16_MAX);
+static_assert((kFlagDO | kFlagCD) <= 3);
 static_assert(alignof(Entry) >= 8);  // EntryIndex keeps addresses without their low 3 bits
 
 // Per-entry charge beyond the header: the allocator's chunk header and
@@ -167,16 +212,27 @@ struct ShardData {
   }
 
   void link_front(Entry* e) {
-    e->prev = nullptr;
-    e->next = head;
-    if (head) head->prev = e;
+    e->set_prev(nullptr);
+    e->set_next(head);
+    if (head) head->set_prev(e);
     head = e;
     if (!tail) tail = e;
   }
   void unlink(Entry* e) {
-    (e->prev ? e->prev->next : head) = e->next;
-    (e->next ? e->next->prev : tail) = e->prev;
-    e->prev = e->next = nullptr;
+    Entry* const prev = e->prev();
+    Entry* const next = e->next();
+    if (prev) {
+      prev->set_next(next);
+    } else {
+      head = next;
+    }
+    if (next) {
+      next->set_prev(prev);
+    } else {
+      tail = prev;
+    }
+    e->set_prev(nullptr);
+    e->set_next(nullptr);
   }
   void erase(Entry* e) {
     bytes -= e->charge();
@@ -187,7 +243,7 @@ struct ShardData {
   }
   void clear() {
     for (Entry* e = head; e != nullptr;) {
-      Entry* next = e->next;
+      Entry* next = e->next();
       Entry::destroy(e);
       e = next;
     }
@@ -240,6 +296,12 @@ Entry* make_entry(const Key& key, dns::Bytes msg, const dns::ResponseView& rv) {
   const std::size_t qtype_at = dns::kHeaderSize + rv.question.qname.size();
   if (!parts || parts->wire.size() < qtype_at + 4 ||
       std::memcmp(parts->wire.data() + qtype_at, k.data() + (k.size() - kKeySuffix), 4) != 0) {
+    return nullptr;
+  }
+  // The entry finds its TTL offsets by the record counts.
+  const std::uint8_t* w = parts->wire.data();
+  if (std::size_t{dns::read_u16(w + 6)} + dns::read_u16(w + 8) + parts->arcount !=
+      parts->ttl_offsets.size()) {
     return nullptr;
   }
   Entry* e = Entry::create(k, *parts);
@@ -321,7 +383,7 @@ void PacketCache::export_entries(const std::function<void(std::vector<SavedEntry
       const auto now = now_();
       auto s = std::as_const(shard->data).lock();
       out.reserve(s->count);
-      for (const Entry* e = s->head; e != nullptr; e = e->next) {
+      for (const Entry* e = s->head; e != nullptr; e = e->next()) {
         const auto age = now - e->stored;
         if (age >= std::chrono::seconds(std::int64_t{e->lifetime} + e->stale_window)) continue;
         SavedEntry& saved = out.emplace_back();
@@ -330,14 +392,15 @@ void PacketCache::export_entries(const std::function<void(std::vector<SavedEntry
         saved.lifetime = e->lifetime;
         saved.stale_window = e->stale_window;
         saved.age = age;
-        const std::size_t opt = e->ede_len != 0 ? dns::kOptRecordSize + e->ede_len : 0;
+        const dns::Bytes ede = e->ede();
+        const std::size_t opt = !ede.empty() ? dns::kOptRecordSize + ede.size() : 0;
         saved.answer.resize(e->wire_len + opt);
         std::memcpy(saved.answer.data(), e->wire(), e->wire_len);
         if (opt != 0) {
           // The upstream's EDE options travel in an OPT, where insert found them.
           std::uint8_t* p = saved.answer.data() + e->wire_len;
-          p = dns::write_opt_record(p, false, e->ede_len);
-          std::memcpy(p, e->ede(), e->ede_len);
+          p = dns::write_opt_record(p, false, static_cast<std::uint16_t>(ede.size()));
+          std::memcpy(p, ede.data(), ede.size());
           dns::write_u16(saved.answer.data() + 10,
                          static_cast<std::uint16_t>(dns::read_u16(e->wire() + 10) + 1));
         }
@@ -383,16 +446,18 @@ LookupResult PacketCache::lookup(const Key& key, const dns::ReplyShape& shape,
       result.stale ? dns::TtlAging{0, kStaleAnswerTtl} : dns::TtlAging{age, e.lifetime - age};
   std::uint16_t stale_ede = 0;
   if (result.stale) {
-    const bool nx = dns::Header{.flags = e.flags}.rcode() == dns::Rcode::NXDomain;
+    const bool nx = dns::Header{.flags = e.flags()}.rcode() == dns::Rcode::NXDomain;
     stale_ede = nx ? dns::kEdeStaleNxdomain : dns::kEdeStaleAnswer;
   }
-  const std::size_t n = dns::render_reply(e.parts(), shape, aging, stale_ede, out);
+  const std::size_t n =
+      dns::render_reply(e.parts(key.view().size() - kKeySuffix), shape, aging, stale_ede, out);
   if (n == 0) return {};
   result.size = n;
-  ++e.hits;
+  if (e.hits < Entry::kMaxHits) ++e.hits;
   if (result.stale) {
     ++s->stats.stale_served;
-  } else if (settings_.prefetch_hits != 0 && !e.prefetching && e.hits >= settings_.prefetch_hits &&
+  } else if (settings_.prefetch_hits != 0 && !e.prefetching &&
+             e.hits >= std::min(settings_.prefetch_hits, Entry::kMaxHits) &&
              std::uint64_t{e.lifetime - age} * 100 <=
                  std::uint64_t{e.lifetime} * settings_.prefetch_percent) {
     e.prefetching = true;
@@ -414,13 +479,14 @@ void PacketCache::for_each(const std::function<void(const EntryInfo&)>& fn) cons
   const auto now = now_();
   for (const auto& shard : shards_) {
     auto s = std::as_const(shard->data).lock();
-    for (const Entry* e = s->head; e != nullptr; e = e->next) {
+    for (const Entry* e = s->head; e != nullptr; e = e->next()) {
       EntryInfo info;
-      info.name = dns::name_to_text(e->qname());
-      info.qtype = dns::read_u16(e->qname().data() + e->qname_len);
+      const dns::Bytes qname = e->qname();
+      info.name = dns::name_to_text(qname);
+      info.qtype = dns::read_u16(qname.data() + qname.size());
       auto age = std::chrono::duration_cast<std::chrono::seconds>(now - e->stored).count();
       info.ttl_left = static_cast<std::int64_t>(e->lifetime) - age;
-      info.rcode = static_cast<std::uint8_t>(dns::Header{.flags = e->flags}.rcode());
+      info.rcode = static_cast<std::uint8_t>(dns::Header{.flags = e->flags()}.rcode());
       info.bytes = e->charge();
       fn(info);
     }
@@ -441,7 +507,7 @@ std::size_t PacketCache::erase_if(const std::function<bool(dns::Bytes qname)>& p
   for (auto& shard : shards_) {
     auto s = shard->data.lock();
     for (Entry* e = s->head; e != nullptr;) {
-      Entry* next = e->next;
+      Entry* next = e->next();
       if (pred(e->qname())) {
         s->erase(e);
         ++erased;

@@ -124,8 +124,9 @@ class PacketCache {
   void clear();
   CacheStats stats() const;
   // How often the entry for `key` was rendered since it was stored (0 without
-  // one): how the search-path prefetch learns whether a pod asked for an
-  // answer it fetched ahead. Takes the shard's lock; renders nothing.
+  // one; counts stop at 2^20 - 1, above any cache.prefetch_hits): how the search-path prefetch
+  // learns whether a pod asked for an answer it fetched ahead. Takes the shard's lock; renders
+  // nothing.
   std::uint32_t hits(const Key& key) const;
 
   // For `localdns ctl dump`: one entry as operators read it.
@@ -172,9 +173,10 @@ class PacketCache {
   bool restore(const Key& key, dns::Bytes msg, const dns::ResponseView& rv, std::uint32_t lifetime,
                std::uint32_t stale_window, Clock::duration age);
 
-  // Bytes charged for an entry beyond its wire answer and TTL offsets: the
-  // entry header, the allocator's share and the entry's share of the index.
-  static constexpr std::size_t kEntryOverhead = 80;
+  // Bytes charged for an entry beyond what it stores of the answer (the wire,
+  // TTL offsets and EDE options): the 32-byte entry header, the allocator's
+  // share and the entry's share of the index.
+  static constexpr std::size_t kEntryOverhead = 64;
 
  private:
   struct Shard;
