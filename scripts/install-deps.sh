@@ -7,8 +7,9 @@ set -euo pipefail
 
 # The libraries localdns links (ldd; libc6 and libgcc-s1 are in every Debian
 # base), iptables and nftables: node setup drives them for the NOTRACK rules.
-# libsystemd: sd_notify readiness under systemd (Type=notify). libcap-ng:
-# dropping the capabilities a run no longer needs, bounding set included.
+# libsystemd: sd_notify readiness under systemd (Type=notify), loaded (dlopen) only
+# when NOTIFY_SOCKET is set, so ldd does not list it. libcap-ng: dropping the
+# capabilities a run no longer needs, bounding set included.
 # zlib1g: the CRC-32 of the warm-restart cache file.
 runtime=(libstdc++6 libyaml-cpp0.7 libspdlog1.10 libfmt9 libnl-3-200 libnl-route-3-200 libnl-nf-3-200
   libprometheus-cpp-core1.0 libsystemd0 libcap-ng0 zlib1g iptables nftables)

@@ -1,5 +1,7 @@
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <dlfcn.h>
 #include <poll.h>
 #include <string>
 #include <sys/socket.h>
@@ -17,9 +19,48 @@ namespace localdns::app {
 
 namespace {
 
+// libsystemd's functions, loaded the first time they are needed and only when
+// NOTIFY_SOCKET is set: without a service manager to tell, the library and
+// the libraries it needs (libgcrypt, liblzma, libzstd, ...) are never mapped.
+struct Systemd {
+  decltype(&::sd_notify) notify = nullptr;
+  decltype(&::sd_watchdog_enabled) watchdog_enabled = nullptr;
+};
+
+Systemd load_systemd() {
+  Systemd s;
+  if (std::getenv("NOTIFY_SOCKET") == nullptr) return s;
+  void* lib = ::dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
+  if (lib == nullptr) {
+    const char* why = ::dlerror();
+    spdlog::warn("cannot notify the service manager over NOTIFY_SOCKET: {}",
+                 why != nullptr ? why : "libsystemd.so.0 not found");
+    return s;
+  }
+  // The library stays loaded for the rest of the process.
+  s.notify = reinterpret_cast<decltype(&::sd_notify)>(::dlsym(lib, "sd_notify"));
+  s.watchdog_enabled =
+      reinterpret_cast<decltype(&::sd_watchdog_enabled)>(::dlsym(lib, "sd_watchdog_enabled"));
+  if (s.notify == nullptr || s.watchdog_enabled == nullptr) {
+    spdlog::warn(
+        "cannot notify the service manager over NOTIFY_SOCKET: libsystemd.so.0 lacks "
+        "sd_notify or sd_watchdog_enabled");
+    s = {};
+  }
+  return s;
+}
+
+// Loaded once, by whichever thread asks first.
+const Systemd& systemd() {
+  static const Systemd s = load_systemd();
+  return s;
+}
+
 // sd_notify returns > 0 when sent, 0 without NOTIFY_SOCKET, < 0 (-errno) on error.
 void send(const std::string& message, const char* what) {
-  int r = ::sd_notify(0, message.c_str());
+  const auto notify = systemd().notify;
+  if (notify == nullptr) return;
+  int r = notify(0, message.c_str());
   if (r < 0) {
     spdlog::warn("cannot notify the service manager ({}) over NOTIFY_SOCKET: {}", what,
                  std::strerror(-r));
@@ -114,7 +155,7 @@ void Watchdog::run() {
     for (int attempt = 0; attempt < 3 && !ok; ++attempt)
       ok = listeners_answer(listen_(), timeout);
     if (ok) {
-      ::sd_notify(0, "WATCHDOG=1");
+      systemd().notify(0, "WATCHDOG=1");
       if (failing) spdlog::info("watchdog: the listeners answer again");
     } else if (!failing) {
       spdlog::warn(
@@ -128,8 +169,10 @@ void Watchdog::run() {
 }
 
 std::unique_ptr<Watchdog> start_watchdog(Watchdog::Listen listen) {
+  // Without NOTIFY_SOCKET (or libsystemd) no WATCHDOG=1 could be sent.
+  const auto enabled = systemd().watchdog_enabled;
   std::uint64_t usec = 0;
-  if (::sd_watchdog_enabled(0, &usec) <= 0 || usec == 0) return nullptr;
+  if (enabled == nullptr || enabled(0, &usec) <= 0 || usec == 0) return nullptr;
   spdlog::info("watchdog: every {} ms, as long as the listeners answer", usec / 4000);
   return std::make_unique<Watchdog>(std::move(listen), std::chrono::microseconds(usec));
 }

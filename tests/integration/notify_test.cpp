@@ -132,6 +132,14 @@ void spawn(Child& c, const std::vector<std::string>& args, const std::vector<std
   REQUIRE(r == 0);
 }
 
+// The files a process maps (/proc/PID/maps).
+std::string mapped_files(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/maps");
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
 struct Ports {
   std::uint16_t dns = free_port();
   std::uint16_t health = free_port();
@@ -176,6 +184,8 @@ TEST_CASE("READY=1 comes once the listeners answer, STOPPING=1 on SIGTERM",
   TcpStream health(Endpoint{"127.0.0.1", p.health});
   CHECK(health.connected());
   CHECK(::access(p.control.c_str(), F_OK) == 0);
+  // Sent by libsystemd's sd_notify, loaded for NOTIFY_SOCKET.
+  CHECK_THAT(mapped_files(c.pid), Catch::Contains("libsystemd.so.0"));
   // Nothing else until shutdown.
   CHECK_FALSE(ns.next(200ms));
   ::kill(c.pid, SIGTERM);
@@ -203,6 +213,10 @@ TEST_CASE("without NOTIFY_SOCKET localdns serves as before and sends nothing",
       50ms);
   REQUIRE(r);
   CHECK(decode(*r).answers == std::vector<std::string>{FakeUpstream::answer_address()});
+  // libsystemd is loaded only for a service manager: not mapped at all.
+  const std::string maps = mapped_files(c.pid);
+  CHECK_THAT(maps, Catch::Contains("libc.so"));
+  CHECK_THAT(maps, !Catch::Contains("libsystemd"));
   CHECK(c.terminate() == 0);
   CHECK_FALSE(ns.next(100ms));
   CHECK_THAT(c.output(), !Catch::Contains("service manager"));

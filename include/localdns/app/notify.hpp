@@ -1,6 +1,7 @@
 // Readiness and shutdown notifications to a service manager (sd_notify(3),
-// systemd's Type=notify), through libsystemd. Without NOTIFY_SOCKET in the
-// environment every call does nothing.
+// systemd's Type=notify), through libsystemd, which is loaded (dlopen) only
+// when NOTIFY_SOCKET is set. Without NOTIFY_SOCKET in the environment every
+// call does nothing and libsystemd is never mapped.
 #pragma once
 
 #include <chrono>
