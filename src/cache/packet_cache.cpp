@@ -8,6 +8,7 @@
 #include <localdns/cache/packet_cache.hpp>
 #include <localdns/dns/name.hpp>
 #include <localdns/util/lock_guarded.hpp>
+#include <localdns/util/thread_scratch.hpp>
 
 #include "entry_index.hpp"
 
@@ -157,7 +158,7 @@ constexpr std::size_t kIndexCharge = 32;
 static_assert(sizeof(Entry) + kIndexCharge <= PacketCache::kEntryOverhead);
 
 // Room for answers whose records insert() cannot take from the view as they are.
-thread_local dns::AnswerScratch tl_scratch;
+thread_local util::ThreadScratch<dns::AnswerScratch> tl_scratch;
 
 std::uint64_t hash_of(std::string_view key, std::uint64_t seed) {
   return detail::hash_key(key.data(), key.size() - 1, static_cast<std::uint8_t>(key.back()), seed);
@@ -291,7 +292,7 @@ Entry* make_entry(const Key& key, dns::Bytes msg, const dns::ResponseView& rv) {
   const auto k = key.view();
   if (rv.question.qname.size() + kKeySuffix != k.size()) return nullptr;
   msg = msg.first(std::min(rv.end, msg.size()));  // without trailing bytes
-  auto parts = dns::answer_parts(msg, rv, tl_scratch);
+  auto parts = dns::answer_parts(msg, rv, tl_scratch.get());
   // The entry's key is its question: the answer must be for the key's type and class.
   const std::size_t qtype_at = dns::kHeaderSize + rv.question.qname.size();
   if (!parts || parts->wire.size() < qtype_at + 4 ||

@@ -3,6 +3,7 @@
 
 #include <localdns/dns/builder.hpp>
 #include <localdns/dns/name.hpp>
+#include <localdns/util/thread_scratch.hpp>
 
 namespace localdns::dns {
 namespace {
@@ -142,7 +143,7 @@ std::span<const std::uint16_t> find_ttls(Bytes wire, std::size_t question_end, s
   return out.first(n);
 }
 
-thread_local AnswerScratch tl_scratch;
+thread_local util::ThreadScratch<AnswerScratch> tl_scratch;
 
 }  // namespace
 
@@ -236,7 +237,7 @@ std::size_t render_reply(const AnswerParts& answer, const ReplyShape& shape,
 
 std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const ReplyShape& shape,
                                MutableBytes out) {
-  auto parts = answer_parts(answer, rv, tl_scratch, out.size());
+  auto parts = answer_parts(answer, rv, tl_scratch.get(), out.size());
   if (!parts) return 0;
   return render_reply(*parts, shape, std::nullopt, 0, out);
 }

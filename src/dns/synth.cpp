@@ -4,6 +4,7 @@
 
 #include <localdns/dns/name.hpp>
 #include <localdns/dns/synth.hpp>
+#include <localdns/util/thread_scratch.hpp>
 
 namespace localdns::dns {
 namespace {
@@ -169,7 +170,7 @@ struct SynthScratch {
   std::array<std::uint8_t, kMaxMessageSize> wire;
   std::array<std::uint16_t, kMaxRecords> ttl_offsets;
 };
-thread_local SynthScratch tl_synth;
+thread_local util::ThreadScratch<SynthScratch> tl_synth;
 
 }  // namespace
 
@@ -209,7 +210,8 @@ std::expected<std::size_t, SynthError> synthesize_cname(const ReplyShape& shape,
     ttl = std::min({ttl, aged(soa->ttl, target.elapsed), aged(minimum, target.elapsed)});
   }
 
-  Writer w(tl_synth.wire);
+  SynthScratch& scratch = tl_synth.get();
+  Writer w(scratch.wire);
   std::size_t n_ttls = 0;
   Header h;
   h.flags = kFlagQR | kFlagRA;
@@ -227,7 +229,7 @@ std::expected<std::size_t, SynthError> synthesize_cname(const ReplyShape& shape,
   w.name(shape.question().qname, true);
   w.u16(static_cast<std::uint16_t>(Type::CNAME));
   w.u16(kClassIN);
-  tl_synth.ttl_offsets[n_ttls++] = static_cast<std::uint16_t>(w.size());
+  scratch.ttl_offsets[n_ttls++] = static_cast<std::uint16_t>(w.size());
   w.u32(ttl);
   const std::size_t rdlength_at = w.size();
   w.u16(0);
@@ -245,19 +247,19 @@ std::expected<std::size_t, SynthError> synthesize_cname(const ReplyShape& shape,
     if (rr.section == Section::Additional) return false;
     if (!wanted) return true;
     auto at = copy_record(w, msg, rr, ttl);
-    if (!at || n_ttls == tl_synth.ttl_offsets.size()) return ok = false;
-    tl_synth.ttl_offsets[n_ttls++] = static_cast<std::uint16_t>(*at);
+    if (!at || n_ttls == scratch.ttl_offsets.size()) return ok = false;
+    scratch.ttl_offsets[n_ttls++] = static_cast<std::uint16_t>(*at);
     return true;
   });
   if (!ok || !w.ok()) return std::unexpected(SynthError::NoRoom);
 
   AnswerParts parts;
-  parts.wire = Bytes(tl_synth.wire.data(), w.size());
+  parts.wire = Bytes(scratch.wire.data(), w.size());
   parts.flags = h.flags;
   parts.rcode = 0;
   parts.arcount = 0;
   parts.qname_len = shape.qname_len;
-  parts.ttl_offsets = std::span<const std::uint16_t>(tl_synth.ttl_offsets.data(), n_ttls);
+  parts.ttl_offsets = std::span<const std::uint16_t>(scratch.ttl_offsets.data(), n_ttls);
   std::size_t n = render_reply(parts, shape, std::nullopt, 0, out);
   if (n == 0) return std::unexpected(SynthError::NoRoom);
   return n;

@@ -14,12 +14,13 @@
 #include <localdns/server/query_handler.hpp>
 #include <localdns/server/search_prefetch.hpp>
 #include <localdns/server/tcp_listener.hpp>
+#include <localdns/util/thread_scratch.hpp>
 
 namespace localdns::server {
 
 namespace {
 // Per-thread scratch space for replies built outside a listener's batch.
-thread_local std::array<std::uint8_t, dns::kMaxMessageSize> tl_reply;
+thread_local util::ThreadScratch<std::array<std::uint8_t, dns::kMaxMessageSize>> tl_reply;
 
 // An upstream outcome that outlives the completion it came with: one
 // immutable copy made on the leader's thread, shared by the completions
@@ -415,7 +416,8 @@ void QueryHandler::deliver(const Asker& asker, const upstream::Result& result,
                            const cache::Key& key) {
   const auto& shape = asker.shape;
   const auto& client = asker.client;
-  dns::MutableBytes buf(tl_reply.data(), tl_reply.size());
+  auto& reply = tl_reply.get();
+  dns::MutableBytes buf(reply.data(), reply.size());
   std::size_t n = 0;
   bool failed = result.status != upstream::Status::Ok ||
                 result.view->rcode() == static_cast<std::uint16_t>(dns::Rcode::ServFail);

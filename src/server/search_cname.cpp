@@ -12,13 +12,14 @@
 #include <localdns/server/query_handler.hpp>
 #include <localdns/server/search_prefetch.hpp>
 #include <localdns/server/search_target.hpp>
+#include <localdns/util/thread_scratch.hpp>
 
 namespace localdns::server {
 
 namespace {
 
 // The synthesized answer, before it is cached and rendered for each waiter.
-thread_local std::array<std::uint8_t, dns::kMaxMessageSize> tl_cname;
+thread_local util::ThreadScratch<std::array<std::uint8_t, dns::kMaxMessageSize>> tl_cname;
 
 TargetOutcome target_outcome(CandidateOutcome o) {
   switch (o) {
@@ -137,9 +138,9 @@ void SearchPrefetch::decide(const std::shared_ptr<CandidateSet>& set) {
   shape.qclass = dns::kClassIN;
   shape.limit = dns::kMaxMessageSize;
   dns::CnameTarget target{*x.answer, *view, 0, choice.negative_ttl};
-  auto made =
-      dns::synthesize_cname(shape, target, dns::MutableBytes(tl_cname.data(), tl_cname.size()));
-  const dns::Bytes msg(tl_cname.data(), made ? *made : 0);
+  auto& buf = tl_cname.get();
+  auto made = dns::synthesize_cname(shape, target, dns::MutableBytes(buf.data(), buf.size()));
+  const dns::Bytes msg(buf.data(), made ? *made : 0);
   auto answer = made ? dns::parse_response(msg) : std::nullopt;
   if (!answer) return set->answer_f_as_is();
   handler_.stats_.search_cname.inc();  // before any reply goes out

@@ -8,6 +8,7 @@
 #include <localdns/dns/name.hpp>
 #include <localdns/server/query_handler.hpp>
 #include <localdns/server/search_prefetch.hpp>
+#include <localdns/util/thread_scratch.hpp>
 
 namespace localdns::server {
 
@@ -16,7 +17,7 @@ namespace {
 constexpr std::size_t kMaxSettled = 4096;
 
 // Scratch space for rendering a cached candidate's answer.
-thread_local std::array<std::uint8_t, dns::kMaxMessageSize> tl_probe;
+thread_local util::ThreadScratch<std::array<std::uint8_t, dns::kMaxMessageSize>> tl_probe;
 
 ClientLimits per_client_limits(const SearchPathSettings& s) {
   ClientLimits l;
@@ -211,12 +212,13 @@ void SearchPrefetch::ask(const std::shared_ptr<CandidateSet>& set, int probe) {
     shape.edns = req.do_bit;
     shape.do_bit = req.do_bit;
     shape.limit = dns::kMaxMessageSize;
-    dns::MutableBytes out(tl_probe.data(), tl_probe.size());
+    auto& buf = tl_probe.get();
+    dns::MutableBytes out(buf.data(), buf.size());
     if (auto hit = cache->lookup(key, shape, out); hit.size != 0) {
       // This lookup may have claimed the entry's refresh: send it, as a
       // client's hit would.
       if (hit.prefetch) handler_.prefetch(group, key, req);
-      dns::Bytes msg(tl_probe.data(), hit.size);
+      dns::Bytes msg(buf.data(), hit.size);
       if (auto view = dns::parse_response(msg)) return done(from_view(msg, *view));
     }
   }

@@ -1,6 +1,7 @@
 // Builders for the messages localdns writes: error replies, upstream queries
 // and client replies made from upstream answers. All write into caller-owned
-// buffers, return the length written (0 when `out` is too small), never allocate.
+// buffers, return the length written (0 when `out` is too small), never allocate
+// (but build_client_reply on a thread's first call: its scratch, see there).
 #pragma once
 
 #include <array>
@@ -112,7 +113,8 @@ std::size_t render_reply(const AnswerParts& answer, const ReplyShape& shape,
 
 // An upstream answer rendered for one client as it is (no aging): answer_parts
 // (with thread-local scratch, expanding into at most out.size() bytes) and
-// render_reply.
+// render_reply. A thread's first call allocates that scratch
+// (util/thread_scratch.hpp), untouched until written.
 std::size_t build_client_reply(Bytes answer, const ResponseView& rv, const ReplyShape& shape,
                                MutableBytes out);
 

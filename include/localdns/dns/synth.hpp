@@ -6,7 +6,8 @@
 // NODATA). Which X, and when, is decided elsewhere (server/search_target.hpp).
 //
 // Pure functions on caller-owned buffers; thread-safe (a thread-local scratch
-// buffer of kMaxMessageSize bytes); never allocate.
+// buffer of kMaxMessageSize bytes); never allocate, but for a thread's first
+// call, which allocates that scratch (util/thread_scratch.hpp).
 #pragma once
 
 #include <cstddef>

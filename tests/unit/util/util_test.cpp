@@ -1,7 +1,10 @@
 // The base module: the lock-guarded value, the manual clock, the fixed random
-// sequence and the notifier that shutdown waits on.
+// sequence, the notifier that shutdown waits on and per-thread scratch.
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <link.h>
 #include <map>
 #include <thread>
 #include <vector>
@@ -12,6 +15,7 @@
 #include <localdns/util/lock_guarded.hpp>
 #include <localdns/util/notifier.hpp>
 #include <localdns/util/random.hpp>
+#include <localdns/util/thread_scratch.hpp>
 
 using namespace localdns;
 using namespace std::chrono_literals;
@@ -72,4 +76,39 @@ TEST_CASE("a notifier wakes its waiter when the condition turns true", "[util]")
   auto start = util::SteadyClock::now();
   CHECK_FALSE(n.wait_until(start + 50ms, [] { return false; }));
   CHECK(util::SteadyClock::now() - start >= 50ms);
+}
+
+TEST_CASE("thread scratch: one buffer per thread, the same on every call", "[util]") {
+  using Buffer = std::array<std::uint8_t, 65535>;
+  static thread_local util::ThreadScratch<Buffer> scratch;
+  Buffer* mine = &scratch.get();
+  CHECK(&scratch.get() == mine);
+  mine->front() = 1;
+  Buffer* other = nullptr;
+  bool same = false;
+  std::thread([&] {  // Catch2's assertions stay on the test's thread
+    other = &scratch.get();
+    other->front() = 2;
+    same = &scratch.get() == other;
+  })
+      .join();
+  CHECK(same);
+  CHECK(other != mine);
+  CHECK(mine->front() == 1);
+}
+
+TEST_CASE("every thread starts with little thread-local storage", "[util]") {
+  // The C library zeroes a new thread's static TLS block, so each thread
+  // holds all of it in memory; per-thread buffers belong in ThreadScratch.
+  std::size_t tls = 0;
+  ::dl_iterate_phdr(
+      [](dl_phdr_info* info, std::size_t, void* out) {
+        // The first object is the executable, which holds localdns's code.
+        for (int i = 0; i < info->dlpi_phnum; ++i)
+          if (info->dlpi_phdr[i].p_type == PT_TLS)
+            *static_cast<std::size_t*>(out) = info->dlpi_phdr[i].p_memsz;
+        return 1;
+      },
+      &tls);
+  CHECK(tls < 16 * 1024);
 }
