@@ -413,7 +413,7 @@ TcpListener::TcpListener(asio::ip::tcp::acceptor acceptor, const TcpClientLimits
       handler_(handler),
       budget_(budget),
       retry_(acceptor_.get_executor()),
-      scratch_(dns::kMaxMessageSize) {
+      scratch_(std::make_unique_for_overwrite<std::uint8_t[]>(dns::kMaxMessageSize)) {
   budget_.enlist(this);
 }
 

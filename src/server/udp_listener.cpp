@@ -77,8 +77,8 @@ UdpListener::UdpListener(asio::ip::udp::socket sock, QueryHandler& handler)
     : sock_(std::move(sock)),
       handler_(handler),
       retry_(sock_.get_executor()),
-      in_(kBatch * kMaxQuerySize),
-      out_(kBatch * kReplySlot) {
+      in_(std::make_unique_for_overwrite<std::uint8_t[]>(kBatch * kMaxQuerySize)),
+      out_(std::make_unique_for_overwrite<std::uint8_t[]>(kBatch * kReplySlot)) {
   for (std::size_t i = 0; i < kBatch; ++i) {
     in_iov_[i] = {&in_[i * kMaxQuerySize], kMaxQuerySize};
     in_msgs_[i].msg_hdr.msg_iov = &in_iov_[i];

@@ -198,7 +198,7 @@ class TcpListener {
   QueryHandler& handler() { return handler_; }
   const TcpClientLimits& limits() const { return limits_; }
   TcpClientBudget& budget() { return budget_; }
-  dns::MutableBytes scratch() { return scratch_; }
+  dns::MutableBytes scratch() { return {scratch_.get(), dns::kMaxMessageSize}; }
   void on_session_closed(TcpSession* s);
 
   // For TcpClientBudget: connections held here (any thread), and an eviction
@@ -219,10 +219,12 @@ class TcpListener {
   TcpClientBudget& budget_;
   std::unordered_map<TcpSession*, std::shared_ptr<TcpSession>> sessions_;
   std::atomic<unsigned> session_count_{0};
-  boost::asio::steady_timer retry_;    // after accept errors such as EMFILE
-  FailureStreak streak_;               // accept errors in a row, for the log
-  std::vector<std::uint8_t> scratch_;  // immediate replies, before framing
-  std::function<void()> drained_;      // set while draining
+  boost::asio::steady_timer retry_;  // after accept errors such as EMFILE
+  FailureStreak streak_;             // accept errors in a row, for the log
+  // Immediate replies, before framing: kMaxMessageSize bytes, not cleared,
+  // so only the pages a reply was written to are backed.
+  std::unique_ptr<std::uint8_t[]> scratch_;
+  std::function<void()> drained_;  // set while draining
   bool stopped_ = false;
 };
 

@@ -13,7 +13,6 @@
 #include <memory>
 #include <string>
 #include <sys/socket.h>
-#include <vector>
 
 #include <boost/asio/ip/udp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
@@ -88,9 +87,11 @@ class UdpListener {
   FailureStreak streak_;
   std::chrono::milliseconds backoff_{0};
   boost::asio::steady_timer retry_;
-  // Batch buffers, allocated once.
-  std::vector<std::uint8_t> in_;
-  std::vector<std::uint8_t> out_;
+  // Batch buffers, allocated once and not cleared: the kernel backs a page
+  // only once a datagram or reply is written to it, so an idle listener holds
+  // a few pages, not the whole batch.
+  std::unique_ptr<std::uint8_t[]> in_;
+  std::unique_ptr<std::uint8_t[]> out_;
   std::array<mmsghdr, kBatch> in_msgs_{};
   std::array<iovec, kBatch> in_iov_{};
   std::array<sockaddr_storage, kBatch> addrs_{};
