@@ -428,9 +428,9 @@ void TcpListener::start() {
 
 void TcpListener::accept() {
   acceptor_.async_accept([this](error_code ec, asio::ip::tcp::socket sock) {
-    if (stopped_) return;
+    // The error first: an aborted accept may outlive the listener.
+    if (ec == asio::error::operation_aborted || stopped_) return;
     if (ec) {
-      if (ec == asio::error::operation_aborted) return;
       // Out of descriptors (EMFILE, ENFILE) it fails again at once while the
       // connection waits in the backlog: a pause, and one line per streak.
       if (streak_.fail(FailureStreak::Clock::now())) {

@@ -137,7 +137,8 @@ void UdpListener::unbind() {
 void UdpListener::wait() {
   sock_.async_receive(
       asio::buffer(&peek_, 1), asio::socket_base::message_peek, [this](error_code ec, std::size_t) {
-        if (stopped_ || ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) {
+        // The error first: an aborted receive may outlive the listener.
+        if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor || stopped_) {
           return;
         }
         if (!ec) [[likely]] {
