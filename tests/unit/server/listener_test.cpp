@@ -166,6 +166,10 @@ TEST_CASE("udp listener: a receive that fails every time is paced, not spun, the
   CHECK(log.lines_with("receive failing", 0).size() == 1);
 }
 
+// Not in the AddressSanitizer build: UBSan's vptr check probes memory through
+// a pipe, and with no descriptor free it reports Asio's reactor as an invalid
+// object. The ci and TSan builds run it.
+#ifndef __SANITIZE_ADDRESS__
 TEST_CASE("tcp listener: accept out of descriptors is logged once, retried, then accepts",
           "[server][listener]") {
   test::LogCapture log;
@@ -198,3 +202,4 @@ TEST_CASE("tcp listener: accept out of descriptors is logged once, retried, then
   listener.stop(server::TcpListener::Sessions::close);
   h.ctx.run_for(10ms);
 }
+#endif  // __SANITIZE_ADDRESS__

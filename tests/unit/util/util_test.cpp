@@ -78,9 +78,17 @@ TEST_CASE("a notifier wakes its waiter when the condition turns true", "[util]")
   CHECK(util::SteadyClock::now() - start >= 50ms);
 }
 
+namespace {
+using ScratchBuffer = std::array<std::uint8_t, 65535>;
+// At namespace scope, as in localdns: each thread's first use constructs its
+// instance and registers its destructor. (A function's static thread_local is
+// constructed only on threads that pass its declaration, so a lambda's thread
+// would never free what it allocated.)
+thread_local util::ThreadScratch<ScratchBuffer> scratch;
+}  // namespace
+
 TEST_CASE("thread scratch: one buffer per thread, the same on every call", "[util]") {
-  using Buffer = std::array<std::uint8_t, 65535>;
-  static thread_local util::ThreadScratch<Buffer> scratch;
+  using Buffer = ScratchBuffer;
   Buffer* mine = &scratch.get();
   CHECK(&scratch.get() == mine);
   mine->front() = 1;
